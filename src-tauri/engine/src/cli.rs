@@ -1,0 +1,437 @@
+//! The headless command line, `thinkube-deploy`: flags parsed and validated into
+//! arguments, one engine call per subcommand, and the contract's exit codes.
+//! The desktop app runs the same `run` when given a subcommand.
+
+use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{EngineError, Result, exit};
+use crate::history;
+use crate::lock::{Identity, LockWait};
+use crate::model::Event;
+use crate::ops::{self, RecoverSource};
+use crate::paths::{EnvName, Layout, installer_home_from_process};
+use crate::status;
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+/// Name and version, as recorded in lock info and runs.
+pub const PROGRAM: &str = concat!("thinkube-deploy ", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "thinkube-deploy",
+    version,
+    about = "Deploys Thinkube, phase by phase, and keeps every step's outcome.",
+    long_about = "Deploys Thinkube, phase by phase, and keeps every step's outcome.\n\nState lives in $THINKUBE_INSTALLER_HOME (default ~/.thinkube-installer).\nExit codes: 0 ok, 1 failed, 2 bad input, 3 locked, 4 unreadable state, 5 gate blocked, 130 stopped."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Environment: letters, digits, `-` and `_` (default: the default environment)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Wait up to SECONDS for another process's lock instead of exiting with 3
+    #[arg(long, global = true, value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the current deployment (local files only; never waits for a lock)
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List past and current runs
+    History {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run: configuration, steps attempted, errors, timings
+    ShowRun {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what differs between two runs
+    DiffRuns {
+        run_a: String,
+        run_b: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the audit trail, oldest first
+    Events {
+        /// Only events of this run
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Keep printing new events as they are written
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert an older state format now, or import another tool's state file
+    Migrate {
+        /// Show what would change; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Import this file (k0rdent-azure-setup deployment-state.yaml, or the earlier installer's JSON)
+        #[arg(long, value_name = "PATH")]
+        from: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace an unreadable state with its last good copy (the bad file is moved aside)
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["from_backup", "from"])))]
+    Recover {
+        /// Use the backup kept at the last change
+        #[arg(long)]
+        from_backup: bool,
+        /// Use this state file
+        #[arg(long, value_name = "PATH")]
+        from: Option<PathBuf>,
+    },
+    /// Archive the current deployment's progress into history and clear it
+    CleanState {
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Archive finished runs older than DAYS out of history
+    Cleanup {
+        #[arg(long, value_name = "DAYS", default_value_t = 90)]
+        older_than: u32,
+    },
+}
+
+impl Command {
+    /// Whether the command changes files (and so logs to the environment's log).
+    fn writes(&self) -> bool {
+        match self {
+            Command::Status { .. }
+            | Command::History { .. }
+            | Command::ShowRun { .. }
+            | Command::DiffRuns { .. }
+            | Command::Events { .. } => false,
+            Command::Migrate { dry_run, .. } => !dry_run,
+            Command::Recover { .. } | Command::CleanState { .. } | Command::Cleanup { .. } => true,
+        }
+    }
+}
+
+/// Entry point of the `thinkube-deploy` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(run_and_report(cli))
+}
+
+/// Runs a parsed command line and prints an error as one line with its causes.
+pub fn run_and_report(cli: Cli) -> u8 {
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let mut line = format!("thinkube-deploy: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !line.contains(&text) {
+                    line.push_str(": ");
+                    line.push_str(&text);
+                }
+                source = cause.source();
+            }
+            tracing::error!("{line}");
+            eprintln!("{line}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs a command; returns its exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let env = match &cli.global.env {
+        Some(name) => EnvName::parse(name)?,
+        None => EnvName::default_env(),
+    };
+    let layout = Layout::new(installer_home_from_process()?, env);
+    init_logging(&layout, cli.command.writes());
+    let wait = match cli.global.lock_timeout {
+        None | Some(0) => LockWait::NoWait,
+        Some(s) => LockWait::Timeout(Duration::from_secs(s)),
+    };
+    let store = Store::new(layout, Identity::new(PROGRAM));
+    let now = Timestamp::now();
+    match cli.command {
+        Command::Status { json } => {
+            let loaded = store.load(now)?;
+            let view = status::view(store.layout(), loaded.as_ref(), store.lock_holder().as_ref(), now);
+            if json {
+                emit_json(&view);
+            } else {
+                emit(&status::render(&view));
+            }
+        }
+        Command::History { json } => {
+            let runs = all_runs(&store, now)?;
+            if json {
+                emit_json(&history::rows(&runs));
+            } else {
+                emit(&history::render_history(&runs));
+            }
+        }
+        Command::ShowRun { run_id, json } => {
+            let run = find_run(&store, &run_id, now)?;
+            if json {
+                emit_json(&run);
+            } else {
+                emit(&history::render_run(&run));
+            }
+        }
+        Command::DiffRuns { run_a, run_b, json } => {
+            let a = find_run(&store, &run_a, now)?;
+            let b = find_run(&store, &run_b, now)?;
+            let diff = history::diff(&a, &b);
+            if json {
+                emit_json(&diff);
+            } else {
+                emit(&history::render_diff(&diff));
+            }
+        }
+        Command::Events { run, follow, json } => {
+            print_events(&store, run.as_deref(), follow, json)?;
+        }
+        Command::Migrate { dry_run, from, json } => {
+            let report = match from {
+                Some(path) => ops::import(&store, &path, dry_run, wait, now)?,
+                None => ops::migrate_in_place(&store, dry_run, wait, now)?,
+            };
+            if json {
+                emit_json(&report);
+            } else {
+                let mut text = format!("{}\n", report.message);
+                for note in &report.notes {
+                    text.push_str(&format!("  note: {note}\n"));
+                }
+                emit(&text);
+            }
+        }
+        Command::Recover { from_backup, from } => {
+            let source = match (from_backup, from) {
+                (_, Some(path)) => RecoverSource::File(path),
+                _ => RecoverSource::Backup,
+            };
+            let r = ops::recover(&store, source, wait, now)?;
+            let aside = r
+                .moved_aside
+                .map(|p| format!("; the unreadable file was moved to {}", p.display()))
+                .unwrap_or_default();
+            emit(&format!("Restored the state from {}{aside} (serial {}).\n", r.restored_from.display(), r.serial));
+        }
+        Command::CleanState { yes } => {
+            if !yes && !confirm("Archive the current deployment's progress into history and clear it? Inventory and configuration are kept.")? {
+                emit("Nothing changed.\n");
+                return Ok(exit::SUCCESS);
+            }
+            let r = ops::clean_state(&store, wait, now)?;
+            match r.archived_to {
+                Some(p) => emit(&format!("Progress archived to {} and cleared; inventory and configuration kept.\n", p.display())),
+                None => emit("There is no progress to clear.\n"),
+            };
+        }
+        Command::Cleanup { older_than } => {
+            let r = ops::cleanup(&store, older_than, wait, now)?;
+            let mut text = if r.archived.is_empty() {
+                format!("No finished runs older than {older_than} days.\n")
+            } else {
+                format!("Moved {} run(s) to {}.\n", r.archived.len(), r.archive_dir.display())
+            };
+            for p in r.unreadable {
+                text.push_str(&format!("  left unreadable run file in place: {}\n", p.display()));
+            }
+            emit(&text);
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn all_runs(store: &Store, now: Timestamp) -> Result<Vec<crate::model::RunRecord>> {
+    let loaded = store.load(now)?;
+    let (finished, bad) = store.read_runs()?;
+    for (path, reason) in bad {
+        eprintln!("thinkube-deploy: skipping unreadable run file {}: {reason}", path.display());
+    }
+    Ok(history::runs_with_current(finished, loaded.as_ref().map(|l| &l.state)))
+}
+
+fn find_run(store: &Store, run_id: &str, now: Timestamp) -> Result<crate::model::RunRecord> {
+    let loaded = store.load(now)?;
+    store
+        .read_run(run_id, loaded.as_ref().map(|l| &l.state))?
+        .ok_or_else(|| {
+            EngineError::Usage(format!(
+                "there is no run `{run_id}` in environment `{}`; `thinkube-deploy history` lists them",
+                store.layout().env
+            ))
+        })
+}
+
+fn print_events(store: &Store, run: Option<&str>, follow: bool, json: bool) -> Result<()> {
+    let wanted = |e: &Event| run.is_none_or(|r| e.run_id.as_deref() == Some(r));
+    let format = |e: &Event| -> String {
+        if json {
+            serde_json::to_string(e).unwrap_or_default()
+        } else {
+            format!(
+                "#{:<5} {} {:<18} {}{}{}",
+                e.seq,
+                e.at,
+                serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                e.step.as_deref().map(|s| format!("[{s}] ")).unwrap_or_default(),
+                e.message,
+                e.run_id.as_deref().map(|r| format!("  (run {r})")).unwrap_or_default(),
+            )
+        }
+    };
+    let read = store.read_events()?;
+    if read.torn_tail > 0 && !follow {
+        eprintln!(
+            "thinkube-deploy: the last line of {} is incomplete ({} bytes; a write was cut short) and was skipped; the next change drops it",
+            store.layout().events_file().display(),
+            read.torn_tail
+        );
+    }
+    for line in &read.bad_lines {
+        eprintln!("thinkube-deploy: skipped unreadable line {line} of {}", store.layout().events_file().display());
+    }
+    let mut text = String::new();
+    for e in read.events.iter().filter(|e| wanted(e)) {
+        text.push_str(&format(e));
+        text.push('\n');
+    }
+    emit(&text);
+    if !follow {
+        return Ok(());
+    }
+    // Follow: poll the file for complete new lines (like `tail -f`). A reader never
+    // takes the lock, so polling is the only way to learn of new lines.
+    let path = store.layout().events_file();
+    let mut last_seq = read.events.last().map_or(0, |e| e.seq);
+    let mut offset: u64 = 0;
+    let mut pending = Vec::new();
+    loop {
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if len < offset {
+                offset = 0; // truncated (torn line dropped): read again, skipping seen seqs
+                pending.clear();
+            }
+            if len > offset && f.seek(SeekFrom::Start(offset)).is_ok() {
+                let mut chunk = Vec::new();
+                if f.read_to_end(&mut chunk).is_ok() {
+                    offset += chunk.len() as u64;
+                    pending.extend_from_slice(&chunk);
+                    let complete = pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                    let lines: Vec<u8> = pending.drain(..complete).collect();
+                    let mut out = String::new();
+                    for line in lines.split(|b| *b == b'\n') {
+                        if let Ok(e) = serde_json::from_slice::<Event>(line)
+                            && e.seq > last_seq
+                        {
+                            last_seq = e.seq;
+                            if wanted(&e) {
+                                out.push_str(&format(&e));
+                                out.push('\n');
+                            }
+                        }
+                    }
+                    if !emit(&out) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn confirm(question: &str) -> Result<bool> {
+    if !io::stdin().is_terminal() {
+        return Err(EngineError::Usage(
+            "this needs confirmation and there is no terminal to ask on: pass --yes".into(),
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| EngineError::io("read the answer from", "standard input", e))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Writes to stdout; returns false when the reader went away (a closed pipe is not
+/// an error for a command whose output is being piped to `head`).
+fn emit(text: &str) -> bool {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_ok()
+}
+
+fn emit_json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            emit(&format!("{text}\n"));
+        }
+        Err(e) => eprintln!("thinkube-deploy: internal error: cannot encode the output: {e}"),
+    }
+}
+
+/// Info-level logs of changing commands go to `<env>/logs/engine.log` (0600);
+/// `THINKUBE_LOG=debug` (or any filter) also prints them on stderr.
+fn init_logging(layout: &Layout, writes: bool) {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
+    let stderr_layer = std::env::var("THINKUBE_LOG").ok().map(|filter| {
+        fmt::layer()
+            .with_writer(io::stderr)
+            .with_filter(EnvFilter::new(filter))
+    });
+    let file_layer = writes
+        .then(|| open_log_file(layout))
+        .flatten()
+        .map(|file| {
+            fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .with_filter(EnvFilter::new("info"))
+        });
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init();
+}
+
+fn open_log_file(layout: &Layout) -> Option<std::fs::File> {
+    use crate::fsops::{FILE_MODE, FileOps, RealFs};
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = layout.logs_dir();
+    RealFs.create_dir_all(&dir).ok()?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .open(dir.join("engine.log"))
+        .ok()
+}

@@ -1,0 +1,110 @@
+//! The engine's errors. Each variant carries what it is about (a path, a step id) and
+//! its message says what happened and what to do; `exit_code` maps it to the contract.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::lifecycle::TransitionError;
+use crate::lock::LockHolder;
+
+/// Exit codes of the contract.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const BAD_INPUT: u8 = 2;
+    pub const LOCKED: u8 = 3;
+    pub const UNREADABLE: u8 = 4;
+    pub const GATE_BLOCKED: u8 = 5;
+    pub const STOPPED: u8 = 130;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot tell where the installer home is: HOME is not set; set THINKUBE_INSTALLER_HOME to a folder")]
+    NoHome,
+
+    #[error("`{name}` is not a valid environment name: use letters, digits, `-` and `_` (at most 64)")]
+    InvalidEnvName { name: String },
+
+    #[error("{}", locked_message(.path, .holder.as_ref()))]
+    Locked {
+        path: PathBuf,
+        holder: Option<LockHolder>,
+    },
+
+    #[error("the state file {path} cannot be read: {reason}. It was left untouched. Run `thinkube-deploy recover --from-backup` to put the last good copy back (the unreadable file is moved aside, not deleted), or see docs/troubleshooting.md")]
+    Unreadable { path: PathBuf, reason: String },
+
+    #[error("the state file {path} has schema version {found}, newer than this program understands (up to {supported}); it was left untouched. Use a newer thinkube-deploy")]
+    NewerSchema {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+
+    #[error("could not {action} {path}: {source}{}", io_hint(.source))]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("{path} cannot be imported: {reason}")]
+    BadImport { path: PathBuf, reason: String },
+
+    #[error("{0}")]
+    Transition(#[from] TransitionError),
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn io_hint(source: &io::Error) -> &'static str {
+    match source.raw_os_error() {
+        Some(28) => " (the disk is full: free some space and run the command again; the previous state is intact)",
+        Some(13) | Some(1) => " (permission denied: check the owner and mode of the installer home)",
+        Some(30) => " (the file system is read-only)",
+        _ => "",
+    }
+}
+
+fn locked_message(path: &std::path::Path, holder: Option<&LockHolder>) -> String {
+    let who = match holder {
+        Some(h) => format!(
+            "pid {} (operation `{}`, since {}, user {} on {}, {})",
+            h.pid, h.operation, h.since, h.user, h.host, h.program
+        ),
+        None => "another process (it has not said who yet)".to_string(),
+    };
+    format!(
+        "the state in {} is locked by {who}; wait for it to finish, run the command again with --lock-timeout SECONDS to wait for it, or stop it with `thinkube-deploy cancel`",
+        path.display()
+    )
+}
+
+impl EngineError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The exit code of the contract for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::NoHome
+            | Self::InvalidEnvName { .. }
+            | Self::BadImport { .. }
+            | Self::Transition(_)
+            | Self::Usage(_) => exit::BAD_INPUT,
+            Self::Locked { .. } => exit::LOCKED,
+            Self::Unreadable { .. } | Self::NewerSchema { .. } => exit::UNREADABLE,
+            Self::Io { .. } => exit::FAILED,
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

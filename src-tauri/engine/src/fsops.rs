@@ -1,0 +1,231 @@
+//! Every file operation the store makes, behind one small interface.
+//!
+//! The real implementation is the durable one: a replace is temp file in the same
+//! folder, write, fsync, rename over the target, fsync of the folder. The interface
+//! exists so the reliability tests can run the store against a simulated file
+//! system that loses whatever was not synced at a crash point, and inject faults
+//! (no space, I/O errors) at each operation.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode of every file the installer writes.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every folder the installer creates.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Prefix of temporary files; leftovers (from a crash mid-write) are removed by the
+/// next writer, which holds the lock.
+pub const TEMP_PREFIX: &str = ".tmp-";
+
+/// The file operations of the store.
+pub trait FileOps: Send + Sync {
+    /// Reads a whole file; `Ok(None)` when it does not exist.
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// Replaces `path` with `bytes` durably and atomically: afterwards the file holds
+    /// either the old or the new content, never a mix, even after power loss.
+    fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Makes `backup` a copy of `path`'s current content, atomically (`backup` is
+    /// replaced; nothing happens if `path` does not exist). Durable with the next
+    /// `replace` in the same folder, which syncs the folder.
+    fn snapshot(&self, path: &Path, backup: &Path) -> io::Result<()>;
+    /// Appends to a file, creating it (0600). Not synced: see `sync`.
+    fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Makes a file's content durable.
+    fn sync(&self, path: &Path) -> io::Result<()>;
+    /// Shortens a file to `len` bytes (drops a torn last line).
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Renames, then syncs the folder(s).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Creates a folder and its parents with mode 0700.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Removes a file; a missing file is fine.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real, durable file operations.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// A unique temporary name beside `path`.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    parent_of(path).join(format!("{TEMP_PREFIX}{name}.{}", &suffix[..12]))
+}
+
+fn open_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+impl FileOps for RealFs {
+    fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        match File::open(path) {
+            Ok(mut f) => {
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf)?;
+                Ok(Some(buf))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let tmp = temp_path(path);
+        let result = (|| {
+            let mut f = open_new(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, path)?;
+            sync_dir(parent_of(path))
+        })();
+        if result.is_err() {
+            // Best effort: a temp file left here is removed by the next writer anyway.
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn snapshot(&self, path: &Path, backup: &Path) -> io::Result<()> {
+        // A hard link costs no copy; the link is then renamed over the old backup so
+        // the backup is replaced atomically. The state file itself is only ever
+        // replaced by rename, so the linked content never changes afterwards.
+        let tmp = temp_path(backup);
+        match fs::hard_link(path, &tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        // A state file put here by hand may have another mode; the backup is ours.
+        if fs::metadata(&tmp)?.permissions().mode() & 0o777 != FILE_MODE {
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(FILE_MODE))?;
+        }
+        fs::rename(&tmp, backup).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(path)?;
+        f.write_all(bytes)
+    }
+
+    fn sync(&self, path: &Path) -> io::Result<()> {
+        match File::open(path) {
+            Ok(f) => f.sync_data(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let f = OpenOptions::new().write(true).open(path)?;
+        f.set_len(len)?;
+        f.sync_all()
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)?;
+        sync_dir(parent_of(to))?;
+        if parent_of(from) != parent_of(to) {
+            sync_dir(parent_of(from))?;
+        }
+        Ok(())
+    }
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        if path.is_dir() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut cur = Some(path);
+        while let Some(p) = cur {
+            if p.as_os_str().is_empty() || p.exists() {
+                break;
+            }
+            missing.push(p.to_path_buf());
+            cur = p.parent();
+        }
+        for dir in missing.iter().rev() {
+            match fs::create_dir(dir) {
+                Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_writes_0600_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("f.json");
+        RealFs.replace(&target, b"one").unwrap();
+        RealFs.replace(&target, b"two").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"two");
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, FILE_MODE);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["f.json"]);
+    }
+
+    #[test]
+    fn snapshot_keeps_the_old_content_after_a_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("s");
+        let backup = dir.path().join("s.bak");
+        RealFs.snapshot(&target, &backup).unwrap();
+        assert!(!backup.exists(), "nothing to back up yet");
+        RealFs.replace(&target, b"v1").unwrap();
+        RealFs.snapshot(&target, &backup).unwrap();
+        RealFs.replace(&target, b"v2").unwrap();
+        assert_eq!(fs::read(&backup).unwrap(), b"v1");
+        assert_eq!(fs::read(&target).unwrap(), b"v2");
+    }
+
+    #[test]
+    fn create_dir_all_uses_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        RealFs.create_dir_all(&deep).unwrap();
+        for p in [dir.path().join("a"), dir.path().join("a/b"), deep] {
+            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, DIR_MODE);
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! History: the runs of an environment (`history`), one run (`show-run`), and what
+//! differs between two runs (`diff-runs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::model::{RunOutcome, RunRecord, StateFile};
+use crate::timestamp::Timestamp;
+
+/// The runs to list: finished ones from `runs/` and the state's latest run if it is
+/// not there yet (still running). Oldest first.
+pub fn runs_with_current(mut finished: Vec<RunRecord>, state: Option<&StateFile>) -> Vec<RunRecord> {
+    if let Some(current) = state.and_then(|s| s.current_run.as_ref())
+        && !finished.iter().any(|r| r.run_id == current.run_id)
+    {
+        finished.push(current.clone());
+    }
+    finished
+}
+
+/// A row of `history --json`.
+#[derive(Debug, Serialize)]
+pub struct HistoryRow<'a> {
+    pub run_id: &'a str,
+    pub kind: crate::model::RunKind,
+    pub deployment_id: Option<&'a str>,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub duration_seconds: Option<i64>,
+    pub outcome: RunOutcome,
+    pub plan_id: Option<&'a str>,
+    pub flags: &'a [String],
+    pub steps_attempted: usize,
+}
+
+pub fn rows(runs: &[RunRecord]) -> Vec<HistoryRow<'_>> {
+    runs.iter()
+        .map(|r| HistoryRow {
+            run_id: &r.run_id,
+            kind: r.kind,
+            deployment_id: r.deployment_id.as_deref(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_seconds: r.finished_at.map(|f| r.started_at.seconds_until(f)),
+            outcome: r.outcome,
+            plan_id: r.plan_id.as_deref(),
+            flags: &r.enabled_flags,
+            steps_attempted: r.steps_attempted.len(),
+        })
+        .collect()
+}
+
+pub fn render_history(runs: &[RunRecord]) -> String {
+    if runs.is_empty() {
+        return "No runs yet.\n".into();
+    }
+    let mut out = format!(
+        "{:<24} {:<20} {:<20} {:<11} {:<14} {}\n",
+        "RUN", "STARTED", "ENDED", "OUTCOME", "PLAN", "FLAGS"
+    );
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "{:<24} {:<20} {:<20} {:<11} {:<14} {}",
+            r.run_id,
+            r.started_at.to_string(),
+            r.finished_at.map_or("-".into(), |t| t.to_string()),
+            r.outcome.as_str(),
+            r.plan_id.as_deref().unwrap_or("-"),
+            if r.enabled_flags.is_empty() { "-".into() } else { r.enabled_flags.join(",") }
+        );
+    }
+    out
+}
+
+pub fn render_run(r: &RunRecord) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Run {} ({:?})", r.run_id, r.kind);
+    let _ = writeln!(out, "  deployment: {}", r.deployment_id.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "  plan:       {} {}", r.plan_id.as_deref().unwrap_or("-"), r.plan_digest.as_deref().unwrap_or(""));
+    let _ = writeln!(out, "  started:    {}", r.started_at);
+    let _ = writeln!(out, "  finished:   {}", r.finished_at.map_or("-".into(), |t| t.to_string()));
+    let _ = writeln!(out, "  outcome:    {}", r.outcome.as_str());
+    let _ = writeln!(out, "  program:    {}", r.program);
+    let _ = writeln!(out, "  flags:      {}", if r.enabled_flags.is_empty() { "-".into() } else { r.enabled_flags.join(", ") });
+    for (k, v) in &r.configuration.vars {
+        let _ = writeln!(out, "  var:        {k}={v}");
+    }
+    for (k, v) in &r.configuration.answers {
+        let _ = writeln!(out, "  answer:     {k}={v}");
+    }
+    let _ = writeln!(out, "Steps attempted:");
+    if r.steps_attempted.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for s in &r.steps_attempted {
+        let took = match (s.started_at, s.finished_at) {
+            (Some(a), Some(b)) => format!(" in {}s", a.seconds_until(b)),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  {} attempt {}: {:?}{took}", s.step, s.attempt, s.outcome);
+        if let Some(e) = &s.error {
+            let _ = writeln!(out, "      error: {}", e.message);
+            if let Some(t) = &e.task {
+                let _ = writeln!(out, "      task:  {t}");
+            }
+        }
+    }
+    out
+}
+
+/// One difference between two runs.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Difference {
+    /// e.g. `flags.gpu`, `plan_digest`, `steps.microk8s`.
+    pub field: String,
+    pub a: Value,
+    pub b: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunDiff {
+    pub run_a: String,
+    pub run_b: String,
+    pub differences: Vec<Difference>,
+}
+
+/// What differs between two runs: plan, configuration (flags, vars, answers),
+/// outcome, and each step's last outcome in the run.
+pub fn diff(a: &RunRecord, b: &RunRecord) -> RunDiff {
+    let mut differences = Vec::new();
+    let mut push = |field: String, x: Value, y: Value| {
+        if x != y {
+            differences.push(Difference { field, a: x, b: y });
+        }
+    };
+    push("kind".into(), json(&a.kind), json(&b.kind));
+    push("plan_id".into(), json(&a.plan_id), json(&b.plan_id));
+    push("plan_digest".into(), json(&a.plan_digest), json(&b.plan_digest));
+    push("outcome".into(), json(&a.outcome), json(&b.outcome));
+    let ca = &a.configuration;
+    let cb = &b.configuration;
+    for (prefix, x, y) in [
+        ("flags", to_map(&ca.flags), to_map(&cb.flags)),
+        ("vars", to_map(&ca.vars), to_map(&cb.vars)),
+        ("answers", to_map(&ca.answers), to_map(&cb.answers)),
+        ("steps", step_outcomes(a), step_outcomes(b)),
+    ] {
+        let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+        for k in keys {
+            push(
+                format!("{prefix}.{k}"),
+                x.get(k).cloned().unwrap_or(Value::Null),
+                y.get(k).cloned().unwrap_or(Value::Null),
+            );
+        }
+    }
+    RunDiff {
+        run_a: a.run_id.clone(),
+        run_b: b.run_id.clone(),
+        differences,
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn to_map<V: Serialize>(m: &BTreeMap<String, V>) -> BTreeMap<String, Value> {
+    m.iter().map(|(k, v)| (k.clone(), json(v))).collect()
+}
+
+/// Each step's outcome in a run (its last attempt there).
+fn step_outcomes(r: &RunRecord) -> BTreeMap<String, Value> {
+    r.steps_attempted
+        .iter()
+        .map(|s| (s.step.clone(), json(&s.outcome)))
+        .collect()
+}
+
+pub fn render_diff(d: &RunDiff) -> String {
+    if d.differences.is_empty() {
+        return format!("Runs {} and {} do not differ in plan, configuration or outcomes.\n", d.run_a, d.run_b);
+    }
+    let mut out = format!("{} -> {}\n", d.run_a, d.run_b);
+    for x in &d.differences {
+        let _ = writeln!(out, "  {}: {} -> {}", x.field, x.a, x.b);
+    }
+    out
+}

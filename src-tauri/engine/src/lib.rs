@@ -1,0 +1,26 @@
+//! The deployment-state engine of the Thinkube installer.
+//!
+//! It knows nothing of windows: the desktop app and the headless `thinkube-deploy`
+//! both call it. See `docs/architecture.md` for the code map and invariants.
+//!
+//! - [`model`]: the state file's format; [`lifecycle`]: the only legal transitions.
+//! - [`store`]: durable, locked storage; [`fsops`]: its file operations; [`lock`].
+//! - [`migrate`]: older formats; [`ops`]: write operations; [`status`], [`history`]: views.
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod error;
+pub mod fsops;
+pub mod history;
+pub mod lifecycle;
+pub mod lock;
+pub mod migrate;
+pub mod model;
+pub mod ops;
+pub mod paths;
+pub mod schema;
+pub mod status;
+pub mod store;
+pub mod timestamp;
+
+pub use error::{EngineError, Result};

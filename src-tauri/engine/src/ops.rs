@@ -1,0 +1,442 @@
+//! The engine's write operations of this issue, as functions both binaries call:
+//! `clean-state`, `cleanup`, `recover`, `migrate` and `migrate --from`. Each returns a
+//! report for the caller to show; none prints.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{EngineError, Result};
+use crate::lifecycle::AnyDeployment;
+use crate::lock::LockWait;
+use crate::migrate::{self, import_k0rdent};
+use crate::model::{
+    DeploymentRecord, DeploymentStatus, EventKind, NewEvent, RunOutcome, RunRecord,
+    SCHEMA_VERSION, StateFile,
+};
+use crate::store::{Loaded, Store, Writer, migration_backup_path, parse_state, valid_run_id};
+use crate::timestamp::Timestamp;
+
+/// A deployment archived by `clean-state` (`archive/deployments/*.json`).
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct ArchivedDeployment {
+    pub archived_at: Timestamp,
+    pub lineage: uuid::Uuid,
+    pub serial: u64,
+    pub deployment: DeploymentRecord,
+    pub current_run: Option<RunRecord>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CleanReport {
+    /// `None` when there was no progress to archive.
+    pub archived_to: Option<PathBuf>,
+    pub serial: u64,
+}
+
+/// Archives the current deployment's progress into history and clears it. The
+/// configuration stays in the state; `inventory.yaml` is not touched.
+pub fn clean_state(store: &Store, wait: LockWait, now: Timestamp) -> Result<CleanReport> {
+    let mut w = store.open_writer("clean-state", wait, now)?;
+    let state = w.state().clone();
+    let d = &state.deployment;
+    if d.id.is_none() && d.steps.is_empty() && state.current_run.is_none() {
+        w.finish()?;
+        return Ok(CleanReport {
+            archived_to: None,
+            serial: state.serial,
+        });
+    }
+    let archive = ArchivedDeployment {
+        archived_at: now,
+        lineage: state.lineage,
+        serial: state.serial,
+        deployment: d.clone(),
+        current_run: state.current_run.clone(),
+    };
+    let dir = store.layout().archive_dir().join("deployments");
+    let name = format!(
+        "{}-{}.json",
+        now.compact(),
+        d.id.as_deref().filter(|id| valid_run_id(id)).unwrap_or("deployment")
+    );
+    let path = dir.join(name);
+    write_json(store, &dir, &path, &archive)?;
+    let deployment = AnyDeployment::from_record(d.clone())
+        .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
+    let (_, fresh) = deployment.clean();
+    let message = format!("progress archived to {}", path.display());
+    let serial = w.commit(now, vec![NewEvent::new(EventKind::StateCleaned, message)], |s| {
+        s.deployment = fresh.erase().into_record();
+        s.current_run = None;
+        Ok(())
+    })?;
+    w.finish()?;
+    Ok(CleanReport {
+        archived_to: Some(path),
+        serial,
+    })
+}
+
+fn write_json<T: Serialize>(store: &Store, dir: &Path, path: &Path, value: &T) -> Result<()> {
+    store
+        .fs()
+        .create_dir_all(dir)
+        .map_err(|e| EngineError::io("create the folder", dir, e))?;
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
+    store
+        .fs()
+        .replace(path, &bytes)
+        .map_err(|e| EngineError::io("write", path, e))
+}
+
+#[derive(Debug, Serialize)]
+pub struct CleanupReport {
+    /// Run ids moved to `archive/runs/`.
+    pub archived: Vec<String>,
+    pub archive_dir: PathBuf,
+    /// Run files that could not be read; left where they are.
+    pub unreadable: Vec<PathBuf>,
+}
+
+/// Moves finished runs that ended more than `older_than_days` ago out of history,
+/// into `archive/runs/`. The deployment's latest run always stays.
+pub fn cleanup(store: &Store, older_than_days: u32, wait: LockWait, now: Timestamp) -> Result<CleanupReport> {
+    let mut w = store.open_writer("cleanup", wait, now)?;
+    let (runs, bad) = store.read_runs()?;
+    let cutoff = now.plus_seconds(-(i64::from(older_than_days) * 86_400));
+    let current = w.state().current_run.as_ref().map(|r| r.run_id.clone());
+    let dir = store.layout().archive_dir().join("runs");
+    let mut archived = Vec::new();
+    for run in runs {
+        let old = run.finished_at.is_some_and(|f| f < cutoff);
+        if !old || run.outcome == RunOutcome::Running || Some(&run.run_id) == current.as_ref() {
+            continue;
+        }
+        store
+            .fs()
+            .create_dir_all(&dir)
+            .map_err(|e| EngineError::io("create the folder", &dir, e))?;
+        let from = store.layout().run_file(&run.run_id);
+        let to = dir.join(format!("{}.json", run.run_id));
+        store
+            .fs()
+            .rename(&from, &to)
+            .map_err(|e| EngineError::io("move the run file", &from, e))?;
+        archived.push(run.run_id);
+    }
+    if !archived.is_empty() {
+        let message = format!(
+            "{} run(s) older than {older_than_days} days moved to {}",
+            archived.len(),
+            dir.display()
+        );
+        w.commit(now, vec![NewEvent::new(EventKind::RunsArchived, message)], |_| Ok(()))?;
+    }
+    w.finish()?;
+    Ok(CleanupReport {
+        archived,
+        archive_dir: dir,
+        unreadable: bad.into_iter().map(|(p, _)| p).collect(),
+    })
+}
+
+/// Where `recover` takes the good state from.
+#[derive(Debug, Clone)]
+pub enum RecoverSource {
+    Backup,
+    File(PathBuf),
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecoverReport {
+    pub restored_from: PathBuf,
+    /// Where the unreadable file was moved (`None` if there was no state file).
+    pub moved_aside: Option<PathBuf>,
+    pub serial: u64,
+}
+
+/// Replaces an unreadable (or missing) state with a good copy, after moving the
+/// unreadable file aside. Refuses when the state is readable. Never deletes.
+pub fn recover(store: &Store, source: RecoverSource, wait: LockWait, now: Timestamp) -> Result<RecoverReport> {
+    let guard = store.lock("recover", wait, now)?;
+    let layout = store.layout().clone();
+    let state_path = layout.state_file();
+    let fs = store.fs();
+    let current = fs
+        .read(&state_path)
+        .map_err(|e| EngineError::io("read", &state_path, e))?;
+    if let Some(bytes) = &current
+        && parse_state(bytes, &state_path, now, uuid::Uuid::new_v4()).is_ok()
+    {
+        return Err(EngineError::Usage(format!(
+            "the state file {} is readable: there is nothing to recover (to start over, use `thinkube-deploy clean-state`)",
+            state_path.display()
+        )));
+    }
+    let source_path = match &source {
+        RecoverSource::Backup => layout.backup_file(),
+        RecoverSource::File(p) => p.clone(),
+    };
+    let Some(source_bytes) = fs
+        .read(&source_path)
+        .map_err(|e| EngineError::io("read", &source_path, e))?
+    else {
+        return Err(EngineError::Usage(format!(
+            "there is no copy to recover from at {}; nothing was changed. Give another file with `recover --from PATH`, or see docs/troubleshooting.md",
+            source_path.display()
+        )));
+    };
+    parse_state(&source_bytes, &source_path, now, uuid::Uuid::new_v4()).map_err(|e| match e {
+        EngineError::Unreadable { reason, .. } => EngineError::Unreadable {
+            path: source_path.clone(),
+            reason: format!("{reason}. It cannot serve to recover either; nothing was changed"),
+        },
+        other => other,
+    })?;
+    // The serial must never go back: take the highest one the unreadable file
+    // still shows, if any.
+    let floor = current.as_deref().and_then(scan_serial).unwrap_or(0);
+    let moved_aside = match current {
+        None => None,
+        Some(_) => {
+            let aside = unique_path(&layout.root, &format!("deployment-state.json.unreadable-{}", now.compact()));
+            fs.rename(&state_path, &aside)
+                .map_err(|e| EngineError::io("move the unreadable state aside from", &state_path, e))?;
+            Some(aside)
+        }
+    };
+    fs.replace(&state_path, &source_bytes)
+        .map_err(|e| EngineError::io("write", &state_path, e))?;
+    let mut w = Writer::open(store.clone(), guard, now)?;
+    let message = format!(
+        "state restored from {}{}",
+        source_path.display(),
+        moved_aside
+            .as_ref()
+            .map(|p| format!("; the unreadable file was moved to {}", p.display()))
+            .unwrap_or_default()
+    );
+    let serial = w.commit(now, vec![NewEvent::new(EventKind::StateRecovered, message)], |s| {
+        s.serial = s.serial.max(floor);
+        Ok(())
+    })?;
+    w.finish()?;
+    Ok(RecoverReport {
+        restored_from: source_path,
+        moved_aside,
+        serial,
+    })
+}
+
+/// The largest `"serial": N` in a damaged file's text (best effort).
+fn scan_serial(bytes: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut best = None;
+    let mut rest = text.as_ref();
+    while let Some(i) = rest.find("\"serial\"") {
+        rest = &rest[i + 8..];
+        let after = rest.trim_start().strip_prefix(':').map(str::trim_start);
+        if let Some(n) = after.and_then(|a| {
+            let digits: String = a.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().ok()
+        }) {
+            best = best.max(Some(n));
+        }
+    }
+    best
+}
+
+fn unique_path(dir: &Path, name: &str) -> PathBuf {
+    let mut path = dir.join(name);
+    let mut n = 2;
+    while path.exists() {
+        path = dir.join(format!("{name}-{n}"));
+        n += 1;
+    }
+    path
+}
+
+/// What `migrate` did or would do.
+#[derive(Debug, Serialize)]
+pub struct MigrateReport {
+    pub dry_run: bool,
+    /// `None` when there was nothing to convert.
+    pub from: Option<String>,
+    pub to_schema_version: u32,
+    /// Where the original is (or would be) kept.
+    pub backup: Option<PathBuf>,
+    pub status: Option<DeploymentStatus>,
+    pub steps: usize,
+    pub notes: Vec<String>,
+    /// Peers whose WireGuard private keys stay in the imported file.
+    pub private_keys_left_in_source: Vec<String>,
+    /// The converted state (with `--dry-run --json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateFile>,
+    pub message: String,
+}
+
+/// Converts the state file of this environment to the current format now.
+pub fn migrate_in_place(store: &Store, dry_run: bool, wait: LockWait, now: Timestamp) -> Result<MigrateReport> {
+    let layout = store.layout();
+    let report = |loaded: Option<&Loaded>, message: String| {
+        let converted = loaded.and_then(|l| l.converted_from.clone());
+        MigrateReport {
+            dry_run,
+            from: converted.as_ref().map(|c| c.describe()),
+            to_schema_version: SCHEMA_VERSION,
+            backup: converted.as_ref().map(|c| migration_backup_path(layout, c.from_version)),
+            status: loaded.map(|l| l.state.deployment.status),
+            steps: loaded.map_or(0, |l| l.state.deployment.steps.len()),
+            notes: loaded
+                .and_then(|l| l.state.deployment.migrated_from.as_ref())
+                .map(|m| m.notes.clone())
+                .unwrap_or_default(),
+            private_keys_left_in_source: Vec::new(),
+            state: if dry_run { loaded.map(|l| l.state.clone()) } else { None },
+            message,
+        }
+    };
+    let loaded = store.load(now)?;
+    let Some(loaded) = loaded else {
+        return Ok(report(None, format!("there is no state file at {}; nothing to migrate", layout.state_file().display())));
+    };
+    let Some(converted) = loaded.converted_from.clone() else {
+        return Ok(report(Some(&loaded), format!("the state is already at schema version {SCHEMA_VERSION}; nothing to do")));
+    };
+    if dry_run {
+        let message = format!(
+            "would convert {} from {} to schema version {SCHEMA_VERSION}, keeping the original as {}; nothing was written",
+            layout.state_file().display(),
+            converted.describe(),
+            migration_backup_path(layout, converted.from_version).display()
+        );
+        return Ok(report(Some(&loaded), message));
+    }
+    let mut w = store.open_writer("migrate", wait, now)?;
+    if w.converted_from().is_some() {
+        w.commit(now, Vec::new(), |_| Ok(()))?;
+    }
+    let written = Loaded {
+        state: w.state().clone(),
+        converted_from: Some(converted.clone()),
+    };
+    w.finish()?;
+    let message = format!(
+        "converted {} from {} to schema version {SCHEMA_VERSION}; the original is kept as {}",
+        layout.state_file().display(),
+        converted.describe(),
+        migration_backup_path(layout, converted.from_version).display()
+    );
+    Ok(report(Some(&written), message))
+}
+
+/// Files larger than this are not state files.
+const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Imports another tool's state file (a k0rdent-azure-setup `deployment-state.yaml`,
+/// or the earlier installer's v2 or queue JSON) as this environment's deployment.
+/// Refuses when a deployment is already here.
+pub fn import(store: &Store, path: &Path, dry_run: bool, wait: LockWait, now: Timestamp) -> Result<MigrateReport> {
+    let bad = |reason: String| EngineError::BadImport {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| EngineError::io("read", path, e))?;
+    if bytes.len() > MAX_IMPORT_BYTES {
+        return Err(bad(format!("it is {} bytes, too large to be a state file", bytes.len())));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
+    let shown = path.display().to_string();
+    let (deployment, facts, keys_left, format) = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(value) => {
+            let (value, converted) = migrate::upgrade(value, now, uuid::Uuid::new_v4()).map_err(bad)?;
+            let Some(converted) = converted else {
+                return Err(bad("it is already a thinkube-deploy state; to use it, run `thinkube-deploy recover --from PATH` instead".into()));
+            };
+            let state: StateFile = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+            let mut d = state.deployment;
+            if let Some(m) = d.migrated_from.as_mut() {
+                m.source_path = Some(shown.clone());
+            }
+            (d, state.facts, Vec::new(), converted.format)
+        }
+        Err(_) => {
+            let k = import_k0rdent(&text, &shown, now).map_err(bad)?;
+            (k.deployment, k.facts, k.peers_with_private_keys, "k0rdent-azure")
+        }
+    };
+    AnyDeployment::from_record(deployment.clone()).map_err(|e| bad(format!("it contradicts itself: {e}")))?;
+    let notes = deployment.migrated_from.as_ref().map(|m| m.notes.clone()).unwrap_or_default();
+    let mut report = MigrateReport {
+        dry_run,
+        from: Some(format!("{format} file {shown}")),
+        to_schema_version: SCHEMA_VERSION,
+        backup: None,
+        status: Some(deployment.status),
+        steps: deployment.steps.len(),
+        notes,
+        private_keys_left_in_source: keys_left,
+        state: None,
+        message: String::new(),
+    };
+    if dry_run {
+        report.message = format!(
+            "would import deployment {} ({} steps, {}) from {shown}; nothing was written",
+            deployment.id.as_deref().unwrap_or("-"),
+            deployment.steps.len(),
+            deployment.status.as_str()
+        );
+        let mut preview = StateFile::new(uuid::Uuid::nil(), now);
+        preview.deployment = deployment;
+        preview.facts = facts;
+        report.state = Some(preview);
+        return Ok(report);
+    }
+    let mut w = store.open_writer("migrate", wait, now)?;
+    let here = &w.state().deployment;
+    if here.id.is_some() || !here.steps.is_empty() {
+        return Err(EngineError::Usage(format!(
+            "there is already a deployment in environment `{}` ({}); run `thinkube-deploy clean-state` first (it archives it into history), or import into another environment with --env NAME",
+            store.layout().env,
+            here.status.as_str()
+        )));
+    }
+    let message = format!("imported deployment {} from {shown} ({format})", deployment.id.as_deref().unwrap_or("-"));
+    let id = deployment.id.clone();
+    let status = deployment.status;
+    w.commit(now, vec![NewEvent::new(EventKind::StateImported, message)], |s| {
+        s.deployment = deployment;
+        for fact in facts.infrastructure {
+            s.facts.infrastructure.retain(|f| f.key != fact.key);
+            s.facts.infrastructure.push(fact);
+        }
+        for fact in facts.runtime {
+            s.facts.runtime.retain(|f| !(f.host == fact.host && f.kind == fact.kind));
+            s.facts.runtime.push(fact);
+        }
+        Ok(())
+    })?;
+    w.finish()?;
+    report.message = format!(
+        "imported deployment {} ({} steps, {}) from {shown}",
+        id.as_deref().unwrap_or("-"),
+        report.steps,
+        status.as_str()
+    );
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_serial_finds_the_largest_serial_in_damaged_text() {
+        assert_eq!(scan_serial(br#"{"serial": 41, "x": {"serial":7}"#), Some(41));
+        assert_eq!(scan_serial(b"\x00\x01garbage"), None);
+        assert_eq!(scan_serial(br#"{"serial": "#), None);
+    }
+}

@@ -1,0 +1,337 @@
+//! `status`: the current deployment as the contract's JSON and as a human view.
+//! Reads local files only and never takes or waits for the lock.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::lock::{self, LockHolder};
+use crate::model::{DeploymentStatus, RunOutcome, SCHEMA_VERSION, StateFile, StepError, StepStatus};
+use crate::paths::Layout;
+use crate::store::{Loaded, reconcile_dead};
+use crate::timestamp::Timestamp;
+
+/// `status --json`: the fields of the contract, plus a few more.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub schema_version: u32,
+    /// `null` when no state exists yet.
+    pub lineage: Option<Uuid>,
+    pub serial: u64,
+    pub environment: String,
+    pub state_file: String,
+    pub deployment: DeploymentView,
+    pub progress: Progress,
+    pub phases: Vec<PhaseView>,
+    pub steps: Vec<StepView>,
+    pub current_run: Option<RunView>,
+    pub lock: LockView,
+    /// Set when the file is in an older format (converted in memory; the next
+    /// change writes the new format, keeping the original as a backup).
+    pub converted_from: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeploymentView {
+    pub id: Option<String>,
+    pub status: DeploymentStatus,
+    pub plan_id: Option<String>,
+    pub plan_digest: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq, Default)]
+pub struct Progress {
+    pub completed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub interrupted: usize,
+    pub pending: usize,
+    pub running: usize,
+    /// Applicable steps: all but the skipped ones.
+    pub total: usize,
+    /// `floor(100 * completed / total)`, 0 when total is 0.
+    pub percentage: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PhaseView {
+    pub id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepView {
+    pub id: String,
+    pub phase: String,
+    pub title: String,
+    pub status: StepStatus,
+    pub attempts: usize,
+    pub skip_reason: Option<String>,
+    pub last_error: Option<ErrorView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorView {
+    pub message: String,
+    pub task: Option<String>,
+    pub host: Option<String>,
+    pub exit_code: Option<i32>,
+}
+
+impl From<&StepError> for ErrorView {
+    fn from(e: &StepError) -> Self {
+        Self {
+            message: e.message.clone(),
+            task: e.task.clone(),
+            host: e.host.clone(),
+            exit_code: e.exit_code,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub outcome: RunOutcome,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct LockView {
+    pub held: bool,
+    pub pid: Option<u32>,
+    pub operation: Option<String>,
+    pub since: Option<Timestamp>,
+    pub user: Option<String>,
+    pub host: Option<String>,
+}
+
+impl From<Option<&LockHolder>> for LockView {
+    fn from(holder: Option<&LockHolder>) -> Self {
+        match holder {
+            None => Self::default(),
+            Some(h) => Self {
+                held: true,
+                pid: Some(h.pid),
+                operation: Some(h.operation.clone()),
+                since: Some(h.since),
+                user: Some(h.user.clone()),
+                host: Some(h.host.clone()),
+            },
+        }
+    }
+}
+
+/// Counts steps by status for the progress line.
+pub fn progress(state: &StateFile) -> Progress {
+    let d = &state.deployment;
+    let mut p = Progress {
+        completed: d.count(StepStatus::Completed),
+        failed: d.count(StepStatus::Failed),
+        skipped: d.count(StepStatus::Skipped),
+        interrupted: d.count(StepStatus::Interrupted),
+        pending: d.count(StepStatus::Pending),
+        running: d.count(StepStatus::Running),
+        ..Progress::default()
+    };
+    p.total = d.steps.len() - p.skipped;
+    p.percentage = if p.total == 0 { 0 } else { 100 * p.completed / p.total };
+    p
+}
+
+/// Builds the view. With no live lock holder, a step or run still marked running
+/// belongs to a process that died: it is shown as the next writer will record it
+/// (interrupted), without writing anything.
+pub fn view(
+    layout: &Layout,
+    loaded: Option<&Loaded>,
+    holder: Option<&LockHolder>,
+    now: Timestamp,
+) -> StatusView {
+    let fallback;
+    let (state, converted) = match loaded {
+        Some(l) => (&l.state, l.converted_from.as_ref().map(|c| c.describe())),
+        None => {
+            fallback = StateFile::new(Uuid::nil(), now);
+            (&fallback, None)
+        }
+    };
+    let reconciled = if holder.is_none() {
+        reconcile_dead(state, now, lock::process_alive).map(|r| r.state)
+    } else {
+        None
+    };
+    let state = reconciled.as_ref().unwrap_or(state);
+    let d = &state.deployment;
+    StatusView {
+        schema_version: SCHEMA_VERSION,
+        lineage: loaded.map(|l| l.state.lineage),
+        serial: state.serial,
+        environment: layout.env.as_str().to_string(),
+        state_file: layout.state_file().display().to_string(),
+        deployment: DeploymentView {
+            id: d.id.clone(),
+            status: d.status,
+            plan_id: d.plan_id.clone(),
+            plan_digest: d.plan_digest.clone(),
+        },
+        progress: progress(state),
+        phases: d
+            .phases
+            .iter()
+            .map(|p| PhaseView {
+                id: p.id.clone(),
+                title: p.title.clone(),
+            })
+            .collect(),
+        steps: d
+            .steps
+            .iter()
+            .map(|s| StepView {
+                id: s.id.clone(),
+                phase: s.phase.clone(),
+                title: s.title.clone(),
+                status: s.status,
+                attempts: s.attempts.len(),
+                skip_reason: s.skip_reason.clone(),
+                last_error: s.last_error().map(ErrorView::from),
+            })
+            .collect(),
+        current_run: state.current_run.as_ref().map(|r| RunView {
+            run_id: r.run_id.clone(),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+        }),
+        lock: LockView::from(holder),
+        converted_from: converted,
+    }
+}
+
+fn symbol(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Completed => "✓",
+        StepStatus::Failed => "✗",
+        StepStatus::Running => "▶",
+        StepStatus::Pending => "○",
+        StepStatus::Skipped => "–",
+        StepStatus::Interrupted => "!",
+    }
+}
+
+/// The human view: phases with a symbol per step, a progress line, the last error,
+/// the lock, and what to do next.
+pub fn render(v: &StatusView) -> String {
+    let mut out = String::new();
+    let d = &v.deployment;
+    let env = if v.environment == "default" {
+        String::new()
+    } else {
+        format!(" [environment {}]", v.environment)
+    };
+    match &d.id {
+        None if v.steps.is_empty() => {
+            let _ = writeln!(out, "No deployment yet{env}.");
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "Deployment {} (plan {}){env}: {}",
+                d.id.as_deref().unwrap_or("-"),
+                d.plan_id.as_deref().unwrap_or("-"),
+                d.status.as_str().replace('_', " ")
+            );
+        }
+    }
+    if let Some(c) = &v.converted_from {
+        let _ = writeln!(out, "  (read from {c}; the next change saves it in the current format)");
+    }
+    let mut phases: Vec<(&str, &str)> = v.phases.iter().map(|p| (p.id.as_str(), p.title.as_str())).collect();
+    for s in &v.steps {
+        if !phases.iter().any(|(id, _)| *id == s.phase) {
+            phases.push((&s.phase, &s.phase));
+        }
+    }
+    let width = v.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(0);
+    for (id, title) in phases {
+        let steps: Vec<&StepView> = v.steps.iter().filter(|s| s.phase == id).collect();
+        if steps.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{title}");
+        for s in steps {
+            let mut line = format!("  {} {:width$}  {}", symbol(s.status), s.id, s.title);
+            match s.status {
+                StepStatus::Skipped => {
+                    if let Some(r) = &s.skip_reason {
+                        let _ = write!(line, " (skipped: {r})");
+                    }
+                }
+                StepStatus::Pending if s.attempts == 0 => {}
+                st => {
+                    let _ = write!(line, " ({}, attempt {})", st.as_str(), s.attempts);
+                }
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let p = &v.progress;
+    if p.total > 0 || p.skipped > 0 {
+        let mut parts = vec![format!("{} of {} completed ({}%)", p.completed, p.total, p.percentage)];
+        for (n, what) in [
+            (p.failed, "failed"),
+            (p.running, "running"),
+            (p.interrupted, "interrupted"),
+            (p.pending, "pending"),
+            (p.skipped, "skipped"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        let _ = writeln!(out, "\nProgress: {}", parts.join(" · "));
+    }
+    if let Some((step, e)) = v
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .find_map(|s| s.last_error.as_ref().map(|e| (s, e)))
+    {
+        let mut detail = Vec::new();
+        if let Some(t) = &e.task {
+            detail.push(format!("task \"{t}\""));
+        }
+        if let Some(h) = &e.host {
+            detail.push(format!("host {h}"));
+        }
+        if let Some(c) = e.exit_code {
+            detail.push(format!("exit code {c}"));
+        }
+        let detail = if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) };
+        let _ = writeln!(out, "Last error: {}: {}{detail}", step.id, e.message);
+    }
+    if let Some(r) = &v.current_run {
+        let _ = writeln!(out, "Run: {} started {} — {}", r.run_id, r.started_at, r.outcome.as_str());
+    }
+    match (&v.lock.pid, &v.lock.operation, &v.lock.since) {
+        (Some(pid), Some(op), Some(since)) => {
+            let _ = writeln!(out, "Lock: held by pid {pid} ({op}) since {since}");
+        }
+        _ => {
+            let _ = writeln!(out, "Lock: free");
+        }
+    }
+    let hint = match d.status {
+        DeploymentStatus::Failed => Some("Run `thinkube-deploy retry` to run the failed step again."),
+        DeploymentStatus::Interrupted => Some("Run `thinkube-deploy resume` to continue where it stopped."),
+        DeploymentStatus::AwaitingRestart => Some("Restart the machine, then run `thinkube-deploy deploy` to continue."),
+        DeploymentStatus::InProgress if !v.lock.held => Some("Run `thinkube-deploy resume` to continue."),
+        _ => None,
+    };
+    if let Some(h) = hint {
+        let _ = writeln!(out, "{h}");
+    }
+    out
+}

@@ -1,0 +1,663 @@
+//! The durable store of one environment.
+//!
+//! - Readers (`Store::load`) parse the state file (migrating older formats in memory)
+//!   and never take or wait for the lock.
+//! - A writer (`Store::open_writer`) holds the lock for its whole operation; each
+//!   `commit` replaces the state file atomically and durably, keeps the previous
+//!   version as `deployment-state.json.bak`, then appends the commit's events to
+//!   `events.jsonl`.
+//! - A state that cannot be read is never written over: loading fails with exit 4 and
+//!   only `recover` (which moves the bad file aside) replaces it.
+//!
+//! Commit cost does not grow with history: finished runs live in `runs/`, events in
+//! an append-only file, and the state file keeps only the latest run and the last
+//! commit's events.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::error::{EngineError, Result};
+use crate::fsops::{FileOps, RealFs, TEMP_PREFIX};
+use crate::lifecycle::AnyDeployment;
+use crate::lock::{self, Identity, LockGuard, LockHolder, LockWait};
+use crate::migrate::{self, Converted};
+use crate::model::{
+    AttemptOutcome, DeploymentStatus, Event, EventKind, NewEvent, ProcessRef, RunOutcome,
+    RunRecord, SCHEMA_VERSION, StateFile, StepStatus,
+};
+use crate::paths::Layout;
+use crate::timestamp::Timestamp;
+
+/// A state as loaded, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub state: StateFile,
+    /// Set when the file was in an older format and was converted in memory.
+    pub converted_from: Option<Converted>,
+}
+
+/// One environment's store.
+#[derive(Clone)]
+pub struct Store {
+    layout: Layout,
+    fs: Arc<dyn FileOps>,
+    identity: Identity,
+}
+
+impl Store {
+    pub fn new(layout: Layout, identity: Identity) -> Self {
+        Self::with_fs(layout, Arc::new(RealFs), identity)
+    }
+
+    /// A store over other file operations (the reliability tests' simulated disk).
+    pub fn with_fs(layout: Layout, fs: Arc<dyn FileOps>, identity: Identity) -> Self {
+        Self {
+            layout,
+            fs,
+            identity,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn fs(&self) -> &dyn FileOps {
+        self.fs.as_ref()
+    }
+
+    /// Reads the state without the lock. `Ok(None)` when there is no state file yet.
+    pub fn load(&self, now: Timestamp) -> Result<Option<Loaded>> {
+        let path = self.layout.state_file();
+        let bytes = self
+            .fs
+            .read(&path)
+            .map_err(|e| EngineError::io("read", &path, e))?;
+        bytes
+            .map(|b| parse_state(&b, &path, now, Uuid::new_v4()))
+            .transpose()
+    }
+
+    /// The live holder of the writer lock, if any (never takes the lock).
+    pub fn lock_holder(&self) -> Option<LockHolder> {
+        lock::live_holder(&self.layout, self.fs.as_ref())
+    }
+
+    /// Takes the writer lock without reading the state (for `recover`).
+    pub fn lock(&self, operation: &str, wait: LockWait, now: Timestamp) -> Result<LockGuard> {
+        lock::acquire(
+            &self.layout,
+            self.fs.clone(),
+            operation,
+            wait,
+            &self.identity,
+            now,
+        )
+    }
+
+    /// Takes the writer lock and loads the state for changing it. On load, a running
+    /// step whose process is gone is recorded as interrupted, and the audit trail is
+    /// repaired if a crash cut it short.
+    pub fn open_writer(&self, operation: &str, wait: LockWait, now: Timestamp) -> Result<Writer> {
+        let guard = self.lock(operation, wait, now)?;
+        Writer::open(self.clone(), guard, now)
+    }
+
+    /// Finished runs in `runs/`, oldest first, and the files that could not be read.
+    pub fn read_runs(&self) -> Result<(Vec<RunRecord>, Vec<(PathBuf, String)>)> {
+        let dir = self.layout.runs_dir();
+        let mut runs = Vec::new();
+        let mut bad = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((runs, bad)),
+            Err(e) => return Err(EngineError::io("list", &dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| EngineError::io("list", &dir, e))?;
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            match read_json::<RunRecord>(self.fs.as_ref(), &path) {
+                Ok(Some(run)) => runs.push(run),
+                Ok(None) => {}
+                Err(reason) => bad.push((path, reason)),
+            }
+        }
+        runs.sort_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)));
+        Ok((runs, bad))
+    }
+
+    /// One run: from `runs/` or, while it has not finished, from the state file.
+    pub fn read_run(&self, run_id: &str, state: Option<&StateFile>) -> Result<Option<RunRecord>> {
+        if let Some(run) = state
+            .and_then(|s| s.current_run.as_ref())
+            .filter(|r| r.run_id == run_id)
+        {
+            return Ok(Some(run.clone()));
+        }
+        if !valid_run_id(run_id) {
+            return Ok(None);
+        }
+        let path = self.layout.run_file(run_id);
+        read_json(self.fs.as_ref(), &path).map_err(|reason| EngineError::Unreadable {
+            path: path.clone(),
+            reason,
+        })
+    }
+
+    /// The audit trail. A torn last line (a crash mid-append) is skipped and reported.
+    pub fn read_events(&self) -> Result<EventsRead> {
+        let path = self.layout.events_file();
+        let bytes = self
+            .fs
+            .read(&path)
+            .map_err(|e| EngineError::io("read", &path, e))?
+            .unwrap_or_default();
+        Ok(parse_events(&bytes))
+    }
+}
+
+/// Run ids are generated by us; anything else is refused before it becomes a path.
+pub fn valid_run_id(run_id: &str) -> bool {
+    !run_id.is_empty()
+        && run_id.len() <= 80
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    fs: &dyn FileOps,
+    path: &Path,
+) -> std::result::Result<Option<T>, String> {
+    match fs.read(path) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The events file as read.
+#[derive(Debug, Default)]
+pub struct EventsRead {
+    pub events: Vec<Event>,
+    /// Bytes at the end that do not form a complete line (a cut-short append).
+    pub torn_tail: usize,
+    /// Complete lines that could not be parsed (1-based line numbers).
+    pub bad_lines: Vec<usize>,
+}
+
+fn parse_events(bytes: &[u8]) -> EventsRead {
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let mut read = EventsRead {
+        torn_tail: bytes.len() - complete,
+        ..EventsRead::default()
+    };
+    for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Event>(line) {
+            Ok(event) => read.events.push(event),
+            Err(_) => read.bad_lines.push(i + 1),
+        }
+    }
+    read
+}
+
+/// Parses and converts a state file's bytes into the current schema, checking the
+/// deployment's invariants. `new_lineage` is used only for older formats that have none.
+pub fn parse_state(
+    bytes: &[u8],
+    path: &Path,
+    now: Timestamp,
+    new_lineage: Uuid,
+) -> Result<Loaded> {
+    let unreadable = |reason: String| EngineError::Unreadable {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(unreadable("the file is empty".into()));
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        unreadable(format!(
+            "it is not valid JSON (line {}, column {}: {})",
+            e.line(),
+            e.column(),
+            json_error_text(&e)
+        ))
+    })?;
+    if let Some(found) = value.get("schema_version").and_then(|v| v.as_u64())
+        && found > u64::from(SCHEMA_VERSION)
+    {
+        return Err(EngineError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let (value, converted_from) = migrate::upgrade(value, now, new_lineage).map_err(unreadable)?;
+    let state: StateFile = serde_json::from_value(value)
+        .map_err(|e| unreadable(format!("it does not match the state format: {e}")))?;
+    if state.schema_version != SCHEMA_VERSION {
+        return Err(unreadable(format!(
+            "schema_version {} is not one this program knows",
+            state.schema_version
+        )));
+    }
+    AnyDeployment::from_record(state.deployment.clone())
+        .map_err(|e| unreadable(format!("it contradicts itself: {e}")))?;
+    Ok(Loaded {
+        state,
+        converted_from,
+    })
+}
+
+/// serde_json's message without its own " at line X column Y" suffix (we print those).
+fn json_error_text(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// A writer's session: holds the lock, the current state, and commits changes.
+pub struct Writer {
+    store: Store,
+    _guard: LockGuard,
+    state: StateFile,
+    /// The original bytes of an older-format file, backed up before the first write.
+    original: Option<(Converted, Vec<u8>)>,
+    /// Whether events were appended since the last sync.
+    events_unsynced: bool,
+    /// What opening had to repair, in sentences (shown to the user, and recorded as
+    /// an event with the next commit).
+    pub repairs: Vec<String>,
+}
+
+impl Writer {
+    pub(crate) fn open(store: Store, guard: LockGuard, now: Timestamp) -> Result<Self> {
+        remove_leftover_temp_files(&store);
+        let path = store.layout.state_file();
+        let bytes = store
+            .fs
+            .read(&path)
+            .map_err(|e| EngineError::io("read", &path, e))?;
+        let (state, original) = match bytes {
+            None => (StateFile::new(Uuid::new_v4(), now), None),
+            Some(bytes) => {
+                let loaded = parse_state(&bytes, &path, now, Uuid::new_v4())?;
+                let original = loaded.converted_from.map(|c| (c, bytes));
+                (loaded.state, original)
+            }
+        };
+        let mut writer = Writer {
+            store,
+            _guard: guard,
+            state,
+            original,
+            events_unsynced: false,
+            repairs: Vec::new(),
+        };
+        writer.repair_trail()?;
+        writer.interrupt_dead_run(now)?;
+        Ok(writer)
+    }
+
+    pub fn state(&self) -> &StateFile {
+        &self.state
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.store.layout
+    }
+
+    /// Whether the state was converted from an older format and not yet written.
+    pub fn converted_from(&self) -> Option<&Converted> {
+        self.original.as_ref().map(|(c, _)| c)
+    }
+
+    /// Applies `change` to a copy of the state and commits it durably with `events`.
+    /// Returns the new serial. On any error nothing is changed, on disk or here.
+    pub fn commit<F>(&mut self, now: Timestamp, events: Vec<NewEvent>, change: F) -> Result<u64>
+    where
+        F: FnOnce(&mut StateFile) -> Result<()>,
+    {
+        let mut next = self.state.clone();
+        change(&mut next)?;
+        AnyDeployment::from_record(next.deployment.clone()).map_err(|e| {
+            EngineError::Usage(format!("internal error: the change would break the state: {e}"))
+        })?;
+        let mut events = events;
+        if let Some((converted, _)) = &self.original {
+            let backup = migration_backup_path(&self.store.layout, converted.from_version);
+            events.insert(
+                0,
+                NewEvent::new(
+                    EventKind::StateMigrated,
+                    format!(
+                        "converted from {} to schema version {SCHEMA_VERSION}; the original is kept as {}",
+                        converted.describe(),
+                        backup.display()
+                    ),
+                ),
+            );
+        }
+        if !self.repairs.is_empty() {
+            let message = self.repairs.join("; ");
+            events.insert(0, NewEvent::new(EventKind::TrailRepaired, message));
+        }
+        next.serial = self.state.serial + 1;
+        next.updated_at = now;
+        next.recent_events = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Event {
+                seq: self.state.last_event_seq + 1 + i as u64,
+                at: now,
+                run_id: e.run_id,
+                kind: e.kind,
+                step: e.step,
+                message: e.message,
+            })
+            .collect();
+        next.last_event_seq = self.state.last_event_seq + next.recent_events.len() as u64;
+        let bytes = serde_json::to_vec_pretty(&next)
+            .map_err(|e| EngineError::Usage(format!("internal error: cannot encode the state: {e}")))?;
+        let layout = &self.store.layout;
+        let fs = self.store.fs.as_ref();
+        fs.create_dir_all(&layout.root)
+            .map_err(|e| EngineError::io("create the folder", &layout.root, e))?;
+        if let Some((converted, original)) = &self.original {
+            let backup = migration_backup_path(layout, converted.from_version);
+            if fs.read(&backup).ok().flatten().is_none() {
+                fs.replace(&backup, original)
+                    .map_err(|e| EngineError::io("back up the original state to", &backup, e))?;
+            }
+        }
+        let path = layout.state_file();
+        fs.snapshot(&path, &layout.backup_file())
+            .map_err(|e| EngineError::io("keep a backup of", &path, e))?;
+        fs.replace(&path, &bytes)
+            .map_err(|e| EngineError::io("write", &path, e))?;
+        tracing::debug!(serial = next.serial, "committed");
+        // The state is durable; now the trail. A crash here is repaired on the next
+        // open from `recent_events`.
+        let lines = events_lines(&next.recent_events);
+        self.state = next;
+        self.original = None;
+        self.repairs.clear();
+        if !lines.is_empty() {
+            let events_path = layout.events_file();
+            fs.append(&events_path, &lines)
+                .map_err(|e| EngineError::io("append to", &events_path, e))?;
+            self.events_unsynced = true;
+        }
+        Ok(self.state.serial)
+    }
+
+    /// Makes the appended events durable (once per operation, not per commit).
+    pub fn sync_events(&mut self) -> Result<()> {
+        if self.events_unsynced {
+            let path = self.store.layout.events_file();
+            self.store
+                .fs
+                .sync(&path)
+                .map_err(|e| EngineError::io("sync", &path, e))?;
+            self.events_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Writes a finished run to `runs/<run_id>.json`, durably.
+    pub fn write_run_file(&self, run: &RunRecord) -> Result<PathBuf> {
+        let layout = &self.store.layout;
+        let dir = layout.runs_dir();
+        self.store
+            .fs
+            .create_dir_all(&dir)
+            .map_err(|e| EngineError::io("create the folder", &dir, e))?;
+        let path = layout.run_file(&run.run_id);
+        let bytes = serde_json::to_vec_pretty(run)
+            .map_err(|e| EngineError::Usage(format!("internal error: cannot encode a run: {e}")))?;
+        self.store
+            .fs
+            .replace(&path, &bytes)
+            .map_err(|e| EngineError::io("write", &path, e))?;
+        Ok(path)
+    }
+
+    /// Ends the session: syncs the trail, then releases the lock.
+    pub fn finish(mut self) -> Result<()> {
+        self.sync_events()
+    }
+
+    /// Brings `events.jsonl` in line with the state: drops a torn last line and
+    /// re-appends the last commit's events if the crash came before they were written.
+    fn repair_trail(&mut self) -> Result<()> {
+        let fs = self.store.fs.as_ref();
+        let path = self.store.layout.events_file();
+        let Some(bytes) = fs.read(&path).map_err(|e| EngineError::io("read", &path, e))? else {
+            if !self.state.recent_events.is_empty() {
+                self.append_missing(0)?;
+            }
+            return Ok(());
+        };
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if complete < bytes.len() {
+            fs.truncate(&path, complete as u64)
+                .map_err(|e| EngineError::io("truncate the torn last line of", &path, e))?;
+            self.repairs.push(format!(
+                "dropped a torn last line of {} ({} bytes; a write was cut short)",
+                path.display(),
+                bytes.len() - complete
+            ));
+        }
+        let last_seq = bytes[..complete]
+            .split(|b| *b == b'\n')
+            .rev()
+            .find_map(|line| serde_json::from_slice::<Event>(line).ok())
+            .map_or(0, |e| e.seq);
+        if last_seq < self.state.last_event_seq {
+            self.append_missing(last_seq)?;
+        } else if last_seq > self.state.last_event_seq {
+            // The state is older than the trail (restored from a backup): number new
+            // events after the trail's last so sequence numbers stay unique.
+            self.state.last_event_seq = last_seq;
+            self.state.recent_events.clear();
+        }
+        Ok(())
+    }
+
+    fn append_missing(&mut self, last_seq: u64) -> Result<()> {
+        let missing: Vec<Event> = self
+            .state
+            .recent_events
+            .iter()
+            .filter(|e| e.seq > last_seq)
+            .cloned()
+            .collect();
+        let first = self.state.recent_events.first().map_or(u64::MAX, |e| e.seq);
+        if first > last_seq + 1 {
+            self.repairs.push(format!(
+                "events {}..{} of the audit trail were lost (a power loss before they reached the disk)",
+                last_seq + 1,
+                first.min(self.state.last_event_seq + 1) - 1
+            ));
+        }
+        if !missing.is_empty() {
+            let path = self.store.layout.events_file();
+            self.store
+                .fs
+                .append(&path, &events_lines(&missing))
+                .map_err(|e| EngineError::io("append to", &path, e))?;
+            self.events_unsynced = true;
+            self.repairs.push(format!(
+                "wrote {} event(s) of the last commit that a crash kept out of the audit trail",
+                missing.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A run left `running` by a process that died: record it (and its running
+    /// steps) as interrupted, and keep the run in history.
+    fn interrupt_dead_run(&mut self, now: Timestamp) -> Result<()> {
+        let Some(r) = reconcile_dead(&self.state, now, lock::process_alive) else {
+            return Ok(());
+        };
+        if let Some(run) = &r.dead_run {
+            self.write_run_file(run)?;
+        }
+        let run_id = r.state.current_run.as_ref().map(|run| run.run_id.clone());
+        let mut events: Vec<NewEvent> = r
+            .interrupted_steps
+            .iter()
+            .map(|s| {
+                NewEvent::new(
+                    EventKind::StepInterrupted,
+                    "the process running this step is gone; the step runs again on resume",
+                )
+                .step(s)
+                .run(run_id.as_deref())
+            })
+            .collect();
+        if let Some(run) = &r.dead_run {
+            events.push(
+                NewEvent::new(
+                    EventKind::RunFinished,
+                    format!("run ended without recording its end (its process is gone): {}", run.outcome.as_str()),
+                )
+                .run(run_id.as_deref()),
+            );
+        }
+        let Reconciled { state, .. } = r;
+        self.commit(now, events, |s| {
+            s.deployment = state.deployment;
+            s.current_run = state.current_run;
+            Ok(())
+        })?;
+        Ok(())
+    }
+}
+
+/// What `reconcile_dead` found.
+#[derive(Debug)]
+pub struct Reconciled {
+    pub state: StateFile,
+    pub interrupted_steps: Vec<String>,
+    /// The run that was still marked running, now ended.
+    pub dead_run: Option<RunRecord>,
+}
+
+/// The state as it is once dead processes are accounted for: a running step whose
+/// process is not `alive` (or unknown) is interrupted; a deployment with nothing
+/// left running settles; a run still marked running ends with the outcome its
+/// deployment settled on. `None` when nothing changes.
+///
+/// Writers apply it on open (they hold the lock, so no earlier writer lives);
+/// `status` applies it to what it shows when nobody holds the lock.
+pub fn reconcile_dead(
+    state: &StateFile,
+    now: Timestamp,
+    alive: impl Fn(ProcessRef) -> bool,
+) -> Option<Reconciled> {
+    let mut next = state.clone();
+    let mut interrupted_steps = Vec::new();
+    if let Ok(AnyDeployment::InProgress(mut d)) = AnyDeployment::from_record(next.deployment.clone()) {
+        interrupted_steps = d.interrupt_dead_steps(|p| p.is_none_or(|p| !alive(p)), now);
+        next.deployment = if d.has_running() {
+            d.erase().into_record()
+        } else {
+            d.settle(now).erase().into_record()
+        };
+    }
+    let still_running = next
+        .deployment
+        .steps
+        .iter()
+        .any(|s| s.status == StepStatus::Running);
+    let outcome = match next.deployment.status {
+        DeploymentStatus::Completed => RunOutcome::Success,
+        DeploymentStatus::Failed => RunOutcome::Failed,
+        _ => RunOutcome::Interrupted,
+    };
+    let mut dead_run = None;
+    if let Some(run) = next.current_run.as_mut()
+        && run.outcome == RunOutcome::Running
+        && !still_running
+    {
+        run.outcome = outcome;
+        run.finished_at = Some(now);
+        for attempt in &mut run.steps_attempted {
+            if attempt.outcome == AttemptOutcome::Running {
+                attempt.outcome = AttemptOutcome::Interrupted;
+                attempt.finished_at = Some(now);
+            }
+        }
+        dead_run = Some(run.clone());
+    }
+    if next.deployment == state.deployment && dead_run.is_none() {
+        return None;
+    }
+    Some(Reconciled {
+        state: next,
+        interrupted_steps,
+        dead_run,
+    })
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.sync_events();
+    }
+}
+
+fn events_lines(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for event in events {
+        // Serializing our own event type cannot fail.
+        if let Ok(line) = serde_json::to_vec(event) {
+            out.extend_from_slice(&line);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Where the original of a converted state is kept: `deployment-state.json.schema-N.bak`.
+pub fn migration_backup_path(layout: &Layout, from_version: u32) -> PathBuf {
+    layout
+        .root
+        .join(format!("deployment-state.json.schema-{from_version}.bak"))
+}
+
+/// Temporary files of writes cut short by a crash. Only a lock holder calls this.
+fn remove_leftover_temp_files(store: &Store) {
+    for dir in [store.layout.root.clone(), store.layout.runs_dir()] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = store.fs.remove(&entry.path());
+            }
+        }
+    }
+}
+
+/// A new run id: UTC timestamp plus a random suffix.
+pub fn new_run_id(now: Timestamp) -> String {
+    let suffix = Uuid::new_v4().simple().to_string();
+    format!("{}-{}", now.compact(), &suffix[..6])
+}

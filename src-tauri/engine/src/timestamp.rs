@@ -1,0 +1,129 @@
+//! UTC timestamps as they appear in every file and JSON output: RFC 3339 strings.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+/// A point in time, always normalised to UTC and written as RFC 3339.
+///
+/// A newtype rather than `OffsetDateTime` itself so the state file's schema says
+/// "string, date-time" and so callers pass the clock in (`Timestamp::now()` is only
+/// called at the edges: the CLI and the runner).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// The current time. Only the program's edges call this; the engine takes `now`.
+    pub fn now() -> Self {
+        Self(OffsetDateTime::now_utc())
+    }
+
+    /// Parses an RFC 3339 string such as `2025-07-20T08:14:03Z`.
+    pub fn parse(text: &str) -> Result<Self, time::error::Parse> {
+        OffsetDateTime::parse(text, &Rfc3339).map(Self::from)
+    }
+
+    /// Seconds since the Unix epoch (for ages and sorting).
+    pub fn unix_seconds(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    /// From seconds since the Unix epoch; used by tests and the history generator.
+    pub fn from_unix_seconds(seconds: i64) -> Option<Self> {
+        OffsetDateTime::from_unix_timestamp(seconds).ok().map(Self)
+    }
+
+    /// This timestamp moved by a signed number of seconds.
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        Self(self.0 + time::Duration::seconds(seconds))
+    }
+
+    /// Compact form for file and id names: `20261122T024031Z`.
+    pub fn compact(self) -> String {
+        let t = self.0;
+        format!(
+            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
+    }
+
+    /// Whole seconds from `self` until `later` (negative if `later` is earlier).
+    pub fn seconds_until(self, later: Timestamp) -> i64 {
+        (later.0 - self.0).whole_seconds()
+    }
+}
+
+impl From<OffsetDateTime> for Timestamp {
+    fn from(value: OffsetDateTime) -> Self {
+        Self(value.to_offset(UtcOffset::UTC))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Formatting a UTC OffsetDateTime as RFC 3339 only fails for years outside
+        // 0..=9999, which `Timestamp` never holds (parse and now() both stay inside).
+        match self.0.format(&Rfc3339) {
+            Ok(text) => f.write_str(&text),
+            Err(_) => write!(f, "{}", self.0.unix_timestamp()),
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Timestamp::parse(&text).map_err(|e| {
+            serde::de::Error::custom(format!("`{text}` is not an RFC 3339 timestamp: {e}"))
+        })
+    }
+}
+
+impl JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "description": "An RFC 3339 timestamp in UTC."
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_normalises_to_utc() {
+        let t = Timestamp::parse("2025-07-20T10:14:03+02:00").unwrap();
+        assert_eq!(t.to_string(), "2025-07-20T08:14:03Z");
+        assert_eq!(t.compact(), "20250720T081403Z");
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(json, "\"2025-07-20T08:14:03Z\"");
+        assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+    }
+
+    #[test]
+    fn rejects_a_non_timestamp_with_the_text_in_the_message() {
+        let err = serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err();
+        assert!(err.to_string().contains("`yesterday` is not an RFC 3339"), "{err}");
+    }
+}
