@@ -172,12 +172,24 @@ pub fn run(cli: Cli) -> Result<u8> {
         None | Some(0) => LockWait::NoWait,
         Some(s) => LockWait::Timeout(Duration::from_secs(s)),
     };
-    let store = Store::new(layout, Identity::new(PROGRAM));
+    let store = Store::new(layout, Identity::new(PROGRAM)).with_lock_wait_notice(
+        std::sync::Arc::new(move |holder| {
+            let who = holder.map_or("another process".to_string(), |h| {
+                format!("pid {} ({}, since {})", h.pid, h.operation, h.since)
+            });
+            eprintln!("thinkube-deploy: waiting for the lock held by {who}");
+        }),
+    );
     let now = Timestamp::now();
     match cli.command {
         Command::Status { json } => {
             let loaded = store.load(now)?;
-            let view = status::view(store.layout(), loaded.as_ref(), store.lock_holder().as_ref(), now);
+            let view = status::view(
+                store.layout(),
+                loaded.as_ref(),
+                store.lock_holder().as_ref(),
+                now,
+            );
             if json {
                 emit_json(&view);
             } else {
@@ -213,7 +225,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Events { run, follow, json } => {
             print_events(&store, run.as_deref(), follow, json)?;
         }
-        Command::Migrate { dry_run, from, json } => {
+        Command::Migrate {
+            dry_run,
+            from,
+            json,
+        } => {
             let report = match from {
                 Some(path) => ops::import(&store, &path, dry_run, wait, now)?,
                 None => ops::migrate_in_place(&store, dry_run, wait, now)?,
@@ -238,16 +254,27 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .moved_aside
                 .map(|p| format!("; the unreadable file was moved to {}", p.display()))
                 .unwrap_or_default();
-            emit(&format!("Restored the state from {}{aside} (serial {}).\n", r.restored_from.display(), r.serial));
+            emit(&format!(
+                "Restored the state from {}{aside} (serial {}).\n",
+                r.restored_from.display(),
+                r.serial
+            ));
         }
         Command::CleanState { yes } => {
-            if !yes && !confirm("Archive the current deployment's progress into history and clear it? Inventory and configuration are kept.")? {
+            if !yes
+                && !confirm(
+                    "Archive the current deployment's progress into history and clear it? Inventory and configuration are kept.",
+                )?
+            {
                 emit("Nothing changed.\n");
                 return Ok(exit::SUCCESS);
             }
             let r = ops::clean_state(&store, wait, now)?;
             match r.archived_to {
-                Some(p) => emit(&format!("Progress archived to {} and cleared; inventory and configuration kept.\n", p.display())),
+                Some(p) => emit(&format!(
+                    "Progress archived to {} and cleared; inventory and configuration kept.\n",
+                    p.display()
+                )),
                 None => emit("There is no progress to clear.\n"),
             };
         }
@@ -256,10 +283,17 @@ pub fn run(cli: Cli) -> Result<u8> {
             let mut text = if r.archived.is_empty() {
                 format!("No finished runs older than {older_than} days.\n")
             } else {
-                format!("Moved {} run(s) to {}.\n", r.archived.len(), r.archive_dir.display())
+                format!(
+                    "Moved {} run(s) to {}.\n",
+                    r.archived.len(),
+                    r.archive_dir.display()
+                )
             };
             for p in r.unreadable {
-                text.push_str(&format!("  left unreadable run file in place: {}\n", p.display()));
+                text.push_str(&format!(
+                    "  left unreadable run file in place: {}\n",
+                    p.display()
+                ));
             }
             emit(&text);
         }
@@ -271,9 +305,15 @@ fn all_runs(store: &Store, now: Timestamp) -> Result<Vec<crate::model::RunRecord
     let loaded = store.load(now)?;
     let (finished, bad) = store.read_runs()?;
     for (path, reason) in bad {
-        eprintln!("thinkube-deploy: skipping unreadable run file {}: {reason}", path.display());
+        eprintln!(
+            "thinkube-deploy: skipping unreadable run file {}: {reason}",
+            path.display()
+        );
     }
-    Ok(history::runs_with_current(finished, loaded.as_ref().map(|l| &l.state)))
+    Ok(history::runs_with_current(
+        finished,
+        loaded.as_ref().map(|l| &l.state),
+    ))
 }
 
 fn find_run(store: &Store, run_id: &str, now: Timestamp) -> Result<crate::model::RunRecord> {
@@ -298,10 +338,19 @@ fn print_events(store: &Store, run: Option<&str>, follow: bool, json: bool) -> R
                 "#{:<5} {} {:<18} {}{}{}",
                 e.seq,
                 e.at,
-                serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-                e.step.as_deref().map(|s| format!("[{s}] ")).unwrap_or_default(),
+                serde_json::to_value(e.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                e.step
+                    .as_deref()
+                    .map(|s| format!("[{s}] "))
+                    .unwrap_or_default(),
                 e.message,
-                e.run_id.as_deref().map(|r| format!("  (run {r})")).unwrap_or_default(),
+                e.run_id
+                    .as_deref()
+                    .map(|r| format!("  (run {r})"))
+                    .unwrap_or_default(),
             )
         }
     };
@@ -314,7 +363,10 @@ fn print_events(store: &Store, run: Option<&str>, follow: bool, json: bool) -> R
         );
     }
     for line in &read.bad_lines {
-        eprintln!("thinkube-deploy: skipped unreadable line {line} of {}", store.layout().events_file().display());
+        eprintln!(
+            "thinkube-deploy: skipped unreadable line {line} of {}",
+            store.layout().events_file().display()
+        );
     }
     let mut text = String::new();
     for e in read.events.iter().filter(|e| wanted(e)) {
@@ -343,7 +395,10 @@ fn print_events(store: &Store, run: Option<&str>, follow: bool, json: bool) -> R
                 if f.read_to_end(&mut chunk).is_ok() {
                     offset += chunk.len() as u64;
                     pending.extend_from_slice(&chunk);
-                    let complete = pending.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                    let complete = pending
+                        .iter()
+                        .rposition(|b| *b == b'\n')
+                        .map_or(0, |i| i + 1);
                     let lines: Vec<u8> = pending.drain(..complete).collect();
                     let mut out = String::new();
                     for line in lines.split(|b| *b == b'\n') {
@@ -386,7 +441,9 @@ fn confirm(question: &str) -> Result<bool> {
 /// an error for a command whose output is being piped to `head`).
 fn emit(text: &str) -> bool {
     let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_ok()
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 fn emit_json<T: serde::Serialize>(value: &T) {
@@ -408,15 +465,12 @@ fn init_logging(layout: &Layout, writes: bool) {
             .with_writer(io::stderr)
             .with_filter(EnvFilter::new(filter))
     });
-    let file_layer = writes
-        .then(|| open_log_file(layout))
-        .flatten()
-        .map(|file| {
-            fmt::layer()
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .with_filter(EnvFilter::new("info"))
-        });
+    let file_layer = writes.then(|| open_log_file(layout)).flatten().map(|file| {
+        fmt::layer()
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .with_filter(EnvFilter::new("info"))
+    });
     let _ = tracing_subscriber::registry()
         .with(stderr_layer)
         .with(file_layer)

@@ -20,22 +20,30 @@ pub mod exit {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot tell where the installer home is: HOME is not set; set THINKUBE_INSTALLER_HOME to a folder")]
+    #[error(
+        "cannot tell where the installer home is: HOME is not set; set THINKUBE_INSTALLER_HOME to a folder"
+    )]
     NoHome,
 
-    #[error("`{name}` is not a valid environment name: use letters, digits, `-` and `_` (at most 64)")]
+    #[error(
+        "`{name}` is not a valid environment name: use letters, digits, `-` and `_` (at most 64)"
+    )]
     InvalidEnvName { name: String },
 
-    #[error("{}", locked_message(.path, .holder.as_ref()))]
+    #[error("{}", locked_message(.path, .holder.as_deref()))]
     Locked {
         path: PathBuf,
-        holder: Option<LockHolder>,
+        holder: Option<Box<LockHolder>>,
     },
 
-    #[error("the state file {path} cannot be read: {reason}. It was left untouched. Run `thinkube-deploy recover --from-backup` to put the last good copy back (the unreadable file is moved aside, not deleted), or see docs/troubleshooting.md")]
+    #[error(
+        "the state file {path} cannot be read: {reason}. It was left untouched. Run `thinkube-deploy recover --from-backup` to put the last good copy back (the unreadable file is moved aside, not deleted), or see docs/troubleshooting.md"
+    )]
     Unreadable { path: PathBuf, reason: String },
 
-    #[error("the state file {path} has schema version {found}, newer than this program understands (up to {supported}); it was left untouched. Use a newer thinkube-deploy")]
+    #[error(
+        "the state file {path} has schema version {found}, newer than this program understands (up to {supported}); it was left untouched. Use a newer thinkube-deploy"
+    )]
     NewerSchema {
         path: PathBuf,
         found: u64,
@@ -62,8 +70,12 @@ pub enum EngineError {
 
 fn io_hint(source: &io::Error) -> &'static str {
     match source.raw_os_error() {
-        Some(28) => " (the disk is full: free some space and run the command again; the previous state is intact)",
-        Some(13) | Some(1) => " (permission denied: check the owner and mode of the installer home)",
+        Some(28) => {
+            " (the disk is full: free some space and run the command again; the previous state is intact)"
+        }
+        Some(13) | Some(1) => {
+            " (permission denied: check the owner and mode of the installer home)"
+        }
         Some(30) => " (the file system is read-only)",
         _ => "",
     }

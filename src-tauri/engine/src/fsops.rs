@@ -62,7 +62,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// A unique temporary name beside `path`.
 fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     parent_of(path).join(format!("{TEMP_PREFIX}{name}.{}", &suffix[..12]))
 }
@@ -201,7 +204,10 @@ mod tests {
         assert_eq!(fs::read(&target).unwrap(), b"two");
         let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, FILE_MODE);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["f.json"]);
     }
 
@@ -225,7 +231,10 @@ mod tests {
         let deep = dir.path().join("a/b/c");
         RealFs.create_dir_all(&deep).unwrap();
         for p in [dir.path().join("a"), dir.path().join("a/b"), deep] {
-            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, DIR_MODE);
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                DIR_MODE
+            );
         }
     }
 }

@@ -12,7 +12,10 @@ use crate::timestamp::Timestamp;
 
 /// The runs to list: finished ones from `runs/` and the state's latest run if it is
 /// not there yet (still running). Oldest first.
-pub fn runs_with_current(mut finished: Vec<RunRecord>, state: Option<&StateFile>) -> Vec<RunRecord> {
+pub fn runs_with_current(
+    mut finished: Vec<RunRecord>,
+    state: Option<&StateFile>,
+) -> Vec<RunRecord> {
     if let Some(current) = state.and_then(|s| s.current_run.as_ref())
         && !finished.iter().any(|r| r.run_id == current.run_id)
     {
@@ -70,7 +73,11 @@ pub fn render_history(runs: &[RunRecord]) -> String {
             r.finished_at.map_or("-".into(), |t| t.to_string()),
             r.outcome.as_str(),
             r.plan_id.as_deref().unwrap_or("-"),
-            if r.enabled_flags.is_empty() { "-".into() } else { r.enabled_flags.join(",") }
+            if r.enabled_flags.is_empty() {
+                "-".into()
+            } else {
+                r.enabled_flags.join(",")
+            }
         );
     }
     out
@@ -79,13 +86,34 @@ pub fn render_history(runs: &[RunRecord]) -> String {
 pub fn render_run(r: &RunRecord) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Run {} ({:?})", r.run_id, r.kind);
-    let _ = writeln!(out, "  deployment: {}", r.deployment_id.as_deref().unwrap_or("-"));
-    let _ = writeln!(out, "  plan:       {} {}", r.plan_id.as_deref().unwrap_or("-"), r.plan_digest.as_deref().unwrap_or(""));
+    let _ = writeln!(
+        out,
+        "  deployment: {}",
+        r.deployment_id.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(
+        out,
+        "  plan:       {} {}",
+        r.plan_id.as_deref().unwrap_or("-"),
+        r.plan_digest.as_deref().unwrap_or("")
+    );
     let _ = writeln!(out, "  started:    {}", r.started_at);
-    let _ = writeln!(out, "  finished:   {}", r.finished_at.map_or("-".into(), |t| t.to_string()));
+    let _ = writeln!(
+        out,
+        "  finished:   {}",
+        r.finished_at.map_or("-".into(), |t| t.to_string())
+    );
     let _ = writeln!(out, "  outcome:    {}", r.outcome.as_str());
     let _ = writeln!(out, "  program:    {}", r.program);
-    let _ = writeln!(out, "  flags:      {}", if r.enabled_flags.is_empty() { "-".into() } else { r.enabled_flags.join(", ") });
+    let _ = writeln!(
+        out,
+        "  flags:      {}",
+        if r.enabled_flags.is_empty() {
+            "-".into()
+        } else {
+            r.enabled_flags.join(", ")
+        }
+    );
     for (k, v) in &r.configuration.vars {
         let _ = writeln!(out, "  var:        {k}={v}");
     }
@@ -101,7 +129,11 @@ pub fn render_run(r: &RunRecord) -> String {
             (Some(a), Some(b)) => format!(" in {}s", a.seconds_until(b)),
             _ => String::new(),
         };
-        let _ = writeln!(out, "  {} attempt {}: {:?}{took}", s.step, s.attempt, s.outcome);
+        let _ = writeln!(
+            out,
+            "  {} attempt {}: {:?}{took}",
+            s.step, s.attempt, s.outcome
+        );
         if let Some(e) = &s.error {
             let _ = writeln!(out, "      error: {}", e.message);
             if let Some(t) = &e.task {
@@ -139,7 +171,11 @@ pub fn diff(a: &RunRecord, b: &RunRecord) -> RunDiff {
     };
     push("kind".into(), json(&a.kind), json(&b.kind));
     push("plan_id".into(), json(&a.plan_id), json(&b.plan_id));
-    push("plan_digest".into(), json(&a.plan_digest), json(&b.plan_digest));
+    push(
+        "plan_digest".into(),
+        json(&a.plan_digest),
+        json(&b.plan_digest),
+    );
     push("outcome".into(), json(&a.outcome), json(&b.outcome));
     let ca = &a.configuration;
     let cb = &b.configuration;
@@ -183,7 +219,10 @@ fn step_outcomes(r: &RunRecord) -> BTreeMap<String, Value> {
 
 pub fn render_diff(d: &RunDiff) -> String {
     if d.differences.is_empty() {
-        return format!("Runs {} and {} do not differ in plan, configuration or outcomes.\n", d.run_a, d.run_b);
+        return format!(
+            "Runs {} and {} do not differ in plan, configuration or outcomes.\n",
+            d.run_a, d.run_b
+        );
     }
     let mut out = format!("{} -> {}\n", d.run_a, d.run_b);
     for x in &d.differences {

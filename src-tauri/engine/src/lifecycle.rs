@@ -78,7 +78,8 @@ pub struct InvariantViolation(pub String);
 /// A deployment in lifecycle state `S`.
 #[derive(Debug)]
 pub struct Deployment<S: LifecycleState> {
-    record: DeploymentRecord,
+    // Boxed so a refused transition's `Err((Self, error))` stays small.
+    record: Box<DeploymentRecord>,
     _state: PhantomData<S>,
 }
 
@@ -90,13 +91,13 @@ impl<S: LifecycleState> Deployment<S> {
 
     /// Erases the state type for storage.
     pub fn erase(self) -> AnyDeployment {
-        AnyDeployment::wrap(self.record)
+        AnyDeployment::wrap(*self.record)
     }
 
     fn wrap(mut record: DeploymentRecord) -> Self {
         record.status = S::STATUS;
         Self {
-            record,
+            record: Box::new(record),
             _state: PhantomData,
         }
     }
@@ -110,14 +111,14 @@ impl<S: LifecycleState> Deployment<S> {
             why,
             "deployment transition"
         );
-        Deployment::wrap(self.record)
+        Deployment::wrap(*self.record)
     }
 
     /// Archives nothing itself: returns the record as it was (for the caller to
     /// archive) and a fresh deployment that keeps only the configuration.
     pub fn clean(self) -> (DeploymentRecord, Deployment<NotStarted>) {
         let kept = self.record.configuration.clone();
-        let old = self.record;
+        let old = *self.record;
         tracing::info!(
             deployment = old.id.as_deref().unwrap_or("-"),
             from = S::STATUS.as_str(),
@@ -125,10 +126,7 @@ impl<S: LifecycleState> Deployment<S> {
             why = "clean-state",
             "deployment transition"
         );
-        (
-            old,
-            Deployment::wrap(DeploymentRecord::empty(kept)),
-        )
+        (old, Deployment::wrap(DeploymentRecord::empty(kept)))
     }
 
     fn step_mut(&mut self, id: &str) -> Result<&mut StepRecord, TransitionError> {
@@ -171,7 +169,12 @@ impl<S: LifecycleState> Deployment<S> {
         }
         for id in &targets {
             let step = self.step_mut(id)?;
-            tracing::info!(step = id.as_str(), from = step.status.as_str(), to = "pending", "step reset for retry");
+            tracing::info!(
+                step = id.as_str(),
+                from = step.status.as_str(),
+                to = "pending",
+                "step reset for retry"
+            );
             step.status = StepStatus::Pending;
         }
         Ok(targets)
@@ -403,7 +406,10 @@ impl Deployment<InProgress> {
                 attempt.finished_at = Some(now);
                 attempt.process = None;
                 step.status = StepStatus::Interrupted;
-                tracing::info!(step = step.id.as_str(), "running step's process is gone: interrupted");
+                tracing::info!(
+                    step = step.id.as_str(),
+                    "running step's process is gone: interrupted"
+                );
                 interrupted.push(step.id.clone());
             }
         }
@@ -412,7 +418,10 @@ impl Deployment<InProgress> {
 
     /// Whether any step is still running.
     pub fn has_running(&self) -> bool {
-        self.record.steps.iter().any(|s| s.status == StepStatus::Running)
+        self.record
+            .steps
+            .iter()
+            .any(|s| s.status == StepStatus::Running)
     }
 
     /// The run stopped working on the deployment: running steps become interrupted,
@@ -462,7 +471,10 @@ impl Deployment<InProgress> {
 
 impl Deployment<Failed> {
     /// Marks the failed steps (or the named ones) pending and continues.
-    pub fn retry(mut self, named: &[String]) -> Result<Deployment<InProgress>, (Self, TransitionError)> {
+    pub fn retry(
+        mut self,
+        named: &[String],
+    ) -> Result<Deployment<InProgress>, (Self, TransitionError)> {
         match self.reset_steps(named) {
             Ok(_) => Ok(self.transition("retry")),
             Err(e) => Err((self, e)),
@@ -477,7 +489,10 @@ impl Deployment<Interrupted> {
     }
 
     /// Runs named steps again (completed ones included), then continues.
-    pub fn retry(mut self, named: &[String]) -> Result<Deployment<InProgress>, (Self, TransitionError)> {
+    pub fn retry(
+        mut self,
+        named: &[String],
+    ) -> Result<Deployment<InProgress>, (Self, TransitionError)> {
         match self.reset_steps(named) {
             Ok(_) => Ok(self.transition("retry")),
             Err(e) => Err((self, e)),
@@ -487,7 +502,10 @@ impl Deployment<Interrupted> {
 
 impl Deployment<Completed> {
     /// Runs named completed steps again. With no names there is nothing to retry.
-    pub fn retry(mut self, named: &[String]) -> Result<Deployment<InProgress>, (Self, TransitionError)> {
+    pub fn retry(
+        mut self,
+        named: &[String],
+    ) -> Result<Deployment<InProgress>, (Self, TransitionError)> {
         if named.is_empty() {
             return Err((self, TransitionError::NothingToRetry));
         }
@@ -500,7 +518,9 @@ impl Deployment<Completed> {
 
 /// The restart a deployment waits for has not happened yet.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the machine has not restarted since step `{step}` asked for it (boot id is still {boot_id}); restart it, then run deploy again")]
+#[error(
+    "the machine has not restarted since step `{step}` asked for it (boot id is still {boot_id}); restart it, then run deploy again"
+)]
 pub struct RestartStillDue {
     pub step: String,
     pub boot_id: String,
@@ -576,7 +596,7 @@ impl AnyDeployment {
     }
 
     pub fn into_record(self) -> DeploymentRecord {
-        each_state!(self, d => d.record)
+        each_state!(self, d => *d.record)
     }
 
     pub fn status(&self) -> DeploymentStatus {
@@ -641,7 +661,9 @@ fn check_invariants(r: &DeploymentRecord) -> Result<(), InvariantViolation> {
         }
         DeploymentStatus::Failed => {
             if !any(StepStatus::Failed) || any(StepStatus::Running) {
-                return fail("the deployment is failed but no step failed, or one is still running".into());
+                return fail(
+                    "the deployment is failed but no step failed, or one is still running".into(),
+                );
             }
         }
         DeploymentStatus::Interrupted | DeploymentStatus::AwaitingRestart => {
@@ -654,7 +676,9 @@ fn check_invariants(r: &DeploymentRecord) -> Result<(), InvariantViolation> {
                 return fail("the deployment is interrupted but every step is done".into());
             }
             if r.status == DeploymentStatus::AwaitingRestart && r.restart.is_none() {
-                return fail("the deployment is awaiting_restart but says nothing of the restart".into());
+                return fail(
+                    "the deployment is awaiting_restart but says nothing of the restart".into(),
+                );
             }
         }
     }
@@ -700,14 +724,20 @@ mod tests {
     }
 
     fn statuses(d: &DeploymentRecord) -> Vec<(&str, &str)> {
-        d.steps.iter().map(|s| (s.id.as_str(), s.status.as_str())).collect()
+        d.steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.status.as_str()))
+            .collect()
     }
 
     #[test]
     fn start_marks_inapplicable_steps_skipped_with_their_reason() {
         let d = started(&[("a", None), ("gpu", Some("flag gpu is off"))]);
         assert_eq!(statuses(d.record()), [("a", "pending"), ("gpu", "skipped")]);
-        assert_eq!(d.record().steps[1].skip_reason.as_deref(), Some("flag gpu is off"));
+        assert_eq!(
+            d.record().steps[1].skip_reason.as_deref(),
+            Some("flag gpu is off")
+        );
         assert_eq!(d.record().status, DeploymentStatus::InProgress);
     }
 
@@ -730,7 +760,10 @@ mod tests {
             panic!("expected failed")
         };
         assert_eq!(failed.record().status, DeploymentStatus::Failed);
-        assert_eq!(failed.record().steps[1].last_error().unwrap().message, "boom");
+        assert_eq!(
+            failed.record().steps[1].last_error().unwrap().message,
+            "boom"
+        );
     }
 
     #[test]
@@ -740,9 +773,14 @@ mod tests {
         d.complete_step("a", now()).unwrap();
         d.start_step("b", "r1", None, None, now()).unwrap();
         d.fail_step("b", StepError::message("boom"), now()).unwrap();
-        let Settled::Failed(failed) = d.settle(now()) else { panic!() };
+        let Settled::Failed(failed) = d.settle(now()) else {
+            panic!()
+        };
         let mut again = failed.retry(&[]).unwrap();
-        assert_eq!(statuses(again.record()), [("a", "completed"), ("b", "pending")]);
+        assert_eq!(
+            statuses(again.record()),
+            [("a", "completed"), ("b", "pending")]
+        );
         assert_eq!(again.next_runnable().unwrap().id, "b");
         assert_eq!(again.start_step("b", "r2", None, None, now()).unwrap(), 2);
         assert_eq!(again.record().steps[1].attempts.len(), 2);
@@ -753,23 +791,38 @@ mod tests {
         let mut d = started(&[("a", None), ("b", None)]);
         d.start_step("a", "r1", None, None, now()).unwrap();
         d.fail_step("a", StepError::message("boom"), now()).unwrap();
-        let Settled::Failed(failed) = d.settle(now()) else { panic!() };
+        let Settled::Failed(failed) = d.settle(now()) else {
+            panic!()
+        };
         let (back, err) = failed.retry(&["a".into(), "nope".into()]).unwrap_err();
-        assert_eq!(err, TransitionError::UnknownStep { step: "nope".into() });
+        assert_eq!(
+            err,
+            TransitionError::UnknownStep {
+                step: "nope".into()
+            }
+        );
         assert_eq!(statuses(back.record()), [("a", "failed"), ("b", "pending")]);
     }
 
     #[test]
     fn a_dead_running_step_becomes_interrupted_and_resume_runs_it_again() {
         let mut d = started(&[("a", None)]);
-        let process = ProcessRef { pid: 42, start_ticks: Some(7) };
+        let process = ProcessRef {
+            pid: 42,
+            start_ticks: Some(7),
+        };
         d.start_step("a", "r1", Some(process), None, now()).unwrap();
         let gone = d.interrupt_dead_steps(|p| p == Some(process), now());
         assert_eq!(gone, ["a"]);
-        let Settled::Interrupted(i) = d.settle(now()) else { panic!() };
+        let Settled::Interrupted(i) = d.settle(now()) else {
+            panic!()
+        };
         let resumed = i.resume();
         assert_eq!(resumed.next_runnable().unwrap().id, "a");
-        assert_eq!(resumed.record().steps[0].attempts[0].outcome, AttemptOutcome::Interrupted);
+        assert_eq!(
+            resumed.record().steps[0].attempts[0].outcome,
+            AttemptOutcome::Interrupted
+        );
     }
 
     #[test]
@@ -777,13 +830,24 @@ mod tests {
         let mut d = started(&[("a", None), ("b", Some("off"))]);
         d.start_step("a", "r1", None, None, now()).unwrap();
         d.complete_step("a", now()).unwrap();
-        let Settled::Completed(c) = d.settle(now()) else { panic!() };
+        let Settled::Completed(c) = d.settle(now()) else {
+            panic!()
+        };
         let (c, err) = c.retry(&[]).unwrap_err();
         assert_eq!(err, TransitionError::NothingToRetry);
         let (c, err) = c.retry(&["b".into()]).unwrap_err();
-        assert!(matches!(err, TransitionError::WrongStepStatus { status: "skipped", .. }));
+        assert!(matches!(
+            err,
+            TransitionError::WrongStepStatus {
+                status: "skipped",
+                ..
+            }
+        ));
         let again = c.retry(&["a".into()]).unwrap();
-        assert_eq!(statuses(again.record()), [("a", "pending"), ("b", "skipped")]);
+        assert_eq!(
+            statuses(again.record()),
+            [("a", "pending"), ("b", "skipped")]
+        );
     }
 
     #[test]
@@ -813,7 +877,11 @@ mod tests {
     fn check(status: DeploymentStatus, steps: &[StepStatus]) -> Result<(), String> {
         let mut r = DeploymentRecord::empty(Configuration::default());
         r.status = status;
-        r.restart = Some(RestartRecord { step: None, boot_id: None, requested_at: None });
+        r.restart = Some(RestartRecord {
+            step: None,
+            boot_id: None,
+            requested_at: None,
+        });
         for (i, st) in steps.iter().enumerate() {
             let mut s = StepRecord::new(&format!("s{i}"), "p", "t");
             s.status = *st;
@@ -853,7 +921,11 @@ mod tests {
             (D::NotStarted, &[S::Pending], true),
         ];
         for (status, steps, ok) in cases {
-            assert_eq!(check(*status, steps).is_ok(), *ok, "{status:?} with {steps:?}");
+            assert_eq!(
+                check(*status, steps).is_ok(),
+                *ok,
+                "{status:?} with {steps:?}"
+            );
         }
     }
 }

@@ -20,6 +20,15 @@ use crate::model::ProcessRef;
 use crate::paths::Layout;
 use crate::timestamp::Timestamp;
 
+/// How long a busy lock with no live holder on record is given to settle.
+///
+/// An `flock` belongs to an open file description. When a thread of a process forks
+/// a child (to run a command) at the moment another thread releases the lock, the
+/// child shares that description until it execs, so the lock stays held for a few
+/// microseconds after its holder let go. A new holder also takes a moment between
+/// locking and writing the info file. Neither is a real contender.
+const RELEASE_SETTLE: Duration = Duration::from_millis(500);
+
 /// Who holds (or last held) the lock: the content of the info file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LockHolder {
@@ -91,6 +100,19 @@ pub fn acquire(
     identity: &Identity,
     now: Timestamp,
 ) -> Result<LockGuard> {
+    acquire_notifying(layout, fs, operation, wait, identity, now, &|_| {})
+}
+
+/// Like `acquire`, calling `on_wait` once when it starts waiting for another holder.
+pub fn acquire_notifying(
+    layout: &Layout,
+    fs: Arc<dyn FileOps>,
+    operation: &str,
+    wait: LockWait,
+    identity: &Identity,
+    now: Timestamp,
+    on_wait: &dyn Fn(Option<&LockHolder>),
+) -> Result<LockGuard> {
     fs.create_dir_all(&layout.root)
         .map_err(|e| EngineError::io("create the folder", &layout.root, e))?;
     let path = layout.lock_file();
@@ -106,18 +128,30 @@ pub fn acquire(
         LockWait::NoWait => None,
         LockWait::Timeout(d) => Some(Instant::now() + d),
     };
+    let mut announced = false;
+    let settle_until = Instant::now() + RELEASE_SETTLE;
     loop {
         match file.try_lock() {
             Ok(()) => break,
             Err(TryLockError::WouldBlock) => {
+                // A lock with no live holder on record is being released or was just
+                // taken (see RELEASE_SETTLE): look again shortly before giving up.
+                if Instant::now() < settle_until && live_holder(layout, fs.as_ref()).is_none() {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
                 if deadline.is_some_and(|d| Instant::now() < d) {
+                    if !announced {
+                        on_wait(read_holder(layout, fs.as_ref()).as_ref());
+                        announced = true;
+                    }
                     // Polling: std's blocking `lock` cannot time out.
                     std::thread::sleep(Duration::from_millis(25));
                     continue;
                 }
                 return Err(EngineError::Locked {
                     path: layout.root.clone(),
-                    holder: read_holder(layout, fs.as_ref()),
+                    holder: read_holder(layout, fs.as_ref()).map(Box::new),
                 });
             }
             Err(TryLockError::Error(e)) => {
@@ -245,7 +279,10 @@ mod tests {
             start_ticks: me.start_ticks.map(|t| t + 1),
         };
         assert!(!process_alive(impostor));
-        assert!(!process_alive(ProcessRef { pid: u32::MAX - 1, start_ticks: None }));
+        assert!(!process_alive(ProcessRef {
+            pid: u32::MAX - 1,
+            start_ticks: None
+        }));
     }
 
     #[test]
@@ -256,13 +293,31 @@ mod tests {
         let id = Identity::new("test 1");
         let now = Timestamp::now();
         let first = acquire(&layout, fs.clone(), "deploy", LockWait::NoWait, &id, now).unwrap();
-        assert_eq!(live_holder(&layout, fs.as_ref()).unwrap().operation, "deploy");
+        assert_eq!(
+            live_holder(&layout, fs.as_ref()).unwrap().operation,
+            "deploy"
+        );
         // flock is per open file description, so a second open in this process conflicts.
-        let err = acquire(&layout, fs.clone(), "retry", LockWait::Timeout(Duration::from_millis(60)), &id, now)
-            .err()
-            .unwrap();
-        let EngineError::Locked { holder: Some(h), .. } = &err else { panic!("{err}") };
-        assert_eq!((h.pid, h.operation.as_str()), (std::process::id(), "deploy"));
+        let err = acquire(
+            &layout,
+            fs.clone(),
+            "retry",
+            LockWait::Timeout(Duration::from_millis(60)),
+            &id,
+            now,
+        )
+        .err()
+        .unwrap();
+        let EngineError::Locked {
+            holder: Some(h), ..
+        } = &err
+        else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            (h.pid, h.operation.as_str()),
+            (std::process::id(), "deploy")
+        );
         assert!(err.to_string().contains("operation `deploy`"), "{err}");
         drop(first);
         assert!(live_holder(&layout, fs.as_ref()).is_none());

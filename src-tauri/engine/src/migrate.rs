@@ -21,9 +21,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::model::{
-    Attempt, AttemptOutcome, Configuration, DeploymentRecord, DeploymentStatus, FactSource,
-    Facts, InfraFact, MigrationRecord, PhaseRecord, RuntimeFact, SCHEMA_VERSION, StateFile,
-    StepError, StepRecord, StepStatus,
+    Attempt, AttemptOutcome, Configuration, DeploymentRecord, DeploymentStatus, FactSource, Facts,
+    InfraFact, MigrationRecord, PhaseRecord, RuntimeFact, SCHEMA_VERSION, StateFile, StepError,
+    StepRecord, StepStatus,
 };
 use crate::timestamp::Timestamp;
 
@@ -59,7 +59,9 @@ pub fn detect(value: &Value) -> Result<u32, String> {
             .as_u64()
             .and_then(|v| u32::try_from(v).ok())
             .filter(|v| *v >= 3)
-            .ok_or_else(|| format!("schema_version is {v}, which is not a version of this format"));
+            .ok_or_else(|| {
+                format!("schema_version is {v}, which is not a version of this format")
+            });
     }
     if obj.get("version").and_then(Value::as_u64) == Some(2) && obj.contains_key("allPlaybooks") {
         return Ok(2);
@@ -100,7 +102,11 @@ pub fn upgrade(
             _ => unreachable!("the chain covers every version below SCHEMA_VERSION"),
         };
     }
-    let format = if from == 1 { "thinkube-queue" } else { "thinkube-v2" };
+    let format = if from == 1 {
+        "thinkube-queue"
+    } else {
+        "thinkube-v2"
+    };
     Ok((
         value,
         Some(Converted {
@@ -197,9 +203,17 @@ struct V2State {
     failed_ids: Vec<String>,
     #[serde(rename = "x-phases", default, skip_serializing_if = "Option::is_none")]
     x_phases: Option<Vec<QueuePhase>>,
-    #[serde(rename = "x-awaitingRestart", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "x-awaitingRestart",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     x_awaiting_restart: Option<bool>,
-    #[serde(rename = "x-currentPhase", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "x-currentPhase",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     x_current_phase: Option<String>,
 }
 
@@ -209,12 +223,18 @@ struct V2State {
 pub fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Value, String> {
     let v2: V2State = serde_json::from_value(value)
         .map_err(|e| format!("it looks like the earlier installer's v2 format but {e}"))?;
-    let saved_at = v2.timestamp.as_deref().and_then(|t| Timestamp::parse(t).ok());
+    let saved_at = v2
+        .timestamp
+        .as_deref()
+        .and_then(|t| Timestamp::parse(t).ok());
     let mut notes = Vec::new();
     let mut phases: Vec<PhaseRecord> = Vec::new();
     if let Some(queue_phases) = &v2.x_phases {
         for p in queue_phases {
-            let has_steps = v2.all_playbooks.iter().any(|pb| pb.phase.as_deref() == Some(&p.id));
+            let has_steps = v2
+                .all_playbooks
+                .iter()
+                .any(|pb| pb.phase.as_deref() == Some(&p.id));
             if !has_steps && p.status.as_deref() == Some("completed") {
                 notes.push(format!(
                     "phase `{}` ({}) was completed by the earlier installer; the queue format does not list its playbooks",
@@ -262,9 +282,10 @@ pub fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Value, St
         }
         if let Some(outcome) = outcome {
             let error = (outcome == AttemptOutcome::Failed).then(|| {
-                let message = pb.error.clone().unwrap_or_else(|| {
-                    "failed (the earlier installer recorded no message)".into()
-                });
+                let message = pb
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "failed (the earlier installer recorded no message)".into());
                 StepError {
                     exit_code: exit_code_in(&message),
                     message,
@@ -301,7 +322,9 @@ pub fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Value, St
     }
     for id in v2.completed_ids.iter().chain(&v2.failed_ids) {
         if !v2.all_playbooks.iter().any(|p| &p.id == id) {
-            notes.push(format!("`{id}` is listed as completed or failed but is not among the playbooks; ignored"));
+            notes.push(format!(
+                "`{id}` is listed as completed or failed but is not among the playbooks; ignored"
+            ));
         }
     }
     let mut configuration = Configuration::default();
@@ -335,7 +358,12 @@ pub fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Value, St
         notes.push("the earlier installer was waiting for a restart, but a step has failed: retry it first".into());
     }
     deployment.migrated_from = Some(MigrationRecord {
-        format: if v2.x_phases.is_some() { "thinkube-queue" } else { "thinkube-v2" }.into(),
+        format: if v2.x_phases.is_some() {
+            "thinkube-queue"
+        } else {
+            "thinkube-v2"
+        }
+        .into(),
         migrated_at: now,
         saved_at,
         source_path: None,
@@ -378,8 +406,16 @@ fn exit_code_in(message: &str) -> Option<i32> {
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase().replace(['-', '.'], "_");
     [
-        "password", "passwd", "secret", "token", "private_key", "privatekey", "api_key",
-        "apikey", "credential", "passphrase",
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "private_key",
+        "privatekey",
+        "api_key",
+        "apikey",
+        "credential",
+        "passphrase",
     ]
     .iter()
     .any(|s| k.contains(s))
@@ -410,8 +446,16 @@ pub const K0RDENT_STEPS: &[(&str, &str, &str)] = &[
     ("connect_vpn", "vpn", "Connect VPN"),
     ("install_k0s", "kubernetes", "Install k0s"),
     ("install_k0rdent", "kubernetes", "Install k0rdent"),
-    ("setup_azure_children", "azure_children", "Set up Azure child clusters"),
-    ("install_azure_csi", "azure_children", "Install Azure CSI driver"),
+    (
+        "setup_azure_children",
+        "azure_children",
+        "Set up Azure child clusters",
+    ),
+    (
+        "install_azure_csi",
+        "azure_children",
+        "Install Azure CSI driver",
+    ),
     ("install_kof_mothership", "kof", "Install KOF mothership"),
     ("install_kof_regional", "kof", "Install KOF regional"),
 ];
@@ -443,7 +487,10 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a mapping")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry()? {
                     out.push((k, v));
@@ -515,7 +562,11 @@ pub struct K0rdentImport {
 pub const VM_FACT_TTL_SECONDS: u64 = 300;
 
 /// Reads a k0rdent-azure-setup `deployment-state.yaml`.
-pub fn import_k0rdent(yaml: &str, source_path: &str, now: Timestamp) -> Result<K0rdentImport, String> {
+pub fn import_k0rdent(
+    yaml: &str,
+    source_path: &str,
+    now: Timestamp,
+) -> Result<K0rdentImport, String> {
     let k: K0rdentState = serde_saphyr::from_str(yaml)
         .map_err(|e| format!("it is not a k0rdent-azure-setup deployment state: {e}"))?;
     let time = |t: &Option<String>| t.as_deref().and_then(|t| Timestamp::parse(t).ok());
@@ -548,7 +599,9 @@ pub fn import_k0rdent(yaml: &str, source_path: &str, now: Timestamp) -> Result<K
             "skipped" => (StepStatus::Skipped, None),
             "pending" => (StepStatus::Pending, None),
             other => {
-                notes.push(format!("phase `{name}` had status `{other}`, taken as pending"));
+                notes.push(format!(
+                    "phase `{name}` had status `{other}`, taken as pending"
+                ));
                 (StepStatus::Pending, None)
             }
         };
@@ -570,8 +623,9 @@ pub fn import_k0rdent(yaml: &str, source_path: &str, now: Timestamp) -> Result<K
                 finished_at: if finished { updated } else { None },
                 outcome,
                 process: None,
-                error: (outcome == AttemptOutcome::Failed)
-                    .then(|| StepError::message("failed in k0rdent-azure-setup (no message recorded)")),
+                error: (outcome == AttemptOutcome::Failed).then(|| {
+                    StepError::message("failed in k0rdent-azure-setup (no message recorded)")
+                }),
                 log_file: None,
             });
         }
@@ -583,13 +637,17 @@ pub fn import_k0rdent(yaml: &str, source_path: &str, now: Timestamp) -> Result<K
     };
     for (key, value) in &k.config {
         if is_secret_key(key) {
-            notes.push(format!("configuration `{key}` looks secret and was not copied"));
+            notes.push(format!(
+                "configuration `{key}` looks secret and was not copied"
+            ));
         } else {
             configuration.answers.insert(key.clone(), value.clone());
         }
     }
     if let Some(deployer) = &k.deployer {
-        configuration.answers.insert("deployer".into(), Value::String(deployer.clone()));
+        configuration
+            .answers
+            .insert("deployer".into(), Value::String(deployer.clone()));
     }
     if let Some(source) = &k.source_config_file {
         configuration
@@ -597,7 +655,9 @@ pub fn import_k0rdent(yaml: &str, source_path: &str, now: Timestamp) -> Result<K
             .insert("source_config_file".into(), Value::String(source.clone()));
     }
     if let Some(artifacts) = &k.artifacts {
-        configuration.answers.insert("k0rdent_artifacts".into(), artifacts.clone());
+        configuration
+            .answers
+            .insert("k0rdent_artifacts".into(), artifacts.clone());
     }
     let last_updated = time(&k.last_updated);
     let mut facts = Facts::default();
@@ -646,7 +706,11 @@ pub fn import_k0rdent(yaml: &str, source_path: &str, now: Timestamp) -> Result<K
         phases,
         steps,
         started_at: time(&k.created_at),
-        finished_at: if status == DeploymentStatus::Completed { last_updated } else { None },
+        finished_at: if status == DeploymentStatus::Completed {
+            last_updated
+        } else {
+            None
+        },
         restart: None,
         migrated_from: Some(MigrationRecord {
             format: "k0rdent-azure".into(),
@@ -678,8 +742,16 @@ mod tests {
         for (json, want) in cases {
             assert_eq!(detect(&serde_json::from_str(json).unwrap()), want, "{json}");
         }
-        for bad in [r#"[1]"#, r#"{"schema_version": "3"}"#, r#"{"hello": 1}"#, r#"{"schema_version": 1}"#] {
-            assert!(detect(&serde_json::from_str(bad).unwrap()).is_err(), "{bad}");
+        for bad in [
+            r#"[1]"#,
+            r#"{"schema_version": "3"}"#,
+            r#"{"hello": 1}"#,
+            r#"{"schema_version": 1}"#,
+        ] {
+            assert!(
+                detect(&serde_json::from_str(bad).unwrap()).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -692,7 +764,14 @@ mod tests {
 
     #[test]
     fn secret_looking_keys_are_recognised() {
-        for k in ["password", "ADMIN_PASSWORD", "client-secret", "github_token", "private_key", "ssh.passphrase"] {
+        for k in [
+            "password",
+            "ADMIN_PASSWORD",
+            "client-secret",
+            "github_token",
+            "private_key",
+            "ssh.passphrase",
+        ] {
             assert!(is_secret_key(k), "{k}");
         }
         for k in ["microk8s_channel", "public_key", "resource_group"] {

@@ -11,8 +11,8 @@ use crate::lifecycle::AnyDeployment;
 use crate::lock::LockWait;
 use crate::migrate::{self, import_k0rdent};
 use crate::model::{
-    DeploymentRecord, DeploymentStatus, EventKind, NewEvent, RunOutcome, RunRecord,
-    SCHEMA_VERSION, StateFile,
+    DeploymentRecord, DeploymentStatus, EventKind, NewEvent, RunOutcome, RunRecord, SCHEMA_VERSION,
+    StateFile,
 };
 use crate::store::{Loaded, Store, Writer, migration_backup_path, parse_state, valid_run_id};
 use crate::timestamp::Timestamp;
@@ -58,7 +58,9 @@ pub fn clean_state(store: &Store, wait: LockWait, now: Timestamp) -> Result<Clea
     let name = format!(
         "{}-{}.json",
         now.compact(),
-        d.id.as_deref().filter(|id| valid_run_id(id)).unwrap_or("deployment")
+        d.id.as_deref()
+            .filter(|id| valid_run_id(id))
+            .unwrap_or("deployment")
     );
     let path = dir.join(name);
     write_json(store, &dir, &path, &archive)?;
@@ -66,11 +68,15 @@ pub fn clean_state(store: &Store, wait: LockWait, now: Timestamp) -> Result<Clea
         .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
     let (_, fresh) = deployment.clean();
     let message = format!("progress archived to {}", path.display());
-    let serial = w.commit(now, vec![NewEvent::new(EventKind::StateCleaned, message)], |s| {
-        s.deployment = fresh.erase().into_record();
-        s.current_run = None;
-        Ok(())
-    })?;
+    let serial = w.commit(
+        now,
+        vec![NewEvent::new(EventKind::StateCleaned, message)],
+        |s| {
+            s.deployment = fresh.erase().into_record();
+            s.current_run = None;
+            Ok(())
+        },
+    )?;
     w.finish()?;
     Ok(CleanReport {
         archived_to: Some(path),
@@ -102,7 +108,12 @@ pub struct CleanupReport {
 
 /// Moves finished runs that ended more than `older_than_days` ago out of history,
 /// into `archive/runs/`. The deployment's latest run always stays.
-pub fn cleanup(store: &Store, older_than_days: u32, wait: LockWait, now: Timestamp) -> Result<CleanupReport> {
+pub fn cleanup(
+    store: &Store,
+    older_than_days: u32,
+    wait: LockWait,
+    now: Timestamp,
+) -> Result<CleanupReport> {
     let mut w = store.open_writer("cleanup", wait, now)?;
     let (runs, bad) = store.read_runs()?;
     let cutoff = now.plus_seconds(-(i64::from(older_than_days) * 86_400));
@@ -132,7 +143,11 @@ pub fn cleanup(store: &Store, older_than_days: u32, wait: LockWait, now: Timesta
             archived.len(),
             dir.display()
         );
-        w.commit(now, vec![NewEvent::new(EventKind::RunsArchived, message)], |_| Ok(()))?;
+        w.commit(
+            now,
+            vec![NewEvent::new(EventKind::RunsArchived, message)],
+            |_| Ok(()),
+        )?;
     }
     w.finish()?;
     Ok(CleanupReport {
@@ -159,17 +174,23 @@ pub struct RecoverReport {
 
 /// Replaces an unreadable (or missing) state with a good copy, after moving the
 /// unreadable file aside. Refuses when the state is readable. Never deletes.
-pub fn recover(store: &Store, source: RecoverSource, wait: LockWait, now: Timestamp) -> Result<RecoverReport> {
+pub fn recover(
+    store: &Store,
+    source: RecoverSource,
+    wait: LockWait,
+    now: Timestamp,
+) -> Result<RecoverReport> {
     let guard = store.lock("recover", wait, now)?;
     let layout = store.layout().clone();
     let state_path = layout.state_file();
     let fs = store.fs();
-    let current = fs
-        .read(&state_path)
-        .map_err(|e| EngineError::io("read", &state_path, e))?;
-    if let Some(bytes) = &current
-        && parse_state(bytes, &state_path, now, uuid::Uuid::new_v4()).is_ok()
-    {
+    let exists = std::fs::symlink_metadata(&state_path).is_ok();
+    let readable = match store.load(now) {
+        Ok(loaded) => loaded.is_some(),
+        Err(EngineError::Unreadable { .. } | EngineError::NewerSchema { .. }) => false,
+        Err(e) => return Err(e),
+    };
+    if readable {
         return Err(EngineError::Usage(format!(
             "the state file {} is readable: there is nothing to recover (to start over, use `thinkube-deploy clean-state`)",
             state_path.display()
@@ -197,13 +218,21 @@ pub fn recover(store: &Store, source: RecoverSource, wait: LockWait, now: Timest
     })?;
     // The serial must never go back: take the highest one the unreadable file
     // still shows, if any.
-    let floor = current.as_deref().and_then(scan_serial).unwrap_or(0);
-    let moved_aside = match current {
-        None => None,
-        Some(_) => {
-            let aside = unique_path(&layout.root, &format!("deployment-state.json.unreadable-{}", now.compact()));
-            fs.rename(&state_path, &aside)
-                .map_err(|e| EngineError::io("move the unreadable state aside from", &state_path, e))?;
+    let floor = std::fs::read(&state_path)
+        .ok()
+        .as_deref()
+        .and_then(scan_serial)
+        .unwrap_or(0);
+    let moved_aside = match exists {
+        false => None,
+        true => {
+            let aside = unique_path(
+                &layout.root,
+                &format!("deployment-state.json.unreadable-{}", now.compact()),
+            );
+            fs.rename(&state_path, &aside).map_err(|e| {
+                EngineError::io("move the unreadable state aside from", &state_path, e)
+            })?;
             Some(aside)
         }
     };
@@ -218,10 +247,14 @@ pub fn recover(store: &Store, source: RecoverSource, wait: LockWait, now: Timest
             .map(|p| format!("; the unreadable file was moved to {}", p.display()))
             .unwrap_or_default()
     );
-    let serial = w.commit(now, vec![NewEvent::new(EventKind::StateRecovered, message)], |s| {
-        s.serial = s.serial.max(floor);
-        Ok(())
-    })?;
+    let serial = w.commit(
+        now,
+        vec![NewEvent::new(EventKind::StateRecovered, message)],
+        |s| {
+            s.serial = s.serial.max(floor);
+            Ok(())
+        },
+    )?;
     w.finish()?;
     Ok(RecoverReport {
         restored_from: source_path,
@@ -279,7 +312,12 @@ pub struct MigrateReport {
 }
 
 /// Converts the state file of this environment to the current format now.
-pub fn migrate_in_place(store: &Store, dry_run: bool, wait: LockWait, now: Timestamp) -> Result<MigrateReport> {
+pub fn migrate_in_place(
+    store: &Store,
+    dry_run: bool,
+    wait: LockWait,
+    now: Timestamp,
+) -> Result<MigrateReport> {
     let layout = store.layout();
     let report = |loaded: Option<&Loaded>, message: String| {
         let converted = loaded.and_then(|l| l.converted_from.clone());
@@ -287,7 +325,9 @@ pub fn migrate_in_place(store: &Store, dry_run: bool, wait: LockWait, now: Times
             dry_run,
             from: converted.as_ref().map(|c| c.describe()),
             to_schema_version: SCHEMA_VERSION,
-            backup: converted.as_ref().map(|c| migration_backup_path(layout, c.from_version)),
+            backup: converted
+                .as_ref()
+                .map(|c| migration_backup_path(layout, c.from_version)),
             status: loaded.map(|l| l.state.deployment.status),
             steps: loaded.map_or(0, |l| l.state.deployment.steps.len()),
             notes: loaded
@@ -295,16 +335,29 @@ pub fn migrate_in_place(store: &Store, dry_run: bool, wait: LockWait, now: Times
                 .map(|m| m.notes.clone())
                 .unwrap_or_default(),
             private_keys_left_in_source: Vec::new(),
-            state: if dry_run { loaded.map(|l| l.state.clone()) } else { None },
+            state: if dry_run {
+                loaded.map(|l| l.state.clone())
+            } else {
+                None
+            },
             message,
         }
     };
     let loaded = store.load(now)?;
     let Some(loaded) = loaded else {
-        return Ok(report(None, format!("there is no state file at {}; nothing to migrate", layout.state_file().display())));
+        return Ok(report(
+            None,
+            format!(
+                "there is no state file at {}; nothing to migrate",
+                layout.state_file().display()
+            ),
+        ));
     };
     let Some(converted) = loaded.converted_from.clone() else {
-        return Ok(report(Some(&loaded), format!("the state is already at schema version {SCHEMA_VERSION}; nothing to do")));
+        return Ok(report(
+            Some(&loaded),
+            format!("the state is already at schema version {SCHEMA_VERSION}; nothing to do"),
+        ));
     };
     if dry_run {
         let message = format!(
@@ -339,20 +392,32 @@ const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 /// Imports another tool's state file (a k0rdent-azure-setup `deployment-state.yaml`,
 /// or the earlier installer's v2 or queue JSON) as this environment's deployment.
 /// Refuses when a deployment is already here.
-pub fn import(store: &Store, path: &Path, dry_run: bool, wait: LockWait, now: Timestamp) -> Result<MigrateReport> {
+pub fn import(
+    store: &Store,
+    path: &Path,
+    dry_run: bool,
+    wait: LockWait,
+    now: Timestamp,
+) -> Result<MigrateReport> {
     let bad = |reason: String| EngineError::BadImport {
         path: path.to_path_buf(),
         reason,
     };
     let bytes = std::fs::read(path).map_err(|e| EngineError::io("read", path, e))?;
     if bytes.len() > MAX_IMPORT_BYTES {
-        return Err(bad(format!("it is {} bytes, too large to be a state file", bytes.len())));
+        return Err(bad(format!(
+            "it is {} bytes, too large to be a state file",
+            bytes.len()
+        )));
     }
     let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
     let shown = path.display().to_string();
-    let (deployment, facts, keys_left, format) = match serde_json::from_str::<serde_json::Value>(&text) {
+    let (deployment, facts, keys_left, format) = match serde_json::from_str::<serde_json::Value>(
+        &text,
+    ) {
         Ok(value) => {
-            let (value, converted) = migrate::upgrade(value, now, uuid::Uuid::new_v4()).map_err(bad)?;
+            let (value, converted) =
+                migrate::upgrade(value, now, uuid::Uuid::new_v4()).map_err(bad)?;
             let Some(converted) = converted else {
                 return Err(bad("it is already a thinkube-deploy state; to use it, run `thinkube-deploy recover --from PATH` instead".into()));
             };
@@ -365,11 +430,21 @@ pub fn import(store: &Store, path: &Path, dry_run: bool, wait: LockWait, now: Ti
         }
         Err(_) => {
             let k = import_k0rdent(&text, &shown, now).map_err(bad)?;
-            (k.deployment, k.facts, k.peers_with_private_keys, "k0rdent-azure")
+            (
+                k.deployment,
+                k.facts,
+                k.peers_with_private_keys,
+                "k0rdent-azure",
+            )
         }
     };
-    AnyDeployment::from_record(deployment.clone()).map_err(|e| bad(format!("it contradicts itself: {e}")))?;
-    let notes = deployment.migrated_from.as_ref().map(|m| m.notes.clone()).unwrap_or_default();
+    AnyDeployment::from_record(deployment.clone())
+        .map_err(|e| bad(format!("it contradicts itself: {e}")))?;
+    let notes = deployment
+        .migrated_from
+        .as_ref()
+        .map(|m| m.notes.clone())
+        .unwrap_or_default();
     let mut report = MigrateReport {
         dry_run,
         from: Some(format!("{format} file {shown}")),
@@ -404,21 +479,30 @@ pub fn import(store: &Store, path: &Path, dry_run: bool, wait: LockWait, now: Ti
             here.status.as_str()
         )));
     }
-    let message = format!("imported deployment {} from {shown} ({format})", deployment.id.as_deref().unwrap_or("-"));
+    let message = format!(
+        "imported deployment {} from {shown} ({format})",
+        deployment.id.as_deref().unwrap_or("-")
+    );
     let id = deployment.id.clone();
     let status = deployment.status;
-    w.commit(now, vec![NewEvent::new(EventKind::StateImported, message)], |s| {
-        s.deployment = deployment;
-        for fact in facts.infrastructure {
-            s.facts.infrastructure.retain(|f| f.key != fact.key);
-            s.facts.infrastructure.push(fact);
-        }
-        for fact in facts.runtime {
-            s.facts.runtime.retain(|f| !(f.host == fact.host && f.kind == fact.kind));
-            s.facts.runtime.push(fact);
-        }
-        Ok(())
-    })?;
+    w.commit(
+        now,
+        vec![NewEvent::new(EventKind::StateImported, message)],
+        |s| {
+            s.deployment = deployment;
+            for fact in facts.infrastructure {
+                s.facts.infrastructure.retain(|f| f.key != fact.key);
+                s.facts.infrastructure.push(fact);
+            }
+            for fact in facts.runtime {
+                s.facts
+                    .runtime
+                    .retain(|f| !(f.host == fact.host && f.kind == fact.kind));
+                s.facts.runtime.push(fact);
+            }
+            Ok(())
+        },
+    )?;
     w.finish()?;
     report.message = format!(
         "imported deployment {} ({} steps, {}) from {shown}",
@@ -435,7 +519,10 @@ mod tests {
 
     #[test]
     fn scan_serial_finds_the_largest_serial_in_damaged_text() {
-        assert_eq!(scan_serial(br#"{"serial": 41, "x": {"serial":7}"#), Some(41));
+        assert_eq!(
+            scan_serial(br#"{"serial": 41, "x": {"serial":7}"#),
+            Some(41)
+        );
         assert_eq!(scan_serial(b"\x00\x01garbage"), None);
         assert_eq!(scan_serial(br#"{"serial": "#), None);
     }

@@ -155,12 +155,25 @@ mod tests {
             installer_home(None, Some(user)).unwrap(),
             PathBuf::from("/home/u/.thinkube-installer")
         );
-        assert!(matches!(installer_home(None, None), Err(EngineError::NoHome)));
+        assert!(matches!(
+            installer_home(None, None),
+            Err(EngineError::NoHome)
+        ));
     }
 
     #[test]
     fn env_names_cannot_escape_the_home() {
-        for bad in ["", "../x", "a/b", ".", "..", "a b", "x\\y", "é", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".",
+            "..",
+            "a b",
+            "x\\y",
+            "é",
+            &"a".repeat(65),
+        ] {
             assert!(EnvName::parse(bad).is_err(), "{bad:?} should be refused");
         }
         for good in ["staging", "prod-2", "a_b", "X9"] {
@@ -177,7 +190,10 @@ mod tests {
             PathBuf::from("/h/environments/lab/deployment-state.json")
         );
         let default = Layout::new("/h", EnvName::default_env());
-        assert_eq!(default.state_file(), PathBuf::from("/h/deployment-state.json"));
+        assert_eq!(
+            default.state_file(),
+            PathBuf::from("/h/deployment-state.json")
+        );
         assert_eq!(default.inventory_file(), PathBuf::from("/h/inventory.yaml"));
     }
 }

@@ -7,7 +7,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::lock::{self, LockHolder};
-use crate::model::{DeploymentStatus, RunOutcome, SCHEMA_VERSION, StateFile, StepError, StepStatus};
+use crate::model::{
+    DeploymentStatus, RunOutcome, SCHEMA_VERSION, StateFile, StepError, StepStatus,
+};
 use crate::paths::Layout;
 use crate::store::{Loaded, reconcile_dead};
 use crate::timestamp::Timestamp;
@@ -137,7 +139,7 @@ pub fn progress(state: &StateFile) -> Progress {
         ..Progress::default()
     };
     p.total = d.steps.len() - p.skipped;
-    p.percentage = if p.total == 0 { 0 } else { 100 * p.completed / p.total };
+    p.percentage = (100 * p.completed).checked_div(p.total).unwrap_or(0);
     p
 }
 
@@ -246,15 +248,27 @@ pub fn render(v: &StatusView) -> String {
         }
     }
     if let Some(c) = &v.converted_from {
-        let _ = writeln!(out, "  (read from {c}; the next change saves it in the current format)");
+        let _ = writeln!(
+            out,
+            "  (read from {c}; the next change saves it in the current format)"
+        );
     }
-    let mut phases: Vec<(&str, &str)> = v.phases.iter().map(|p| (p.id.as_str(), p.title.as_str())).collect();
+    let mut phases: Vec<(&str, &str)> = v
+        .phases
+        .iter()
+        .map(|p| (p.id.as_str(), p.title.as_str()))
+        .collect();
     for s in &v.steps {
         if !phases.iter().any(|(id, _)| *id == s.phase) {
             phases.push((&s.phase, &s.phase));
         }
     }
-    let width = v.steps.iter().map(|s| s.id.chars().count()).max().unwrap_or(0);
+    let width = v
+        .steps
+        .iter()
+        .map(|s| s.id.chars().count())
+        .max()
+        .unwrap_or(0);
     for (id, title) in phases {
         let steps: Vec<&StepView> = v.steps.iter().filter(|s| s.phase == id).collect();
         if steps.is_empty() {
@@ -279,7 +293,10 @@ pub fn render(v: &StatusView) -> String {
     }
     let p = &v.progress;
     if p.total > 0 || p.skipped > 0 {
-        let mut parts = vec![format!("{} of {} completed ({}%)", p.completed, p.total, p.percentage)];
+        let mut parts = vec![format!(
+            "{} of {} completed ({}%)",
+            p.completed, p.total, p.percentage
+        )];
         for (n, what) in [
             (p.failed, "failed"),
             (p.running, "running"),
@@ -309,11 +326,21 @@ pub fn render(v: &StatusView) -> String {
         if let Some(c) = e.exit_code {
             detail.push(format!("exit code {c}"));
         }
-        let detail = if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) };
+        let detail = if detail.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", detail.join(", "))
+        };
         let _ = writeln!(out, "Last error: {}: {}{detail}", step.id, e.message);
     }
     if let Some(r) = &v.current_run {
-        let _ = writeln!(out, "Run: {} started {} — {}", r.run_id, r.started_at, r.outcome.as_str());
+        let _ = writeln!(
+            out,
+            "Run: {} started {} — {}",
+            r.run_id,
+            r.started_at,
+            r.outcome.as_str()
+        );
     }
     match (&v.lock.pid, &v.lock.operation, &v.lock.since) {
         (Some(pid), Some(op), Some(since)) => {
@@ -324,10 +351,18 @@ pub fn render(v: &StatusView) -> String {
         }
     }
     let hint = match d.status {
-        DeploymentStatus::Failed => Some("Run `thinkube-deploy retry` to run the failed step again."),
-        DeploymentStatus::Interrupted => Some("Run `thinkube-deploy resume` to continue where it stopped."),
-        DeploymentStatus::AwaitingRestart => Some("Restart the machine, then run `thinkube-deploy deploy` to continue."),
-        DeploymentStatus::InProgress if !v.lock.held => Some("Run `thinkube-deploy resume` to continue."),
+        DeploymentStatus::Failed => {
+            Some("Run `thinkube-deploy retry` to run the failed step again.")
+        }
+        DeploymentStatus::Interrupted => {
+            Some("Run `thinkube-deploy resume` to continue where it stopped.")
+        }
+        DeploymentStatus::AwaitingRestart => {
+            Some("Restart the machine, then run `thinkube-deploy deploy` to continue.")
+        }
+        DeploymentStatus::InProgress if !v.lock.held => {
+            Some("Run `thinkube-deploy resume` to continue.")
+        }
         _ => None,
     };
     if let Some(h) = hint {

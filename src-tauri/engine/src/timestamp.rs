@@ -124,6 +124,9 @@ mod tests {
     #[test]
     fn rejects_a_non_timestamp_with_the_text_in_the_message() {
         let err = serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err();
-        assert!(err.to_string().contains("`yesterday` is not an RFC 3339"), "{err}");
+        assert!(
+            err.to_string().contains("`yesterday` is not an RFC 3339"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,189 @@
+//! Unreadable state: every command exits 4 with the file's path, what is wrong and
+//! what to do, and the file is byte-for-byte unchanged.
+
+use crate::common::*;
+
+/// A valid state file's bytes, made by the engine.
+fn valid_state() -> Vec<u8> {
+    let home = Home::new();
+    run_deployment(
+        &home.store(),
+        &[("a", "p"), ("b", "p")],
+        Some("b"),
+        &[],
+        at("2026-01-01T00:00:00Z"),
+    );
+    std::fs::read(home.state_file()).unwrap()
+}
+
+fn edited(f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&valid_state()).unwrap();
+    f(&mut v);
+    serde_json::to_vec_pretty(&v).unwrap()
+}
+
+/// Every command that reads or writes the state must refuse `bytes` with exit 4 and
+/// `fragment` in the message, leaving the file as it was.
+fn check(name: &str, bytes: Vec<u8>, fragment: &str) {
+    let home = Home::new();
+    home.write_state(&bytes);
+    let path = home.state_file().display().to_string();
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["clean-state", "--yes"],
+        &["migrate"],
+        &["migrate", "--dry-run"],
+        &["history"],
+        &["cleanup"],
+    ] {
+        let r = home.run(args);
+        assert_eq!(
+            r.code, 4,
+            "{name}: {args:?} exit code; stderr: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(&path),
+            "{name}: {args:?} does not name the file: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(fragment),
+            "{name}: {args:?} lacks {fragment:?}: {}",
+            r.stderr
+        );
+        assert_eq!(
+            r.stderr.lines().count(),
+            1,
+            "{name}: one line of error: {}",
+            r.stderr
+        );
+        assert_eq!(
+            std::fs::read(home.state_file()).unwrap(),
+            bytes,
+            "{name}: {args:?} modified the file"
+        );
+        assert!(
+            !home.layout().backup_file().exists(),
+            "{name}: a backup was written over"
+        );
+    }
+}
+
+#[test]
+fn empty_and_whitespace_files() {
+    check("empty", Vec::new(), "the file is empty");
+    check("spaces", b"  \n\t\n".to_vec(), "the file is empty");
+}
+
+#[test]
+fn truncated_at_many_offsets() {
+    let good = valid_state();
+    let n = good.len();
+    for offset in [1, 2, n / 7, n / 3, n / 2, 2 * n / 3, n - 20, n - 2] {
+        check(
+            &format!("truncated at {offset}"),
+            good[..offset].to_vec(),
+            "recover --from-backup",
+        );
+    }
+}
+
+#[test]
+fn garbage_and_non_objects() {
+    check(
+        "binary",
+        (0u8..=255).cycle().take(4096).collect(),
+        "not valid JSON",
+    );
+    check("array", b"[1, 2, 3]".to_vec(), "not an object");
+    check(
+        "unrelated json",
+        br#"{"hello": "world"}"#.to_vec(),
+        "not a Thinkube installer state",
+    );
+    check("nested", "[".repeat(100_000).into_bytes(), "not valid JSON");
+}
+
+#[test]
+fn wrong_types_and_missing_fields() {
+    check(
+        "serial is a string",
+        edited(|v| v["serial"] = "x".into()),
+        "does not match the state format",
+    );
+    check(
+        "bad lineage",
+        edited(|v| v["lineage"] = "not-a-uuid".into()),
+        "does not match the state format",
+    );
+    check(
+        "bad status",
+        edited(|v| v["deployment"]["status"] = "done".into()),
+        "does not match the state format",
+    );
+    check(
+        "no deployment",
+        edited(|v| {
+            v.as_object_mut().unwrap().remove("deployment");
+        }),
+        "missing field `deployment`",
+    );
+    check(
+        "unknown field",
+        edited(|v| v["surprise"] = 1.into()),
+        "unknown field `surprise`",
+    );
+    check(
+        "bad time",
+        edited(|v| v["updated_at"] = "yesterday".into()),
+        "not an RFC 3339 timestamp",
+    );
+}
+
+#[test]
+fn contradictions_are_refused() {
+    check(
+        "duplicate step ids",
+        edited(|v| {
+            let first = v["deployment"]["steps"][0].clone();
+            v["deployment"]["steps"].as_array_mut().unwrap().push(first);
+        }),
+        "step id `a` appears more than once",
+    );
+    check(
+        "completed with a failed step",
+        edited(|v| v["deployment"]["status"] = "completed".into()),
+        "the deployment is completed but step `b` is failed",
+    );
+}
+
+#[test]
+fn a_newer_schema_version_is_refused_untouched() {
+    check(
+        "future",
+        edited(|v| v["schema_version"] = 99.into()),
+        "schema version 99, newer than this program understands",
+    );
+}
+
+#[test]
+fn a_symlinked_state_file_is_refused_and_its_target_untouched() {
+    let home = Home::new();
+    let elsewhere = home.outside("elsewhere.json");
+    home.create();
+    let good = valid_state();
+    std::fs::write(&elsewhere, &good).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, home.state_file()).unwrap();
+    home.run(&["status"]).expect(4, &["symbolic link"]);
+    home.run(&["clean-state", "--yes"])
+        .expect(4, &["symbolic link"]);
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), good);
+    assert!(
+        std::fs::symlink_metadata(home.state_file())
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}

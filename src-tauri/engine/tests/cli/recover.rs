@@ -1,0 +1,132 @@
+//! `recover`: an unreadable state is moved aside (never deleted) and replaced by a
+//! good copy; a readable one is never touched.
+
+use crate::common::*;
+
+fn with_history_then_garbage() -> (Home, u64) {
+    let home = Home::new();
+    let store = home.store();
+    run_deployment(
+        &store,
+        &[("a", "p"), ("b", "p")],
+        Some("b"),
+        &[],
+        at("2026-01-01T00:00:00Z"),
+    );
+    run_deployment(
+        &store,
+        &[("a", "p"), ("b", "p")],
+        None,
+        &[],
+        at("2026-01-02T00:00:00Z"),
+    );
+    let serial = home.status_json()["serial"].as_u64().unwrap();
+    let mut bytes = std::fs::read(home.state_file()).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    home.write_state(&bytes);
+    (home, serial)
+}
+
+#[test]
+fn recover_from_backup_moves_the_bad_file_aside_and_never_lowers_the_serial() {
+    let (home, serial_before) = with_history_then_garbage();
+    let bad = std::fs::read(home.state_file()).unwrap();
+    let r = home.run(&["recover", "--from-backup"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("unreadable file was moved to"),
+        "{}",
+        r.stdout
+    );
+    let aside: Vec<_> = std::fs::read_dir(home.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("deployment-state.json.unreadable-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        std::fs::read(aside[0].path()).unwrap(),
+        bad,
+        "the bad file is kept as it was"
+    );
+    let v = home.status_json();
+    assert!(
+        v["serial"].as_u64().unwrap() > serial_before,
+        "serial went back"
+    );
+    let events = home.run(&["events", "--json"]).stdout;
+    assert!(events.contains("\"state_recovered\""), "{events}");
+    // Event sequence numbers stay unique after a restore of an older copy.
+    let seqs: Vec<u64> = events
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let mut sorted = seqs.clone();
+    sorted.dedup();
+    assert_eq!(seqs, sorted, "sequence numbers repeat or go back");
+}
+
+#[test]
+fn recover_refuses_a_readable_state() {
+    let home = Home::new();
+    run_deployment(
+        &home.store(),
+        &[("a", "p")],
+        None,
+        &[],
+        at("2026-01-01T00:00:00Z"),
+    );
+    let before = std::fs::read(home.state_file()).unwrap();
+    home.run(&["recover", "--from-backup"])
+        .expect(2, &["is readable: there is nothing to recover"]);
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), before);
+}
+
+#[test]
+fn recover_without_a_backup_changes_nothing() {
+    let home = Home::new();
+    home.write_state(b"{garbage");
+    home.run(&["recover", "--from-backup"])
+        .expect(2, &["no copy to recover from"]);
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), b"{garbage");
+}
+
+#[test]
+fn recover_from_an_unreadable_copy_changes_nothing() {
+    let home = Home::new();
+    home.write_state(b"{garbage");
+    let copy = home.outside("copy.json");
+    std::fs::write(&copy, b"[]").unwrap();
+    home.run(&["recover", "--from", copy.to_str().unwrap()])
+        .expect(4, &["cannot serve to recover either"]);
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), b"{garbage");
+}
+
+#[test]
+fn recover_from_a_given_file_and_when_the_state_was_deleted() {
+    let home = Home::new();
+    run_deployment(
+        &home.store(),
+        &[("a", "p")],
+        None,
+        &[],
+        at("2026-01-01T00:00:00Z"),
+    );
+    let copy = home.outside("copy.json");
+    std::fs::copy(home.state_file(), &copy).unwrap();
+    let lineage = home.status_json()["lineage"].clone();
+    std::fs::remove_file(home.state_file()).unwrap();
+    let r = home.run(&["recover", "--from", copy.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = home.status_json();
+    assert_eq!(v["deployment"]["status"], "completed");
+    assert_eq!(v["lineage"], lineage);
+}

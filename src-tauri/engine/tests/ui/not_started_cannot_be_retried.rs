@@ -1,0 +1,7 @@
+use thinkube_engine::lifecycle::{Deployment, NotStarted};
+
+fn retry(fresh: Deployment<NotStarted>) {
+    let _ = fresh.retry(&[]);
+}
+
+fn main() {}
