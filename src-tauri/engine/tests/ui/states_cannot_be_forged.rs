@@ -3,7 +3,7 @@ use thinkube_engine::model::{Configuration, DeploymentRecord};
 
 fn forge() -> Deployment<Completed> {
     Deployment {
-        record: DeploymentRecord::empty(Configuration::default()),
+        record: Box::new(DeploymentRecord::empty(Configuration::default())),
         _state: std::marker::PhantomData,
     }
 }
