@@ -4,7 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::lifecycle::TransitionError;
+use crate::lifecycle::{RestartStillDue, TransitionError};
 use crate::lock::LockHolder;
 
 /// Exit codes of the contract.
@@ -64,6 +64,17 @@ pub enum EngineError {
     #[error("{0}")]
     Transition(#[from] TransitionError),
 
+    #[error("the deployment has failed steps ({}); run `thinkube-deploy retry` to run them again, or `thinkube-deploy status` to see why they failed", .steps.join(", "))]
+    DeploymentFailed { steps: Vec<String> },
+
+    #[error("{0}")]
+    RestartDue(#[from] RestartStillDue),
+
+    #[error(
+        "step `{step}` is still running in pid {pid}, left by a runner that stopped; wait for it to end or stop it (kill {pid}), then run the command again"
+    )]
+    StepStillRunning { step: String, pid: u32 },
+
     #[error("{0}")]
     Usage(String),
 }
@@ -112,7 +123,8 @@ impl EngineError {
             | Self::BadImport { .. }
             | Self::Transition(_)
             | Self::Usage(_) => exit::BAD_INPUT,
-            Self::Locked { .. } => exit::LOCKED,
+            Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,
+            Self::DeploymentFailed { .. } | Self::RestartDue(_) => exit::FAILED,
             Self::Unreadable { .. } | Self::NewerSchema { .. } => exit::UNREADABLE,
             Self::Io { .. } => exit::FAILED,
         }

@@ -6,6 +6,7 @@
 //! - [`model`]: the state file's format; [`lifecycle`]: the only legal transitions.
 //! - [`store`]: durable, locked storage; [`fsops`]: its file operations; [`lock`].
 //! - [`migrate`]: older formats; [`ops`]: write operations; [`status`], [`history`]: views.
+//! - [`session`]: a run (deploy, resume, retry) as the runner drives it.
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod model;
 pub mod ops;
 pub mod paths;
 pub mod schema;
+pub mod session;
 pub mod status;
 pub mod store;
 pub mod timestamp;

@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use thinkube_engine::lifecycle::AnyDeployment;
 use thinkube_engine::lock::{LockWait, current_process};
 use thinkube_engine::timestamp::Timestamp;
 
@@ -40,54 +39,38 @@ fn entry() {
     }
 }
 
-/// Works through a deployment of many steps, printing each serial after it is
-/// committed (so the parent knows what was acknowledged).
+/// Works through a deployment of many steps with the run API, printing each serial
+/// after it is committed (so the parent knows what was acknowledged).
 fn commit_loop(store: &thinkube_engine::store::Store, out: &mut std::io::Stdout) {
-    let mut w = store
-        .open_writer("deploy", LockWait::NoWait, Timestamp::now())
-        .unwrap();
+    use thinkube_engine::session::{Begun, Request, RunContext, RunSession};
     let steps: Vec<(String, &str)> = (0..CRASH_STEPS)
         .map(|i| (format!("s{i:04}"), "p"))
         .collect();
     let refs: Vec<(&str, &str)> = steps.iter().map(|(a, b)| (a.as_str(), *b)).collect();
-    let mut d = match AnyDeployment::from_record(w.state().deployment.clone()).unwrap() {
-        AnyDeployment::NotStarted(d) => d.start(plan(&refs), Timestamp::now()).unwrap(),
-        AnyDeployment::Interrupted(d) => d.resume(),
-        AnyDeployment::Completed(_) => {
+    let ctx = RunContext {
+        program: "test child".into(),
+        boot_id: None,
+        wait: LockWait::NoWait,
+    };
+    let request = Request::Deploy { plan: plan(&refs) };
+    let mut session = match RunSession::begin(store, request, &ctx, Timestamp::now()).unwrap() {
+        Begun::Run(s) => s,
+        Begun::AlreadyCompleted { .. } => {
             writeln!(out, "CHILD: done").unwrap();
             return;
         }
-        other => panic!("unexpected {:?}", other.status()),
     };
     let me = current_process();
-    while let Some(step) = d.next_runnable().map(|s| s.id.clone()) {
-        d.start_step(&step, "run", Some(me), None, Timestamp::now())
-            .unwrap();
-        let record = d.record().clone();
-        let serial = w
-            .commit(Timestamp::now(), vec![], |s| {
-                s.deployment = record;
-                Ok(())
-            })
+    while let Some(step) = session.next_step().map(|s| s.id.clone()) {
+        let (_, serial) = session
+            .start_step(&step, Some(me), None, Timestamp::now())
             .unwrap();
         writeln!(out, "CHILD: serial {serial}").unwrap();
-        d.complete_step(&step, Timestamp::now()).unwrap();
-        let record = d.record().clone();
-        let serial = w
-            .commit(Timestamp::now(), vec![], |s| {
-                s.deployment = record;
-                Ok(())
-            })
-            .unwrap();
+        let serial = session.complete_step(&step, Timestamp::now()).unwrap();
         writeln!(out, "CHILD: completed {step} {serial}").unwrap();
         out.flush().unwrap();
     }
-    let done = d.settle(Timestamp::now()).erase().into_record();
-    w.commit(Timestamp::now(), vec![], |s| {
-        s.deployment = done;
-        Ok(())
-    })
-    .unwrap();
+    session.finish(Timestamp::now()).unwrap();
     writeln!(out, "CHILD: done").unwrap();
 }
 

@@ -13,5 +13,6 @@ mod migration;
 mod permissions;
 mod recover;
 mod schema;
+mod session;
 mod status;
 mod trail;

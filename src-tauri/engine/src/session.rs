@@ -1,0 +1,407 @@
+//! A run: the engine API that `deploy`, `resume` and `retry` call.
+//!
+//! `RunSession::begin` decides, from the deployment's state and the request, what the
+//! run does (exactly as the contract says), records the run, and holds the writer
+//! lock until `finish`. Each step transition is one durable commit with its event and
+//! its entry in the run's `steps_attempted`. The runner only executes steps.
+
+use crate::error::{EngineError, Result};
+use crate::lifecycle::{AnyDeployment, Deployment, InProgress, PlannedDeployment};
+use crate::lock::LockWait;
+use crate::model::{
+    AttemptOutcome, DeploymentStatus, EventKind, NewEvent, ProcessRef, RunKind, RunOutcome,
+    RunRecord, RunStep, StepError, StepRecord,
+};
+use crate::store::{Store, Writer, new_run_id};
+use crate::timestamp::Timestamp;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Start `plan` when nothing is unfinished; otherwise resume the unfinished
+    /// deployment (interrupted steps run again). Refused when steps have failed.
+    Deploy { plan: PlannedDeployment },
+    /// Continue an unfinished deployment; refused when there is none.
+    Resume,
+    /// Run the failed steps (or the named ones) again, then continue.
+    Retry { steps: Vec<String> },
+}
+
+/// What `begin` needs to know of the world.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// e.g. `thinkube-deploy 0.1.0`.
+    pub program: String,
+    /// This boot's id (/proc/sys/kernel/random/boot_id), to tell whether a restart
+    /// that was asked for has happened.
+    pub boot_id: Option<String>,
+    pub wait: LockWait,
+}
+
+/// How `begin` ended when there is no run to make.
+#[derive(Debug)]
+pub enum Begun {
+    Run(Box<RunSession>),
+    /// `deploy` of a deployment that already completed: nothing to do.
+    AlreadyCompleted {
+        deployment_id: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for RunSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunSession")
+            .field("run_id", &self.run.run_id)
+            .finish()
+    }
+}
+
+/// A run in progress; holds the writer lock.
+pub struct RunSession {
+    writer: Writer,
+    deployment: Deployment<InProgress>,
+    run: RunRecord,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub outcome: RunOutcome,
+    pub status: DeploymentStatus,
+    pub serial: u64,
+}
+
+impl RunSession {
+    /// Opens the environment for a run and records its start.
+    pub fn begin(
+        store: &Store,
+        request: Request,
+        ctx: &RunContext,
+        now: Timestamp,
+    ) -> Result<Begun> {
+        let operation = match &request {
+            Request::Deploy { .. } => "deploy",
+            Request::Resume => "resume",
+            Request::Retry { .. } => "retry",
+        };
+        let mut writer = store.open_writer(operation, ctx.wait, now)?;
+        let current = AnyDeployment::from_record(writer.state().deployment.clone())
+            .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
+        let status = current.status();
+        let mut events = Vec::new();
+        let (deployment, kind) = match (request, current) {
+            (Request::Deploy { plan }, AnyDeployment::NotStarted(d)) => {
+                let d = d.start(plan, now)?;
+                events.push(NewEvent::new(
+                    EventKind::DeploymentStarted,
+                    format!(
+                        "deployment {} of plan {} started",
+                        d.record().id.as_deref().unwrap_or("-"),
+                        d.record().plan_id.as_deref().unwrap_or("-")
+                    ),
+                ));
+                (d, RunKind::Deploy)
+            }
+            (Request::Deploy { .. }, AnyDeployment::Interrupted(d)) => {
+                (d.resume(), RunKind::Deploy)
+            }
+            (Request::Resume, AnyDeployment::Interrupted(d)) => (d.resume(), RunKind::Resume),
+            (Request::Deploy { .. } | Request::Resume, AnyDeployment::AwaitingRestart(d)) => {
+                let kind = if operation == "deploy" {
+                    RunKind::Deploy
+                } else {
+                    RunKind::Resume
+                };
+                let d = d
+                    .continue_after_restart(ctx.boot_id.as_deref().unwrap_or(""))
+                    .map_err(|(_, e)| EngineError::RestartDue(e))?;
+                (d, kind)
+            }
+            (_, AnyDeployment::InProgress(d)) => {
+                // Only possible when a step's process outlived the runner that
+                // started it: that process still works on the deployment.
+                let (step, pid) = d
+                    .record()
+                    .steps
+                    .iter()
+                    .find_map(|s| {
+                        let p = s.attempts.last().and_then(|a| a.process)?;
+                        Some((s.id.clone(), p.pid))
+                    })
+                    .unwrap_or_default();
+                return Err(EngineError::StepStillRunning { step, pid });
+            }
+            (Request::Deploy { .. }, AnyDeployment::Failed(d)) => {
+                return Err(EngineError::DeploymentFailed {
+                    steps: failed_steps(d.record()),
+                });
+            }
+            (Request::Deploy { .. }, AnyDeployment::Completed(d)) => {
+                writer.finish()?;
+                return Ok(Begun::AlreadyCompleted {
+                    deployment_id: d.record().id.clone(),
+                });
+            }
+            (Request::Resume, _) => {
+                return Err(EngineError::Usage(format!(
+                    "there is nothing to resume: the deployment is {}{}",
+                    status.as_str(),
+                    match status {
+                        DeploymentStatus::Failed =>
+                            "; run `thinkube-deploy retry` to run the failed steps again",
+                        DeploymentStatus::NotStarted =>
+                            "; run `thinkube-deploy deploy` to start one",
+                        _ => "",
+                    }
+                )));
+            }
+            (Request::Retry { steps }, AnyDeployment::Failed(d)) => {
+                (retried(d.retry(&steps), &mut events)?, RunKind::Retry)
+            }
+            (Request::Retry { steps }, AnyDeployment::Interrupted(d)) => {
+                (retried(d.retry(&steps), &mut events)?, RunKind::Retry)
+            }
+            (Request::Retry { steps }, AnyDeployment::Completed(d)) => {
+                (retried(d.retry(&steps), &mut events)?, RunKind::Retry)
+            }
+            (Request::Retry { .. }, _) => {
+                return Err(EngineError::Usage(format!(
+                    "there is nothing to retry: the deployment is {}",
+                    status.as_str()
+                )));
+            }
+        };
+        let record = deployment.record();
+        let run = RunRecord {
+            run_id: new_run_id(now),
+            kind,
+            deployment_id: record.id.clone(),
+            started_at: now,
+            finished_at: None,
+            outcome: RunOutcome::Running,
+            plan_id: record.plan_id.clone(),
+            plan_digest: record.plan_digest.clone(),
+            configuration: record.configuration.clone(),
+            enabled_flags: record.configuration.enabled_flags(),
+            steps_attempted: Vec::new(),
+            program: ctx.program.clone(),
+        };
+        for e in &mut events {
+            e.run_id = Some(run.run_id.clone());
+        }
+        events.push(
+            NewEvent::new(EventKind::RunStarted, format!("{} run started", operation))
+                .run(Some(&run.run_id)),
+        );
+        let (rec, r) = (record.clone(), run.clone());
+        writer.commit(now, events, |s| {
+            s.deployment = rec;
+            s.current_run = Some(r);
+            Ok(())
+        })?;
+        Ok(Begun::Run(Box::new(RunSession {
+            writer,
+            deployment,
+            run,
+        })))
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.run.run_id
+    }
+
+    pub fn deployment(&self) -> &Deployment<InProgress> {
+        &self.deployment
+    }
+
+    pub fn store(&self) -> &Store {
+        self.writer.store()
+    }
+
+    /// The next step to run, in plan order.
+    pub fn next_step(&self) -> Option<&StepRecord> {
+        self.deployment.next_runnable()
+    }
+
+    /// Records that a step starts (a `running` attempt), durably, before it runs.
+    /// Returns the attempt number and the serial of the commit.
+    pub fn start_step(
+        &mut self,
+        step: &str,
+        process: Option<ProcessRef>,
+        log_file: Option<String>,
+        now: Timestamp,
+    ) -> Result<(u32, u64)> {
+        let attempt = self
+            .deployment
+            .start_step(step, &self.run.run_id, process, log_file, now)?;
+        self.run.steps_attempted.push(RunStep {
+            step: step.to_string(),
+            attempt,
+            outcome: AttemptOutcome::Running,
+            started_at: Some(now),
+            finished_at: None,
+            error: None,
+        });
+        let event =
+            NewEvent::new(EventKind::StepStarted, format!("attempt {attempt} started")).step(step);
+        let serial = self.commit(now, event)?;
+        Ok((attempt, serial))
+    }
+
+    /// Records the pid of the process running a step, once spawned.
+    pub fn set_step_process(
+        &mut self,
+        step: &str,
+        process: ProcessRef,
+        now: Timestamp,
+    ) -> Result<u64> {
+        self.deployment.set_step_process(step, process)?;
+        let event = NewEvent::new(
+            EventKind::StepStarted,
+            format!("running in pid {}", process.pid),
+        )
+        .step(step);
+        self.commit(now, event)
+    }
+
+    /// The step's process exited successfully.
+    pub fn complete_step(&mut self, step: &str, now: Timestamp) -> Result<u64> {
+        self.deployment.complete_step(step, now)?;
+        self.end_attempt(step, AttemptOutcome::Success, None, now);
+        self.commit(
+            now,
+            NewEvent::new(EventKind::StepCompleted, "completed").step(step),
+        )
+    }
+
+    /// The step failed.
+    pub fn fail_step(&mut self, step: &str, error: StepError, now: Timestamp) -> Result<u64> {
+        let message = error.message.clone();
+        self.deployment.fail_step(step, error.clone(), now)?;
+        self.end_attempt(step, AttemptOutcome::Failed, Some(error), now);
+        self.commit(
+            now,
+            NewEvent::new(EventKind::StepFailed, message).step(step),
+        )
+    }
+
+    fn end_attempt(
+        &mut self,
+        step: &str,
+        outcome: AttemptOutcome,
+        error: Option<StepError>,
+        now: Timestamp,
+    ) {
+        if let Some(a) = self
+            .run
+            .steps_attempted
+            .iter_mut()
+            .rev()
+            .find(|a| a.step == step && a.outcome == AttemptOutcome::Running)
+        {
+            a.outcome = outcome;
+            a.finished_at = Some(now);
+            a.error = error;
+        }
+    }
+
+    fn commit(&mut self, now: Timestamp, event: NewEvent) -> Result<u64> {
+        let record = self.deployment.record().clone();
+        let run = self.run.clone();
+        let event = event.run(Some(&self.run.run_id));
+        self.writer.commit(now, vec![event], |s| {
+            s.deployment = record;
+            s.current_run = Some(run);
+            Ok(())
+        })
+    }
+
+    /// Ends the run: a step still running is recorded as interrupted (the run was
+    /// stopped), the deployment settles from its steps, and the run is written to
+    /// history. Releases the lock.
+    pub fn finish(mut self, now: Timestamp) -> Result<RunSummary> {
+        let settled = self.deployment.settle(now).erase();
+        let status = settled.status();
+        let outcome = match status {
+            DeploymentStatus::Completed => RunOutcome::Success,
+            DeploymentStatus::Failed => RunOutcome::Failed,
+            _ => RunOutcome::Interrupted,
+        };
+        for a in &mut self.run.steps_attempted {
+            if a.outcome == AttemptOutcome::Running {
+                a.outcome = AttemptOutcome::Interrupted;
+                a.finished_at = Some(now);
+            }
+        }
+        self.run.outcome = outcome;
+        self.run.finished_at = Some(now);
+        self.writer.write_run_file(&self.run)?;
+        let run_id = self.run.run_id.clone();
+        let mut events = vec![
+            NewEvent::new(
+                EventKind::RunFinished,
+                format!("run ended: {}", outcome.as_str()),
+            )
+            .run(Some(&run_id)),
+        ];
+        if matches!(
+            status,
+            DeploymentStatus::Completed | DeploymentStatus::Failed
+        ) {
+            events.push(
+                NewEvent::new(
+                    EventKind::DeploymentFinished,
+                    format!("deployment {}", status.as_str()),
+                )
+                .run(Some(&run_id)),
+            );
+        }
+        let (record, run) = (settled.into_record(), self.run.clone());
+        let serial = self.writer.commit(now, events, |s| {
+            s.deployment = record;
+            s.current_run = Some(run);
+            Ok(())
+        })?;
+        self.writer.finish()?;
+        Ok(RunSummary {
+            run_id,
+            outcome,
+            status,
+            serial,
+        })
+    }
+}
+
+fn failed_steps(record: &crate::model::DeploymentRecord) -> Vec<String> {
+    record
+        .steps
+        .iter()
+        .filter(|s| s.status == crate::model::StepStatus::Failed)
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// The result of a lifecycle `retry`, with a `steps_reset` event naming the steps.
+fn retried<S: crate::lifecycle::LifecycleState>(
+    result: std::result::Result<
+        Deployment<InProgress>,
+        (Deployment<S>, crate::lifecycle::TransitionError),
+    >,
+    events: &mut Vec<NewEvent>,
+) -> Result<Deployment<InProgress>> {
+    let d = result.map_err(|(_, e)| EngineError::Transition(e))?;
+    let pending: Vec<&str> = d
+        .record()
+        .steps
+        .iter()
+        .filter(|s| s.status == crate::model::StepStatus::Pending && !s.attempts.is_empty())
+        .map(|s| s.id.as_str())
+        .collect();
+    events.push(NewEvent::new(
+        EventKind::StepsReset,
+        format!("to run again: {}", pending.join(", ")),
+    ));
+    Ok(d)
+}
