@@ -19,6 +19,7 @@ pub mod migrate;
 pub mod model;
 pub mod ops;
 pub mod paths;
+pub mod plan;
 pub mod schema;
 pub mod session;
 pub mod status;
