@@ -77,6 +77,12 @@ pub enum EngineError {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("invalid plan: {0}")]
+    InvalidPlan(#[from] crate::plan::PlanError),
+
+    #[error("{0}")]
+    Choice(#[from] crate::plan::ChoiceError),
 }
 
 fn io_hint(source: &io::Error) -> &'static str {
@@ -122,7 +128,9 @@ impl EngineError {
             | Self::InvalidEnvName { .. }
             | Self::BadImport { .. }
             | Self::Transition(_)
-            | Self::Usage(_) => exit::BAD_INPUT,
+            | Self::Usage(_)
+            | Self::InvalidPlan(_)
+            | Self::Choice(_) => exit::BAD_INPUT,
             Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,
             Self::DeploymentFailed { .. } | Self::RestartDue(_) => exit::FAILED,
             Self::Unreadable { .. } | Self::NewerSchema { .. } => exit::UNREADABLE,

@@ -9,6 +9,7 @@
 //! - [`session`]: a run (deploy, resume, retry) as the runner drives it.
 //! - [`cli`]: the command line.
 
+pub mod builtin;
 pub mod cli;
 pub mod error;
 pub mod fsops;

@@ -1,0 +1,259 @@
+//! The built-in plans, embedded in the binary: `demo` (the default), `thinkube` and
+//! `k0rdent-azure`. Their files are written into `<environment>/plans/<name>/` before
+//! a deployment runs them (Ansible needs playbooks on disk).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{EngineError, Result};
+use crate::fsops::FileOps;
+use crate::plan::{self, DiskFiles, Plan, PlanFiles};
+
+/// A plan shipped inside the binary: its files, `plan.yaml` first.
+#[derive(Debug)]
+pub struct BuiltinPlan {
+    pub name: &'static str,
+    pub files: &'static [(&'static str, &'static str)],
+}
+
+macro_rules! embed {
+    ($dir:literal: $($file:literal),* $(,)?) => {
+        &[$(($file, include_str!(concat!("../plans/", $dir, "/", $file)))),*]
+    };
+}
+
+pub const BUILTINS: &[BuiltinPlan] = &[
+    BuiltinPlan {
+        name: "demo",
+        files: embed!("demo":
+            "plan.yaml",
+            "playbooks/vars.yaml",
+            "playbooks/10_folders.yaml",
+            "playbooks/20_config.yaml",
+            "playbooks/30_site.yaml",
+            "playbooks/40_install_server.yaml",
+            "playbooks/50_start_server.yaml",
+            "playbooks/60_check_http.yaml",
+            "playbooks/70_check_content.yaml",
+            "playbooks/80_report.yaml",
+            "playbooks/templates/server.env.j2",
+            "playbooks/templates/index.html.j2",
+            "playbooks/files/demo-server.sh",
+        ),
+    },
+    BuiltinPlan {
+        name: "thinkube",
+        files: embed!("thinkube": "plan.yaml"),
+    },
+    BuiltinPlan {
+        name: "k0rdent-azure",
+        files: embed!("k0rdent-azure": "plan.yaml"),
+    },
+];
+
+/// The plan used when none is named.
+pub const DEFAULT_PLAN: &str = "demo";
+
+pub fn find(name: &str) -> Option<&'static BuiltinPlan> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    BUILTINS.iter().map(|b| b.name).collect()
+}
+
+impl PlanFiles for BuiltinPlan {
+    fn exists(&self, relative: &Path) -> bool {
+        self.files.iter().any(|(f, _)| Path::new(f) == relative)
+    }
+}
+
+impl BuiltinPlan {
+    fn text(&self) -> &'static str {
+        self.files[0].1
+    }
+
+    /// Writes the plan's files under `dir` (0600 files, 0700 folders), replacing
+    /// any that differ. Returns the folder.
+    pub fn materialize(&self, dir: &Path, fs: &dyn FileOps) -> Result<PathBuf> {
+        for (rel, content) in self.files {
+            let path = dir.join(rel);
+            if fs.read(&path).ok().flatten().as_deref() == Some(content.as_bytes()) {
+                continue;
+            }
+            if let Some(parent) = path.parent() {
+                fs.create_dir_all(parent)
+                    .map_err(|e| EngineError::io("create the folder", parent, e))?;
+            }
+            fs.replace(&path, content.as_bytes())
+                .map_err(|e| EngineError::io("write", &path, e))?;
+        }
+        Ok(dir.to_path_buf())
+    }
+}
+
+/// A plan as named on the command line: a built-in name or a path.
+#[derive(Debug, Clone)]
+pub enum PlanRef {
+    Builtin(&'static BuiltinPlan),
+    File(PathBuf),
+}
+
+impl PlanRef {
+    /// `--plan PATH|NAME`: an existing file wins over a built-in of the same name;
+    /// with nothing given, the default plan.
+    pub fn parse(spec: Option<&str>) -> Result<Self> {
+        let spec = spec.unwrap_or(DEFAULT_PLAN);
+        let path = Path::new(spec);
+        if path.is_file() {
+            return Ok(Self::File(path.to_path_buf()));
+        }
+        if let Some(b) = find(spec) {
+            return Ok(Self::Builtin(b));
+        }
+        Err(EngineError::Usage(format!(
+            "there is no plan file `{spec}` and no built-in plan of that name; built-in plans: {}",
+            names().join(", ")
+        )))
+    }
+
+    /// Loads and validates the plan. Built-in plans resolve their files against
+    /// `plans_dir/<name>` (where `materialize` puts them).
+    pub fn load(&self, plans_dir: &Path) -> Result<Plan> {
+        match self {
+            PlanRef::Builtin(b) => {
+                let base = plans_dir.join(b.name);
+                Ok(plan::parse(
+                    b.text(),
+                    Path::new(&format!("{}/plan.yaml", b.name)),
+                    b.name,
+                    &base,
+                    *b,
+                )?)
+            }
+            PlanRef::File(path) => {
+                let meta = std::fs::metadata(path)
+                    .map_err(|e| EngineError::io("read the plan", path, e))?;
+                if meta.len() > plan::MAX_PLAN_BYTES as u64 {
+                    return Err(EngineError::Usage(format!(
+                        "{} is {} bytes; plans are at most {} bytes",
+                        path.display(),
+                        meta.len(),
+                        plan::MAX_PLAN_BYTES
+                    )));
+                }
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| EngineError::io("read the plan", path, e))?;
+                let base = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let base = base
+                    .canonicalize()
+                    .map_err(|e| EngineError::io("resolve the folder of", path, e))?;
+                Ok(plan::parse(
+                    &text,
+                    path,
+                    &path.display().to_string(),
+                    &base,
+                    &DiskFiles(&base),
+                )?)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn every_builtin_plan_is_valid() {
+        for b in BUILTINS {
+            let plan = PlanRef::Builtin(b)
+                .load(Path::new("/nowhere"))
+                .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+            assert_eq!(plan.id, b.name);
+        }
+    }
+
+    #[test]
+    fn the_demo_plan_has_three_phases_and_eight_steps_one_behind_a_flag() {
+        let plan = PlanRef::parse(None).unwrap().load(Path::new("/p")).unwrap();
+        assert_eq!(plan.id, "demo");
+        assert!(plan.phases.len() >= 3);
+        assert!(plan.steps().count() >= 8);
+        let off = plan
+            .choose(
+                &BTreeMap::from([("report".into(), false)]),
+                &BTreeMap::new(),
+            )
+            .unwrap();
+        let planned = plan.planned("d", &off, BTreeMap::new()).unwrap();
+        assert_eq!(
+            planned
+                .steps
+                .iter()
+                .filter(|s| s.skip_reason.is_some())
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn optional_thinkube_and_k0rdent_steps_follow_their_flags() {
+        let plan = find("thinkube")
+            .map(|b| PlanRef::Builtin(b).load(Path::new("/p")).unwrap())
+            .unwrap();
+        let vars = BTreeMap::from([("playbooks_root".into(), "/src/thinkube".into())]);
+        let choices = plan.choose(&BTreeMap::new(), &vars).unwrap();
+        let planned = plan.planned("d", &choices, BTreeMap::new()).unwrap();
+        let skipped: Vec<&str> = planned
+            .steps
+            .iter()
+            .filter(|s| s.skip_reason.is_some())
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(skipped, ["microk8s-join-workers", "gpu-operator"]);
+        for id in [
+            "microk8s",
+            "coredns",
+            "acme-certificates",
+            "keycloak",
+            "harbor",
+            "juicefs",
+            "argocd",
+            "thinkube-control",
+        ] {
+            assert!(planned.steps.iter().any(|s| s.id == id), "{id}");
+        }
+        let k = find("k0rdent-azure")
+            .map(|b| PlanRef::Builtin(b).load(Path::new("/p")).unwrap())
+            .unwrap();
+        // The k0rdent import names steps and phases as this plan does.
+        let ids: Vec<(String, String)> = k
+            .steps()
+            .map(|(p, s)| (s.id.clone(), p.id.clone()))
+            .collect();
+        let imported: Vec<(String, String)> = crate::migrate::K0RDENT_STEPS
+            .iter()
+            .map(|(s, p, _)| (s.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(ids, imported);
+    }
+
+    #[test]
+    fn materialize_writes_the_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = find("demo").unwrap();
+        demo.materialize(dir.path(), &crate::fsops::RealFs).unwrap();
+        let plan_file = dir.path().join("plan.yaml");
+        assert_eq!(std::fs::read_to_string(&plan_file).unwrap(), demo.text());
+        let before = std::fs::metadata(&plan_file).unwrap().modified().unwrap();
+        demo.materialize(dir.path(), &crate::fsops::RealFs).unwrap();
+        assert_eq!(
+            std::fs::metadata(&plan_file).unwrap().modified().unwrap(),
+            before
+        );
+    }
+}
