@@ -30,6 +30,7 @@ pub fn start_deployment(home: &Path, steps: usize) {
     let plan = PlannedDeployment {
         id: "d-bench".into(),
         plan_id: "bench".into(),
+        plan_source: None,
         plan_digest: "sha256:bench".into(),
         configuration: Configuration::default(),
         phases: vec![PhaseRecord {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::deploy;
 use crate::error::{EngineError, Result, exit};
 use crate::history;
 use crate::lock::{Identity, LockWait};
@@ -46,8 +47,92 @@ pub struct GlobalArgs {
     pub lock_timeout: Option<u64>,
 }
 
+/// `--flag NAME=true|false`.
+fn parse_flag(text: &str) -> std::result::Result<(String, bool), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=true|false"))?;
+    let value = match value {
+        "true" | "yes" | "on" | "1" => true,
+        "false" | "no" | "off" | "0" => false,
+        other => return Err(format!("`{other}` is not true or false")),
+    };
+    Ok((name.to_string(), value))
+}
+
+/// `--var KEY=VALUE`.
+fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("`{text}` has no KEY"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// What a run takes from the command line.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Plan file or built-in plan name (default: demo; resume and retry: the deployment's)
+    #[arg(long, value_name = "PATH|NAME")]
+    pub plan: Option<String>,
+    /// Ansible inventory (default: <home>/inventory.yaml, else localhost)
+    #[arg(long, value_name = "PATH")]
+    pub inventory: Option<PathBuf>,
+    /// Turn a plan flag on or off
+    #[arg(long = "flag", value_name = "NAME=true|false", value_parser = parse_flag)]
+    pub flags: Vec<(String, bool)>,
+    /// Set a plan variable
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Print progress as JSON, one event per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Phases and steps, each marked applicable or not and why
+    Show {
+        #[arg(long, value_name = "PATH|NAME")]
+        plan: Option<String>,
+        #[arg(long = "flag", value_name = "NAME=true|false", value_parser = parse_flag)]
+        flags: Vec<(String, bool)>,
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a deployment, or resume the unfinished one
+    Deploy {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Answer yes to questions (deploy asks none today)
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Continue an unfinished deployment
+    Resume {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run the failed steps (or the named ones) again, then continue
+    Retry {
+        /// Steps to run again (default: the failed ones)
+        steps: Vec<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Ask a running deployment in another process to stop
+    Cancel,
+    /// Show a plan
+    #[command(subcommand)]
+    Plan(PlanCommand),
     /// Show the current deployment (local files only; never waits for a lock)
     Status {
         #[arg(long)]
@@ -127,6 +212,8 @@ impl Command {
             | Command::DiffRuns { .. }
             | Command::Events { .. } => false,
             Command::Migrate { dry_run, .. } => !dry_run,
+            Command::Plan(_) | Command::Cancel => false,
+            Command::Deploy { .. } | Command::Resume { .. } | Command::Retry { .. } => true,
             Command::Recover { .. } | Command::CleanState { .. } | Command::Cleanup { .. } => true,
         }
     }
@@ -182,6 +269,30 @@ pub fn run(cli: Cli) -> Result<u8> {
     );
     let now = Timestamp::now();
     match cli.command {
+        Command::Deploy { run, yes: _ } => {
+            return run_deployment(&store, deploy::Kind::Deploy, run, wait);
+        }
+        Command::Resume { run } => return run_deployment(&store, deploy::Kind::Resume, run, wait),
+        Command::Retry { steps, run } => {
+            return run_deployment(&store, deploy::Kind::Retry(steps), run, wait);
+        }
+        Command::Cancel => return cancel(&store),
+        Command::Plan(PlanCommand::Show {
+            plan,
+            flags,
+            vars,
+            json,
+        }) => {
+            let plan_ref = crate::builtin::PlanRef::parse(plan.as_deref())?;
+            let plan = plan_ref.load(&store.layout().root.join("plans"))?;
+            let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
+            let view = plan_view(&plan, &choices);
+            if json {
+                emit_json(&view);
+            } else {
+                emit(&render_plan(&view));
+            }
+        }
         Command::Status { json } => {
             let loaded = store.load(now)?;
             let view = status::view(
@@ -488,4 +599,260 @@ fn open_log_file(layout: &Layout) -> Option<std::fs::File> {
         .mode(FILE_MODE)
         .open(dir.join("engine.log"))
         .ok()
+}
+
+/// Runs deploy, resume or retry; prints progress; maps the outcome to an exit code.
+fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWait) -> Result<u8> {
+    use std::sync::atomic::AtomicBool;
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| EngineError::io("listen for signals on", "this process", e))?;
+    }
+    let args = deploy::DeployArgs {
+        kind,
+        plan: run.plan,
+        inventory: run.inventory,
+        flags: run.flags.into_iter().collect(),
+        vars: run.vars.into_iter().collect(),
+        ansible_playbook: std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        path_var: std::env::var_os("PATH"),
+        wait,
+        program: PROGRAM.to_string(),
+        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string()),
+    };
+    let json = run.json;
+    let mut print = |p: deploy::Progress| {
+        if json {
+            if let Ok(line) = serde_json::to_string(&p) {
+                emit(&format!("{line}\n"));
+            }
+        } else if let Some(text) = progress_line(&p) {
+            emit(&text);
+        }
+    };
+    let ended = deploy::execute(store, &args, &stop, &mut print)?;
+    let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
+    Ok(match ended {
+        deploy::Ended::AlreadyCompleted { deployment_id } => {
+            if !json {
+                emit(&format!(
+                    "Deployment {} is already completed; nothing to do. (`thinkube-deploy retry STEP` runs a step again; `clean-state` starts over.)\n",
+                    deployment_id.as_deref().unwrap_or("-")
+                ));
+            }
+            exit::SUCCESS
+        }
+        deploy::Ended::Ran(summary) => match summary.outcome {
+            crate::model::RunOutcome::Success => exit::SUCCESS,
+            crate::model::RunOutcome::Interrupted if stopped => exit::STOPPED,
+            _ => exit::FAILED,
+        },
+    })
+}
+
+/// One progress event as plain lines (for a terminal or a log).
+fn progress_line(p: &deploy::Progress) -> Option<String> {
+    use deploy::Progress as P;
+    Some(match p {
+        P::RunStarted {
+            run_id,
+            plan_id,
+            total,
+            done,
+        } => format!("Run {run_id}: plan {plan_id}, {total} steps, {done} already done\n"),
+        P::StepStarted {
+            step,
+            title,
+            phase,
+            attempt,
+            index,
+            total,
+            ..
+        } => {
+            let again = if *attempt > 1 {
+                format!(" (attempt {attempt})")
+            } else {
+                String::new()
+            };
+            format!("[{index}/{total}] {phase} / {step}: {title}{again}\n")
+        }
+        P::Output {
+            output: crate::runner::Output::Task { event },
+            ..
+        } if event.event == "task_start" => {
+            format!("      {}\n", event.human())
+        }
+        P::Output {
+            output: crate::runner::Output::Line { line, .. },
+            ..
+        } => format!("      {line}\n"),
+        P::Output { .. } => return None,
+        P::StepFinished {
+            step,
+            outcome,
+            error,
+        } => match (outcome, error) {
+            (crate::model::AttemptOutcome::Success, _) => format!("  ✓ {step}\n"),
+            (crate::model::AttemptOutcome::Interrupted, _) => format!("  ! {step} interrupted\n"),
+            (_, Some(e)) => {
+                let mut at = Vec::new();
+                if let Some(t) = &e.task {
+                    at.push(format!("task \"{t}\""));
+                }
+                if let Some(h) = &e.host {
+                    at.push(format!("host {h}"));
+                }
+                if let Some(c) = e.exit_code {
+                    at.push(format!("exit code {c}"));
+                }
+                format!("  ✗ {step}: {} ({})\n", e.message, at.join(", "))
+            }
+            (_, None) => format!("  ✗ {step}\n"),
+        },
+        P::Retrying {
+            step,
+            next_attempt,
+            delay_seconds,
+        } => format!("  retrying {step} in {delay_seconds}s (attempt {next_attempt})\n"),
+        P::RunFinished {
+            outcome, status, ..
+        } => {
+            let next = match status {
+                crate::model::DeploymentStatus::Failed => {
+                    " Run `thinkube-deploy retry` once the cause is fixed."
+                }
+                crate::model::DeploymentStatus::Interrupted => {
+                    " Run `thinkube-deploy resume` to continue."
+                }
+                _ => "",
+            };
+            format!(
+                "Run {}: deployment {}.{next}\n",
+                outcome.as_str(),
+                status.as_str().replace('_', " ")
+            )
+        }
+    })
+}
+
+/// Asks the process running a deployment to stop (SIGTERM), then waits for it.
+fn cancel(store: &Store) -> Result<u8> {
+    let Some(holder) = store.lock_holder() else {
+        emit("No deployment is running.\n");
+        return Ok(exit::SUCCESS);
+    };
+    if !matches!(holder.operation.as_str(), "deploy" | "resume" | "retry") {
+        return Err(EngineError::Usage(format!(
+            "pid {} is running `{}`, not a deployment; there is nothing to cancel",
+            holder.pid, holder.operation
+        )));
+    }
+    crate::runner::signal_process(holder.pid, libc::SIGTERM);
+    emit(&format!(
+        "Asked pid {} ({}) to stop; waiting for it to record the running step as interrupted...\n",
+        holder.pid, holder.operation
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while store.lock_holder().is_some_and(|h| h.pid == holder.pid) {
+        if std::time::Instant::now() > deadline {
+            return Err(EngineError::Usage(format!(
+                "pid {} did not stop within two minutes",
+                holder.pid
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    emit("Stopped.\n");
+    Ok(exit::SUCCESS)
+}
+
+#[derive(serde::Serialize)]
+struct PlanView<'a> {
+    id: &'a str,
+    title: &'a str,
+    source: &'a str,
+    digest: &'a str,
+    flags: Vec<serde_json::Value>,
+    vars: Vec<serde_json::Value>,
+    phases: Vec<serde_json::Value>,
+}
+
+fn plan_view<'a>(plan: &'a crate::plan::Plan, choices: &crate::plan::Choices) -> PlanView<'a> {
+    PlanView {
+        id: &plan.id,
+        title: &plan.title,
+        source: &plan.source,
+        digest: &plan.digest,
+        flags: plan.flags.iter().map(|f| serde_json::json!({
+            "name": f.name, "value": choices.flags.get(&f.name), "default": f.default, "description": f.description,
+        })).collect(),
+        vars: plan.vars.iter().map(|v| serde_json::json!({
+            "name": v.name, "value": choices.vars.get(&v.name), "default": v.default, "description": v.description,
+        })).collect(),
+        phases: plan.phases.iter().map(|p| serde_json::json!({
+            "id": p.id,
+            "title": p.title,
+            "gates": p.gates,
+            "steps": p.steps.iter().map(|s| {
+                let reason = plan.skip_reason(p, s, &choices.flags);
+                serde_json::json!({
+                    "id": s.id, "title": s.title, "runs": crate::plan::describe(&s.action),
+                    "applicable": reason.is_none(), "reason": reason,
+                    "requires_restart": s.requires_restart, "retries": s.retries,
+                })
+            }).collect::<Vec<_>>(),
+        })).collect(),
+    }
+}
+
+fn render_plan(v: &PlanView) -> String {
+    let mut out = format!("Plan {} ({}): {}\n", v.id, v.source, v.title);
+    for f in &v.flags {
+        out.push_str(&format!(
+            "  flag {} = {}  {}\n",
+            f["name"].as_str().unwrap_or(""),
+            f["value"],
+            f["description"].as_str().unwrap_or("")
+        ));
+    }
+    for var in &v.vars {
+        let value = var["value"]
+            .as_str()
+            .map_or("(not set)".to_string(), str::to_string);
+        out.push_str(&format!(
+            "  var  {} = {value}  {}\n",
+            var["name"].as_str().unwrap_or(""),
+            var["description"].as_str().unwrap_or("")
+        ));
+    }
+    for p in &v.phases {
+        out.push_str(&format!(
+            "\n{} ({})\n",
+            p["title"].as_str().unwrap_or(""),
+            p["id"].as_str().unwrap_or("")
+        ));
+        for s in p["steps"].as_array().into_iter().flatten() {
+            let mark = if s["applicable"] == true {
+                "●"
+            } else {
+                "–"
+            };
+            let why = s["reason"]
+                .as_str()
+                .map(|r| format!("  [not applicable: {r}]"))
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "  {mark} {}: {}  ({}){why}\n",
+                s["id"].as_str().unwrap_or(""),
+                s["title"].as_str().unwrap_or(""),
+                s["runs"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    out
 }

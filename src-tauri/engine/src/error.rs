@@ -78,6 +78,9 @@ pub enum EngineError {
     #[error("{0}")]
     Usage(String),
 
+    #[error("{0}")]
+    AnsibleMissing(String),
+
     #[error("invalid plan: {0}")]
     InvalidPlan(#[from] crate::plan::PlanError),
 
@@ -132,7 +135,9 @@ impl EngineError {
             | Self::InvalidPlan(_)
             | Self::Choice(_) => exit::BAD_INPUT,
             Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,
-            Self::DeploymentFailed { .. } | Self::RestartDue(_) => exit::FAILED,
+            Self::DeploymentFailed { .. } | Self::RestartDue(_) | Self::AnsibleMissing(_) => {
+                exit::FAILED
+            }
             Self::Unreadable { .. } | Self::NewerSchema { .. } => exit::UNREADABLE,
             Self::Io { .. } => exit::FAILED,
         }

@@ -11,6 +11,7 @@
 
 pub mod builtin;
 pub mod cli;
+pub mod deploy;
 pub mod error;
 pub mod fsops;
 pub mod history;
@@ -21,6 +22,8 @@ pub mod model;
 pub mod ops;
 pub mod paths;
 pub mod plan;
+pub mod retry;
+pub mod runner;
 pub mod schema;
 pub mod session;
 pub mod status;

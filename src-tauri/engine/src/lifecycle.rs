@@ -186,6 +186,8 @@ impl<S: LifecycleState> Deployment<S> {
 pub struct PlannedDeployment {
     pub id: String,
     pub plan_id: String,
+    /// A built-in plan's name or a plan file's path, to find the plan again.
+    pub plan_source: Option<String>,
     pub plan_digest: String,
     pub configuration: Configuration,
     pub phases: Vec<PhaseRecord>,
@@ -228,6 +230,7 @@ impl Deployment<NotStarted> {
         let r = &mut self.record;
         r.id = Some(plan.id);
         r.plan_id = Some(plan.plan_id);
+        r.plan_source = plan.plan_source;
         r.plan_digest = Some(plan.plan_digest);
         r.configuration = plan.configuration;
         r.phases = plan.phases;
@@ -320,6 +323,22 @@ impl Deployment<InProgress> {
     ) -> Result<(), TransitionError> {
         let attempt = self.running_attempt(step_id, "given a process")?;
         attempt.process = Some(process);
+        Ok(())
+    }
+
+    /// Makes a step that just failed runnable again within the same run (an
+    /// automatic retry). Its failed attempt stays in its history.
+    pub fn rerun_failed_step(&mut self, step_id: &str) -> Result<(), TransitionError> {
+        let step = self.step_mut(step_id)?;
+        if step.status != StepStatus::Failed {
+            return Err(TransitionError::WrongStepStatus {
+                step: step_id.to_string(),
+                status: step.status.as_str(),
+                action: "retried automatically",
+            });
+        }
+        step.status = StepStatus::Pending;
+        tracing::info!(step = step_id, "automatic retry");
         Ok(())
     }
 

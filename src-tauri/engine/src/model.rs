@@ -105,6 +105,9 @@ pub struct DeploymentRecord {
     pub id: Option<String>,
     pub status: DeploymentStatus,
     pub plan_id: Option<String>,
+    /// A built-in plan's name or a plan file's path: where resume finds the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_source: Option<String>,
     /// sha256 of the plan's content when the deployment started (or last resumed).
     pub plan_digest: Option<String>,
     /// Non-secret wizard answers, flags and variables.
@@ -133,6 +136,7 @@ impl DeploymentRecord {
             id: None,
             status: DeploymentStatus::NotStarted,
             plan_id: None,
+            plan_source: None,
             plan_digest: None,
             configuration,
             phases: Vec::new(),

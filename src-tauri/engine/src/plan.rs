@@ -841,6 +841,7 @@ impl Plan {
         Ok(PlannedDeployment {
             id: deployment_id.to_string(),
             plan_id: self.id.clone(),
+            plan_source: Some(self.source.clone()),
             plan_digest: self.digest.clone(),
             configuration: Configuration {
                 flags: choices.flags.clone(),

@@ -287,6 +287,14 @@ impl RunSession {
         )
     }
 
+    /// Makes a step that just failed runnable again (an automatic retry); its
+    /// failed attempt stays in its history.
+    pub fn rerun_failed_step(&mut self, step: &str) -> Result<u64> {
+        self.deployment.rerun_failed_step(step)?;
+        let event = NewEvent::new(EventKind::StepsReset, "automatic retry").step(step);
+        self.commit(Timestamp::now(), event)
+    }
+
     fn end_attempt(
         &mut self,
         step: &str,

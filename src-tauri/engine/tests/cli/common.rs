@@ -141,6 +141,7 @@ pub fn plan(steps: &[(&str, &str)]) -> PlannedDeployment {
     PlannedDeployment {
         id: "d-test".into(),
         plan_id: "test-plan".into(),
+        plan_source: None,
         plan_digest: "sha256:0".into(),
         configuration: Configuration::default(),
         phases,

@@ -1,0 +1,520 @@
+//! `deploy`, `resume` and `retry`: load the plan, check everything that would stop
+//! a step from starting (plan, flags, variables, playbook files, Ansible), then drive
+//! a [`RunSession`] step by step with the [`runner`](crate::runner).
+//!
+//! Progress goes to a callback the caller supplies (the CLI prints it; the app will
+//! forward it to the window).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::builtin::PlanRef;
+use crate::error::{EngineError, Result};
+use crate::fsops::FileOps;
+use crate::lock::LockWait;
+use crate::model::{AttemptOutcome, DeploymentStatus, RunOutcome, StepError};
+use crate::plan::Action;
+use crate::retry::RetryPolicy;
+use crate::runner::{self, Output, StepCommand};
+use crate::session::{Begun, Request, RunContext, RunSession, RunSummary};
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+/// The callback plugin, written beside the environment for `ansible-playbook`.
+const CALLBACK_PLUGIN: &str = include_str!("../ansible/callback_plugins/thinkube_json.py");
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Deploy,
+    Resume,
+    Retry(Vec<String>),
+}
+
+/// Everything a run needs from the caller.
+#[derive(Debug, Clone)]
+pub struct DeployArgs {
+    pub kind: Kind,
+    /// `--plan PATH|NAME`; resume and retry default to the deployment's own plan.
+    pub plan: Option<String>,
+    pub inventory: Option<PathBuf>,
+    pub flags: BTreeMap<String, bool>,
+    pub vars: BTreeMap<String, String>,
+    /// THINKUBE_ANSIBLE_PLAYBOOK, if set.
+    pub ansible_playbook: Option<PathBuf>,
+    /// The PATH to look for ansible-playbook in.
+    pub path_var: Option<OsString>,
+    pub wait: LockWait,
+    pub program: String,
+    pub boot_id: Option<String>,
+}
+
+/// What happens, as it happens.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Progress {
+    RunStarted {
+        run_id: String,
+        plan_id: String,
+        total: usize,
+        done: usize,
+    },
+    StepStarted {
+        run_id: String,
+        step: String,
+        title: String,
+        phase: String,
+        attempt: u32,
+        index: usize,
+        total: usize,
+    },
+    Output {
+        step: String,
+        output: Output,
+    },
+    StepFinished {
+        step: String,
+        outcome: AttemptOutcome,
+        error: Option<StepError>,
+    },
+    Retrying {
+        step: String,
+        next_attempt: u32,
+        delay_seconds: u64,
+    },
+    RunFinished {
+        run_id: String,
+        outcome: RunOutcome,
+        status: DeploymentStatus,
+    },
+}
+
+/// How a `deploy`, `resume` or `retry` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Ran(RunSummary),
+    AlreadyCompleted { deployment_id: Option<String> },
+}
+
+/// Runs the request to the end, a failure, or a stop.
+pub fn execute(
+    store: &Store,
+    args: &DeployArgs,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Ended> {
+    let now = Timestamp::now();
+    let layout = store.layout().clone();
+    let current = store.load(now)?.map(|l| l.state.deployment);
+    let started = current.as_ref().is_some_and(|d| d.id.is_some());
+    // Which plan: the one named, else the deployment's own, else the default.
+    let spec = match (&args.plan, &current) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(d)) if started => d.plan_source.clone().or(d.plan_id.clone()),
+        _ => None,
+    };
+    let plan_ref = PlanRef::parse(spec.as_deref())?;
+    let plans_dir = layout.root.join("plans");
+    let plan = plan_ref.load(&plans_dir)?;
+    if let Some(d) = current.as_ref().filter(|_| started) {
+        if d.plan_id.as_deref() != Some(plan.id.as_str()) {
+            return Err(EngineError::Usage(format!(
+                "this deployment runs plan `{}`, not `{}`; finish it or run `thinkube-deploy clean-state` first",
+                d.plan_id.as_deref().unwrap_or("-"),
+                plan.id
+            )));
+        }
+        if d.plan_digest
+            .as_deref()
+            .is_some_and(|digest| digest != plan.digest)
+        {
+            return Err(EngineError::Usage(format!(
+                "plan `{}` changed since this deployment started; resuming it would run a stale plan. Run `thinkube-deploy clean-state` to start over with the new plan (matching changed plans step by step is not built yet)",
+                plan.id
+            )));
+        }
+    }
+    // Flags and variables: the deployment's own, overridden by the command line.
+    let (mut flags, mut vars) = match current.as_ref().filter(|_| started) {
+        Some(d) => (d.configuration.flags.clone(), d.configuration.vars.clone()),
+        None => (BTreeMap::new(), BTreeMap::new()),
+    };
+    flags.extend(args.flags.clone());
+    vars.extend(args.vars.clone());
+    let flags: BTreeMap<String, bool> = flags
+        .into_iter()
+        .filter(|(k, _)| plan.flags.iter().any(|f| &f.name == k) || args.flags.contains_key(k))
+        .collect();
+    let vars: BTreeMap<String, String> = vars
+        .into_iter()
+        .filter(|(k, _)| plan.vars.iter().any(|v| &v.name == k) || args.vars.contains_key(k))
+        .collect();
+    let choices = plan.choose(&flags, &vars)?;
+    let deployment_id = format!("d-{}", crate::store::new_run_id(now));
+    let planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
+    // Everything a step needs, checked before anything runs.
+    if let PlanRef::Builtin(b) = &plan_ref {
+        b.materialize(&plans_dir.join(b.name), store.fs())?;
+    }
+    let mut needs_ansible = false;
+    let mut actions = BTreeMap::new();
+    for (phase, step) in plan.steps() {
+        if plan.skip_reason(phase, step, &choices.flags).is_some() {
+            continue;
+        }
+        let action = plan.resolved_action(step, &choices)?;
+        if let Action::Playbook { path, .. } = &action {
+            needs_ansible = true;
+            let full = plan.base_dir.join(path);
+            if !full.is_file() {
+                return Err(EngineError::Usage(format!(
+                    "step `{}`: playbook {} does not exist; check the plan{}",
+                    step.id,
+                    full.display(),
+                    if path != step_path(step) {
+                        " and its --var values"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        actions.insert(step.id.clone(), action);
+    }
+    let ansible = if needs_ansible {
+        Some(runner::find_ansible_playbook(
+            args.ansible_playbook.as_deref(),
+            &layout.home,
+            args.path_var.as_deref(),
+        )?)
+    } else {
+        None
+    };
+    let callback_dir = layout.root.join("ansible/callback_plugins");
+    if needs_ansible {
+        let fs = store.fs();
+        fs.create_dir_all(&callback_dir)
+            .map_err(|e| EngineError::io("create the folder", &callback_dir, e))?;
+        let file = callback_dir.join("thinkube_json.py");
+        if fs.read(&file).ok().flatten().as_deref() != Some(CALLBACK_PLUGIN.as_bytes()) {
+            fs.replace(&file, CALLBACK_PLUGIN.as_bytes())
+                .map_err(|e| EngineError::io("write", &file, e))?;
+        }
+    }
+    let inventory = match &args.inventory {
+        Some(p) if !p.is_file() => {
+            return Err(EngineError::Usage(format!(
+                "the inventory {} does not exist",
+                p.display()
+            )));
+        }
+        Some(p) => p.display().to_string(),
+        None if layout.inventory_file().is_file() => layout.inventory_file().display().to_string(),
+        None => "localhost,".to_string(),
+    };
+    let request = match &args.kind {
+        Kind::Deploy => Request::Deploy { plan: planned },
+        Kind::Resume => Request::Resume,
+        Kind::Retry(steps) => Request::Retry {
+            steps: steps.clone(),
+        },
+    };
+    let ctx = RunContext {
+        program: args.program.clone(),
+        boot_id: args.boot_id.clone(),
+        wait: args.wait,
+    };
+    let mut session = match RunSession::begin(store, request, &ctx, now)? {
+        Begun::Run(s) => *s,
+        Begun::AlreadyCompleted { deployment_id } => {
+            return Ok(Ended::AlreadyCompleted { deployment_id });
+        }
+    };
+    let run_id = session.run_id().to_string();
+    let record = session.deployment().record();
+    let total = record
+        .steps
+        .iter()
+        .filter(|s| s.status != crate::model::StepStatus::Skipped)
+        .count();
+    let done = record.count(crate::model::StepStatus::Completed);
+    progress(Progress::RunStarted {
+        run_id: run_id.clone(),
+        plan_id: plan.id.clone(),
+        total,
+        done,
+    });
+    let env_base = base_env(&layout.home, &layout.root, &run_id, &callback_dir);
+    while !stop.load(Ordering::SeqCst) {
+        let Some(next) = session.next_step().cloned() else {
+            break;
+        };
+        let Some((phase, step)) = plan.steps().find(|(_, s)| s.id == next.id) else {
+            return Err(EngineError::Usage(format!(
+                "step `{}` is not in plan `{}` any more; run `thinkube-deploy clean-state` to start over",
+                next.id, plan.id
+            )));
+        };
+        let Some(action) = actions.get(&step.id) else {
+            return Err(EngineError::Usage(format!(
+                "step `{}` does not apply with these flags",
+                step.id
+            )));
+        };
+        let policy = RetryPolicy::for_step(step.retries, step.retry_delay_seconds);
+        let index = session
+            .deployment()
+            .record()
+            .steps
+            .iter()
+            .filter(|s| s.status == crate::model::StepStatus::Completed)
+            .count()
+            + 1;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let attempt_no = next.attempts.len() as u32 + tries;
+            let log_rel = format!("logs/{run_id}/{}-{attempt_no}.log", step.id);
+            let log_path = layout.root.join(&log_rel);
+            let (attempt, _) =
+                session.start_step(&step.id, None, Some(log_rel), Timestamp::now())?;
+            progress(Progress::StepStarted {
+                run_id: run_id.clone(),
+                step: step.id.clone(),
+                title: step.title.clone(),
+                phase: phase.id.clone(),
+                attempt,
+                index,
+                total,
+            });
+            let cmd = step_command(
+                action,
+                &plan.base_dir,
+                ansible.as_deref(),
+                &inventory,
+                &env_base,
+                &step.id,
+            );
+            let finished = run_logged(
+                &mut session,
+                &step.id,
+                &cmd,
+                &log_path,
+                stop,
+                progress,
+                store.fs(),
+            );
+            let finished = match finished {
+                Ok(f) => f,
+                Err(e) => runner::Finished {
+                    exit_code: None,
+                    stopped: false,
+                    error: Some(StepError::message(format!("the step could not run: {e}"))),
+                },
+            };
+            let now = Timestamp::now();
+            if finished.stopped {
+                progress(Progress::StepFinished {
+                    step: step.id.clone(),
+                    outcome: AttemptOutcome::Interrupted,
+                    error: None,
+                });
+                break;
+            }
+            match finished.error {
+                None => {
+                    session.complete_step(&step.id, now)?;
+                    progress(Progress::StepFinished {
+                        step: step.id.clone(),
+                        outcome: AttemptOutcome::Success,
+                        error: None,
+                    });
+                    break;
+                }
+                Some(error) => {
+                    session.fail_step(&step.id, error.clone(), now)?;
+                    progress(Progress::StepFinished {
+                        step: step.id.clone(),
+                        outcome: AttemptOutcome::Failed,
+                        error: Some(error),
+                    });
+                    match policy.delay_before(tries + 1) {
+                        Some(delay) if !stop.load(Ordering::SeqCst) => {
+                            progress(Progress::Retrying {
+                                step: step.id.clone(),
+                                next_attempt: attempt + 1,
+                                delay_seconds: delay.as_secs(),
+                            });
+                            if !wait_unless_stopped(delay, stop) {
+                                break;
+                            }
+                            session.rerun_failed_step(&step.id)?;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        if session
+            .deployment()
+            .record()
+            .step(&step.id)
+            .is_some_and(|s| s.status == crate::model::StepStatus::Failed)
+        {
+            break;
+        }
+    }
+    let summary = session.finish(Timestamp::now())?;
+    progress(Progress::RunFinished {
+        run_id: summary.run_id.clone(),
+        outcome: summary.outcome,
+        status: summary.status,
+    });
+    Ok(Ended::Ran(summary))
+}
+
+fn step_path(step: &crate::plan::Step) -> &str {
+    match &step.action {
+        Action::Playbook { path, .. } => path,
+        Action::Command { .. } => "",
+    }
+}
+
+/// Runs one attempt with its log file, recording the child's pid once spawned.
+fn run_logged(
+    session: &mut RunSession,
+    step: &str,
+    cmd: &StepCommand,
+    log_path: &Path,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+    fs: &dyn FileOps,
+) -> Result<runner::Finished> {
+    if let Some(dir) = log_path.parent() {
+        fs.create_dir_all(dir)
+            .map_err(|e| EngineError::io("create the folder", dir, e))?;
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode_0600()
+        .open(log_path)
+        .map_err(|e| EngineError::io("open the log file", log_path, e))?;
+    let mut out = |o: Output| {
+        progress(Progress::Output {
+            step: step.to_string(),
+            output: o,
+        })
+    };
+    let mut on_spawn = |p| {
+        session
+            .set_step_process(step, p, Timestamp::now())
+            .map(|_| ())
+    };
+    runner::run(cmd, &mut log, &mut out, stop, &mut on_spawn)
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(crate::fsops::FILE_MODE)
+    }
+}
+
+/// Waits `delay`, waking early when asked to stop. Returns false if stopped.
+fn wait_unless_stopped(delay: Duration, stop: &AtomicBool) -> bool {
+    let end = std::time::Instant::now() + delay;
+    while std::time::Instant::now() < end {
+        if stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(end - std::time::Instant::now()));
+    }
+    !stop.load(Ordering::SeqCst)
+}
+
+/// Environment every step gets.
+fn base_env(
+    home: &Path,
+    root: &Path,
+    run_id: &str,
+    callback_dir: &Path,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("THINKUBE_INSTALLER_HOME".into(), home.display().to_string()),
+        ("THINKUBE_ENV_ROOT".into(), root.display().to_string()),
+        ("THINKUBE_RUN_ID".into(), run_id.to_string()),
+        (
+            "ANSIBLE_CALLBACK_PLUGINS".into(),
+            callback_dir.display().to_string(),
+        ),
+        ("ANSIBLE_STDOUT_CALLBACK".into(), "thinkube_json".into()),
+        ("ANSIBLE_NOCOLOR".into(), "1".into()),
+        ("ANSIBLE_FORCE_COLOR".into(), "0".into()),
+        ("ANSIBLE_RETRY_FILES_ENABLED".into(), "false".into()),
+        ("ANSIBLE_LOCALHOST_WARNING".into(), "false".into()),
+        ("ANSIBLE_INVENTORY_UNPARSED_WARNING".into(), "false".into()),
+        ("PYTHONUNBUFFERED".into(), "1".into()),
+    ])
+}
+
+fn step_command(
+    action: &Action,
+    base_dir: &Path,
+    ansible: Option<&Path>,
+    inventory: &str,
+    env_base: &BTreeMap<String, String>,
+    step: &str,
+) -> StepCommand {
+    let mut env = env_base.clone();
+    env.insert("THINKUBE_STEP_ID".into(), step.to_string());
+    match action {
+        Action::Playbook { path, vars } => {
+            let mut args: Vec<OsString> = vec![
+                "-i".into(),
+                inventory.into(),
+                base_dir.join(path).into_os_string(),
+            ];
+            if !vars.is_empty() {
+                args.push("-e".into());
+                args.push(serde_json::to_string(vars).unwrap_or_default().into());
+            }
+            StepCommand {
+                program: ansible
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| "ansible-playbook".into()),
+                args,
+                env,
+                cwd: Some(base_dir.to_path_buf()),
+                ansible: true,
+            }
+        }
+        Action::Command {
+            argv,
+            env: step_env,
+            cwd,
+        } => {
+            env.extend(step_env.clone());
+            let cwd = cwd
+                .as_ref()
+                .map(|c| base_dir.join(c))
+                .unwrap_or_else(|| base_dir.to_path_buf());
+            StepCommand {
+                program: PathBuf::from(&argv[0]),
+                args: argv[1..].iter().map(OsString::from).collect(),
+                env,
+                cwd: Some(cwd),
+                ansible: false,
+            }
+        }
+    }
+}
