@@ -130,6 +130,12 @@ pub enum Command {
     },
     /// Ask a running deployment in another process to stop
     Cancel,
+    /// Install the pinned ansible-core into the installer's own environment (<home>/venv)
+    Setup {
+        /// The Python to create the environment with
+        #[arg(long, default_value = "python3")]
+        python: String,
+    },
     /// Show a plan
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -213,6 +219,7 @@ impl Command {
             | Command::Events { .. } => false,
             Command::Migrate { dry_run, .. } => !dry_run,
             Command::Plan(_) | Command::Cancel => false,
+            Command::Setup { .. } => true,
             Command::Deploy { .. } | Command::Resume { .. } | Command::Retry { .. } => true,
             Command::Recover { .. } | Command::CleanState { .. } | Command::Cleanup { .. } => true,
         }
@@ -277,6 +284,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             return run_deployment(&store, deploy::Kind::Retry(steps), run, wait);
         }
         Command::Cancel => return cancel(&store),
+        Command::Setup { python } => {
+            emit(&format!(
+                "Installing {} into {}...\n",
+                crate::setup::ANSIBLE_CORE,
+                store.layout().home.join("venv").display()
+            ));
+            match crate::setup::install_ansible(&store.layout().home, &python, store.fs())? {
+                crate::setup::SetupOutcome::AlreadyInstalled(p) => {
+                    emit(&format!("Already installed: {}\n", p.display()))
+                }
+                crate::setup::SetupOutcome::Installed(p) => {
+                    emit(&format!("Installed: {}\n", p.display()))
+                }
+            };
+        }
         Command::Plan(PlanCommand::Show {
             plan,
             flags,
@@ -576,10 +598,15 @@ fn init_logging(layout: &Layout, writes: bool) {
             .with_writer(io::stderr)
             .with_filter(EnvFilter::new(filter))
     });
-    let file_layer = writes.then(|| open_log_file(layout)).flatten().map(|file| {
+    let file_layer = writes.then(|| {
+        let log = std::sync::Arc::new(LazyLog {
+            root: layout.root.clone(),
+            dir: layout.logs_dir(),
+            file: std::sync::Mutex::new(None),
+        });
         fmt::layer()
             .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(file))
+            .with_writer(move || LazyLogWriter(log.clone()))
             .with_filter(EnvFilter::new("info"))
     });
     let _ = tracing_subscriber::registry()
@@ -588,17 +615,47 @@ fn init_logging(layout: &Layout, writes: bool) {
         .try_init();
 }
 
-fn open_log_file(layout: &Layout) -> Option<std::fs::File> {
-    use crate::fsops::{FILE_MODE, FileOps, RealFs};
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = layout.logs_dir();
-    RealFs.create_dir_all(&dir).ok()?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(FILE_MODE)
-        .open(dir.join("engine.log"))
-        .ok()
+/// The log file, opened on the first line written, and only if the environment's
+/// folder exists: a command refused before it changes anything (a bad plan, a
+/// locked state) leaves no trace on disk.
+struct LazyLog {
+    root: PathBuf,
+    dir: PathBuf,
+    file: std::sync::Mutex<Option<std::fs::File>>,
+}
+
+struct LazyLogWriter(std::sync::Arc<LazyLog>);
+
+impl Write for LazyLogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let log = &self.0;
+        let Ok(mut guard) = log.file.lock() else {
+            return Ok(buf.len());
+        };
+        if guard.is_none() && log.root.is_dir() {
+            use crate::fsops::{FILE_MODE, FileOps, RealFs};
+            use std::os::unix::fs::OpenOptionsExt;
+            if RealFs.create_dir_all(&log.dir).is_ok() {
+                *guard = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(FILE_MODE)
+                    .open(log.dir.join("engine.log"))
+                    .ok();
+            }
+        }
+        match guard.as_mut() {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.0.file.lock() {
+            Ok(mut g) => g.as_mut().map_or(Ok(()), |f| f.flush()),
+            Err(_) => Ok(()),
+        }
+    }
 }
 
 /// Runs deploy, resume or retry; prints progress; maps the outcome to an exit code.

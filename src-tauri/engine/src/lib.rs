@@ -26,6 +26,7 @@ pub mod retry;
 pub mod runner;
 pub mod schema;
 pub mod session;
+pub mod setup;
 pub mod status;
 pub mod store;
 pub mod timestamp;

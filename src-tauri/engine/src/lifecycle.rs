@@ -716,6 +716,7 @@ mod tests {
         PlannedDeployment {
             id: "d-1".into(),
             plan_id: "demo".into(),
+            plan_source: None,
             plan_digest: "sha256:x".into(),
             configuration: Configuration::default(),
             phases: vec![PhaseRecord {

@@ -131,6 +131,22 @@ pub fn run(
     if let Some(cwd) = &cmd.cwd {
         command.current_dir(cwd);
     }
+    // SAFETY: prctl(2) with PR_SET_PDEATHSIG is async-signal-safe and touches no
+    // memory; it runs in the child between fork and exec. If the runner is killed
+    // (SIGKILL gives it no chance to clean up), the step gets SIGTERM instead of
+    // running on unobserved.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
     let mut child = command
         .spawn()
         .map_err(|e| EngineError::io("start", &cmd.program, e))?;

@@ -86,6 +86,7 @@ impl RunSession {
             Request::Retry { .. } => "retry",
         };
         let mut writer = store.open_writer(operation, ctx.wait, now)?;
+        wait_for_orphans(&mut writer)?;
         let current = AnyDeployment::from_record(writer.state().deployment.clone())
             .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
         let status = current.status();
@@ -380,6 +381,38 @@ impl RunSession {
             serial,
         })
     }
+}
+
+/// How long `begin` waits for a step's process left by a runner that died (it gets
+/// SIGTERM when its runner dies, so it is normally on its way out).
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits up to [`ORPHAN_GRACE`] for running steps' processes to exit, then records
+/// the ones that did as interrupted.
+fn wait_for_orphans(writer: &mut Writer) -> Result<()> {
+    let alive: Vec<ProcessRef> = writer
+        .state()
+        .deployment
+        .steps
+        .iter()
+        .filter_map(|s| {
+            s.attempts
+                .last()
+                .filter(|a| a.outcome == AttemptOutcome::Running)
+                .and_then(|a| a.process)
+        })
+        .filter(|p| crate::lock::process_alive(*p))
+        .collect();
+    if alive.is_empty() {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + ORPHAN_GRACE;
+    while alive.iter().any(|p| crate::lock::process_alive(*p))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    writer.interrupt_dead_run(Timestamp::now())
 }
 
 fn failed_steps(record: &crate::model::DeploymentRecord) -> Vec<String> {

@@ -554,7 +554,7 @@ impl Writer {
 
     /// A run left `running` by a process that died: record it (and its running
     /// steps) as interrupted, and keep the run in history.
-    fn interrupt_dead_run(&mut self, now: Timestamp) -> Result<()> {
+    pub(crate) fn interrupt_dead_run(&mut self, now: Timestamp) -> Result<()> {
         let Some(r) = reconcile_dead(&self.state, now, lock::process_alive) else {
             return Ok(());
         };

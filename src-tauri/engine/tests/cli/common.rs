@@ -62,9 +62,12 @@ impl Home {
     /// The binary, with this home and nothing of the caller's environment that matters.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
+        // HOME is outside the installer home: tools the steps run (Ansible) keep
+        // their own files there, as they would in a user's home.
         c.args(args)
             .env("THINKUBE_INSTALLER_HOME", self.path())
-            .env("HOME", self.path())
+            .env("HOME", self.outside("user-home"))
+            .env("THINKUBE_ANSIBLE_PLAYBOOK", ansible_playbook())
             .env_remove("THINKUBE_LOG")
             .stdin(Stdio::null());
         c
@@ -256,4 +259,39 @@ pub fn run_deployment(
 /// A deployment that exists but has not started: used where any valid state will do.
 pub fn not_started() -> Deployment<thinkube_engine::lifecycle::NotStarted> {
     Deployment::empty(Configuration::default())
+}
+
+/// The tests' ansible-playbook: THINKUBE_ANSIBLE_PLAYBOOK, else the one
+/// `scripts/ensure-ansible` installs under target/.
+pub fn ansible_playbook() -> PathBuf {
+    if let Some(p) = std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/ansible-home/venv/bin/ansible-playbook");
+    assert!(
+        p.is_file(),
+        "the tests need ansible-playbook: run scripts/ensure-ansible (scripts/test-all does), or set THINKUBE_ANSIBLE_PLAYBOOK"
+    );
+    p
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; nothing else of ours uses it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plan folder beside the home with the given files.
+pub fn plan_dir(home: &Home, files: &[(&str, &str)]) -> PathBuf {
+    let dir = home.outside("plan");
+    for (name, content) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
 }

@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod compile_fail;
 mod crash;
+mod deploy;
 mod history;
 mod locking;
 mod migration;

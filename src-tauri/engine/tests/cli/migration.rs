@@ -27,10 +27,21 @@ fn golden(name: &str, actual: &serde_json::Value) {
             path.display()
         )
     });
-    assert_eq!(
-        text, want,
-        "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
-    );
+    if text != want {
+        let (n, (got, expected)) = text
+            .lines()
+            .zip(want.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .unwrap_or((
+                text.lines().count().min(want.lines().count()),
+                ("(end)", "(end)"),
+            ));
+        panic!(
+            "{name} differs from its golden file at line {}:\n  got:      {got}\n  expected: {expected}\n(UPDATE_GOLDEN=1 to accept)",
+            n + 1
+        );
+    }
 }
 
 const NOW: &str = "2026-11-22T00:00:00Z";

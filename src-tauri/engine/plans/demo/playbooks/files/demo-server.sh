@@ -2,6 +2,7 @@
 # Starts the demo web server once: a static server on 127.0.0.1, detached, with a
 # pid file. Running it again while the server runs changes nothing.
 set -eu
+umask 077
 action=${1:?usage: demo-server.sh start|stop DEMO_ROOT}
 root=${2:?usage: demo-server.sh start|stop DEMO_ROOT}
 . "$root/config/server.env"

@@ -1,0 +1,91 @@
+//! `setup`: installs the pinned ansible-core into the installer's own virtual
+//! environment (`<home>/venv`), where the runner looks for it after
+//! THINKUBE_ANSIBLE_PLAYBOOK and before PATH.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{EngineError, Result};
+use crate::fsops::FileOps;
+
+/// The ansible-core the installer is tested with. 2.19 is the last line that runs
+/// on Python 3.11 (Debian 12's); 2.20 needs 3.12.
+pub const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
+
+/// What `setup` did.
+#[derive(Debug)]
+pub enum SetupOutcome {
+    AlreadyInstalled(PathBuf),
+    Installed(PathBuf),
+}
+
+/// Creates `<home>/venv` with `python` and installs [`ANSIBLE_CORE`] into it, unless
+/// it is there already. Files are private to the user (umask 077).
+pub fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Result<SetupOutcome> {
+    let venv = home.join("venv");
+    let playbook = venv.join("bin/ansible-playbook");
+    let marker = venv.join("thinkube-ansible-core");
+    if playbook.is_file()
+        && fs.read(&marker).ok().flatten().as_deref() == Some(ANSIBLE_CORE.as_bytes())
+    {
+        return Ok(SetupOutcome::AlreadyInstalled(playbook));
+    }
+    fs.create_dir_all(home)
+        .map_err(|e| EngineError::io("create the folder", home, e))?;
+    run_private(
+        Command::new(python)
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+        "create a Python virtual environment with",
+        python,
+    )?;
+    let pip = venv.join("bin/pip");
+    run_private(
+        Command::new(&pip).args([
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+            ANSIBLE_CORE,
+        ]),
+        "install ansible-core with",
+        &pip.display().to_string(),
+    )?;
+    if !playbook.is_file() {
+        return Err(EngineError::AnsibleMissing(format!(
+            "pip finished but {} is missing",
+            playbook.display()
+        )));
+    }
+    fs.replace(&marker, ANSIBLE_CORE.as_bytes())
+        .map_err(|e| EngineError::io("write", &marker, e))?;
+    Ok(SetupOutcome::Installed(playbook))
+}
+
+fn run_private(cmd: &mut Command, what: &'static str, program: &str) -> Result<()> {
+    // SAFETY: umask(2) is async-signal-safe and touches no memory; it runs in the
+    // child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0o077);
+            Ok(())
+        });
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| EngineError::io(what, program, e))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string();
+        return Err(EngineError::AnsibleMissing(format!(
+            "could not {what} {program} ({}): {last}; check that python3 and its venv module are installed (Debian: apt-get install python3-venv) and that PyPI is reachable",
+            out.status
+        )));
+    }
+    Ok(())
+}

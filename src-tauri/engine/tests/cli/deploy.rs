@@ -1,0 +1,453 @@
+//! `deploy`, `resume`, `retry` and `cancel` with real `ansible-playbook` on
+//! localhost and real command steps.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Stdio};
+
+use crate::common::*;
+
+fn steps_of(home: &Home) -> Vec<(String, String, u64)> {
+    home.status_json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+                s["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn count_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+const PLAYBOOK_FAILS_AT_SECOND_TASK: &str = "- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"
+  tasks:
+    - name: First task works
+      ansible.builtin.debug:
+        msg: fine
+    - name: Second task needs the fix file
+      ansible.builtin.fail:
+        msg: the fix file is missing
+      when: not (lookup('env', 'FIXED_FILE') is exists)
+    - name: Third task
+      ansible.builtin.debug:
+        msg: done
+";
+
+/// Steps: `count-a` (counts its runs), `fragile` (a playbook failing at its second
+/// task until `fixed` exists), `count-c`.
+fn fragile_plan(home: &Home) -> std::path::PathBuf {
+    let plan = "id: fragile
+phases:
+  - id: one
+    steps:
+      - id: count-a
+        command: [sh, -c, \"echo run >> count-a\"]
+      - id: fragile
+        playbook: fragile.yaml
+  - id: two
+    steps:
+      - id: count-c
+        command: [sh, -c, \"echo run >> count-c\"]
+";
+    // The playbook learns where the fix file is from FIXED_FILE (see run_with_fixed).
+    let dir = plan_dir(
+        home,
+        &[
+            ("plan.yaml", plan),
+            ("fragile.yaml", PLAYBOOK_FAILS_AT_SECOND_TASK),
+        ],
+    );
+    dir.join("plan.yaml")
+}
+
+fn run_with_fixed(home: &Home, args: &[&str]) -> Run {
+    let mut c = home.command(args);
+    c.env("FIXED_FILE", home.outside("fixed"));
+    Run::from(c.output().unwrap())
+}
+
+#[test]
+fn a_failure_names_the_task_and_retry_runs_only_the_failed_step() {
+    let home = Home::new();
+    let plan = fragile_plan(&home);
+    let dir = plan.parent().unwrap().to_path_buf();
+    let r = run_with_fixed(&home, &["deploy", "--plan", plan.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("✗ fragile: the fix file is missing"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("task \"Second task needs the fix file\"")
+            && r.stdout.contains("host localhost"),
+        "{}",
+        r.stdout
+    );
+    let v = home.status_json();
+    assert_eq!(v["deployment"]["status"], "failed");
+    let e = &v["steps"][1]["last_error"];
+    assert_eq!(e["task"], "Second task needs the fix file");
+    assert_eq!(e["host"], "localhost");
+    assert_eq!(e["exit_code"], 2);
+    assert_eq!(e["message"], "the fix file is missing");
+    // The attempt's whole output is in its log.
+    let run_id = v["current_run"]["run_id"].as_str().unwrap().to_string();
+    let log =
+        std::fs::read_to_string(home.path().join(format!("logs/{run_id}/fragile-1.log"))).unwrap();
+    assert!(
+        log.contains("TASK [First task works]") && log.contains("failed: [localhost]"),
+        "{log}"
+    );
+    // deploy refuses and points at retry; nothing runs.
+    let again = run_with_fixed(&home, &["deploy", "--plan", plan.to_str().unwrap()]);
+    again.expect(1, &["failed steps (fragile)", "retry"]);
+    std::fs::write(home.outside("fixed"), "").unwrap();
+    let r = run_with_fixed(&home, &["retry"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        count_lines(&dir.join("count-a")),
+        1,
+        "a completed step ran again"
+    );
+    assert_eq!(count_lines(&dir.join("count-c")), 1);
+    assert_eq!(
+        steps_of(&home),
+        [
+            ("count-a".into(), "completed".into(), 1),
+            ("fragile".into(), "completed".into(), 2),
+            ("count-c".into(), "completed".into(), 1)
+        ]
+    );
+}
+
+#[test]
+fn the_demo_plan_deploys_to_this_machine_and_is_safe_to_run_again() {
+    let home = Home::new();
+    let port = free_port().to_string();
+    let var = format!("demo_port={port}");
+    let r = home.run(&["deploy", "--var", &var]);
+    let stop = || {
+        let _ = std::process::Command::new(home.path().join("demo/bin/demo-server.sh"))
+            .args(["stop", home.path().join("demo").to_str().unwrap()])
+            .output();
+    };
+    if r.code != 0 {
+        stop();
+    }
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = home.status_json();
+    assert_eq!(v["deployment"]["status"], "completed");
+    assert_eq!(v["progress"]["completed"], 8);
+    assert!(home.path().join("demo/www/report.html").is_file());
+    // Again: completed, nothing runs. Then a named step runs again on its own.
+    assert!(home.run(&["deploy"]).stdout.contains("already completed"));
+    let r = home.run(&["retry", "check-http"]);
+    stop();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let steps = steps_of(&home);
+    assert!(
+        steps
+            .iter()
+            .all(|(id, st, n)| st == "completed" && *n == if id == "check-http" { 2 } else { 1 }),
+        "{steps:?}"
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&home.run(&["history", "--json"]).stdout).unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_flag_turned_off_skips_its_step_with_the_reason() {
+    let home = Home::new();
+    let r = home.run(&["plan", "show", "--flag", "report=false"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("report: Write the deployment report")
+            && r.stdout.contains("[not applicable: flag report is off]"),
+        "{}",
+        r.stdout
+    );
+    for plan in ["demo", "thinkube", "k0rdent-azure"] {
+        let r = home.run(&["plan", "show", "--plan", plan, "--json"]);
+        assert_eq!(r.code, 0, "{plan}: {}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["id"], plan);
+    }
+    home.run(&["plan", "show", "--flag", "nope=true"])
+        .expect(2, &["no flag `nope`"]);
+    home.run(&["plan", "show", "--flag", "report=maybe"])
+        .expect(2, &["not true or false"]);
+    home.run(&["plan", "show", "--plan", "no-such-plan"])
+        .expect(2, &["built-in plans: demo, thinkube, k0rdent-azure"]);
+}
+
+#[test]
+fn an_invalid_plan_is_refused_before_anything_runs() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "phases:\n  - id: p\n    steps:\n      - id: s\n        command: [\"true\"]\n        retires: 2\n",
+        )],
+    );
+    let plan = dir.join("plan.yaml");
+    home.run(&["deploy", "--plan", plan.to_str().unwrap()])
+        .expect(2, &["plan.yaml:6:9", "unknown field `retires`"]);
+    assert!(!home.path().exists(), "nothing was written");
+}
+
+#[test]
+fn a_playbook_with_a_syntax_error_fails_with_ansibles_message() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[
+            (
+                "plan.yaml",
+                "phases:\n  - id: p\n    steps:\n      - id: broken\n        playbook: broken.yaml\n",
+            ),
+            (
+                "broken.yaml",
+                "- hosts: localhost\n  tasks:\n    - name: x\n      no.such.module_at_all: {}\n",
+            ),
+        ],
+    );
+    let r = home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let e = &home.status_json()["steps"][0]["last_error"];
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("before running any task"),
+        "{e}"
+    );
+    assert_eq!(e["task"], serde_json::Value::Null);
+    assert!(e["exit_code"].as_i64().unwrap() > 0);
+}
+
+#[test]
+fn ignore_errors_and_rescue_count_as_success() {
+    let home = Home::new();
+    let book = "- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"
+  tasks:
+    - name: Ignored failure
+      ansible.builtin.fail: {msg: ignored}
+      ignore_errors: true
+    - block:
+        - name: Rescued failure
+          ansible.builtin.fail: {msg: rescued}
+      rescue:
+        - name: Rescue
+          ansible.builtin.debug: {msg: recovered}
+";
+    let dir = plan_dir(
+        &home,
+        &[
+            (
+                "plan.yaml",
+                "phases:\n  - id: p\n    steps:\n      - id: tolerant\n        playbook: t.yaml\n",
+            ),
+            ("t.yaml", book),
+        ],
+    );
+    let r = home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(home.status_json()["deployment"]["status"], "completed");
+}
+
+#[test]
+fn missing_ansible_is_a_clear_error_and_nothing_is_written() {
+    let home = Home::new();
+    let mut c = home.command(&["deploy"]);
+    c.env(
+        "THINKUBE_ANSIBLE_PLAYBOOK",
+        home.outside("nope/ansible-playbook"),
+    );
+    Run::from(c.output().unwrap()).expect(
+        1,
+        &["THINKUBE_ANSIBLE_PLAYBOOK points to", "does not exist"],
+    );
+    let mut c = home.command(&["deploy"]);
+    c.env_remove("THINKUBE_ANSIBLE_PLAYBOOK")
+        .env("PATH", "/nonexistent");
+    Run::from(c.output().unwrap()).expect(
+        1,
+        &["ansible-playbook is not installed", "thinkube-deploy setup"],
+    );
+    assert!(!home.state_file().exists());
+}
+
+/// A plan whose first step prints `child-started`, then waits until `go` exists.
+fn blocking_plan(home: &Home) -> std::path::PathBuf {
+    let dir = plan_dir(home, &[(
+        "plan.yaml",
+        "id: blocking
+phases:
+  - id: p
+    steps:
+      - id: wait
+        command: [sh, -c, \"echo child-started; while [ ! -f go ]; do sleep 0.05; done; echo run >> count-wait\"]
+      - id: after
+        command: [sh, -c, \"echo run >> count-after\"]
+",
+    )]);
+    dir.join("plan.yaml")
+}
+
+/// Starts `deploy` and returns once its first step's process is running.
+fn start_blocked(home: &Home, plan: &Path) -> (Child, std::io::Lines<BufReader<ChildStdout>>) {
+    let mut child = home
+        .command(&["deploy", "--plan", plan.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("child-started") {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+#[test]
+fn a_second_deploy_while_one_runs_exits_3() {
+    let home = Home::new();
+    let plan = blocking_plan(&home);
+    let (mut first, _lines) = start_blocked(&home, &plan);
+    let r = home.run(&["deploy", "--plan", plan.to_str().unwrap()]);
+    r.expect(
+        3,
+        &[
+            &format!("locked by pid {}", first.id()),
+            "operation `deploy`",
+        ],
+    );
+    assert_eq!(home.status_json()["steps"][0]["status"], "running");
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn sigint_stops_the_step_records_it_interrupted_and_exits_130() {
+    let home = Home::new();
+    let plan = blocking_plan(&home);
+    let (mut runner, _lines) = start_blocked(&home, &plan);
+    thinkube_engine::runner::signal_process(runner.id(), 2); // SIGINT
+    assert_eq!(runner.wait().unwrap().code(), Some(130));
+    let v = home.status_json();
+    assert_eq!(v["steps"][0]["status"], "interrupted");
+    assert_eq!(v["deployment"]["status"], "interrupted");
+    assert_eq!(v["current_run"]["outcome"], "interrupted");
+    // The step's processes were stopped with it: it never finished.
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    let r = home.run(&["resume"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(count_lines(&plan.parent().unwrap().join("count-wait")), 1);
+    let state = home
+        .store()
+        .load(thinkube_engine::timestamp::Timestamp::now())
+        .unwrap()
+        .unwrap()
+        .state;
+    let outcomes: Vec<_> = state.deployment.steps[0]
+        .attempts
+        .iter()
+        .map(|a| a.outcome)
+        .collect();
+    use thinkube_engine::model::AttemptOutcome::*;
+    assert_eq!(outcomes, [Interrupted, Success]);
+}
+
+#[test]
+fn cancel_from_another_process_stops_the_running_deployment() {
+    let home = Home::new();
+    let plan = blocking_plan(&home);
+    let (mut runner, _lines) = start_blocked(&home, &plan);
+    let r = home.run(&["cancel"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("Asked pid {}", runner.id())),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(runner.wait().unwrap().code(), Some(130));
+    assert_eq!(home.status_json()["steps"][0]["status"], "interrupted");
+    assert!(
+        home.run(&["cancel"])
+            .stdout
+            .contains("No deployment is running")
+    );
+}
+
+#[test]
+fn sigkill_of_the_runner_mid_step_then_resume_finishes() {
+    let home = Home::new();
+    let plan = blocking_plan(&home);
+    let (mut runner, _lines) = start_blocked(&home, &plan);
+    runner.kill().unwrap(); // SIGKILL: no chance to record anything
+    runner.wait().unwrap();
+    assert_eq!(home.status_json()["steps"][0]["status"], "interrupted");
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    let r = home.run(&["resume"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let state = home
+        .store()
+        .load(thinkube_engine::timestamp::Timestamp::now())
+        .unwrap()
+        .unwrap()
+        .state;
+    use thinkube_engine::model::AttemptOutcome::*;
+    let outcomes: Vec<_> = state.deployment.steps[0]
+        .attempts
+        .iter()
+        .map(|a| a.outcome)
+        .collect();
+    assert_eq!(outcomes, [Interrupted, Success]);
+    assert_eq!(count_lines(&plan.parent().unwrap().join("count-after")), 1);
+    let history: serde_json::Value =
+        serde_json::from_str(&home.run(&["history", "--json"]).stdout).unwrap();
+    let outcomes: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["interrupted", "success"]);
+}
+
+#[test]
+fn a_plan_changed_since_the_deployment_started_is_not_resumed_silently() {
+    let home = Home::new();
+    let plan = blocking_plan(&home);
+    let (mut runner, _lines) = start_blocked(&home, &plan);
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("count-after", "count-later");
+    std::fs::write(&plan, text).unwrap();
+    home.run(&["resume"])
+        .expect(2, &["changed since this deployment started"]);
+    assert_eq!(home.status_json()["deployment"]["status"], "interrupted");
+}
