@@ -678,8 +678,11 @@ fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWai
         path_var: std::env::var_os("PATH"),
         wait,
         program: PROGRAM.to_string(),
-        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        // THINKUBE_BOOT_ID stands in for the machine's boot id (tests of restarts).
+        boot_id: std::env::var("THINKUBE_BOOT_ID")
             .ok()
+            .filter(|b| !b.is_empty())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok())
             .map(|s| s.trim().to_string()),
     };
     let json = run.json;
@@ -701,6 +704,25 @@ fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWai
                     "Deployment {} is already completed; nothing to do. (`thinkube-deploy retry STEP` runs a step again; `clean-state` starts over.)\n",
                     deployment_id.as_deref().unwrap_or("-")
                 ));
+            }
+            exit::SUCCESS
+        }
+        deploy::Ended::Blocked {
+            gate,
+            reason,
+            phase,
+            ..
+        } => {
+            eprintln!(
+                "thinkube-deploy: phase `{phase}` did not start: gate {gate} blocked: {reason}. No step was changed; fix the cause, then run `thinkube-deploy resume`"
+            );
+            exit::GATE_BLOCKED
+        }
+        deploy::Ended::Ran(summary)
+            if summary.status == crate::model::DeploymentStatus::AwaitingRestart =>
+        {
+            if !json {
+                emit("Restart this machine, then run `thinkube-deploy deploy` to continue.\n");
             }
             exit::SUCCESS
         }

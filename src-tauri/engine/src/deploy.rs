@@ -17,7 +17,7 @@ use crate::builtin::PlanRef;
 use crate::error::{EngineError, Result};
 use crate::fsops::FileOps;
 use crate::lock::LockWait;
-use crate::model::{AttemptOutcome, DeploymentStatus, RunOutcome, StepError};
+use crate::model::{AttemptOutcome, DeploymentStatus, EventKind, NewEvent, RunOutcome, StepError};
 use crate::plan::Action;
 use crate::retry::RetryPolicy;
 use crate::runner::{self, Output, StepCommand};
@@ -98,7 +98,16 @@ pub enum Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
     Ran(RunSummary),
-    AlreadyCompleted { deployment_id: Option<String> },
+    /// A gate blocked a phase: nothing of that phase ran.
+    Blocked {
+        gate: String,
+        reason: String,
+        phase: String,
+        summary: RunSummary,
+    },
+    AlreadyCompleted {
+        deployment_id: Option<String>,
+    },
 }
 
 /// Runs the request to the end, a failure, or a stop.
@@ -250,6 +259,7 @@ pub fn execute(
         done,
     });
     let env_base = base_env(&layout.home, &layout.root, &run_id, &callback_dir);
+    let mut gates_passed: Option<String> = None;
     while !stop.load(Ordering::SeqCst) {
         let Some(next) = session.next_step().cloned() else {
             break;
@@ -260,6 +270,44 @@ pub fn execute(
                 next.id, plan.id
             )));
         };
+        if gates_passed.as_deref() != Some(phase.id.as_str()) {
+            for gate in &phase.gates {
+                let verdict = crate::gates::check(gate, &plan.base_dir, &choices, session.state());
+                let now = Timestamp::now();
+                match verdict {
+                    Ok(()) => {
+                        let event = NewEvent::new(
+                            EventKind::GateChecked,
+                            format!("phase {}: gate {} passed", phase.id, gate_name(gate)),
+                        );
+                        session.record(event, now)?;
+                    }
+                    Err(blocked) => {
+                        let event = NewEvent::new(
+                            EventKind::GateChecked,
+                            format!(
+                                "phase {}: gate {} blocked: {}",
+                                phase.id, blocked.gate, blocked.reason
+                            ),
+                        );
+                        session.record(event, now)?;
+                        let summary = session.finish(now)?;
+                        progress(Progress::RunFinished {
+                            run_id: summary.run_id.clone(),
+                            outcome: summary.outcome,
+                            status: summary.status,
+                        });
+                        return Ok(Ended::Blocked {
+                            gate: blocked.gate,
+                            reason: blocked.reason,
+                            phase: phase.id.clone(),
+                            summary,
+                        });
+                    }
+                }
+            }
+            gates_passed = Some(phase.id.clone());
+        }
         let Some(action) = actions.get(&step.id) else {
             return Err(EngineError::Usage(format!(
                 "step `{}` does not apply with these flags",
@@ -334,6 +382,19 @@ pub fn execute(
                         outcome: AttemptOutcome::Success,
                         error: None,
                     });
+                    if step.requires_restart && session.next_step().is_some() {
+                        let summary = session.finish_awaiting_restart(
+                            &step.id,
+                            args.boot_id.clone(),
+                            Timestamp::now(),
+                        )?;
+                        progress(Progress::RunFinished {
+                            run_id: summary.run_id.clone(),
+                            outcome: summary.outcome,
+                            status: summary.status,
+                        });
+                        return Ok(Ended::Ran(summary));
+                    }
                     break;
                 }
                 Some(error) => {
@@ -376,6 +437,17 @@ pub fn execute(
         status: summary.status,
     });
     Ok(Ended::Ran(summary))
+}
+
+fn gate_name(gate: &crate::plan::Gate) -> String {
+    use crate::plan::Gate;
+    match gate {
+        Gate::Tcp { host, port, .. } => format!("tcp {host}:{port}"),
+        Gate::Command { argv } => format!("command {}", argv.join(" ")),
+        Gate::FileExists { path } => format!("file_exists {path}"),
+        Gate::InterfaceUp { name } => format!("interface_up {name}"),
+        Gate::VmRunning { vms } => format!("vm_running {}", vms.join(",")),
+    }
 }
 
 fn step_path(step: &crate::plan::Step) -> &str {

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod deploy;
 pub mod error;
 pub mod fsops;
+pub mod gates;
 pub mod history;
 pub mod lifecycle;
 pub mod lock;

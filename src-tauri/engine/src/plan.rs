@@ -691,7 +691,7 @@ fn gate(ctx: &Ctx, g: &Spanned<RawGate>) -> Result<Gate, PlanError> {
             bad("file_exists gate: give a path".into())
         }
         RawGate::FileExists(p) => Ok(Gate::FileExists { path: p.clone() }),
-        RawGate::InterfaceUp(n) if !valid_name(n) && !n.contains('.') => {
+        RawGate::InterfaceUp(n) if !n.contains("${") && !valid_name(n) && !n.contains('.') => {
             bad(format!("interface_up gate: `{n}` is not an interface name"))
         }
         RawGate::InterfaceUp(n) => Ok(Gate::InterfaceUp { name: n.clone() }),

@@ -296,6 +296,60 @@ impl RunSession {
         self.commit(Timestamp::now(), event)
     }
 
+    /// Records an event of this run (a gate's verdict, say) without changing a step.
+    pub fn record(&mut self, event: NewEvent, now: Timestamp) -> Result<u64> {
+        self.commit(now, event)
+    }
+
+    /// Ends the run after `step`, which asked for a restart: the deployment waits
+    /// for the machine's boot id to change. Releases the lock.
+    pub fn finish_awaiting_restart(
+        mut self,
+        step: &str,
+        boot_id: Option<String>,
+        now: Timestamp,
+    ) -> Result<RunSummary> {
+        let waiting = self
+            .deployment
+            .await_restart(step, boot_id, now)
+            .map_err(|(_, e)| EngineError::Transition(e))?;
+        self.run.outcome = RunOutcome::Success;
+        self.run.finished_at = Some(now);
+        self.writer.write_run_file(&self.run)?;
+        let run_id = self.run.run_id.clone();
+        let events = vec![
+            NewEvent::new(
+                EventKind::AwaitingRestart,
+                "restart the machine, then run deploy to continue",
+            )
+            .step(step)
+            .run(Some(&run_id)),
+            NewEvent::new(
+                EventKind::RunFinished,
+                "run ended: success (awaiting restart)",
+            )
+            .run(Some(&run_id)),
+        ];
+        let (record, run) = (waiting.erase().into_record(), self.run.clone());
+        let serial = self.writer.commit(now, events, |s| {
+            s.deployment = record;
+            s.current_run = Some(run);
+            Ok(())
+        })?;
+        self.writer.finish()?;
+        Ok(RunSummary {
+            run_id,
+            outcome: RunOutcome::Success,
+            status: DeploymentStatus::AwaitingRestart,
+            serial,
+        })
+    }
+
+    /// The state as last committed (for gates that read cached facts).
+    pub fn state(&self) -> &crate::model::StateFile {
+        self.writer.state()
+    }
+
     fn end_attempt(
         &mut self,
         step: &str,

@@ -451,3 +451,190 @@ fn a_plan_changed_since_the_deployment_started_is_not_resumed_silently() {
         .expect(2, &["changed since this deployment started"]);
     assert_eq!(home.status_json()["deployment"]["status"], "interrupted");
 }
+
+fn run_env(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = home.command(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Run::from(c.output().unwrap())
+}
+
+const GATED_PLAN: &str = "id: gated
+vars:
+  - name: port
+  - name: iface
+    default: lo
+phases:
+  - id: network
+    gates:
+      - tcp: {host: 127.0.0.1, port: 1, timeout_seconds: 2}
+    steps:
+      - id: s1
+        command: [sh, -c, \"echo run >> count-1\"]
+  - id: checked
+    gates:
+      - command: [test, -f, ready-cmd]
+    steps:
+      - id: s2
+        command: [sh, -c, \"echo run >> count-2\"]
+  - id: files
+    gates:
+      - file_exists: ready-file
+    steps:
+      - id: s3
+        command: [sh, -c, \"echo run >> count-3\"]
+  - id: link
+    gates:
+      - interface_up: \"${iface}\"
+    steps:
+      - id: s4
+        command: [sh, -c, \"echo run >> count-4\"]
+";
+
+#[test]
+fn each_gate_kind_blocks_with_exit_5_changing_no_step_and_passes_once_satisfied() {
+    let home = Home::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let closed = free_port();
+    // A tcp gate's port is a number in the plan, so each case writes its own port in.
+    let dir = plan_dir(&home, &[("plan.yaml", GATED_PLAN)]);
+    let dir_plan = dir.join("plan.yaml");
+    std::fs::write(
+        &dir_plan,
+        GATED_PLAN.replace("port: 1,", &format!("port: {closed},")),
+    )
+    .unwrap();
+    let plan = dir_plan.to_str().unwrap();
+    let r = home.run(&["deploy", "--plan", plan, "--var", "port=0"]);
+    r.expect(
+        5,
+        &[
+            &format!("gate tcp 127.0.0.1:{closed} blocked"),
+            "No step was changed",
+        ],
+    );
+    let before = steps_of(&home);
+    assert!(
+        before.iter().all(|(_, st, n)| st == "pending" && *n == 0),
+        "{before:?}"
+    );
+    assert!(
+        home.run(&["events"]).stdout.contains("blocked"),
+        "a gate_checked event is recorded"
+    );
+    // The listener's port makes the gate pass (the plan file changes, so clean first).
+    std::fs::write(
+        &dir_plan,
+        GATED_PLAN.replace("port: 1,", &format!("port: {open},")),
+    )
+    .unwrap();
+    assert_eq!(home.run(&["clean-state", "--yes"]).code, 0);
+    let r = home.run(&["deploy", "--plan", plan, "--var", "port=0"]);
+    r.expect(
+        5,
+        &[
+            "gate command test -f ready-cmd blocked",
+            "exited with code 1",
+        ],
+    );
+    assert_eq!(count_lines(&dir.join("count-1")), 1);
+    std::fs::write(dir.join("ready-cmd"), "").unwrap();
+    home.run(&["resume"]).expect(
+        5,
+        &["gate file_exists ready-file blocked", "does not exist"],
+    );
+    std::fs::write(dir.join("ready-file"), "").unwrap();
+    let r = home.run(&["resume"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for n in 1..=4 {
+        assert_eq!(count_lines(&dir.join(format!("count-{n}"))), 1, "step s{n}");
+    }
+    drop(listener);
+}
+
+#[test]
+fn a_missing_network_interface_blocks() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "vars:\n  - name: iface\nphases:\n  - id: link\n    gates:\n      - interface_up: \"${iface}\"\n    steps:\n      - id: s\n        command: [\"true\"]\n",
+        )],
+    );
+    let plan = dir.join("plan.yaml");
+    home.run(&[
+        "deploy",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--var",
+        "iface=nosuchif0",
+    ])
+    .expect(
+        5,
+        &[
+            "gate interface_up nosuchif0 blocked",
+            "no network interface nosuchif0",
+        ],
+    );
+    assert_eq!(home.status_json()["steps"][0]["attempts"], 0);
+}
+
+#[test]
+fn vm_running_blocks_without_cached_facts() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "phases:\n  - id: vms\n    gates:\n      - vm_running: {vms: [k0s-controller]}\n    steps:\n      - id: s\n        command: [\"true\"]\n",
+        )],
+    );
+    home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()])
+        .expect(
+            5,
+            &[
+                "vm_running k0s-controller",
+                "no power state of VM k0s-controller is cached",
+            ],
+        );
+}
+
+#[test]
+fn requires_restart_waits_for_a_new_boot_id() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "phases:\n  - id: p\n    steps:\n      - id: kernel\n        command: [sh, -c, \"echo run >> count-kernel\"]\n        requires_restart: true\n      - id: after\n        command: [sh, -c, \"echo run >> count-after\"]\n",
+        )],
+    );
+    let plan = dir.join("plan.yaml");
+    let r = run_env(
+        &home,
+        &["deploy", "--plan", plan.to_str().unwrap()],
+        &[("THINKUBE_BOOT_ID", "boot-a")],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("Restart this machine"), "{}", r.stdout);
+    assert_eq!(
+        home.status_json()["deployment"]["status"],
+        "awaiting_restart"
+    );
+    assert_eq!(count_lines(&dir.join("count-after")), 0);
+    run_env(&home, &["deploy"], &[("THINKUBE_BOOT_ID", "boot-a")])
+        .expect(1, &["has not restarted since step `kernel`"]);
+    let r = run_env(&home, &["deploy"], &[("THINKUBE_BOOT_ID", "boot-b")]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(home.status_json()["deployment"]["status"], "completed");
+    assert_eq!(
+        (
+            count_lines(&dir.join("count-kernel")),
+            count_lines(&dir.join("count-after"))
+        ),
+        (1, 1)
+    );
+}

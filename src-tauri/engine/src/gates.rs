@@ -1,0 +1,152 @@
+//! Gates: checks made before a phase starts. A blocked gate stops the run before the
+//! phase with exit 5, records an event, and changes no step.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::model::StateFile;
+use crate::plan::{Choices, Gate, substitute};
+
+/// Why a gate blocked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    pub gate: String,
+    pub reason: String,
+}
+
+/// Checks one gate. Strings may use the plan's `${VAR}`s; relative paths and
+/// commands start in the plan's folder.
+pub fn check(
+    gate: &Gate,
+    base_dir: &Path,
+    choices: &Choices,
+    state: &StateFile,
+) -> Result<(), Blocked> {
+    let sub = |t: &str| substitute(t, &choices.vars).unwrap_or_else(|_| t.to_string());
+    match gate {
+        Gate::Tcp {
+            host,
+            port,
+            timeout_seconds,
+        } => {
+            let host = sub(host);
+            let name = format!("tcp {host}:{port}");
+            let addrs: Vec<_> = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| Blocked {
+                    gate: name.clone(),
+                    reason: format!("cannot resolve {host}: {e}"),
+                })?
+                .collect();
+            let timeout = Duration::from_secs(*timeout_seconds);
+            let mut last = String::from("no address");
+            for addr in addrs {
+                match TcpStream::connect_timeout(&addr, timeout) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = format!("{addr}: {e}"),
+                }
+            }
+            Err(Blocked {
+                gate: name,
+                reason: format!("not reachable within {timeout_seconds}s ({last})"),
+            })
+        }
+        Gate::Command { argv } => {
+            let argv: Vec<String> = argv.iter().map(|a| sub(a)).collect();
+            let name = format!("command {}", argv.join(" "));
+            let out = std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .current_dir(base_dir)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| Blocked {
+                    gate: name.clone(),
+                    reason: format!("could not run it: {e}"),
+                })?;
+            if out.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(|l| format!(": {l}"))
+                .unwrap_or_default();
+            Err(Blocked {
+                gate: name,
+                reason: format!("it {}{last}", describe_exit(out.status)),
+            })
+        }
+        Gate::FileExists { path } => {
+            let path = sub(path);
+            let full = base_dir.join(&path);
+            if full.exists() {
+                Ok(())
+            } else {
+                Err(Blocked {
+                    gate: format!("file_exists {path}"),
+                    reason: format!("{} does not exist", full.display()),
+                })
+            }
+        }
+        Gate::InterfaceUp { name } => {
+            let name = sub(name);
+            let gate = format!("interface_up {name}");
+            // IFF_UP (bit 0) of the interface's flags: WireGuard interfaces report an
+            // operstate of "unknown" even when up, so operstate is not used.
+            let flags =
+                std::fs::read_to_string(format!("/sys/class/net/{name}/flags")).map_err(|_| {
+                    Blocked {
+                        gate: gate.clone(),
+                        reason: format!("there is no network interface {name}"),
+                    }
+                })?;
+            let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap_or(0);
+            if flags & 1 == 1 {
+                Ok(())
+            } else {
+                Err(Blocked {
+                    gate,
+                    reason: format!("interface {name} is down"),
+                })
+            }
+        }
+        Gate::VmRunning { vms } => {
+            for vm in vms {
+                let vm = sub(vm);
+                let key = format!("vm/{vm}");
+                let fact = state.facts.infrastructure.iter().find(|f| f.key == key);
+                let power = fact
+                    .and_then(|f| f.value.get("power_state"))
+                    .and_then(|v| v.as_str());
+                match power {
+                    Some("running") => {}
+                    Some(other) => {
+                        return Err(Blocked {
+                            gate: format!("vm_running {vm}"),
+                            reason: format!("VM {vm} is {other}"),
+                        });
+                    }
+                    None => {
+                        return Err(Blocked {
+                            gate: format!("vm_running {vm}"),
+                            reason: format!(
+                                "no power state of VM {vm} is cached; refresh the infrastructure facts first"
+                            ),
+                        });
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    match status.code() {
+        Some(c) => format!("exited with code {c}"),
+        None => "was killed by a signal".into(),
+    }
+}
