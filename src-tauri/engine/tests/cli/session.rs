@@ -20,7 +20,13 @@ fn ctx() -> RunContext {
 }
 
 fn begin(store: &Store, request: Request) -> Result<RunSession, EngineError> {
-    match RunSession::begin(store, request, &ctx(), at("2026-01-01T00:00:00Z"))? {
+    // Real time: runs that start in order must be listed in order.
+    match RunSession::begin(
+        store,
+        request,
+        &ctx(),
+        thinkube_engine::timestamp::Timestamp::now(),
+    )? {
         Begun::Run(s) => Ok(*s),
         Begun::AlreadyCompleted { .. } => panic!("already completed"),
     }
