@@ -138,15 +138,6 @@ pub fn execute(
                 plan.id
             )));
         }
-        if d.plan_digest
-            .as_deref()
-            .is_some_and(|digest| digest != plan.digest)
-        {
-            return Err(EngineError::Usage(format!(
-                "plan `{}` changed since this deployment started; resuming it would run a stale plan. Run `thinkube-deploy clean-state` to start over with the new plan (matching changed plans step by step is not built yet)",
-                plan.id
-            )));
-        }
     }
     // Flags and variables: the deployment's own, overridden by the command line.
     let (mut flags, mut vars) = match current.as_ref().filter(|_| started) {
@@ -228,9 +219,12 @@ pub fn execute(
     };
     let request = match &args.kind {
         Kind::Deploy => Request::Deploy { plan: planned },
-        Kind::Resume => Request::Resume,
+        Kind::Resume => Request::Resume {
+            plan: Some(planned),
+        },
         Kind::Retry(steps) => Request::Retry {
             steps: steps.clone(),
+            plan: Some(planned),
         },
     };
     let ctx = RunContext {

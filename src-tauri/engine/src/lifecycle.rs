@@ -315,6 +315,19 @@ impl Deployment<InProgress> {
         Ok(number)
     }
 
+    /// Records the definition a step is about to run (its digest), clearing a
+    /// "changed since it ran" notice: from now on it ran this definition.
+    pub fn record_definition(
+        &mut self,
+        step_id: &str,
+        digest: &str,
+    ) -> Result<(), TransitionError> {
+        let step = self.step_mut(step_id)?;
+        step.definition_digest = Some(digest.to_string());
+        step.notice = None;
+        Ok(())
+    }
+
     /// Records the pid of the process running a step once it has been spawned.
     pub fn set_step_process(
         &mut self,
@@ -590,7 +603,164 @@ macro_rules! each_state {
     };
 }
 
+/// How a deployment's steps changed to match a plan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanChanges {
+    /// Steps new in the plan (pending, or skipped if they do not apply).
+    pub added: Vec<String>,
+    /// Steps no longer in the plan, removed from the list (recorded in the trail).
+    pub removed: Vec<String>,
+    /// Completed steps whose definition changed: kept completed, marked, not re-run.
+    pub changed_since_run: Vec<String>,
+    /// Skipped steps that apply now (a flag was turned on): pending.
+    pub now_applicable: Vec<String>,
+    /// Steps that no longer apply: skipped, or kept completed and marked.
+    pub no_longer_applicable: Vec<String>,
+}
+
+impl PlanChanges {
+    pub fn is_empty(&self) -> bool {
+        self == &PlanChanges::default()
+    }
+
+    /// One sentence per kind of change, for the trail and the user.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (list, what) in [
+            (&self.added, "new in the plan"),
+            (&self.removed, "removed from the plan"),
+            (
+                &self.changed_since_run,
+                "changed since they ran (not run again; name them to `retry` to run them)",
+            ),
+            (&self.now_applicable, "now enabled"),
+            (&self.no_longer_applicable, "no longer enabled"),
+        ] {
+            if !list.is_empty() {
+                out.push(format!("{what}: {}", list.join(", ")));
+            }
+        }
+        out
+    }
+}
+
 impl AnyDeployment {
+    /// Matches a started deployment's steps to `plan` by id (see [`PlanChanges`]),
+    /// takes the plan's digest, phases and configuration, and derives the status
+    /// again. Attempts are never dropped; a removed step's are in the trail.
+    /// A deployment that has not started is returned as it is.
+    pub fn replan(self, plan: &PlannedDeployment) -> (AnyDeployment, PlanChanges, Vec<StepRecord>) {
+        let mut changes = PlanChanges::default();
+        // Not started: the plan is applied by `start`. A step still running (its
+        // process outlived its runner): nothing may change until it ends.
+        let running = self
+            .record()
+            .steps
+            .iter()
+            .any(|s| s.status == StepStatus::Running);
+        if matches!(self, AnyDeployment::NotStarted(_)) || running {
+            return (self, changes, Vec::new());
+        }
+        let from = self.status();
+        let mut record = self.into_record();
+        let mut old: Vec<StepRecord> = std::mem::take(&mut record.steps);
+        let mut steps = Vec::with_capacity(plan.steps.len());
+        for p in &plan.steps {
+            let step = match old.iter().position(|s| s.id == p.id) {
+                Some(i) => {
+                    let mut s = old.remove(i);
+                    s.phase = p.phase.clone();
+                    s.title = p.title.clone();
+                    s.source = p.source.clone();
+                    match (&p.skip_reason, s.status) {
+                        (Some(reason), StepStatus::Completed) => {
+                            if s.notice.is_none() {
+                                changes.no_longer_applicable.push(s.id.clone());
+                            }
+                            s.notice = Some(format!("no longer enabled: {reason}"));
+                        }
+                        (Some(reason), StepStatus::Skipped) => s.skip_reason = Some(reason.clone()),
+                        (Some(reason), _) => {
+                            changes.no_longer_applicable.push(s.id.clone());
+                            s.status = StepStatus::Skipped;
+                            s.skip_reason = Some(reason.clone());
+                        }
+                        (None, StepStatus::Skipped) => {
+                            changes.now_applicable.push(s.id.clone());
+                            s.status = StepStatus::Pending;
+                            s.skip_reason = None;
+                            s.definition_digest = p.definition_digest.clone();
+                        }
+                        (None, StepStatus::Completed) => {
+                            let changed = p.definition_digest.is_some()
+                                && s.definition_digest.is_some()
+                                && p.definition_digest != s.definition_digest;
+                            if changed {
+                                if s.notice.as_deref() != Some("changed since it ran") {
+                                    changes.changed_since_run.push(s.id.clone());
+                                }
+                                s.notice = Some("changed since it ran".into());
+                            } else if s
+                                .notice
+                                .as_deref()
+                                .is_some_and(|n| n.starts_with("no longer enabled"))
+                            {
+                                s.notice = None;
+                            }
+                        }
+                        (None, _) => s.definition_digest = p.definition_digest.clone(),
+                    }
+                    s
+                }
+                None => {
+                    changes.added.push(p.id.clone());
+                    let mut s = StepRecord::new(&p.id, &p.phase, &p.title);
+                    s.source = p.source.clone();
+                    s.definition_digest = p.definition_digest.clone();
+                    if let Some(reason) = &p.skip_reason {
+                        s.status = StepStatus::Skipped;
+                        s.skip_reason = Some(reason.clone());
+                    }
+                    s
+                }
+            };
+            steps.push(step);
+        }
+        changes.removed = old.iter().map(|s| s.id.clone()).collect();
+        record.steps = steps;
+        record.phases = plan.phases.clone();
+        record.plan_digest = Some(plan.plan_digest.clone());
+        record.plan_source = plan.plan_source.clone();
+        record.configuration = plan.configuration.clone();
+        let any = |st: StepStatus| record.steps.iter().any(|s| s.status == st);
+        let all_done = record
+            .steps
+            .iter()
+            .all(|s| matches!(s.status, StepStatus::Completed | StepStatus::Skipped));
+        record.status = if any(StepStatus::Failed) {
+            DeploymentStatus::Failed
+        } else if from == DeploymentStatus::AwaitingRestart {
+            DeploymentStatus::AwaitingRestart
+        } else if all_done {
+            DeploymentStatus::Completed
+        } else {
+            DeploymentStatus::Interrupted
+        };
+        if record.status != DeploymentStatus::Completed {
+            record.finished_at = None;
+        }
+        if !changes.is_empty() {
+            tracing::info!(
+                deployment = record.id.as_deref().unwrap_or("-"),
+                from = from.as_str(),
+                to = record.status.as_str(),
+                why = "plan changed",
+                "deployment transition"
+            );
+        }
+        (AnyDeployment::wrap(record), changes, old)
+    }
+
     /// Wraps a record by its stored status without checking it (internal: callers
     /// outside go through `from_record`).
     fn wrap(record: DeploymentRecord) -> Self {

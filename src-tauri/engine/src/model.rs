@@ -216,6 +216,10 @@ pub struct StepRecord {
     /// Attempts, oldest first.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// Something to know about a completed step: "changed since it ran" (its plan
+    /// definition differs from the one that ran) or "no longer enabled: ...".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 impl StepRecord {
@@ -229,6 +233,7 @@ impl StepRecord {
             source: None,
             definition_digest: None,
             attempts: Vec::new(),
+            notice: None,
         }
     }
 
@@ -477,6 +482,7 @@ pub enum EventKind {
     TrailRepaired,
     FactsUpdated,
     GateChecked,
+    PlanChanged,
     /// Written by a newer program; kept when read, never written by this one.
     #[serde(other)]
     Other,

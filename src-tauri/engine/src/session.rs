@@ -22,9 +22,22 @@ pub enum Request {
     /// deployment (interrupted steps run again). Refused when steps have failed.
     Deploy { plan: PlannedDeployment },
     /// Continue an unfinished deployment; refused when there is none.
-    Resume,
+    Resume { plan: Option<PlannedDeployment> },
     /// Run the failed steps (or the named ones) again, then continue.
-    Retry { steps: Vec<String> },
+    Retry {
+        steps: Vec<String>,
+        plan: Option<PlannedDeployment>,
+    },
+}
+
+impl Request {
+    /// The plan the run will follow, when the caller gave one.
+    fn plan(&self) -> Option<&PlannedDeployment> {
+        match self {
+            Request::Deploy { plan } => Some(plan),
+            Request::Resume { plan } | Request::Retry { plan, .. } => plan.as_ref(),
+        }
+    }
 }
 
 /// What `begin` needs to know of the world.
@@ -61,6 +74,8 @@ pub struct RunSession {
     writer: Writer,
     deployment: Deployment<InProgress>,
     run: RunRecord,
+    /// The plan's definition digest of each step, recorded when the step starts.
+    digests: std::collections::HashMap<String, String>,
 }
 
 /// How a run ended.
@@ -82,15 +97,48 @@ impl RunSession {
     ) -> Result<Begun> {
         let operation = match &request {
             Request::Deploy { .. } => "deploy",
-            Request::Resume => "resume",
+            Request::Resume { .. } => "resume",
             Request::Retry { .. } => "retry",
         };
         let mut writer = store.open_writer(operation, ctx.wait, now)?;
         wait_for_orphans(&mut writer)?;
         let current = AnyDeployment::from_record(writer.state().deployment.clone())
             .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
-        let status = current.status();
         let mut events = Vec::new();
+        // Match the deployment to the plan it will now follow (steps by id).
+        let digests = request
+            .plan()
+            .map(|p| {
+                p.steps
+                    .iter()
+                    .filter_map(|s| Some((s.id.clone(), s.definition_digest.clone()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let current = match request.plan() {
+            None => current,
+            Some(plan) => {
+                let (replanned, changes, removed) = current.replan(plan);
+                if !changes.is_empty() {
+                    events.push(NewEvent::new(
+                        EventKind::PlanChanged,
+                        changes.describe().join("; "),
+                    ));
+                    for step in removed {
+                        let message = format!(
+                            "step `{}` ({}) is no longer in the plan; it was {} after {} attempt(s)",
+                            step.id,
+                            step.title,
+                            step.status.as_str(),
+                            step.attempts.len()
+                        );
+                        events.push(NewEvent::new(EventKind::PlanChanged, message).step(&step.id));
+                    }
+                }
+                replanned
+            }
+        };
+        let status = current.status();
         let (deployment, kind) = match (request, current) {
             (Request::Deploy { plan }, AnyDeployment::NotStarted(d)) => {
                 let d = d.start(plan, now)?;
@@ -107,8 +155,13 @@ impl RunSession {
             (Request::Deploy { .. }, AnyDeployment::Interrupted(d)) => {
                 (d.resume(), RunKind::Deploy)
             }
-            (Request::Resume, AnyDeployment::Interrupted(d)) => (d.resume(), RunKind::Resume),
-            (Request::Deploy { .. } | Request::Resume, AnyDeployment::AwaitingRestart(d)) => {
+            (Request::Resume { .. }, AnyDeployment::Interrupted(d)) => {
+                (d.resume(), RunKind::Resume)
+            }
+            (
+                Request::Deploy { .. } | Request::Resume { .. },
+                AnyDeployment::AwaitingRestart(d),
+            ) => {
                 let kind = if operation == "deploy" {
                     RunKind::Deploy
                 } else {
@@ -139,12 +192,20 @@ impl RunSession {
                 });
             }
             (Request::Deploy { .. }, AnyDeployment::Completed(d)) => {
+                // Keep what the plan said (notices of changed steps) even so.
+                if !events.is_empty() {
+                    let record = d.record().clone();
+                    writer.commit(now, events, |s| {
+                        s.deployment = record;
+                        Ok(())
+                    })?;
+                }
                 writer.finish()?;
                 return Ok(Begun::AlreadyCompleted {
                     deployment_id: d.record().id.clone(),
                 });
             }
-            (Request::Resume, _) => {
+            (Request::Resume { .. }, _) => {
                 return Err(EngineError::Usage(format!(
                     "there is nothing to resume: the deployment is {}{}",
                     status.as_str(),
@@ -157,13 +218,13 @@ impl RunSession {
                     }
                 )));
             }
-            (Request::Retry { steps }, AnyDeployment::Failed(d)) => {
+            (Request::Retry { steps, .. }, AnyDeployment::Failed(d)) => {
                 (retried(d.retry(&steps), &mut events)?, RunKind::Retry)
             }
-            (Request::Retry { steps }, AnyDeployment::Interrupted(d)) => {
+            (Request::Retry { steps, .. }, AnyDeployment::Interrupted(d)) => {
                 (retried(d.retry(&steps), &mut events)?, RunKind::Retry)
             }
-            (Request::Retry { steps }, AnyDeployment::Completed(d)) => {
+            (Request::Retry { steps, .. }, AnyDeployment::Completed(d)) => {
                 (retried(d.retry(&steps), &mut events)?, RunKind::Retry)
             }
             (Request::Retry { .. }, _) => {
@@ -205,6 +266,7 @@ impl RunSession {
             writer,
             deployment,
             run,
+            digests,
         })))
     }
 
@@ -234,6 +296,9 @@ impl RunSession {
         log_file: Option<String>,
         now: Timestamp,
     ) -> Result<(u32, u64)> {
+        if let Some(digest) = self.digests.get(step) {
+            self.deployment.record_definition(step, digest)?;
+        }
         let attempt = self
             .deployment
             .start_step(step, &self.run.run_id, process, log_file, now)?;

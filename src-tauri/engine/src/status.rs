@@ -70,6 +70,8 @@ pub struct StepView {
     pub status: StepStatus,
     pub attempts: usize,
     pub skip_reason: Option<String>,
+    /// "changed since it ran", or "no longer enabled: ...".
+    pub notice: Option<String>,
     pub last_error: Option<ErrorView>,
 }
 
@@ -198,6 +200,7 @@ pub fn view(
                 status: s.status,
                 attempts: s.attempts.len(),
                 skip_reason: s.skip_reason.clone(),
+                notice: s.notice.clone(),
                 last_error: s.last_error().map(ErrorView::from),
             })
             .collect(),
@@ -287,6 +290,9 @@ pub fn render(v: &StatusView) -> String {
                 st => {
                     let _ = write!(line, " ({}, attempt {})", st.as_str(), s.attempts);
                 }
+            }
+            if let Some(n) = &s.notice {
+                let _ = write!(line, " [{n}]");
             }
             let _ = writeln!(out, "{line}");
         }

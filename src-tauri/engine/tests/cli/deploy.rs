@@ -442,20 +442,108 @@ fn sigkill_of_the_runner_mid_step_then_resume_finishes() {
     assert_eq!(outcomes, ["interrupted", "success"]);
 }
 
+fn counting_step(id: &str, file: &str) -> String {
+    format!("      - id: {id}\n        command: [sh, -c, \"echo run >> {file}\"]\n")
+}
+
 #[test]
-fn a_plan_changed_since_the_deployment_started_is_not_resumed_silently() {
+fn a_changed_plan_is_matched_step_by_step_and_nothing_is_silently_rerun_or_hidden() {
     let home = Home::new();
-    let plan = blocking_plan(&home);
-    let (mut runner, _lines) = start_blocked(&home, &plan);
-    runner.kill().unwrap();
-    runner.wait().unwrap();
-    let text = std::fs::read_to_string(&plan)
+    let v1 = format!(
+        "id: evolving\nphases:\n  - id: p\n    steps:\n{}{}{}",
+        counting_step("a", "count-a"),
+        counting_step("b", "count-b"),
+        counting_step("c", "count-c")
+    );
+    let dir = plan_dir(&home, &[("plan.yaml", &v1)]);
+    let plan = dir.join("plan.yaml");
+    let plan = plan.to_str().unwrap();
+    assert_eq!(home.run(&["deploy", "--plan", plan]).code, 0);
+    // v2: a the same, b changed, c removed, d new.
+    let v2 = format!(
+        "id: evolving\nphases:\n  - id: p\n    steps:\n{}{}{}",
+        counting_step("a", "count-a"),
+        counting_step("b", "count-b2"),
+        counting_step("d", "count-d")
+    );
+    std::fs::write(dir.join("plan.yaml"), v2).unwrap();
+    let r = home.run(&["deploy", "--plan", plan]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for (file, runs) in [
+        ("count-a", 1),
+        ("count-b", 1),
+        ("count-b2", 0),
+        ("count-c", 1),
+        ("count-d", 1),
+    ] {
+        assert_eq!(count_lines(&dir.join(file)), runs, "{file}");
+    }
+    let v = home.status_json();
+    let ids: Vec<&str> = v["steps"]
+        .as_array()
         .unwrap()
-        .replace("count-after", "count-later");
-    std::fs::write(&plan, text).unwrap();
-    home.run(&["resume"])
-        .expect(2, &["changed since this deployment started"]);
-    assert_eq!(home.status_json()["deployment"]["status"], "interrupted");
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "d"]);
+    assert_eq!(v["steps"][1]["notice"], "changed since it ran");
+    assert!(
+        home.run(&["status"])
+            .stdout
+            .contains("[changed since it ran]")
+    );
+    let events = home.run(&["events"]).stdout;
+    assert!(
+        events.contains("changed since they ran")
+            && events.contains("step `c` (c) is no longer in the plan; it was completed"),
+        "{events}"
+    );
+    // Running it again on purpose clears the notice.
+    assert_eq!(home.run(&["retry", "b"]).code, 0);
+    assert_eq!(count_lines(&dir.join("count-b2")), 1);
+    assert_eq!(
+        home.status_json()["steps"][1]["notice"],
+        serde_json::Value::Null
+    );
+    assert!(home.run(&["deploy"]).stdout.contains("already completed"));
+}
+
+#[test]
+fn flags_toggled_later_add_steps_and_never_hide_completed_ones() {
+    let home = Home::new();
+    let text = format!(
+        "id: toggles\nflags:\n  - name: extra\n    default: false\nphases:\n  - id: p\n    steps:\n{}{}        when: extra\n",
+        counting_step("base", "count-base"),
+        counting_step("bonus", "count-bonus")
+    );
+    let dir = plan_dir(&home, &[("plan.yaml", &text)]);
+    let plan = dir.join("plan.yaml");
+    assert_eq!(
+        home.run(&["deploy", "--plan", plan.to_str().unwrap()]).code,
+        0
+    );
+    assert_eq!(
+        home.status_json()["steps"][1]["skip_reason"],
+        "flag extra is off"
+    );
+    let r = home.run(&["deploy", "--flag", "extra=true"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        (
+            count_lines(&dir.join("count-base")),
+            count_lines(&dir.join("count-bonus"))
+        ),
+        (1, 1)
+    );
+    let r = home.run(&["deploy", "--flag", "extra=false"]);
+    assert!(r.stdout.contains("already completed"), "{}", r.stdout);
+    let v = home.status_json();
+    assert_eq!(v["steps"][1]["status"], "completed");
+    assert_eq!(
+        v["steps"][1]["notice"],
+        "no longer enabled: flag extra is off"
+    );
+    assert_eq!(count_lines(&dir.join("count-bonus")), 1);
 }
 
 fn run_env(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Run {

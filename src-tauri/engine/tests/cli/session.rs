@@ -132,10 +132,17 @@ fn a_failure_stops_deploy_and_retry_runs_only_the_failed_step_then_continues() {
         err.to_string().contains("failed steps (b)") && err.to_string().contains("retry"),
         "{err}"
     );
-    let err = begin(&store, Request::Resume).unwrap_err();
+    let err = begin(&store, Request::Resume { plan: None }).unwrap_err();
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("nothing to resume"), "{err}");
-    let s = begin(&store, Request::Retry { steps: vec![] }).unwrap();
+    let s = begin(
+        &store,
+        Request::Retry {
+            steps: vec![],
+            plan: None,
+        },
+    )
+    .unwrap();
     assert_eq!(s.next_step().unwrap().id, "b");
     let summary = run_steps(s, None);
     assert_eq!(summary.status, DeploymentStatus::Completed);
@@ -176,7 +183,7 @@ fn a_run_that_died_mid_step_is_resumed_and_the_step_runs_again() {
         ("b".to_string(), "interrupted".to_string(), 1)
     );
     assert_eq!(home.status_json()["deployment"]["status"], "interrupted");
-    let summary = run_steps(begin(&store, Request::Resume).unwrap(), None);
+    let summary = run_steps(begin(&store, Request::Resume { plan: None }).unwrap(), None);
     assert_eq!(summary.status, DeploymentStatus::Completed);
     let state = store
         .load(at("2026-01-02T00:00:00Z"))
@@ -229,13 +236,21 @@ fn retry_of_named_steps_reruns_only_those() {
     let home = Home::new();
     let store = home.store();
     run_steps(begin(&store, deploy()).unwrap(), None);
-    let err = begin(&store, Request::Retry { steps: vec![] }).unwrap_err();
+    let err = begin(
+        &store,
+        Request::Retry {
+            steps: vec![],
+            plan: None,
+        },
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("nothing to retry"), "{err}");
     let before = std::fs::read(home.state_file()).unwrap();
     let err = begin(
         &store,
         Request::Retry {
             steps: vec!["a".into(), "zzz".into()],
+            plan: None,
         },
     )
     .unwrap_err();
@@ -250,6 +265,7 @@ fn retry_of_named_steps_reruns_only_those() {
         &store,
         Request::Retry {
             steps: vec!["a".into()],
+            plan: None,
         },
     )
     .unwrap();
@@ -269,16 +285,22 @@ fn requests_that_make_no_sense_here_are_refused() {
     let home = Home::new();
     let store = home.store();
     assert!(
-        begin(&store, Request::Resume)
+        begin(&store, Request::Resume { plan: None })
             .unwrap_err()
             .to_string()
             .contains("nothing to resume: the deployment is not_started")
     );
     assert!(
-        begin(&store, Request::Retry { steps: vec![] })
-            .unwrap_err()
-            .to_string()
-            .contains("nothing to retry")
+        begin(
+            &store,
+            Request::Retry {
+                steps: vec![],
+                plan: None
+            }
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("nothing to retry")
     );
     assert!(!home.state_file().exists(), "refusals write nothing");
 }
