@@ -130,14 +130,14 @@ pub fn execute(
     let plan_ref = PlanRef::parse(spec.as_deref())?;
     let plans_dir = layout.root.join("plans");
     let plan = plan_ref.load(&plans_dir)?;
-    if let Some(d) = current.as_ref().filter(|_| started) {
-        if d.plan_id.as_deref() != Some(plan.id.as_str()) {
-            return Err(EngineError::Usage(format!(
-                "this deployment runs plan `{}`, not `{}`; finish it or run `thinkube-deploy clean-state` first",
-                d.plan_id.as_deref().unwrap_or("-"),
-                plan.id
-            )));
-        }
+    if let Some(d) = current.as_ref().filter(|_| started)
+        && d.plan_id.as_deref() != Some(plan.id.as_str())
+    {
+        return Err(EngineError::Usage(format!(
+            "this deployment runs plan `{}`, not `{}`; finish it or run `thinkube-deploy clean-state` first",
+            d.plan_id.as_deref().unwrap_or("-"),
+            plan.id
+        )));
     }
     // Flags and variables: the deployment's own, overridden by the command line.
     let (mut flags, mut vars) = match current.as_ref().filter(|_| started) {
