@@ -3,6 +3,7 @@
 //!   playbook, against N bare `ansible-playbook` runs of it (target: within 5%);
 //! - log throughput: a child printing 100,000 lines through the runner to a consumer
 //!   (target: over 50,000 lines/s, none dropped).
+//!
 //! Needs ansible-playbook: THINKUBE_ANSIBLE_PLAYBOOK, or run scripts/ensure-ansible.
 //! Run: `cargo bench -p thinkube-engine --bench runner`.
 
