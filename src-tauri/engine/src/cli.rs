@@ -686,11 +686,14 @@ fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWai
             .map(|s| s.trim().to_string()),
     };
     let json = run.json;
+    let mut bars = (!json && io::stdout().is_terminal()).then(TerminalProgress::default);
     let mut print = |p: deploy::Progress| {
         if json {
             if let Ok(line) = serde_json::to_string(&p) {
                 emit(&format!("{line}\n"));
             }
+        } else if let Some(bars) = bars.as_mut() {
+            bars.show(&p);
         } else if let Some(text) = progress_line(&p) {
             emit(&text);
         }
@@ -734,7 +737,89 @@ fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWai
     })
 }
 
-/// One progress event as plain lines (for a terminal or a log).
+/// Progress on a terminal: one bar for the run (steps done of all, elapsed), its
+/// message the phase, step and current task; finished steps print above it.
+#[derive(Default)]
+struct TerminalProgress {
+    bar: Option<indicatif::ProgressBar>,
+    step: String,
+}
+
+impl TerminalProgress {
+    fn show(&mut self, p: &deploy::Progress) {
+        use deploy::Progress as P;
+        match p {
+            P::RunStarted { total, done, .. } => {
+                let bar = indicatif::ProgressBar::new(*total as u64);
+                let style = indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:28} {pos}/{len} {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                bar.set_style(style);
+                bar.set_position(*done as u64);
+                bar.enable_steady_tick(Duration::from_millis(120));
+                if let Some(text) = progress_line(p) {
+                    bar.println(text.trim_end());
+                }
+                self.bar = Some(bar);
+            }
+            P::StepStarted {
+                phase,
+                step,
+                title,
+                attempt,
+                ..
+            } => {
+                let again = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                self.step = format!("{phase} / {step}: {title}{again}");
+                if let Some(bar) = &self.bar {
+                    bar.set_message(self.step.clone());
+                }
+            }
+            P::Output {
+                output: crate::runner::Output::Task { event },
+                ..
+            } if event.event == "task_start" => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!(
+                        "{} — {}",
+                        self.step,
+                        event.task.as_deref().unwrap_or("")
+                    ));
+                }
+            }
+            P::Output { .. } => {}
+            P::RunFinished { .. } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+                if let Some(text) = progress_line(p) {
+                    emit(&text);
+                }
+            }
+            other => {
+                if let (Some(bar), Some(text)) = (&self.bar, progress_line(other)) {
+                    bar.println(text.trim_end());
+                    if matches!(
+                        other,
+                        P::StepFinished {
+                            outcome: crate::model::AttemptOutcome::Success,
+                            ..
+                        }
+                    ) {
+                        bar.inc(1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One progress event as plain lines (when output is not a terminal).
 fn progress_line(p: &deploy::Progress) -> Option<String> {
     use deploy::Progress as P;
     Some(match p {

@@ -732,3 +732,146 @@ fn requires_restart_waits_for_a_new_boot_id() {
         (1, 1)
     );
 }
+
+#[test]
+fn an_unreachable_host_and_a_failing_loop_item_are_named() {
+    let home = Home::new();
+    let book = "- hosts: all
+  gather_facts: false
+  tasks:
+    - name: Reach the host
+      ansible.builtin.ping:
+";
+    let inventory = "all:\n  hosts:\n    gone:\n      ansible_host: 127.0.0.1\n      ansible_port: 1\n      ansible_user: nobody\n      ansible_connection: ssh\n";
+    let dir = plan_dir(
+        &home,
+        &[
+            (
+                "plan.yaml",
+                "phases:\n  - id: p\n    steps:\n      - id: reach\n        playbook: reach.yaml\n",
+            ),
+            ("reach.yaml", book),
+            ("inventory.yaml", inventory),
+        ],
+    );
+    let r = home.run(&[
+        "deploy",
+        "--plan",
+        dir.join("plan.yaml").to_str().unwrap(),
+        "--inventory",
+        dir.join("inventory.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let e = &home.status_json()["steps"][0]["last_error"];
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("host unreachable"),
+        "{e}"
+    );
+    assert_eq!(e["host"], "gone");
+    assert_eq!(e["task"], "Reach the host");
+
+    let other = Home::new();
+    let looped = "- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"
+  tasks:
+    - name: Check each item
+      ansible.builtin.command: \"test {{ item }} -ne 2\"
+      loop: [1, 2, 3]
+";
+    let dir = plan_dir(
+        &other,
+        &[
+            (
+                "plan.yaml",
+                "phases:\n  - id: p\n    steps:\n      - id: items\n        playbook: items.yaml\n",
+            ),
+            ("items.yaml", looped),
+        ],
+    );
+    let r = other.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let e = &other.status_json()["steps"][0]["last_error"];
+    assert_eq!(e["task"], "Check each item");
+    assert_eq!(e["host"], "localhost");
+}
+
+#[test]
+fn json_progress_streams_one_event_per_line() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            &format!(
+                "phases:\n  - id: p\n    steps:\n{}",
+                counting_step("one", "count-one")
+            ),
+        )],
+    );
+    let r = home.run(&[
+        "deploy",
+        "--plan",
+        dir.join("plan.yaml").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let types: Vec<String> = r
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(types.first().map(String::as_str), Some("run_started"));
+    assert!(
+        types.contains(&"step_started".to_string()) && types.contains(&"step_finished".to_string()),
+        "{types:?}"
+    );
+    assert_eq!(types.last().map(String::as_str), Some("run_finished"));
+}
+
+#[test]
+fn vm_running_passes_when_the_cached_facts_say_so() {
+    use thinkube_engine::lock::LockWait;
+    use thinkube_engine::model::{FactSource, InfraFact};
+    let home = Home::new();
+    let store = home.store();
+    let now = thinkube_engine::timestamp::Timestamp::now();
+    let mut w = store.open_writer("t", LockWait::NoWait, now).unwrap();
+    w.commit(now, vec![], |s| {
+        s.facts.infrastructure.push(InfraFact {
+            key: "vm/k0s-controller".into(),
+            source: FactSource::Azure,
+            value: serde_json::json!({"power_state": "running"}),
+            fetched_at: now,
+            ttl_seconds: 300,
+            checksum: None,
+        });
+        Ok(())
+    })
+    .unwrap();
+    w.finish().unwrap();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "phases:\n  - id: vms\n    gates:\n      - vm_running: {vms: [k0s-controller]}\n    steps:\n      - id: s\n        command: [\"true\"]\n",
+        )],
+    );
+    let r = home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        home.run(&["events"])
+            .stdout
+            .contains("gate vm_running k0s-controller passed")
+    );
+}
