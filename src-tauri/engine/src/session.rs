@@ -369,19 +369,21 @@ impl RunSession {
     /// Ends the run after `step`, which asked for a restart: the deployment waits
     /// for the machine's boot id to change. Releases the lock.
     pub fn finish_awaiting_restart(
-        mut self,
+        self,
         step: &str,
         boot_id: Option<String>,
         now: Timestamp,
     ) -> Result<RunSummary> {
-        let waiting = self
-            .deployment
+        let RunSession {
+            writer,
+            deployment,
+            run,
+            ..
+        } = self;
+        let run_id = run.run_id.clone();
+        let waiting = deployment
             .await_restart(step, boot_id, now)
             .map_err(|(_, e)| EngineError::Transition(e))?;
-        self.run.outcome = RunOutcome::Success;
-        self.run.finished_at = Some(now);
-        self.writer.write_run_file(&self.run)?;
-        let run_id = self.run.run_id.clone();
         let events = vec![
             NewEvent::new(
                 EventKind::AwaitingRestart,
@@ -395,19 +397,14 @@ impl RunSession {
             )
             .run(Some(&run_id)),
         ];
-        let (record, run) = (waiting.erase().into_record(), self.run.clone());
-        let serial = self.writer.commit(now, events, |s| {
-            s.deployment = record;
-            s.current_run = Some(run);
-            Ok(())
-        })?;
-        self.writer.finish()?;
-        Ok(RunSummary {
-            run_id,
-            outcome: RunOutcome::Success,
-            status: DeploymentStatus::AwaitingRestart,
-            serial,
-        })
+        conclude(
+            writer,
+            run,
+            waiting.erase(),
+            RunOutcome::Success,
+            events,
+            now,
+        )
     }
 
     /// The state as last committed (for gates that read cached facts).
@@ -449,30 +446,27 @@ impl RunSession {
     /// Ends the run: a step still running is recorded as interrupted (the run was
     /// stopped), the deployment settles from its steps, and the run is written to
     /// history. Releases the lock.
-    pub fn finish(mut self, now: Timestamp) -> Result<RunSummary> {
-        let settled = self.deployment.settle(now).erase();
+    pub fn finish(self, now: Timestamp) -> Result<RunSummary> {
+        let RunSession {
+            writer,
+            deployment,
+            run,
+            ..
+        } = self;
+        let settled = deployment.settle(now).erase();
         let status = settled.status();
         let outcome = match status {
             DeploymentStatus::Completed => RunOutcome::Success,
             DeploymentStatus::Failed => RunOutcome::Failed,
             _ => RunOutcome::Interrupted,
         };
-        for a in &mut self.run.steps_attempted {
-            if a.outcome == AttemptOutcome::Running {
-                a.outcome = AttemptOutcome::Interrupted;
-                a.finished_at = Some(now);
-            }
-        }
-        self.run.outcome = outcome;
-        self.run.finished_at = Some(now);
-        self.writer.write_run_file(&self.run)?;
-        let run_id = self.run.run_id.clone();
+        let run_id = Some(run.run_id.as_str());
         let mut events = vec![
             NewEvent::new(
                 EventKind::RunFinished,
                 format!("run ended: {}", outcome.as_str()),
             )
-            .run(Some(&run_id)),
+            .run(run_id),
         ];
         if matches!(
             status,
@@ -483,23 +477,47 @@ impl RunSession {
                     EventKind::DeploymentFinished,
                     format!("deployment {}", status.as_str()),
                 )
-                .run(Some(&run_id)),
+                .run(run_id),
             );
         }
-        let (record, run) = (settled.into_record(), self.run.clone());
-        let serial = self.writer.commit(now, events, |s| {
-            s.deployment = record;
-            s.current_run = Some(run);
-            Ok(())
-        })?;
-        self.writer.finish()?;
-        Ok(RunSummary {
-            run_id,
-            outcome,
-            status,
-            serial,
-        })
+        conclude(writer, run, settled, outcome, events, now)
     }
+}
+
+/// Records how a run ended (its attempts still running as interrupted), writes it to
+/// history, commits the deployment, and releases the lock.
+fn conclude(
+    mut writer: Writer,
+    mut run: RunRecord,
+    deployment: AnyDeployment,
+    outcome: RunOutcome,
+    events: Vec<NewEvent>,
+    now: Timestamp,
+) -> Result<RunSummary> {
+    for a in &mut run.steps_attempted {
+        if a.outcome == AttemptOutcome::Running {
+            a.outcome = AttemptOutcome::Interrupted;
+            a.finished_at = Some(now);
+        }
+    }
+    run.outcome = outcome;
+    run.finished_at = Some(now);
+    writer.write_run_file(&run)?;
+    let status = deployment.status();
+    let run_id = run.run_id.clone();
+    let record = deployment.into_record();
+    let serial = writer.commit(now, events, |s| {
+        s.deployment = record;
+        s.current_run = Some(run);
+        Ok(())
+    })?;
+    writer.finish()?;
+    Ok(RunSummary {
+        run_id,
+        outcome,
+        status,
+        serial,
+    })
 }
 
 /// How long `begin` waits for a step's process left by a runner that died (it gets

@@ -295,3 +295,32 @@ pub fn plan_dir(home: &Home, files: &[(&str, &str)]) -> PathBuf {
     }
     dir
 }
+
+/// Each step as `status --json` shows it: (id, status, attempts).
+pub fn steps_of(home: &Home) -> Vec<(String, String, u64)> {
+    home.status_json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+                s["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The outcomes of a step's attempts, oldest first, from the state file.
+pub fn attempt_outcomes(home: &Home, step: &str) -> Vec<thinkube_engine::model::AttemptOutcome> {
+    let state = home.store().load(Timestamp::now()).unwrap().unwrap().state;
+    state
+        .deployment
+        .step(step)
+        .unwrap()
+        .attempts
+        .iter()
+        .map(|a| a.outcome)
+        .collect()
+}

@@ -7,21 +7,6 @@ use std::process::{Child, ChildStdout, Stdio};
 
 use crate::common::*;
 
-fn steps_of(home: &Home) -> Vec<(String, String, u64)> {
-    home.status_json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().into(),
-                s["status"].as_str().unwrap().into(),
-                s["attempts"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn count_lines(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|t| t.lines().count())
@@ -364,17 +349,7 @@ fn sigint_stops_the_step_records_it_interrupted_and_exits_130() {
     let r = home.run(&["resume"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(count_lines(&plan.parent().unwrap().join("count-wait")), 1);
-    let state = home
-        .store()
-        .load(thinkube_engine::timestamp::Timestamp::now())
-        .unwrap()
-        .unwrap()
-        .state;
-    let outcomes: Vec<_> = state.deployment.steps[0]
-        .attempts
-        .iter()
-        .map(|a| a.outcome)
-        .collect();
+    let outcomes = attempt_outcomes(&home, "wait");
     use thinkube_engine::model::AttemptOutcome::*;
     assert_eq!(outcomes, [Interrupted, Success]);
 }
@@ -417,19 +392,8 @@ fn sigkill_of_the_runner_mid_step_then_resume_finishes() {
     std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
     let r = home.run(&["resume"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    let state = home
-        .store()
-        .load(thinkube_engine::timestamp::Timestamp::now())
-        .unwrap()
-        .unwrap()
-        .state;
     use thinkube_engine::model::AttemptOutcome::*;
-    let outcomes: Vec<_> = state.deployment.steps[0]
-        .attempts
-        .iter()
-        .map(|a| a.outcome)
-        .collect();
-    assert_eq!(outcomes, [Interrupted, Success]);
+    assert_eq!(attempt_outcomes(&home, "wait"), [Interrupted, Success]);
     assert_eq!(count_lines(&plan.parent().unwrap().join("count-after")), 1);
     let history: serde_json::Value =
         serde_json::from_str(&home.run(&["history", "--json"]).stdout).unwrap();

@@ -51,21 +51,6 @@ fn run_steps(mut s: RunSession, fail: Option<&str>) -> RunSummary {
     s.finish(t).unwrap()
 }
 
-fn statuses(home: &Home) -> Vec<(String, String, u64)> {
-    home.status_json()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().into(),
-                s["status"].as_str().unwrap().into(),
-                s["attempts"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn st(list: &[(&str, &str, u64)]) -> Vec<(String, String, u64)> {
     list.iter()
         .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
@@ -119,7 +104,7 @@ fn a_failure_stops_deploy_and_retry_runs_only_the_failed_step_then_continues() {
         (RunOutcome::Failed, DeploymentStatus::Failed)
     );
     assert_eq!(
-        statuses(&home),
+        steps_of(&home),
         st(&[
             ("a", "completed", 1),
             ("b", "failed", 1),
@@ -148,7 +133,7 @@ fn a_failure_stops_deploy_and_retry_runs_only_the_failed_step_then_continues() {
     assert_eq!(summary.status, DeploymentStatus::Completed);
     // a ran once, b twice (the failure stays in its history), c once.
     assert_eq!(
-        statuses(&home),
+        steps_of(&home),
         st(&[
             ("a", "completed", 1),
             ("b", "completed", 2),
@@ -179,7 +164,7 @@ fn a_run_that_died_mid_step_is_resumed_and_the_step_runs_again() {
         .unwrap();
     drop(s); // the process "dies": no finish
     assert_eq!(
-        statuses(&home)[1],
+        steps_of(&home)[1],
         ("b".to_string(), "interrupted".to_string(), 1)
     );
     assert_eq!(home.status_json()["deployment"]["status"], "interrupted");
@@ -221,7 +206,7 @@ fn stopping_a_run_records_the_running_step_as_interrupted() {
         (RunOutcome::Interrupted, DeploymentStatus::Interrupted)
     );
     assert_eq!(
-        statuses(&home)[0],
+        steps_of(&home)[0],
         ("a".to_string(), "interrupted".to_string(), 1)
     );
     // deploy resumes an interrupted deployment.
@@ -271,7 +256,7 @@ fn retry_of_named_steps_reruns_only_those() {
     .unwrap();
     run_steps(s, None);
     assert_eq!(
-        statuses(&home),
+        steps_of(&home),
         st(&[
             ("a", "completed", 2),
             ("b", "completed", 1),
@@ -322,7 +307,7 @@ fn a_step_whose_process_outlived_its_runner_blocks_the_next_run() {
             .contains(&format!("still running in pid {}", me.pid)),
         "{err}"
     );
-    assert_eq!(statuses(&home)[0].1, "running");
+    assert_eq!(steps_of(&home)[0].1, "running");
 }
 
 #[test]
@@ -374,7 +359,7 @@ fn a_deployment_awaiting_restart_continues_only_after_one() {
     assert_eq!(s.next_step().unwrap().id, "b");
     assert_eq!(run_steps(*s, None).status, DeploymentStatus::Completed);
     assert_eq!(
-        statuses(&home)[0],
+        steps_of(&home)[0],
         ("a".to_string(), "completed".to_string(), 1)
     );
 }
