@@ -20,62 +20,133 @@ pub const DIR_MODE: u32 = 0o700;
 /// next writer, which holds the lock.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
-/// The file operations of the store.
+/// The file operations of the store: primitives, and the durable protocol built on
+/// them once (the provided methods), so a simulated file system that implements only
+/// the primitives runs exactly the protocol the real one does.
 pub trait FileOps: Send + Sync {
     /// Reads a whole file; `Ok(None)` when it does not exist.
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
-    /// Replaces `path` with `bytes` durably and atomically: afterwards the file holds
-    /// either the old or the new content, never a mix, even after power loss.
-    fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
-    /// Makes `backup` a copy of `path`'s current content, atomically (`backup` is
-    /// replaced; nothing happens if `path` does not exist). Durable with the next
-    /// `replace` in the same folder, which syncs the folder.
-    fn snapshot(&self, path: &Path, backup: &Path) -> io::Result<()>;
-    /// Appends to a file, creating it (0600). Not synced: see `sync`.
+    /// Creates a new file (0600) with `bytes`; fails if it exists. Not synced.
+    fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Appends to a file, creating it (0600). Not synced.
     fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
-    /// Makes a file's content durable.
-    fn sync(&self, path: &Path) -> io::Result<()>;
-    /// Shortens a file to `len` bytes (drops a torn last line).
-    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
-    /// Renames, then syncs the folder(s).
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
-    /// Creates a folder and its parents with mode 0700.
-    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Makes a file's content durable (fsync).
+    fn sync_file(&self, path: &Path) -> io::Result<()>;
+    /// Makes a folder's entries (creations, renames, removals) durable (fsync).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Renames an entry, replacing `to`. Not synced.
+    fn rename_entry(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes `to` a second name of `from`'s file.
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes a file private (0600) if it is not.
+    fn make_private(&self, path: &Path) -> io::Result<()>;
+    /// Shortens a file. Not synced.
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Removes a file; a missing file is fine.
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Creates one folder (0700); an existing one is fine.
+    fn create_dir(&self, path: &Path) -> io::Result<()>;
+    fn exists(&self, path: &Path) -> bool;
+
+    /// Replaces `path` with `bytes` durably and atomically: temp file in the same
+    /// folder, write, fsync, rename over the target, fsync of the folder. Afterwards
+    /// the file holds either the old or the new content, never a mix, even after a
+    /// power loss.
+    fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let tmp = temp_path(path);
+        let result = self
+            .write_new(&tmp, bytes)
+            .and_then(|()| self.sync_file(&tmp))
+            .and_then(|()| self.rename_entry(&tmp, path))
+            .and_then(|()| self.sync_dir(parent_of(path)));
+        if result.is_err() {
+            // Best effort: a temp file left here is removed by the next writer anyway.
+            let _ = self.remove(&tmp);
+        }
+        result
+    }
+
+    /// Makes `backup` a copy of `path`'s current content, atomically (`backup` is
+    /// replaced; nothing happens if `path` does not exist). A hard link costs no
+    /// copy; the state file is only ever replaced by rename, so the linked content
+    /// never changes. Durable with the next `replace` in the same folder.
+    fn snapshot(&self, path: &Path, backup: &Path) -> io::Result<()> {
+        let tmp = temp_path(backup);
+        match self.hard_link(path, &tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        // A state file put here by hand may have another mode; the backup is ours.
+        self.make_private(&tmp)
+            .and_then(|()| self.rename_entry(&tmp, backup))
+            .inspect_err(|_| {
+                let _ = self.remove(&tmp);
+            })
+    }
+
+    /// Makes a file's content durable; a missing file is fine.
+    fn sync(&self, path: &Path) -> io::Result<()> {
+        match self.sync_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Shortens a file durably (drops a torn last line).
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        self.set_len(path, len)?;
+        self.sync_file(path)
+    }
+
+    /// Renames, then syncs the folder(s).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.rename_entry(from, to)?;
+        self.sync_dir(parent_of(to))?;
+        if parent_of(from) != parent_of(to) {
+            self.sync_dir(parent_of(from))?;
+        }
+        Ok(())
+    }
+
+    /// Creates a folder and its parents with mode 0700.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut missing = Vec::new();
+        let mut cur = Some(path);
+        while let Some(p) = cur {
+            if p.as_os_str().is_empty() || self.exists(p) {
+                break;
+            }
+            missing.push(p.to_path_buf());
+            cur = p.parent();
+        }
+        for dir in missing.iter().rev() {
+            self.create_dir(dir)?;
+        }
+        Ok(())
+    }
 }
 
-/// The real, durable file operations.
+/// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
 
-fn parent_of(path: &Path) -> &Path {
+/// The folder a path is in (`.` for a bare name).
+pub fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 /// A unique temporary name beside `path`.
-fn temp_path(path: &Path) -> PathBuf {
+pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     parent_of(path).join(format!("{TEMP_PREFIX}{name}.{}", &suffix[..12]))
-}
-
-fn open_new(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(path)
 }
 
 impl FileOps for RealFs {
@@ -91,103 +162,68 @@ impl FileOps for RealFs {
         }
     }
 
-    fn replace(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let tmp = temp_path(path);
-        let result = (|| {
-            let mut f = open_new(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, path)?;
-            sync_dir(parent_of(path))
-        })();
-        if result.is_err() {
-            // Best effort: a temp file left here is removed by the next writer anyway.
-            let _ = fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    fn snapshot(&self, path: &Path, backup: &Path) -> io::Result<()> {
-        // A hard link costs no copy; the link is then renamed over the old backup so
-        // the backup is replaced atomically. The state file itself is only ever
-        // replaced by rename, so the linked content never changes afterwards.
-        let tmp = temp_path(backup);
-        match fs::hard_link(path, &tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        // A state file put here by hand may have another mode; the backup is ours.
-        if fs::metadata(&tmp)?.permissions().mode() & 0o777 != FILE_MODE {
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(FILE_MODE))?;
-        }
-        fs::rename(&tmp, backup).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+    fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(path)?
+            .write_all(bytes)
     }
 
     fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut f = OpenOptions::new()
+        OpenOptions::new()
             .append(true)
             .create(true)
             .mode(FILE_MODE)
-            .open(path)?;
-        f.write_all(bytes)
+            .open(path)?
+            .write_all(bytes)
     }
 
-    fn sync(&self, path: &Path) -> io::Result<()> {
-        match File::open(path) {
-            Ok(f) => f.sync_data(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        }
+    fn sync_file(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
     }
 
-    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
-        let f = OpenOptions::new().write(true).open(path)?;
-        f.set_len(len)?;
-        f.sync_all()
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
     }
 
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        fs::rename(from, to)?;
-        sync_dir(parent_of(to))?;
-        if parent_of(from) != parent_of(to) {
-            sync_dir(parent_of(from))?;
+    fn rename_entry(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::hard_link(from, to)
+    }
+
+    fn make_private(&self, path: &Path) -> io::Result<()> {
+        if fs::metadata(path)?.permissions().mode() & 0o777 != FILE_MODE {
+            fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))?;
         }
         Ok(())
     }
 
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        if path.is_dir() {
-            return Ok(());
-        }
-        let mut missing = Vec::new();
-        let mut cur = Some(path);
-        while let Some(p) = cur {
-            if p.as_os_str().is_empty() || p.exists() {
-                break;
-            }
-            missing.push(p.to_path_buf());
-            cur = p.parent();
-        }
-        for dir in missing.iter().rev() {
-            match fs::create_dir(dir) {
-                Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))?,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+    fn set_len(&self, path: &Path, len: u64) -> io::Result<()> {
+        OpenOptions::new().write(true).open(path)?.set_len(len)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         match fs::remove_file(path) {
-            Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn create_dir(&self, path: &Path) -> io::Result<()> {
+        match fs::create_dir(path) {
+            Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
     }
 }
 
