@@ -1,0 +1,221 @@
+//! The store on a simulated disk (see simfs.rs): a power loss before every single
+//! file operation of a deployment leaves a state that is readable and is exactly
+//! the last acknowledged one or the one being committed; injected faults (no space,
+//! I/O errors) fail the command with a clear message, keep the previous state, and
+//! the next command works.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use thinkube_engine::EngineError;
+use thinkube_engine::lock::{Identity, LockWait};
+use thinkube_engine::paths::{EnvName, Layout};
+use thinkube_engine::session::{Begun, Request, RunContext, RunSession};
+use thinkube_engine::store::Store;
+
+use crate::common::*;
+use crate::simfs::{Op, SimFs};
+
+const NOW: &str = "2026-01-01T00:00:00Z";
+const STEPS: [(&str, &str); 3] = [("a", "p"), ("b", "p"), ("c", "q")];
+
+fn store_on(root: &Path, fs: Arc<SimFs>) -> Store {
+    Store::with_fs(
+        Layout::new(root, EnvName::default_env()),
+        fs,
+        Identity::new("sim"),
+    )
+}
+
+fn ctx() -> RunContext {
+    RunContext {
+        program: "sim".into(),
+        boot_id: None,
+        wait: LockWait::NoWait,
+    }
+}
+
+/// What must match between runs: the deployment's status and each step's status
+/// and attempt outcomes (run ids and times differ from run to run).
+fn shape(store: &Store) -> Option<(u64, String)> {
+    let state = store.load(at(NOW)).ok()??.state;
+    let d = &state.deployment;
+    let steps: Vec<String> = d
+        .steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}:{:?}",
+                s.id,
+                s.status.as_str(),
+                s.attempts.iter().map(|a| a.outcome).collect::<Vec<_>>()
+            )
+        })
+        .collect();
+    Some((
+        state.serial,
+        format!("{} {}", d.status.as_str(), steps.join(" ")),
+    ))
+}
+
+/// A whole deployment through the run API. After each acknowledged change, `ack`
+/// is told what the process believes is committed.
+fn deployment(store: &Store, ack: &mut dyn FnMut(&Store)) -> Result<(), EngineError> {
+    let request = Request::Deploy { plan: plan(&STEPS) };
+    let Begun::Run(mut session) = RunSession::begin(store, request, &ctx(), at(NOW))? else {
+        panic!("fresh deployment")
+    };
+    ack(store);
+    for (step, _) in STEPS {
+        session.start_step(step, None, None, at(NOW))?;
+        ack(store);
+        session.complete_step(step, at(NOW))?;
+        ack(store);
+    }
+    session.finish(at(NOW))?;
+    ack(store);
+    Ok(())
+}
+
+#[test]
+fn a_power_loss_before_any_file_operation_leaves_the_old_or_the_new_state() {
+    // The run without a crash: what each serial looks like, and how many operations.
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(SimFs::with_dirs(&[dir.path()]));
+    let store = store_on(dir.path(), fs.clone());
+    let mut expected: BTreeMap<u64, String> = BTreeMap::new();
+    deployment(&store, &mut |s| {
+        let (serial, shape) = shape(s).unwrap();
+        expected.insert(serial, shape);
+    })
+    .unwrap();
+    let total = fs.ops();
+    assert!(
+        total > 30,
+        "the scenario should exercise many operations, saw {total}"
+    );
+
+    for crash in 0..total {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = Arc::new(SimFs::with_dirs(&[dir.path()]));
+        fs.crash_before(crash);
+        let store = store_on(dir.path(), fs.clone());
+        let mut acked = 0u64;
+        let _ = deployment(&store, &mut |s| acked = shape(s).unwrap().0);
+        assert!(fs.crashed(), "crash point {crash} was not reached");
+
+        let after = Arc::new(fs.after_power_loss());
+        let recovered = store_on(dir.path(), after.clone());
+        match recovered.load(at(NOW)) {
+            Err(e) => panic!("crash before op {crash}: the state is unreadable: {e}"),
+            Ok(None) => assert_eq!(
+                acked, 0,
+                "crash before op {crash}: acknowledged serial {acked} lost, no state at all"
+            ),
+            Ok(Some(_)) => {
+                let (serial, got) = shape(&recovered).unwrap();
+                assert!(
+                    serial == acked || serial == acked + 1,
+                    "crash before op {crash}: serial {serial}, but {acked} was acknowledged"
+                );
+                assert_eq!(
+                    Some(&got),
+                    expected.get(&serial),
+                    "crash before op {crash}: serial {serial} is a mix"
+                );
+            }
+        }
+        // The next writer starts, repairs what needs repairing, and commits.
+        let mut w = recovered
+            .open_writer("deploy", LockWait::NoWait, at(NOW))
+            .unwrap_or_else(|e| panic!("crash before op {crash}: the next writer fails: {e}"));
+        let before = w.state().serial;
+        let serial = w.commit(at(NOW), vec![], |_| Ok(())).unwrap();
+        assert_eq!(serial, before + 1);
+        w.finish().unwrap();
+        let events = recovered.read_events().unwrap();
+        assert!(
+            events.bad_lines.is_empty() && events.torn_tail == 0,
+            "crash before op {crash}: the trail is damaged"
+        );
+        let seqs: Vec<u64> = events.events.iter().map(|e| e.seq).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "crash before op {crash}: event numbers repeat: {seqs:?}"
+        );
+    }
+}
+
+#[test]
+fn no_space_and_io_errors_fail_clearly_keep_the_previous_state_and_clear() {
+    for op in [
+        Op::WriteNew,
+        Op::SyncFile,
+        Op::Rename,
+        Op::SyncDir,
+        Op::Link,
+        Op::Append,
+    ] {
+        for errno in [28, 5] {
+            let dir = tempfile::tempdir().unwrap();
+            let fs = Arc::new(SimFs::with_dirs(&[dir.path()]));
+            let store = store_on(dir.path(), fs.clone());
+            let Begun::Run(mut session) = RunSession::begin(
+                &store,
+                Request::Deploy { plan: plan(&STEPS) },
+                &ctx(),
+                at(NOW),
+            )
+            .unwrap() else {
+                panic!()
+            };
+            let (before, before_shape) = shape(&store).unwrap();
+            fs.fail_next(op, errno);
+            let result = session.start_step("a", None, None, at(NOW));
+            let err = result.expect_err(&format!("{op:?}/{errno}: the commit should fail"));
+            let text = err.to_string();
+            let hint = if errno == 28 {
+                "the disk is full"
+            } else {
+                "Input/output error"
+            };
+            assert!(text.contains(hint), "{op:?}/{errno}: {text}");
+            drop(session);
+            let (serial, now_shape) =
+                shape(&store).unwrap_or_else(|| panic!("{op:?}/{errno}: state unreadable"));
+            // Before the rename the old state stands; once the new file is in place
+            // (a failed folder sync, or a failed append after the commit), it may be
+            // the new one. Never anything else.
+            if matches!(op, Op::SyncDir | Op::Append) {
+                assert!(
+                    serial == before || serial == before + 1,
+                    "{op:?}/{errno}: serial {serial}"
+                );
+            } else {
+                assert_eq!(
+                    (serial, &now_shape),
+                    (before, &before_shape),
+                    "{op:?}/{errno}: the previous state changed"
+                );
+            }
+            // The fault has cleared: the deployment resumes and finishes.
+            let Begun::Run(mut session) =
+                RunSession::begin(&store, Request::Resume { plan: None }, &ctx(), at(NOW))
+                    .unwrap_or_else(|e| panic!("{op:?}/{errno}: the next command fails: {e}"))
+            else {
+                panic!()
+            };
+            while let Some(step) = session.next_step().map(|s| s.id.clone()) {
+                session.start_step(&step, None, None, at(NOW)).unwrap();
+                session.complete_step(&step, at(NOW)).unwrap();
+            }
+            let summary = session.finish(at(NOW)).unwrap();
+            assert_eq!(
+                summary.status,
+                thinkube_engine::model::DeploymentStatus::Completed,
+                "{op:?}/{errno}"
+            );
+        }
+    }
+}
