@@ -126,7 +126,8 @@ fn the_demo_plan_deploys_to_this_machine_and_is_safe_to_run_again() {
     let var = format!("demo_port={port}");
     let r = home.run(&["deploy", "--var", &var]);
     let stop = || {
-        let _ = std::process::Command::new(home.path().join("demo/bin/demo-server.sh"))
+        let _ = std::process::Command::new("sh")
+            .arg(home.path().join("demo/bin/demo-server.sh"))
             .args(["stop", home.path().join("demo").to_str().unwrap()])
             .output();
     };
@@ -153,6 +154,23 @@ fn the_demo_plan_deploys_to_this_machine_and_is_safe_to_run_again() {
     let history: serde_json::Value =
         serde_json::from_str(&home.run(&["history", "--json"]).stdout).unwrap();
     assert_eq!(history.as_array().unwrap().len(), 2);
+    // Everything the installer and its demo wrote is private to the user.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    for file in crate::migration::walk(home.path()) {
+        assert_eq!(
+            mode(&file),
+            0o600,
+            "{} is {:o}",
+            file.display(),
+            mode(&file)
+        );
+        let mut dir = file.parent().unwrap();
+        while dir.starts_with(home.path()) {
+            assert_eq!(mode(dir), 0o700, "{} is {:o}", dir.display(), mode(dir));
+            dir = dir.parent().unwrap();
+        }
+    }
 }
 
 #[test]
