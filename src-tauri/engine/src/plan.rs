@@ -843,9 +843,16 @@ impl Plan {
             plan_id: self.id.clone(),
             plan_source: Some(self.source.clone()),
             plan_digest: self.digest.clone(),
+            // Secret-looking variables (passwords, tokens, keys) are used for this run
+            // only and never stored: a later run asks for them again.
             configuration: Configuration {
                 flags: choices.flags.clone(),
-                vars: choices.vars.clone(),
+                vars: choices
+                    .vars
+                    .iter()
+                    .filter(|(k, _)| !crate::migrate::is_secret_key(k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 answers,
             },
             phases: self

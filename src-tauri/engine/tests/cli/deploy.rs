@@ -857,3 +857,68 @@ fn vm_running_passes_when_the_cached_facts_say_so() {
             .contains("gate vm_running k0s-controller passed")
     );
 }
+
+#[test]
+fn secrets_given_as_variables_are_never_written_and_asked_for_again() {
+    let home = Home::new();
+    let text = "id: secretive
+vars:
+  - name: admin_password
+  - name: azure_client_secret
+phases:
+  - id: p
+    steps:
+      - id: use-them
+        command: [sh, -c, \"test -n \\\"$PW\\\" && test -n \\\"$CS\\\" && echo used >> used\"]
+        env: {PW: \"${admin_password}\", CS: \"${azure_client_secret}\"}
+      - id: later
+        command: [sh, -c, \"test -f ready && test -n \\\"$PW\\\"\"]
+        env: {PW: \"${admin_password}\"}
+";
+    let dir = plan_dir(&home, &[("plan.yaml", text)]);
+    let plan = dir.join("plan.yaml");
+    let (pw, cs) = ("Pw-3c9f1e-never-stored", "Cs-77aa02-never-stored");
+    let r = home.run(&[
+        "deploy",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--var",
+        &format!("admin_password={pw}"),
+        "--var",
+        &format!("azure_client_secret={cs}"),
+    ]);
+    assert_eq!(
+        r.code, 1,
+        "the second step fails until `ready` exists: {}\n{}",
+        r.stdout, r.stderr
+    );
+    assert_eq!(count_lines(&dir.join("used")), 1);
+    for file in crate::migration::walk(home.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(
+            !text.contains(pw) && !text.contains(cs),
+            "a secret is in {}",
+            file.display()
+        );
+    }
+    // A later run has no copy of the secret: it must be given again.
+    std::fs::write(dir.join("ready"), "").unwrap();
+    home.run(&["retry"])
+        .expect(2, &["has no value: set it with --var"]);
+    let r = home.run(&[
+        "retry",
+        "--var",
+        &format!("admin_password={pw}"),
+        "--var",
+        &format!("azure_client_secret={cs}"),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for file in crate::migration::walk(home.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(
+            !text.contains(pw) && !text.contains(cs),
+            "a secret is in {}",
+            file.display()
+        );
+    }
+}
