@@ -10,8 +10,17 @@ use std::process::Stdio;
 
 use crate::common::*;
 
-const KILLS: usize = 200;
-const STEPS: usize = 300;
+/// Kills in CI; `THINKUBE_KILLS` raises it for a longer run by hand.
+fn kills() -> usize {
+    std::env::var("THINKUBE_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(200)
+}
+/// Enough steps that the kills end before the deployment does.
+fn steps() -> usize {
+    (kills() * 3 / 2).max(300)
+}
 
 fn random_below(n: u128) -> u128 {
     uuid::Uuid::new_v4().as_u128() % n
@@ -21,16 +30,16 @@ fn random_below(n: u128) -> u128 {
 fn sigkill_of_deploy_at_random_moments_loses_nothing_acknowledged() {
     let home = Home::new();
     let mut text = String::from("id: many\nphases:\n  - id: p\n    steps:\n");
-    for i in 0..STEPS {
+    for i in 0..steps() {
         text.push_str(&format!(
-            "      - id: s{i:03}\n        command: [\"true\"]\n"
+            "      - id: s{i:05}\n        command: [\"true\"]\n"
         ));
     }
     let dir = plan_dir(&home, &[("plan.yaml", &text)]);
     let plan = dir.join("plan.yaml");
     let mut completed: BTreeSet<String> = BTreeSet::new();
     let mut last_serial = 0u64;
-    for kill in 0..KILLS {
+    for kill in 0..kills() {
         let mut child = home
             .command(&["deploy", "--plan", plan.to_str().unwrap()])
             .stdout(Stdio::piped())
@@ -83,7 +92,7 @@ fn sigkill_of_deploy_at_random_moments_loses_nothing_acknowledged() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = home.status_json();
     assert_eq!(v["deployment"]["status"], "completed");
-    assert_eq!(v["progress"]["completed"], STEPS as u64);
+    assert_eq!(v["progress"]["completed"], steps() as u64);
     assert!(v["serial"].as_u64().unwrap() >= last_serial);
     let temps = std::fs::read_dir(home.path())
         .unwrap()
