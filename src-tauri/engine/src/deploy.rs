@@ -157,10 +157,7 @@ pub fn execute(
     let choices = plan.choose(&flags, &vars)?;
     let deployment_id = format!("d-{}", crate::store::new_run_id(now));
     let planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
-    // Everything a step needs, checked before anything runs.
-    if let PlanRef::Builtin(b) = &plan_ref {
-        b.materialize(&plans_dir.join(b.name), store.fs())?;
-    }
+    // Everything a step needs, checked before anything is written or runs.
     let mut needs_ansible = false;
     let mut actions = BTreeMap::new();
     for (phase, step) in plan.steps() {
@@ -171,7 +168,15 @@ pub fn execute(
         if let Action::Playbook { path, .. } = &action {
             needs_ansible = true;
             let full = plan.base_dir.join(path);
-            if !full.is_file() {
+            let exists = match &plan_ref {
+                // A built-in plan's own files are checked in the binary; they are
+                // written to disk only once the run holds the lock.
+                PlanRef::Builtin(b) if path == step_path(step) => {
+                    crate::plan::PlanFiles::exists(*b, Path::new(path))
+                }
+                _ => full.is_file(),
+            };
+            if !exists {
                 return Err(EngineError::Usage(format!(
                     "step `{}`: playbook {} does not exist; check the plan{}",
                     step.id,
@@ -196,16 +201,6 @@ pub fn execute(
         None
     };
     let callback_dir = layout.root.join("ansible/callback_plugins");
-    if needs_ansible {
-        let fs = store.fs();
-        fs.create_dir_all(&callback_dir)
-            .map_err(|e| EngineError::io("create the folder", &callback_dir, e))?;
-        let file = callback_dir.join("thinkube_json.py");
-        if fs.read(&file).ok().flatten().as_deref() != Some(CALLBACK_PLUGIN.as_bytes()) {
-            fs.replace(&file, CALLBACK_PLUGIN.as_bytes())
-                .map_err(|e| EngineError::io("write", &file, e))?;
-        }
-    }
     let inventory = match &args.inventory {
         Some(p) if !p.is_file() => {
             return Err(EngineError::Usage(format!(
@@ -238,6 +233,17 @@ pub fn execute(
             return Ok(Ended::AlreadyCompleted { deployment_id });
         }
     };
+    // The files the steps need, written now that the run holds the lock.
+    let prepared = write_run_files(
+        store,
+        &plan_ref,
+        &plans_dir,
+        needs_ansible.then_some(callback_dir.as_path()),
+    );
+    if let Err(e) = prepared {
+        let _ = session.finish(Timestamp::now());
+        return Err(e);
+    }
     let run_id = session.run_id().to_string();
     let record = session.deployment().record();
     let total = record
@@ -431,6 +437,29 @@ pub fn execute(
         status: summary.status,
     });
     Ok(Ended::Ran(summary))
+}
+
+/// Writes a built-in plan's files and the callback plugin, where they differ.
+fn write_run_files(
+    store: &Store,
+    plan_ref: &PlanRef,
+    plans_dir: &Path,
+    callback_dir: Option<&Path>,
+) -> Result<()> {
+    if let PlanRef::Builtin(b) = plan_ref {
+        b.materialize(&plans_dir.join(b.name), store.fs())?;
+    }
+    if let Some(dir) = callback_dir {
+        let fs = store.fs();
+        fs.create_dir_all(dir)
+            .map_err(|e| EngineError::io("create the folder", dir, e))?;
+        let file = dir.join("thinkube_json.py");
+        if fs.read(&file).ok().flatten().as_deref() != Some(CALLBACK_PLUGIN.as_bytes()) {
+            fs.replace(&file, CALLBACK_PLUGIN.as_bytes())
+                .map_err(|e| EngineError::io("write", &file, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn gate_name(gate: &crate::plan::Gate) -> String {

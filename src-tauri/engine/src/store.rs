@@ -174,6 +174,10 @@ impl Store {
     }
 }
 
+/// Larger state files are refused before they are read (a 1,000-step deployment's
+/// state is about 260 KB; history lives elsewhere).
+pub const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Reads the state file's bytes, refusing a symbolic link: the store replaces the
 /// file by rename, which would silently turn a link into a file, so a link is
 /// reported instead of followed.
@@ -194,6 +198,15 @@ pub fn read_state_bytes(fs: &dyn FileOps, path: &Path) -> Result<Option<Vec<u8>>
             return Err(EngineError::Unreadable {
                 path: path.to_path_buf(),
                 reason: "it is not a regular file".into(),
+            });
+        }
+        if meta.len() > MAX_STATE_BYTES {
+            return Err(EngineError::Unreadable {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it is {} bytes; a state file this program writes stays far below {MAX_STATE_BYTES} bytes, so this is not one",
+                    meta.len()
+                ),
             });
         }
     }

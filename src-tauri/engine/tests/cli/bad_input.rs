@@ -187,3 +187,56 @@ fn a_symlinked_state_file_is_refused_and_its_target_untouched() {
             .is_symlink()
     );
 }
+
+#[test]
+fn a_100_mb_state_file_is_refused_by_its_size_untouched() {
+    let home = Home::new();
+    home.create();
+    let path = home.state_file();
+    {
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(100 * 1024 * 1024).unwrap(); // sparse: 100 MB of zero bytes
+    }
+    let before = std::fs::metadata(&path).unwrap().len();
+    for args in [&["status"][..], &["clean-state", "--yes"], &["migrate"]] {
+        home.run(args).expect(4, &["104857600 bytes", "is not one"]);
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+    assert!(!home.layout().backup_file().exists());
+}
+
+#[test]
+fn bad_plans_and_inventories_are_refused_before_anything_is_written() {
+    let home = Home::new();
+    let big = home.outside("big.yaml");
+    std::fs::write(
+        &big,
+        format!("# {}\nphases: []\n", "x".repeat(2 * 1024 * 1024)),
+    )
+    .unwrap();
+    home.run(&["deploy", "--plan", big.to_str().unwrap()])
+        .expect(2, &["plans are at most"]);
+    let malformed = home.outside("malformed.yaml");
+    std::fs::write(&malformed, "phases:\n  - id: p\n    steps: [\n").unwrap();
+    home.run(&["plan", "show", "--plan", malformed.to_str().unwrap()])
+        .expect(2, &["malformed.yaml:"]);
+    let traversal = home.outside("traversal.yaml");
+    std::fs::write(
+        &traversal,
+        "phases:\n  - id: p\n    steps:\n      - id: s\n        playbook: ../../../etc/passwd\n",
+    )
+    .unwrap();
+    home.run(&["deploy", "--plan", traversal.to_str().unwrap()])
+        .expect(2, &["leaves the plan's folder"]);
+    home.run(&[
+        "deploy",
+        "--inventory",
+        home.outside("missing-inventory.yaml").to_str().unwrap(),
+    ])
+    .expect(2, &["the inventory", "does not exist"]);
+    home.run(&["deploy", "--flag", "report"])
+        .expect(2, &["is not NAME=true|false"]);
+    home.run(&["deploy", "--var", "=x"])
+        .expect(2, &["has no KEY"]);
+    assert!(!home.path().exists(), "a refused command wrote files");
+}
