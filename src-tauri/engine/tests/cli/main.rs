@@ -9,6 +9,7 @@ mod compile_fail;
 mod contention;
 mod crash;
 mod deploy;
+mod disk_full;
 mod history;
 mod kill_loop;
 mod locking;
