@@ -37,6 +37,25 @@ fn bare_durable_write(dir: &Path, bytes: &[u8]) {
     File::open(dir).unwrap().sync_all().unwrap();
 }
 
+/// Terraform's local backend: the whole file rewritten in place (truncate, write,
+/// fsync). Not atomic: a crash mid-write leaves a torn file.
+fn in_place_rewrite(dir: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dir.join("in-place.json"))
+        .unwrap();
+    f.write_all(bytes).unwrap();
+    f.sync_all().unwrap();
+}
+
+/// Pulumi's file backend: the whole snapshot written per step, without fsync. Not
+/// durable: a power loss can lose acknowledged steps.
+fn unsynced_rewrite(dir: &Path, bytes: &[u8]) {
+    std::fs::write(dir.join("unsynced.json"), bytes).unwrap();
+}
+
 fn atomicwrites_write(dir: &Path, bytes: &[u8]) {
     let f = atomicwrites::AtomicFile::new(dir.join("aw.json"), atomicwrites::AllowOverwrite);
     f.write(|file| file.write_all(bytes)).unwrap();
@@ -45,7 +64,7 @@ fn atomicwrites_write(dir: &Path, bytes: &[u8]) {
 /// Measures commits of real step transitions on a deployment of `steps` steps with
 /// `runs` runs of history, and the bare writes of the committed bytes. When the
 /// deployment completes it is cleaned and started again, untimed.
-fn measure(steps: usize, runs: usize) -> [(f64, f64); 3] {
+fn measure(steps: usize, runs: usize) -> [(f64, f64); 5] {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     history::start_deployment(home, steps);
@@ -54,6 +73,8 @@ fn measure(steps: usize, runs: usize) -> [(f64, f64); 3] {
     let mut commits = Vec::with_capacity(SAMPLES);
     let mut bare = Vec::with_capacity(SAMPLES);
     let mut aw = Vec::with_capacity(SAMPLES);
+    let mut in_place = Vec::with_capacity(SAMPLES);
+    let mut unsynced = Vec::with_capacity(SAMPLES);
     while commits.len() < SAMPLES {
         let mut w = store
             .open_writer("bench", LockWait::NoWait, Timestamp::now())
@@ -104,6 +125,12 @@ fn measure(steps: usize, runs: usize) -> [(f64, f64); 3] {
             let t = Instant::now();
             atomicwrites_write(home, &bytes);
             aw.push(t.elapsed().as_secs_f64() * 1e6);
+            let t = Instant::now();
+            in_place_rewrite(home, &bytes);
+            in_place.push(t.elapsed().as_secs_f64() * 1e6);
+            let t = Instant::now();
+            unsynced_rewrite(home, &bytes);
+            unsynced.push(t.elapsed().as_secs_f64() * 1e6);
             if commits.len() == SAMPLES {
                 break;
             }
@@ -118,6 +145,8 @@ fn measure(steps: usize, runs: usize) -> [(f64, f64); 3] {
         history::summary(commits),
         history::summary(bare),
         history::summary(aw),
+        history::summary(in_place),
+        history::summary(unsynced),
     ]
 }
 
@@ -129,9 +158,9 @@ fn main() {
         "commit of one change vs the bare durable write of the same bytes ({SAMPLES} samples each; microseconds)"
     );
     println!(
-        "| plan steps | runs of history | state bytes | commit median | commit p99 | bare median | bare p99 | ratio (median) | atomicwrites median |"
+        "| plan steps | runs of history | state bytes | commit median | commit p99 | bare median | bare p99 | ratio (median) | atomicwrites median | in place (Terraform local) | unsynced (Pulumi file) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (steps, runs) in [
         (40, 10),
         (40, 1_000),
@@ -140,20 +169,22 @@ fn main() {
         (100, 10),
         (1_000, 10),
     ] {
-        let [c, b, a] = measure(steps, runs);
+        let [c, b, a, ip, un] = measure(steps, runs);
         let dir = tempfile::tempdir().unwrap();
         history::start_deployment(dir.path(), steps);
         let size = std::fs::metadata(dir.path().join("deployment-state.json"))
             .unwrap()
             .len();
         println!(
-            "| {steps} | {runs} | {size} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} |",
+            "| {steps} | {runs} | {size} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.0} | {:.0} |",
             c.0,
             c.1,
             b.0,
             b.1,
             c.0 / b.0,
-            a.0
+            a.0,
+            ip.0,
+            un.0
         );
     }
 }

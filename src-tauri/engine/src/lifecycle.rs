@@ -798,7 +798,8 @@ impl AnyDeployment {
     }
 }
 
-fn check_invariants(r: &DeploymentRecord) -> Result<(), InvariantViolation> {
+/// Checks a stored deployment's invariants without taking it (see `from_record`).
+pub fn check_invariants(r: &DeploymentRecord) -> Result<(), InvariantViolation> {
     let fail = |msg: String| Err(InvariantViolation(msg));
     let mut seen = HashSet::new();
     for step in &r.steps {

@@ -302,7 +302,7 @@ pub fn parse_state(bytes: &[u8], path: &Path, now: Timestamp, new_lineage: Uuid)
             state.schema_version
         )));
     }
-    AnyDeployment::from_record(state.deployment.clone())
+    crate::lifecycle::check_invariants(&state.deployment)
         .map_err(|e| unreadable(format!("it contradicts itself: {e}")))?;
     Ok(Loaded {
         state,
@@ -383,7 +383,7 @@ impl Writer {
     {
         let mut next = self.state.clone();
         change(&mut next)?;
-        AnyDeployment::from_record(next.deployment.clone()).map_err(|e| {
+        crate::lifecycle::check_invariants(&next.deployment).map_err(|e| {
             EngineError::Usage(format!(
                 "internal error: the change would break the state: {e}"
             ))
@@ -423,7 +423,7 @@ impl Writer {
             })
             .collect();
         next.last_event_seq = self.state.last_event_seq + next.recent_events.len() as u64;
-        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| {
+        let bytes = serde_json::to_vec(&next).map_err(|e| {
             EngineError::Usage(format!("internal error: cannot encode the state: {e}"))
         })?;
         let layout = &self.store.layout;
