@@ -208,10 +208,14 @@ pub fn execute(
                 p.display()
             )));
         }
-        Some(p) => p.display().to_string(),
-        None if layout.inventory_file().is_file() => layout.inventory_file().display().to_string(),
-        None => "localhost,".to_string(),
+        Some(p) => Some(p.clone()),
+        None if layout.inventory_file().is_file() => Some(layout.inventory_file()),
+        None => None,
     };
+    if let Some(p) = &inventory {
+        check_inventory(p)?;
+    }
+    let inventory = inventory.map_or_else(|| "localhost,".to_string(), |p| p.display().to_string());
     let request = match &args.kind {
         Kind::Deploy => Request::Deploy { plan: planned },
         Kind::Resume => Request::Resume {
@@ -437,6 +441,44 @@ pub fn execute(
         status: summary.status,
     });
     Ok(Ended::Ran(summary))
+}
+
+/// Inventories are read by Ansible; a broken one is refused here, before any step
+/// runs, with its line and column (YAML; an INI inventory has no `---`/`:` structure
+/// and is left to Ansible).
+fn check_inventory(path: &Path) -> Result<()> {
+    const MAX_INVENTORY_BYTES: u64 = 4 * 1024 * 1024;
+    let bad = |reason: String| {
+        EngineError::Usage(format!(
+            "the inventory {} {reason}; fix it or give another with --inventory PATH",
+            path.display()
+        ))
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| EngineError::io("read the inventory", path, e))?
+        .len();
+    if len > MAX_INVENTORY_BYTES {
+        return Err(bad(format!(
+            "is {len} bytes; inventories are at most {MAX_INVENTORY_BYTES} bytes"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|_| bad("is not UTF-8 text".into()))?;
+    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    if is_yaml {
+        let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            bad(format!("is not valid YAML{at}"))
+        })?;
+        if !(value.is_object() || value.is_null()) {
+            return Err(bad(
+                "is not a YAML inventory (its top level must be a mapping of groups)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Writes a built-in plan's files and the callback plugin, where they differ.

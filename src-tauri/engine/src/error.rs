@@ -42,6 +42,11 @@ pub enum EngineError {
     Unreadable { path: PathBuf, reason: String },
 
     #[error(
+        "the state file {path} cannot be read by this user (permission denied); it was left untouched. Check its owner and mode: it should belong to the user running the installer, with mode 0600"
+    )]
+    StateNotPermitted { path: PathBuf },
+
+    #[error(
         "the state file {path} has schema version {found}, newer than this program understands (up to {supported}); it was left untouched. Use a newer thinkube-deploy"
     )]
     NewerSchema {
@@ -138,7 +143,9 @@ impl EngineError {
             Self::DeploymentFailed { .. } | Self::RestartDue(_) | Self::AnsibleMissing(_) => {
                 exit::FAILED
             }
-            Self::Unreadable { .. } | Self::NewerSchema { .. } => exit::UNREADABLE,
+            Self::Unreadable { .. } | Self::NewerSchema { .. } | Self::StateNotPermitted { .. } => {
+                exit::UNREADABLE
+            }
             Self::Io { .. } => exit::FAILED,
         }
     }

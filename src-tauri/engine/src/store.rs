@@ -210,7 +210,12 @@ pub fn read_state_bytes(fs: &dyn FileOps, path: &Path) -> Result<Option<Vec<u8>>
             });
         }
     }
-    fs.read(path).map_err(|e| EngineError::io("read", path, e))
+    fs.read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => EngineError::StateNotPermitted {
+            path: path.to_path_buf(),
+        },
+        _ => EngineError::io("read", path, e),
+    })
 }
 
 /// A file that could not be read, and why.

@@ -234,9 +234,70 @@ fn bad_plans_and_inventories_are_refused_before_anything_is_written() {
         home.outside("missing-inventory.yaml").to_str().unwrap(),
     ])
     .expect(2, &["the inventory", "does not exist"]);
+    let broken = home.outside("broken-inventory.yaml");
+    std::fs::write(
+        &broken,
+        "all:\n  hosts:\n    web: {ansible_host: [unclosed\n",
+    )
+    .unwrap();
+    home.run(&["deploy", "--inventory", broken.to_str().unwrap()])
+        .expect(2, &["broken-inventory.yaml is not valid YAML at line"]);
+    let listy = home.outside("list-inventory.yaml");
+    std::fs::write(&listy, "- just\n- a list\n").unwrap();
+    home.run(&["deploy", "--inventory", listy.to_str().unwrap()])
+        .expect(2, &["its top level must be a mapping"]);
     home.run(&["deploy", "--flag", "report"])
         .expect(2, &["is not NAME=true|false"]);
     home.run(&["deploy", "--var", "=x"])
         .expect(2, &["has no KEY"]);
     assert!(!home.path().exists(), "a refused command wrote files");
+}
+
+#[test]
+fn a_state_this_user_may_not_read_exits_4_untouched() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "a_state_this_user_may_not_read: runs as root (as in CI), to act as another user"
+        );
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    home.write_state(&valid_state());
+    // Let `nobody` walk to the file, but not read it.
+    for dir in [home.outside(""), home.path().to_path_buf()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    std::fs::set_permissions(home.state_file(), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let before = std::fs::read(home.state_file()).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+            .args(args)
+            .env("THINKUBE_INSTALLER_HOME", home.path())
+            .env("HOME", home.outside("user-home"))
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    as_nobody(&["status"]).expect(
+        4,
+        &[
+            "cannot be read by this user (permission denied)",
+            "mode 0600",
+        ],
+    );
+    // A writer cannot even open the lock file in a home that is not its own.
+    as_nobody(&["clean-state", "--yes"]).expect(
+        1,
+        &["permission denied: check the owner and mode of the installer home"],
+    );
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), before);
+    let mode = std::fs::metadata(home.state_file())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0, "the mode was changed");
 }
