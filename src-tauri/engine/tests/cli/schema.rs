@@ -47,6 +47,19 @@ fn states_and_fixtures_validate_against_the_schema() {
         "written".into(),
         serde_json::from_slice(&std::fs::read(home.state_file()).unwrap()).unwrap(),
     ));
+    let imported = Home::new();
+    let k0rdent = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/legacy/k0rdent-deployment-state.yaml");
+    assert_eq!(
+        imported
+            .run(&["migrate", "--from", k0rdent.to_str().unwrap()])
+            .code,
+        0
+    );
+    states.push((
+        "imported k0rdent".into(),
+        serde_json::from_slice(&std::fs::read(imported.state_file()).unwrap()).unwrap(),
+    ));
     for (name, state) in &states {
         let errors: Vec<String> = validator
             .iter_errors(state)
