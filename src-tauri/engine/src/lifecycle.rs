@@ -66,7 +66,9 @@ pub enum TransitionError {
     },
     #[error("step id `{step}` appears twice in the plan; step ids must be unique")]
     DuplicateStep { step: String },
-    #[error("nothing to retry: no step has failed (name steps to run them again, or use `resume` to continue)")]
+    #[error(
+        "nothing to retry: no step has failed (name steps to run them again, or use `resume` to continue)"
+    )]
     NothingToRetry,
 }
 

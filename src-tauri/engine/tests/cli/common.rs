@@ -324,3 +324,21 @@ pub fn attempt_outcomes(home: &Home, step: &str) -> Vec<thinkube_engine::model::
         .map(|a| a.outcome)
         .collect()
 }
+
+/// A plan folder with one playbook step `id` running `book`; returns the plan file.
+pub fn playbook_plan(home: &Home, id: &str, book: &str) -> PathBuf {
+    let plan =
+        format!("phases:\n  - id: p\n    steps:\n      - id: {id}\n        playbook: book.yaml\n");
+    plan_dir(home, &[("plan.yaml", &plan), ("book.yaml", book)]).join("plan.yaml")
+}
+
+/// A deployment of one step `a`, completed, made through the engine.
+pub fn one_completed_step(home: &Home) -> String {
+    run_deployment(
+        &home.store(),
+        &[("a", "p")],
+        None,
+        &[],
+        at("2026-01-01T00:00:00Z"),
+    )
+}

@@ -263,17 +263,8 @@ fn ignore_errors_and_rescue_count_as_success() {
         - name: Rescue
           ansible.builtin.debug: {msg: recovered}
 ";
-    let dir = plan_dir(
-        &home,
-        &[
-            (
-                "plan.yaml",
-                "phases:\n  - id: p\n    steps:\n      - id: tolerant\n        playbook: t.yaml\n",
-            ),
-            ("t.yaml", book),
-        ],
-    );
-    let r = home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    let plan = playbook_plan(&home, "tolerant", book);
+    let r = home.run(&["deploy", "--plan", plan.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(home.status_json()["deployment"]["status"], "completed");
 }
@@ -766,17 +757,8 @@ fn an_unreachable_host_and_a_failing_loop_item_are_named() {
       ansible.builtin.command: \"test {{ item }} -ne 2\"
       loop: [1, 2, 3]
 ";
-    let dir = plan_dir(
-        &other,
-        &[
-            (
-                "plan.yaml",
-                "phases:\n  - id: p\n    steps:\n      - id: items\n        playbook: items.yaml\n",
-            ),
-            ("items.yaml", looped),
-        ],
-    );
-    let r = other.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    let plan = playbook_plan(&other, "items", looped);
+    let r = other.run(&["deploy", "--plan", plan.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let e = &other.status_json()["steps"][0]["last_error"];
     assert_eq!(e["task"], "Check each item");

@@ -77,13 +77,7 @@ fn recover_from_backup_moves_the_bad_file_aside_and_never_lowers_the_serial() {
 #[test]
 fn recover_refuses_a_readable_state() {
     let home = Home::new();
-    run_deployment(
-        &home.store(),
-        &[("a", "p")],
-        None,
-        &[],
-        at("2026-01-01T00:00:00Z"),
-    );
+    one_completed_step(&home);
     let before = std::fs::read(home.state_file()).unwrap();
     home.run(&["recover", "--from-backup"])
         .expect(2, &["is readable: there is nothing to recover"]);
@@ -113,13 +107,7 @@ fn recover_from_an_unreadable_copy_changes_nothing() {
 #[test]
 fn recover_from_a_given_file_and_when_the_state_was_deleted() {
     let home = Home::new();
-    run_deployment(
-        &home.store(),
-        &[("a", "p")],
-        None,
-        &[],
-        at("2026-01-01T00:00:00Z"),
-    );
+    one_completed_step(&home);
     let copy = home.outside("copy.json");
     std::fs::copy(home.state_file(), &copy).unwrap();
     let lineage = home.status_json()["lineage"].clone();

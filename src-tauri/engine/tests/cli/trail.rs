@@ -44,13 +44,7 @@ fn events_are_numbered_in_order_and_filtered_by_run() {
 #[test]
 fn a_torn_last_line_is_skipped_reported_and_dropped_by_the_next_writer() {
     let home = Home::new();
-    run_deployment(
-        &home.store(),
-        &[("a", "p")],
-        None,
-        &[],
-        at("2026-01-01T00:00:00Z"),
-    );
+    one_completed_step(&home);
     let path = home.layout().events_file();
     let good = std::fs::read(&path).unwrap();
     let mut f = std::fs::OpenOptions::new()
