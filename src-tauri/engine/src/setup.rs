@@ -57,6 +57,8 @@ pub fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Result<Se
             playbook.display()
         )));
     }
+    // pip keeps some packages' own modes (0755 compiled modules) whatever the umask.
+    make_private_tree(&venv).map_err(|e| EngineError::io("make private", &venv, e))?;
     fs.replace(&marker, ANSIBLE_CORE.as_bytes())
         .map_err(|e| EngineError::io("write", &marker, e))?;
     Ok(SetupOutcome::Installed(playbook))
@@ -86,6 +88,27 @@ fn run_private(cmd: &mut Command, what: &'static str, program: &str) -> Result<(
             "could not {what} {program} ({}): {last}; check that python3 and its venv module are installed (Debian: apt-get install python3-venv) and that PyPI is reachable",
             out.status
         )));
+    }
+    Ok(())
+}
+
+/// Removes group and other permissions from everything under `dir` (symbolic links
+/// are left as they are: their own mode means nothing on Linux).
+fn make_private_tree(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let meta = path.symlink_metadata()?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        if meta.is_dir() {
+            make_private_tree(&path)?;
+        }
     }
     Ok(())
 }

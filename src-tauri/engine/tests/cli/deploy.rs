@@ -904,3 +904,54 @@ phases:
         );
     }
 }
+
+#[test]
+fn setup_installs_the_pinned_ansible_privately_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    let r = home.run(&["setup"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let playbook = home.path().join("venv/bin/ansible-playbook");
+    let out = std::process::Command::new(&playbook)
+        .arg("--version")
+        .output()
+        .unwrap();
+    let pin = thinkube_engine::setup::ANSIBLE_CORE.trim_start_matches("ansible-core==");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("[core {pin}]")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for path in crate::migration::walk(home.path()) {
+        let meta = path.symlink_metadata().unwrap();
+        if !meta.file_type().is_symlink() {
+            assert_eq!(
+                meta.permissions().mode() & 0o077,
+                0,
+                "{} is {:o}",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+    }
+    assert!(home.run(&["setup"]).stdout.contains("Already installed"));
+    // The runner finds it there with nothing else configured.
+    let dir = plan_dir(
+        &home,
+        &[
+            (
+                "plan.yaml",
+                "phases:\n  - id: p\n    steps:\n      - id: s\n        playbook: b.yaml\n",
+            ),
+            (
+                "b.yaml",
+                "- hosts: localhost\n  connection: local\n  gather_facts: false\n  vars:\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n  tasks:\n    - ansible.builtin.debug: {msg: hi}\n",
+            ),
+        ],
+    );
+    let mut c = home.command(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    c.env_remove("THINKUBE_ANSIBLE_PLAYBOOK")
+        .env("PATH", "/usr/bin:/bin");
+    let r = Run::from(c.output().unwrap());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
