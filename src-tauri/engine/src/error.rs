@@ -30,10 +30,13 @@ pub enum EngineError {
     )]
     InvalidEnvName { name: String },
 
-    #[error("{}", locked_message(.path, .holder.as_deref()))]
+    #[error("{}", locked_message(.path, .holder.as_deref(), *.pid))]
     Locked {
         path: PathBuf,
         holder: Option<Box<LockHolder>>,
+        /// The holder's pid from the kernel's lock table, when it has not recorded
+        /// itself yet.
+        pid: Option<u32>,
     },
 
     #[error(
@@ -106,13 +109,14 @@ fn io_hint(source: &io::Error) -> &'static str {
     }
 }
 
-fn locked_message(path: &std::path::Path, holder: Option<&LockHolder>) -> String {
-    let who = match holder {
-        Some(h) => format!(
+fn locked_message(path: &std::path::Path, holder: Option<&LockHolder>, pid: Option<u32>) -> String {
+    let who = match (holder, pid) {
+        (Some(h), _) => format!(
             "pid {} (operation `{}`, since {}, user {} on {}, {})",
             h.pid, h.operation, h.since, h.user, h.host, h.program
         ),
-        None => "another process (it has not said who yet)".to_string(),
+        (None, Some(pid)) => format!("pid {pid} (which has not recorded its operation yet)"),
+        (None, None) => "another process (it has not said who yet)".to_string(),
     };
     format!(
         "the state in {} is locked by {who}; wait for it to finish, run the command again with --lock-timeout SECONDS to wait for it, or stop it with `thinkube-deploy cancel`",

@@ -66,6 +66,20 @@ pub trait FileOps: Send + Sync {
         result
     }
 
+    /// Replaces `path` atomically but without fsync: for files whose loss in a
+    /// power failure does not matter and that must appear at once (the lock info,
+    /// which other processes read while the holder works).
+    fn replace_unsynced(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let tmp = temp_path(path);
+        let result = self
+            .write_new(&tmp, bytes)
+            .and_then(|()| self.rename_entry(&tmp, path));
+        if result.is_err() {
+            let _ = self.remove(&tmp);
+        }
+        result
+    }
+
     /// Makes `backup` a copy of `path`'s current content, atomically (`backup` is
     /// replaced; nothing happens if `path` does not exist). A hard link costs no
     /// copy; the state file is only ever replaced by rename, so the linked content

@@ -27,7 +27,9 @@ use crate::timestamp::Timestamp;
 /// child shares that description until it execs, so the lock stays held for a few
 /// microseconds after its holder let go. A new holder also takes a moment between
 /// locking and writing the info file. Neither is a real contender.
-const RELEASE_SETTLE: Duration = Duration::from_millis(500);
+/// Five seconds: writing the info file is a few syscalls, but on a busy disk a
+/// rename can wait on the journal for hundreds of milliseconds (seen in CI).
+const RELEASE_SETTLE: Duration = Duration::from_secs(5);
 
 /// Who holds (or last held) the lock: the content of the info file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -152,6 +154,7 @@ pub fn acquire_notifying(
                 return Err(EngineError::Locked {
                     path: layout.root.clone(),
                     holder: read_holder(layout, fs.as_ref()).map(Box::new),
+                    pid: flock_holder(&file),
                 });
             }
             Err(TryLockError::Error(e)) => {
@@ -171,7 +174,9 @@ pub fn acquire_notifying(
     };
     let info_path = layout.lock_info_file();
     let bytes = serde_json::to_vec_pretty(&holder).unwrap_or_default();
-    fs.replace(&info_path, &bytes)
+    // Not synced: it only serves messages, and it must be there before anyone who
+    // finds the lock taken gives up waiting for it (see RELEASE_SETTLE).
+    fs.replace_unsynced(&info_path, &bytes)
         .map_err(|e| EngineError::io("write the lock info file", &info_path, e))?;
     tracing::info!(operation, pid = me.pid, "lock acquired");
     Ok(LockGuard {
@@ -179,6 +184,31 @@ pub fn acquire_notifying(
         info_path,
         fs,
         holder,
+    })
+}
+
+/// The pid holding an flock on `file`, from the kernel's table (/proc/locks): names
+/// the holder even before it has written its info file.
+fn flock_holder(file: &File) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().ok()?;
+    let (dev, ino) = (meta.dev(), meta.ino());
+    // The kernel prints the device as major:minor in hex.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    table.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:2883591 0 EOF" (a "->" marks waiters)
+        if fields.get(1) != Some(&"FLOCK") || fields.contains(&"->") {
+            return None;
+        }
+        let mut id = fields.get(5)?.split(':');
+        let (maj, min, inode) = (id.next()?, id.next()?, id.next()?);
+        let same = u64::from_str_radix(maj, 16).ok()? == major
+            && u64::from_str_radix(min, 16).ok()? == minor
+            && inode.parse::<u64>().ok()? == ino;
+        same.then(|| fields.get(4)?.parse().ok()).flatten()
     })
 }
 
@@ -268,6 +298,18 @@ mod tests {
         let stat = "1234 (a) b (c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21";
         assert_eq!(parse_stat(stat), Some(('S', 987654)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn the_kernel_lock_table_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        let held = File::create(&path).unwrap();
+        held.try_lock().unwrap();
+        let other = File::open(&path).unwrap();
+        assert_eq!(flock_holder(&other), Some(std::process::id()));
+        drop(held);
+        assert_eq!(flock_holder(&other), None);
     }
 
     #[test]
