@@ -68,9 +68,17 @@ pub trait FileOps: Send + Sync {
 
     /// Replaces `path` atomically but without fsync: for files whose loss in a
     /// power failure does not matter and that must appear at once (the lock info,
-    /// which other processes read while the holder works).
+    /// which other processes read while the holder works). Only one process may
+    /// write `path` at a time (the lock holder): the temporary name is fixed, so a
+    /// writer killed here leaves at most one temporary file, whatever the number
+    /// of kills.
     fn replace_unsynced(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let tmp = temp_path(path);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let tmp = parent_of(path).join(format!("{TEMP_PREFIX}{name}"));
+        self.remove(&tmp)?;
         let result = self
             .write_new(&tmp, bytes)
             .and_then(|()| self.rename_entry(&tmp, path));
