@@ -139,21 +139,32 @@ pub fn execute(
             plan.id
         )));
     }
-    // Flags and variables: the deployment's own, overridden by the command line.
-    let (mut flags, mut vars) = match current.as_ref().filter(|_| started) {
-        Some(d) => (d.configuration.flags.clone(), d.configuration.vars.clone()),
-        None => (BTreeMap::new(), BTreeMap::new()),
-    };
+    // Flags and variables: the deployment's own (those the plan still declares),
+    // overridden by the command line (where `choose` refuses undeclared names).
+    let stored = current
+        .as_ref()
+        .filter(|_| started)
+        .map(|d| &d.configuration);
+    let mut flags: BTreeMap<String, bool> = stored
+        .map(|c| {
+            c.flags
+                .iter()
+                .filter(|(k, _)| plan.flags.iter().any(|f| &f.name == *k))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut vars: BTreeMap<String, String> = stored
+        .map(|c| {
+            c.vars
+                .iter()
+                .filter(|(k, _)| plan.vars.iter().any(|v| &v.name == *k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     flags.extend(args.flags.clone());
     vars.extend(args.vars.clone());
-    let flags: BTreeMap<String, bool> = flags
-        .into_iter()
-        .filter(|(k, _)| plan.flags.iter().any(|f| &f.name == k) || args.flags.contains_key(k))
-        .collect();
-    let vars: BTreeMap<String, String> = vars
-        .into_iter()
-        .filter(|(k, _)| plan.vars.iter().any(|v| &v.name == k) || args.vars.contains_key(k))
-        .collect();
     let choices = plan.choose(&flags, &vars)?;
     let deployment_id = format!("d-{}", crate::store::new_run_id(now));
     let planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;

@@ -31,11 +31,6 @@ impl Timestamp {
         self.0.unix_timestamp()
     }
 
-    /// From seconds since the Unix epoch; used by tests and the history generator.
-    pub fn from_unix_seconds(seconds: i64) -> Option<Self> {
-        OffsetDateTime::from_unix_timestamp(seconds).ok().map(Self)
-    }
-
     /// This timestamp moved by a signed number of seconds.
     pub fn plus_seconds(self, seconds: i64) -> Self {
         Self(self.0 + time::Duration::seconds(seconds))

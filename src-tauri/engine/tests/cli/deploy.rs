@@ -479,6 +479,9 @@ fn a_changed_plan_is_matched_step_by_step_and_nothing_is_silently_rerun_or_hidde
         serde_json::Value::Null
     );
     assert!(home.run(&["deploy"]).stdout.contains("already completed"));
+    // Another plan is refused while this deployment exists.
+    home.run(&["deploy", "--plan", "demo"])
+        .expect(2, &["runs plan `evolving`, not `demo`", "clean-state"]);
 }
 
 #[test]
