@@ -308,11 +308,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             let plan_ref = crate::builtin::PlanRef::parse(plan.as_deref())?;
             let plan = plan_ref.load(&store.layout().root.join("plans"))?;
             let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
-            let view = plan_view(&plan, &choices);
+            let view = crate::outline::outline(&plan, &choices);
             if json {
                 emit_json(&view);
             } else {
-                emit(&render_plan(&view));
+                emit(&crate::outline::render(&view));
             }
         }
         Command::Status { json } => {
@@ -678,12 +678,8 @@ fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWai
         path_var: std::env::var_os("PATH"),
         wait,
         program: PROGRAM.to_string(),
-        // THINKUBE_BOOT_ID stands in for the machine's boot id (tests of restarts).
-        boot_id: std::env::var("THINKUBE_BOOT_ID")
-            .ok()
-            .filter(|b| !b.is_empty())
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok())
-            .map(|s| s.trim().to_string()),
+        boot_id: deploy::boot_id(),
+        secret_env: std::collections::BTreeMap::new(),
     };
     let json = run.json;
     let mut bars = (!json && io::stdout().is_terminal()).then(TerminalProgress::default);
@@ -906,17 +902,10 @@ fn progress_line(p: &deploy::Progress) -> Option<String> {
 
 /// Asks the process running a deployment to stop (SIGTERM), then waits for it.
 fn cancel(store: &Store) -> Result<u8> {
-    let Some(holder) = store.lock_holder() else {
+    let Some(holder) = ops::request_cancel(store)? else {
         emit("No deployment is running.\n");
         return Ok(exit::SUCCESS);
     };
-    if !matches!(holder.operation.as_str(), "deploy" | "resume" | "retry") {
-        return Err(EngineError::Usage(format!(
-            "pid {} is running `{}`, not a deployment; there is nothing to cancel",
-            holder.pid, holder.operation
-        )));
-    }
-    crate::runner::signal_process(holder.pid, libc::SIGTERM);
     emit(&format!(
         "Asked pid {} ({}) to stop; waiting for it to record the running step as interrupted...\n",
         holder.pid, holder.operation
@@ -933,90 +922,4 @@ fn cancel(store: &Store) -> Result<u8> {
     }
     emit("Stopped.\n");
     Ok(exit::SUCCESS)
-}
-
-#[derive(serde::Serialize)]
-struct PlanView<'a> {
-    id: &'a str,
-    title: &'a str,
-    source: &'a str,
-    digest: &'a str,
-    flags: Vec<serde_json::Value>,
-    vars: Vec<serde_json::Value>,
-    phases: Vec<serde_json::Value>,
-}
-
-fn plan_view<'a>(plan: &'a crate::plan::Plan, choices: &crate::plan::Choices) -> PlanView<'a> {
-    PlanView {
-        id: &plan.id,
-        title: &plan.title,
-        source: &plan.source,
-        digest: &plan.digest,
-        flags: plan.flags.iter().map(|f| serde_json::json!({
-            "name": f.name, "value": choices.flags.get(&f.name), "default": f.default, "description": f.description,
-        })).collect(),
-        vars: plan.vars.iter().map(|v| serde_json::json!({
-            "name": v.name, "value": choices.vars.get(&v.name), "default": v.default, "description": v.description,
-        })).collect(),
-        phases: plan.phases.iter().map(|p| serde_json::json!({
-            "id": p.id,
-            "title": p.title,
-            "gates": p.gates,
-            "steps": p.steps.iter().map(|s| {
-                let reason = plan.skip_reason(p, s, &choices.flags);
-                serde_json::json!({
-                    "id": s.id, "title": s.title, "runs": crate::plan::describe(&s.action),
-                    "applicable": reason.is_none(), "reason": reason,
-                    "requires_restart": s.requires_restart, "retries": s.retries,
-                })
-            }).collect::<Vec<_>>(),
-        })).collect(),
-    }
-}
-
-fn render_plan(v: &PlanView) -> String {
-    let mut out = format!("Plan {} ({}): {}\n", v.id, v.source, v.title);
-    for f in &v.flags {
-        out.push_str(&format!(
-            "  flag {} = {}  {}\n",
-            f["name"].as_str().unwrap_or(""),
-            f["value"],
-            f["description"].as_str().unwrap_or("")
-        ));
-    }
-    for var in &v.vars {
-        let value = var["value"]
-            .as_str()
-            .map_or("(not set)".to_string(), str::to_string);
-        out.push_str(&format!(
-            "  var  {} = {value}  {}\n",
-            var["name"].as_str().unwrap_or(""),
-            var["description"].as_str().unwrap_or("")
-        ));
-    }
-    for p in &v.phases {
-        out.push_str(&format!(
-            "\n{} ({})\n",
-            p["title"].as_str().unwrap_or(""),
-            p["id"].as_str().unwrap_or("")
-        ));
-        for s in p["steps"].as_array().into_iter().flatten() {
-            let mark = if s["applicable"] == true {
-                "●"
-            } else {
-                "–"
-            };
-            let why = s["reason"]
-                .as_str()
-                .map(|r| format!("  [not applicable: {r}]"))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "  {mark} {}: {}  ({}){why}\n",
-                s["id"].as_str().unwrap_or(""),
-                s["title"].as_str().unwrap_or(""),
-                s["runs"].as_str().unwrap_or("")
-            ));
-        }
-    }
-    out
 }

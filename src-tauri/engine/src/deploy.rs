@@ -52,9 +52,18 @@ pub struct DeployArgs {
     pub wait: LockWait,
     pub program: String,
     pub boot_id: Option<String>,
+    /// Extra environment for every step, kept in memory only: how the desktop app
+    /// hands an SSH password to Ansible (`THINKUBE_SSH_PASSWORD`, read by the
+    /// inventory) without putting it on a command line or in a file.
+    pub secret_env: BTreeMap<String, String>,
 }
 
 /// What happens, as it happens.
+#[cfg_attr(
+    feature = "ts",
+    derive(ts_rs::TS),
+    ts(export, rename = "DeployProgress")
+)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Progress {
@@ -85,6 +94,7 @@ pub enum Progress {
     Retrying {
         step: String,
         next_attempt: u32,
+        #[cfg_attr(feature = "ts", ts(type = "number"))]
         delay_seconds: u64,
     },
     RunFinished {
@@ -108,6 +118,16 @@ pub enum Ended {
     AlreadyCompleted {
         deployment_id: Option<String>,
     },
+}
+
+/// This boot of the machine, to tell whether a requested restart happened.
+/// `THINKUBE_BOOT_ID` stands in for it (tests of restarts).
+pub fn boot_id() -> Option<String> {
+    std::env::var("THINKUBE_BOOT_ID")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok())
+        .map(|s| s.trim().to_string())
 }
 
 /// Runs the request to the end, a failure, or a stop.
@@ -224,7 +244,7 @@ pub fn execute(
         None => None,
     };
     if let Some(p) = &inventory {
-        check_inventory(p)?;
+        crate::config::check_inventory(p)?;
     }
     let inventory = inventory.map_or_else(|| "localhost,".to_string(), |p| p.display().to_string());
     let request = match &args.kind {
@@ -273,7 +293,8 @@ pub fn execute(
         total,
         done,
     });
-    let env_base = base_env(&layout.home, &layout.root, &run_id, &callback_dir);
+    let mut env_base = base_env(&layout.home, &layout.root, &run_id, &callback_dir);
+    env_base.extend(args.secret_env.clone());
     let mut gates_passed: Option<String> = None;
     while !stop.load(Ordering::SeqCst) {
         let Some(next) = session.next_step().cloned() else {
@@ -452,44 +473,6 @@ pub fn execute(
         status: summary.status,
     });
     Ok(Ended::Ran(summary))
-}
-
-/// Inventories are read by Ansible; a broken one is refused here, before any step
-/// runs, with its line and column (YAML; an INI inventory has no `---`/`:` structure
-/// and is left to Ansible).
-fn check_inventory(path: &Path) -> Result<()> {
-    const MAX_INVENTORY_BYTES: u64 = 4 * 1024 * 1024;
-    let bad = |reason: String| {
-        EngineError::Usage(format!(
-            "the inventory {} {reason}; fix it or give another with --inventory PATH",
-            path.display()
-        ))
-    };
-    let len = std::fs::metadata(path)
-        .map_err(|e| EngineError::io("read the inventory", path, e))?
-        .len();
-    if len > MAX_INVENTORY_BYTES {
-        return Err(bad(format!(
-            "is {len} bytes; inventories are at most {MAX_INVENTORY_BYTES} bytes"
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|_| bad("is not UTF-8 text".into()))?;
-    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
-    if is_yaml {
-        let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
-                .unwrap_or_default();
-            bad(format!("is not valid YAML{at}"))
-        })?;
-        if !(value.is_object() || value.is_null()) {
-            return Err(bad(
-                "is not a YAML inventory (its top level must be a mapping of groups)".into(),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Writes a built-in plan's files and the callback plugin, where they differ.

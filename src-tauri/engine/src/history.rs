@@ -25,32 +25,34 @@ pub fn runs_with_current(
 }
 
 /// A row of `history --json`.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]
-pub struct HistoryRow<'a> {
-    pub run_id: &'a str,
+pub struct HistoryRow {
+    pub run_id: String,
     pub kind: crate::model::RunKind,
-    pub deployment_id: Option<&'a str>,
+    pub deployment_id: Option<String>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub duration_seconds: Option<i64>,
     pub outcome: RunOutcome,
-    pub plan_id: Option<&'a str>,
-    pub flags: &'a [String],
+    pub plan_id: Option<String>,
+    pub flags: Vec<String>,
     pub steps_attempted: usize,
 }
 
-pub fn rows(runs: &[RunRecord]) -> Vec<HistoryRow<'_>> {
+pub fn rows(runs: &[RunRecord]) -> Vec<HistoryRow> {
     runs.iter()
         .map(|r| HistoryRow {
-            run_id: &r.run_id,
+            run_id: r.run_id.clone(),
             kind: r.kind,
-            deployment_id: r.deployment_id.as_deref(),
+            deployment_id: r.deployment_id.clone(),
             started_at: r.started_at,
             finished_at: r.finished_at,
             duration_seconds: r.finished_at.map(|f| r.started_at.seconds_until(f)),
             outcome: r.outcome,
-            plan_id: r.plan_id.as_deref(),
-            flags: &r.enabled_flags,
+            plan_id: r.plan_id.clone(),
+            flags: r.enabled_flags.clone(),
             steps_attempted: r.steps_attempted.len(),
         })
         .collect()
@@ -145,6 +147,7 @@ pub fn render_run(r: &RunRecord) -> String {
 }
 
 /// One difference between two runs.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Difference {
     /// e.g. `flags.gpu`, `plan_digest`, `steps.microk8s`.
@@ -153,6 +156,7 @@ pub struct Difference {
     pub b: Value,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]
 pub struct RunDiff {
     pub run_a: String,

@@ -11,6 +11,7 @@
 
 pub mod builtin;
 pub mod cli;
+pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod fsops;
@@ -21,8 +22,10 @@ pub mod lock;
 pub mod migrate;
 pub mod model;
 pub mod ops;
+pub mod outline;
 pub mod paths;
 pub mod plan;
+pub mod readiness;
 pub mod retry;
 pub mod runner;
 pub mod schema;

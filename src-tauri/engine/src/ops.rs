@@ -162,6 +162,12 @@ pub fn cleanup(
 pub enum RecoverSource {
     Backup,
     File(PathBuf),
+    /// A copy held elsewhere, such as the desktop app's browser copy; `origin`
+    /// names it in messages and events.
+    Document {
+        bytes: Vec<u8>,
+        origin: String,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -196,14 +202,18 @@ pub fn recover(
             state_path.display()
         )));
     }
-    let source_path = match &source {
-        RecoverSource::Backup => layout.backup_file(),
-        RecoverSource::File(p) => p.clone(),
+    let (source_path, document) = match source {
+        RecoverSource::Backup => (layout.backup_file(), None),
+        RecoverSource::File(p) => (p, None),
+        RecoverSource::Document { bytes, origin } => (PathBuf::from(origin), Some(bytes)),
     };
-    let Some(source_bytes) = fs
-        .read(&source_path)
-        .map_err(|e| EngineError::io("read", &source_path, e))?
-    else {
+    let read = match document {
+        Some(bytes) => Some(bytes),
+        None => fs
+            .read(&source_path)
+            .map_err(|e| EngineError::io("read", &source_path, e))?,
+    };
+    let Some(source_bytes) = read else {
         return Err(EngineError::Usage(format!(
             "there is no copy to recover from at {}; nothing was changed. Give another file with `recover --from PATH`, or see docs/troubleshooting.md",
             source_path.display()
@@ -526,4 +536,21 @@ mod tests {
         assert_eq!(scan_serial(b"\x00\x01garbage"), None);
         assert_eq!(scan_serial(br#"{"serial": "#), None);
     }
+}
+
+/// Asks the process running a deployment in this environment to stop (SIGTERM):
+/// its running step ends as interrupted. Returns who was asked, or `None` when no
+/// deployment is running. Refuses when the holder runs something else.
+pub fn request_cancel(store: &Store) -> Result<Option<crate::lock::LockHolder>> {
+    let Some(holder) = store.lock_holder() else {
+        return Ok(None);
+    };
+    if !matches!(holder.operation.as_str(), "deploy" | "resume" | "retry") {
+        return Err(EngineError::Usage(format!(
+            "pid {} is running `{}`, not a deployment; there is nothing to cancel",
+            holder.pid, holder.operation
+        )));
+    }
+    crate::runner::signal_process(holder.pid, libc::SIGTERM);
+    Ok(Some(holder))
 }

@@ -23,6 +23,15 @@ impl RetryPolicy {
         }
     }
 
+    /// The readiness check of the desktop app (`--skip-config`): 5 attempts, 2 s apart.
+    pub fn readiness() -> Self {
+        Self {
+            attempts: 5,
+            delay: Duration::from_secs(2),
+            backoff: 1.0,
+        }
+    }
+
     /// The wait before attempt `next` (2 for the first retry); `None` when the
     /// attempts are used up.
     pub fn delay_before(&self, next: u32) -> Option<Duration> {
@@ -48,5 +57,10 @@ mod tests {
             .collect();
         assert_eq!(waits, [None, Some(2), Some(4), Some(8), None]);
         assert_eq!(RetryPolicy::for_step(0, 5).delay_before(2), None);
+        let r = RetryPolicy::readiness();
+        let waits: Vec<Option<u64>> = (1..=6)
+            .map(|n| r.delay_before(n).map(|d| d.as_secs()))
+            .collect();
+        assert_eq!(waits, [None, Some(2), Some(2), Some(2), Some(2), None]);
     }
 }

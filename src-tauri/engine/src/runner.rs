@@ -38,6 +38,7 @@ pub struct StepCommand {
     pub ansible: bool,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stream {
@@ -46,6 +47,7 @@ pub enum Stream {
 }
 
 /// One line of the callback plugin's output.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnsibleEvent {
     pub event: String,
@@ -62,6 +64,7 @@ pub struct AnsibleEvent {
     #[serde(default)]
     pub ignore_errors: Option<bool>,
     #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub rc: Option<i64>,
 }
 
@@ -93,6 +96,7 @@ impl AnsibleEvent {
 }
 
 /// What the runner reports while a step runs.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Output {

@@ -15,11 +15,13 @@ use crate::store::{Loaded, reconcile_dead};
 use crate::timestamp::Timestamp;
 
 /// `status --json`: the fields of the contract, plus a few more.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]
 pub struct StatusView {
     pub schema_version: u32,
     /// `null` when no state exists yet.
     pub lineage: Option<Uuid>,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub serial: u64,
     pub environment: String,
     pub state_file: String,
@@ -34,6 +36,7 @@ pub struct StatusView {
     pub converted_from: Option<String>,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]
 pub struct DeploymentView {
     pub id: Option<String>,
@@ -42,6 +45,7 @@ pub struct DeploymentView {
     pub plan_digest: Option<String>,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize, PartialEq, Eq, Default)]
 pub struct Progress {
     pub completed: usize,
@@ -56,12 +60,14 @@ pub struct Progress {
     pub percentage: usize,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]
 pub struct PhaseView {
     pub id: String,
     pub title: String,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]
 pub struct StepView {
     pub id: String,
@@ -75,12 +81,15 @@ pub struct StepView {
     pub last_error: Option<ErrorView>,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]
 pub struct ErrorView {
     pub message: String,
     pub task: Option<String>,
     pub host: Option<String>,
     pub exit_code: Option<i32>,
+    /// The last lines of output before the failure.
+    pub output_tail: Vec<String>,
 }
 
 impl From<&StepError> for ErrorView {
@@ -90,10 +99,12 @@ impl From<&StepError> for ErrorView {
             task: e.task.clone(),
             host: e.host.clone(),
             exit_code: e.exit_code,
+            output_tail: e.output_tail.clone(),
         }
     }
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]
 pub struct RunView {
     pub run_id: String,
@@ -102,6 +113,7 @@ pub struct RunView {
     pub outcome: RunOutcome,
 }
 
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize, Default)]
 pub struct LockView {
     pub held: bool,

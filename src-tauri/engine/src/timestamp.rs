@@ -13,7 +13,8 @@ use time::{OffsetDateTime, UtcOffset};
 /// "string, date-time" and so callers pass the clock in (`Timestamp::now()` is only
 /// called at the edges: the CLI and the runner).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(OffsetDateTime);
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+pub struct Timestamp(#[cfg_attr(feature = "ts", ts(type = "string"))] OffsetDateTime);
 
 impl Timestamp {
     /// The current time. Only the program's edges call this; the engine takes `now`.

@@ -1,0 +1,489 @@
+//! The installer's configuration: the wizard's answers (where to deploy, the hosts,
+//! the SSH user and how to authenticate, the plan with its flags and variables).
+//!
+//! Saved as `<env>/installer-config.json`, with the Ansible inventory
+//! `<env>/inventory.yaml` generated from it. Neither ever holds a password: a
+//! password is asked for when a run needs it and stays in the memory of the process
+//! that runs it. `clean-state` keeps both files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
+use crate::lock::LockWait;
+use crate::paths::Layout;
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+/// The environment variable a run reads the SSH password from (see `inventory_yaml`).
+pub const SSH_PASSWORD_ENV: &str = "THINKUBE_SSH_PASSWORD";
+
+/// Largest configuration or inventory file the installer reads.
+const MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Where the deployment goes.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    /// This machine, over a local connection (the `demo` plan).
+    #[default]
+    Local,
+    /// Servers reached over SSH.
+    Ssh,
+    /// Azure virtual machines, reached over SSH once they exist.
+    Azure,
+}
+
+/// How Ansible logs in over SSH.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SshAuth {
+    /// A private key file (its path is stored, never its content).
+    #[default]
+    Key,
+    /// A password, asked for at each run and never stored.
+    Password,
+    /// Keys already loaded in the user's ssh-agent.
+    Agent,
+}
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// The inventory name: letters, digits, `-`, `_` and `.`.
+    pub name: String,
+    /// An IPv4 or IPv6 address, or a DNS name.
+    pub address: String,
+}
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AzureTarget {
+    pub subscription_id: String,
+    pub resource_group: String,
+}
+
+/// The wizard's answers, as saved.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct InstallerConfig {
+    pub target: TargetKind,
+    /// Empty for `local`: the inventory is this machine.
+    #[serde(default)]
+    pub hosts: Vec<Host>,
+    #[serde(default)]
+    pub ssh_user: String,
+    #[serde(default)]
+    pub ssh_auth: SshAuth,
+    /// For `ssh_auth: key`.
+    #[serde(default)]
+    pub ssh_key_path: Option<String>,
+    #[serde(default)]
+    pub azure: Option<AzureTarget>,
+    /// A built-in plan's name or a plan file's path.
+    pub plan: String,
+    #[serde(default)]
+    pub flags: BTreeMap<String, bool>,
+    /// Plan variables; secret-looking names are refused (they are asked for per run).
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// One thing wrong with a configuration, tied to the field the wizard shows it on.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldProblem {
+    /// e.g. `hosts[1].address`, `ssh_user`.
+    pub field: String,
+    pub message: String,
+}
+
+fn problem(field: impl Into<String>, message: impl Into<String>) -> FieldProblem {
+    FieldProblem {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A DNS name: labels of letters, digits and `-`, joined by dots; the last label
+/// does not start with a digit (so `10.0.0.300` is a bad address, not a name).
+fn is_hostname(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && !text
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_digit()))
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+fn is_host_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// An Azure subscription id: a GUID.
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+impl InstallerConfig {
+    /// Everything wrong with it, each tied to a field; empty when it can be saved.
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        let mut out = Vec::new();
+        if self.plan.trim().is_empty() {
+            out.push(problem("plan", "choose a plan"));
+        }
+        if self.target == TargetKind::Local {
+            return self.var_problems(out);
+        }
+        if self.hosts.is_empty() {
+            out.push(problem("hosts", "add at least one host"));
+        }
+        let mut names = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        for (i, h) in self.hosts.iter().enumerate() {
+            if !is_host_name(&h.name) {
+                out.push(problem(
+                    format!("hosts[{i}].name"),
+                    format!(
+                        "`{}` is not a valid host name: use letters, digits, `-`, `_` and `.`, starting with a letter or digit",
+                        h.name
+                    ),
+                ));
+            } else if !names.insert(h.name.to_ascii_lowercase()) {
+                out.push(problem(
+                    format!("hosts[{i}].name"),
+                    format!("`{}` is listed twice", h.name),
+                ));
+            }
+            let address = h.address.trim();
+            if address.parse::<IpAddr>().is_err() && !is_hostname(address) {
+                out.push(problem(
+                    format!("hosts[{i}].address"),
+                    format!("`{}` is not an IP address or a DNS name", h.address),
+                ));
+            } else if !addresses.insert(address.to_ascii_lowercase()) {
+                out.push(problem(
+                    format!("hosts[{i}].address"),
+                    format!("{address} is already the address of another host"),
+                ));
+            }
+        }
+        let user_ok = !self.ssh_user.is_empty()
+            && self
+                .ssh_user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !user_ok {
+            out.push(problem(
+                "ssh_user",
+                "give the SSH user name (letters, digits, `-`, `_`, `.`)",
+            ));
+        }
+        if self.ssh_auth == SshAuth::Key
+            && self
+                .ssh_key_path
+                .as_deref()
+                .is_none_or(|p| p.trim().is_empty())
+        {
+            out.push(problem(
+                "ssh_key_path",
+                "give the path of the private key file",
+            ));
+        }
+        if self.target == TargetKind::Azure {
+            let azure = self.azure.clone().unwrap_or_default();
+            if !is_guid(&azure.subscription_id) {
+                out.push(problem(
+                    "azure.subscription_id",
+                    "the subscription id is a GUID such as 00000000-0000-0000-0000-000000000000",
+                ));
+            }
+            let rg = &azure.resource_group;
+            let rg_ok = !rg.is_empty()
+                && rg.len() <= 90
+                && !rg.ends_with('.')
+                && rg
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'));
+            if !rg_ok {
+                out.push(problem(
+                    "azure.resource_group",
+                    "a resource group name has 1 to 90 letters, digits, `-`, `_`, `.` or parentheses",
+                ));
+            }
+        }
+        self.var_problems(out)
+    }
+
+    fn var_problems(&self, mut out: Vec<FieldProblem>) -> Vec<FieldProblem> {
+        for key in self.vars.keys() {
+            if crate::migrate::is_secret_key(key) {
+                out.push(problem(
+                    format!("vars.{key}"),
+                    format!("`{key}` looks like a secret; secrets are asked for at each run and never saved"),
+                ));
+            }
+        }
+        out
+    }
+
+    /// The Ansible inventory for these answers (YAML; no password ever).
+    pub fn inventory_yaml(&self) -> String {
+        let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+        let mut out =
+            String::from("# Written by the Thinkube installer from installer-config.json.\nall:\n");
+        if self.target == TargetKind::Local {
+            out.push_str("  hosts:\n    localhost:\n      ansible_connection: local\n");
+            return out;
+        }
+        out.push_str("  vars:\n");
+        out.push_str(&format!("    ansible_user: {}\n", quote(&self.ssh_user)));
+        if self.ssh_auth == SshAuth::Password {
+            // The password itself is handed to each run in memory, never written.
+            out.push_str(&format!(
+                "    ansible_password: \"{{{{ lookup('env', '{SSH_PASSWORD_ENV}') }}}}\"\n"
+            ));
+        }
+        if let (SshAuth::Key, Some(key)) = (self.ssh_auth, &self.ssh_key_path) {
+            out.push_str(&format!(
+                "    ansible_ssh_private_key_file: {}\n",
+                quote(key)
+            ));
+        }
+        out.push_str("  hosts:\n");
+        for h in &self.hosts {
+            out.push_str(&format!(
+                "    {}:\n      ansible_host: {}\n",
+                quote(&h.name),
+                quote(h.address.trim())
+            ));
+        }
+        out
+    }
+}
+
+/// The configuration file of an environment.
+pub fn config_file(layout: &Layout) -> std::path::PathBuf {
+    layout.root.join("installer-config.json")
+}
+
+/// The saved configuration, if any.
+pub fn load(layout: &Layout) -> Result<Option<InstallerConfig>> {
+    let path = config_file(layout);
+    let bytes = match read_limited(&path)? {
+        None => return Ok(None),
+        Some(b) => b,
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        EngineError::Usage(format!(
+            "the configuration {} cannot be read ({e}); fix it or save the configuration again from the wizard",
+            path.display()
+        ))
+    })
+}
+
+/// Validates and saves the configuration and its inventory, durably, under the
+/// lock (so a running deployment's inventory never changes under it).
+pub fn save(store: &Store, config: &InstallerConfig, now: Timestamp) -> Result<()> {
+    let problems = config.problems();
+    if !problems.is_empty() {
+        let text: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.field, p.message))
+            .collect();
+        return Err(EngineError::Usage(format!(
+            "the configuration was not saved: {}",
+            text.join("; ")
+        )));
+    }
+    let _guard = store.lock("configure", LockWait::NoWait, now)?;
+    let layout = store.layout();
+    let json = serde_json::to_vec_pretty(config)
+        .map_err(|e| EngineError::Usage(format!("the configuration cannot be written: {e}")))?;
+    let fs = store.fs();
+    fs.replace(&layout.inventory_file(), config.inventory_yaml().as_bytes())
+        .map_err(|e| EngineError::io("write the inventory", layout.inventory_file(), e))?;
+    fs.replace(&config_file(layout), &json)
+        .map_err(|e| EngineError::io("write the configuration", config_file(layout), e))?;
+    Ok(())
+}
+
+fn read_limited(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(EngineError::io("read", path, e)),
+        Ok(m) if m.len() > MAX_BYTES => {
+            return Err(EngineError::Usage(format!(
+                "{} is {} bytes; it can be at most {MAX_BYTES} bytes",
+                path.display(),
+                m.len()
+            )));
+        }
+        Ok(_) => {}
+    }
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|e| EngineError::io("read", path, e))
+}
+
+/// Checks that an inventory can be used: not too large, UTF-8, and for YAML a
+/// mapping of groups. The message names the file and what to do.
+pub fn check_inventory(path: &Path) -> Result<()> {
+    let bad = |reason: String| {
+        EngineError::Usage(format!(
+            "the inventory {} {reason}; fix it or give another with --inventory PATH",
+            path.display()
+        ))
+    };
+    let Some(bytes) = read_limited(path)? else {
+        return Err(bad("does not exist".into()));
+    };
+    let text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8 text".into()))?;
+    let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    if is_yaml {
+        let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(" at line {}, column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            bad(format!("is not valid YAML{at}"))
+        })?;
+        if !(value.is_object() || value.is_null()) {
+            return Err(bad(
+                "is not a YAML inventory (its top level must be a mapping of groups)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssh(hosts: &[(&str, &str)]) -> InstallerConfig {
+        InstallerConfig {
+            target: TargetKind::Ssh,
+            hosts: hosts
+                .iter()
+                .map(|(n, a)| Host {
+                    name: n.to_string(),
+                    address: a.to_string(),
+                })
+                .collect(),
+            ssh_user: "thinkube".into(),
+            ssh_auth: SshAuth::Agent,
+            plan: "thinkube".into(),
+            ..Default::default()
+        }
+    }
+
+    fn fields(c: &InstallerConfig) -> Vec<String> {
+        c.problems().into_iter().map(|p| p.field).collect()
+    }
+
+    #[test]
+    fn hosts_need_valid_unique_names_and_addresses() {
+        assert!(fields(&ssh(&[("node1", "10.0.0.1"), ("node2", "fe80::1")])).is_empty());
+        assert!(fields(&ssh(&[("n1", "gpu-1.lab.example")])).is_empty());
+        assert_eq!(
+            fields(&ssh(&[("node 1", "10.0.0.1"), ("n2", "10.0.0.300x")])),
+            ["hosts[0].name", "hosts[1].address"]
+        );
+        assert_eq!(
+            fields(&ssh(&[("a", "10.0.0.1"), ("A", "10.0.0.1")])),
+            ["hosts[1].name", "hosts[1].address"]
+        );
+        assert_eq!(fields(&ssh(&[])), ["hosts"]);
+    }
+
+    #[test]
+    fn ssh_needs_a_user_and_a_key_path_when_using_a_key() {
+        let mut c = ssh(&[("a", "10.0.0.1")]);
+        c.ssh_user = String::new();
+        c.ssh_auth = SshAuth::Key;
+        assert_eq!(fields(&c), ["ssh_user", "ssh_key_path"]);
+    }
+
+    #[test]
+    fn azure_needs_a_subscription_guid_and_a_resource_group() {
+        let mut c = ssh(&[("a", "10.0.0.1")]);
+        c.target = TargetKind::Azure;
+        assert_eq!(
+            fields(&c),
+            ["azure.subscription_id", "azure.resource_group"]
+        );
+        c.azure = Some(AzureTarget {
+            subscription_id: "0b1c2d3e-0000-4000-8000-00000000abcd".into(),
+            resource_group: "rg-thinkube".into(),
+        });
+        assert!(fields(&c).is_empty());
+    }
+
+    #[test]
+    fn secret_looking_variables_are_refused() {
+        let mut c = InstallerConfig {
+            plan: "demo".into(),
+            ..Default::default()
+        };
+        c.vars.insert("ssh_password".into(), "x".into());
+        c.vars.insert("demo_port".into(), "8000".into());
+        assert_eq!(fields(&c), ["vars.ssh_password"]);
+    }
+
+    #[test]
+    fn the_inventory_quotes_values_and_never_holds_a_password() {
+        let mut c = ssh(&[("node1", "10.0.0.1")]);
+        c.ssh_auth = SshAuth::Key;
+        c.ssh_key_path = Some("/home/u/.ssh/id: x".into());
+        let yaml = c.inventory_yaml();
+        let v: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(v["all"]["hosts"]["node1"]["ansible_host"], "10.0.0.1");
+        assert_eq!(
+            v["all"]["vars"]["ansible_ssh_private_key_file"],
+            "/home/u/.ssh/id: x"
+        );
+        assert!(!yaml.contains("password"));
+        c.ssh_auth = SshAuth::Password;
+        let v: serde_json::Value = serde_saphyr::from_str(&c.inventory_yaml()).unwrap();
+        assert_eq!(
+            v["all"]["vars"]["ansible_password"],
+            "{{ lookup('env', 'THINKUBE_SSH_PASSWORD') }}"
+        );
+        let local = InstallerConfig {
+            plan: "demo".into(),
+            ..Default::default()
+        }
+        .inventory_yaml();
+        let v: serde_json::Value = serde_saphyr::from_str(&local).unwrap();
+        assert_eq!(
+            v["all"]["hosts"]["localhost"]["ansible_connection"],
+            "local"
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! The Tauri commands: each a few lines over one engine call. The page may call only
+//! these (capabilities/main.json). Errors reach the page as `AppError`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tauri::ipc::Channel;
+use tauri::{AppHandle, Manager, State};
+use thinkube_engine::builtin::PlanRef;
+use thinkube_engine::config::{self, FieldProblem, InstallerConfig, SshAuth};
+use thinkube_engine::deploy::{DeployArgs, Kind};
+use thinkube_engine::history::{self, HistoryRow, RunDiff};
+use thinkube_engine::lock::LockWait;
+use thinkube_engine::model::RunRecord;
+use thinkube_engine::ops::{self, RecoverSource};
+use thinkube_engine::outline::{self, PlanOutline};
+use thinkube_engine::readiness::{self, NotReady};
+use thinkube_engine::retry::RetryPolicy;
+use thinkube_engine::timestamp::Timestamp;
+use ts_rs::TS;
+
+use crate::AppState;
+use crate::error::{AppError, ErrorCode};
+use crate::launch::LaunchInfo;
+use crate::snapshot::{self, Snapshot};
+use crate::worker::{self, RunEvent};
+
+type Result<T> = std::result::Result<T, AppError>;
+
+#[tauri::command]
+pub fn launch_info(state: State<'_, AppState>) -> LaunchInfo {
+    state.launch.clone()
+}
+
+#[tauri::command]
+pub async fn get_state(state: State<'_, AppState>) -> Result<Snapshot> {
+    Ok(snapshot::take(&state.store, state.running()))
+}
+
+/// One attempt of the readiness check, as it reports in.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct ReadinessAttempt {
+    pub attempt: u32,
+    pub of: u32,
+    pub problems: Vec<NotReady>,
+}
+
+/// `--skip-config`: is the environment ready (state, lock, inventory)? Tries with
+/// the engine's readiness policy (5 attempts, 2 s apart), reporting each attempt.
+#[tauri::command]
+pub async fn backend_retry(
+    state: State<'_, AppState>,
+    on_attempt: Channel<ReadinessAttempt>,
+) -> Result<()> {
+    let policy = RetryPolicy::readiness();
+    let mut last = Vec::new();
+    for attempt in 1..=policy.attempts {
+        last = readiness::check(&state.store, Timestamp::now());
+        let _ = on_attempt.send(ReadinessAttempt {
+            attempt,
+            of: policy.attempts,
+            problems: last.clone(),
+        });
+        if last.is_empty() {
+            return Ok(());
+        }
+        match policy.delay_before(attempt + 1) {
+            Some(d) => tokio::time::sleep(d).await,
+            None => break,
+        }
+    }
+    let what: Vec<String> = last.iter().map(|p| p.message.clone()).collect();
+    Err(AppError::new(
+        ErrorCode::NotReady,
+        format!(
+            "Not ready after {} attempts: {}",
+            policy.attempts,
+            what.join("; ")
+        ),
+    ))
+}
+
+#[tauri::command]
+pub async fn load_config(state: State<'_, AppState>) -> Result<Option<InstallerConfig>> {
+    Ok(config::load(state.store.layout())?)
+}
+
+/// The configuration's problems, each tied to a wizard field.
+#[tauri::command]
+pub fn check_config(config: InstallerConfig) -> Vec<FieldProblem> {
+    config.problems()
+}
+
+#[tauri::command]
+pub async fn save_config(state: State<'_, AppState>, config: InstallerConfig) -> Result<()> {
+    Ok(config::save(&state.store, &config, Timestamp::now())?)
+}
+
+#[tauri::command]
+pub async fn plan_show(
+    state: State<'_, AppState>,
+    plan: Option<String>,
+    flags: BTreeMap<String, bool>,
+    vars: BTreeMap<String, String>,
+) -> Result<PlanOutline> {
+    let plan = PlanRef::parse(plan.as_deref())?.load(&state.store.layout().root.join("plans"))?;
+    let choices = plan
+        .choose(&flags, &vars)
+        .map_err(thinkube_engine::EngineError::from)?;
+    Ok(outline::outline(&plan, &choices))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum RunKind {
+    Deploy,
+    Resume,
+    Retry,
+}
+
+/// What the Start, Resume and Retry buttons ask for.
+#[derive(Deserialize, TS)]
+#[ts(export)]
+pub struct RunRequest {
+    pub kind: RunKind,
+    /// For `retry`: the steps to run again (empty: every failed step).
+    pub steps: Vec<String>,
+    /// The SSH password, when the configuration uses one and this window has not
+    /// been given it yet. Kept in memory only.
+    pub ssh_password: Option<String>,
+}
+
+// Never print the password.
+impl std::fmt::Debug for RunRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunRequest")
+            .field("kind", &self.kind)
+            .field("steps", &self.steps)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a deployment, resume or retry on a background thread; its progress arrives
+/// through `on_event`. Returns at once.
+#[tauri::command]
+pub async fn start_run(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    request: RunRequest,
+    on_event: Channel<RunEvent>,
+) -> Result<()> {
+    let cfg = config::load(state.store.layout())?;
+    if let Some(p) = request.ssh_password.filter(|p| !p.is_empty()) {
+        *state.ssh_password.lock().map_err(|_| poisoned())? = Some(p);
+    }
+    let password = state.ssh_password.lock().map_err(|_| poisoned())?.clone();
+    let mut secret_env = BTreeMap::new();
+    if cfg
+        .as_ref()
+        .is_some_and(|c| c.ssh_auth == SshAuth::Password && c.target != config::TargetKind::Local)
+    {
+        match password {
+            Some(p) => {
+                secret_env.insert(config::SSH_PASSWORD_ENV.to_string(), p);
+            }
+            None => {
+                return Err(AppError::new(
+                    ErrorCode::NeedsPassword,
+                    "The SSH password is needed: it is never saved, so it is asked for again after the installer restarts.",
+                ));
+            }
+        }
+    }
+    let kind = match request.kind {
+        RunKind::Deploy => Kind::Deploy,
+        RunKind::Resume => Kind::Resume,
+        RunKind::Retry => Kind::Retry(request.steps),
+    };
+    let plan = match kind {
+        Kind::Deploy => state
+            .launch
+            .plan
+            .clone()
+            .or_else(|| cfg.as_ref().map(|c| c.plan.clone())),
+        _ => None,
+    };
+    let args = DeployArgs {
+        kind,
+        plan,
+        inventory: None,
+        flags: cfg.as_ref().map(|c| c.flags.clone()).unwrap_or_default(),
+        vars: cfg.as_ref().map(|c| c.vars.clone()).unwrap_or_default(),
+        ansible_playbook: std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
+            .filter(|v| !v.is_empty())
+            .map(Into::into),
+        path_var: std::env::var_os("PATH"),
+        wait: LockWait::NoWait,
+        program: crate::PROGRAM.to_string(),
+        boot_id: thinkube_engine::deploy::boot_id(),
+        secret_env,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let mut running = state.stop.lock().map_err(|_| poisoned())?;
+        if running.is_some() {
+            return Err(AppError::new(
+                ErrorCode::Busy,
+                "A deployment is already running in this window.",
+            ));
+        }
+        *running = Some(stop.clone());
+    }
+    let window = app.get_webview_window("main");
+    let handle = app.clone();
+    worker::spawn(
+        state.store.clone(),
+        args,
+        stop,
+        (on_event, window),
+        move || {
+            if let Ok(mut running) = handle.state::<AppState>().stop.lock() {
+                *running = None;
+            }
+        },
+    );
+    Ok(())
+}
+
+/// Stops the running deployment: this window's, or another process's (SIGTERM).
+/// The running step is recorded as interrupted.
+#[tauri::command]
+pub async fn cancel_run(state: State<'_, AppState>) -> Result<bool> {
+    if let Some(stop) = state.stop.lock().map_err(|_| poisoned())?.as_ref() {
+        stop.store(true, Ordering::SeqCst);
+        return Ok(true);
+    }
+    Ok(ops::request_cancel(&state.store)?.is_some())
+}
+
+/// Archives the deployment's progress into history and clears it; keeps inventory
+/// and configuration. Returns what was done, in a sentence.
+#[tauri::command]
+pub async fn clean_state(state: State<'_, AppState>) -> Result<String> {
+    let r = ops::clean_state(&state.store, LockWait::NoWait, Timestamp::now())?;
+    Ok(crate::clean_message(r.archived_to.as_deref()))
+}
+
+#[tauri::command]
+pub async fn history(state: State<'_, AppState>) -> Result<Vec<HistoryRow>> {
+    let now = Timestamp::now();
+    let loaded = state.store.load(now)?;
+    let (finished, _unreadable) = state.store.read_runs()?;
+    let runs = history::runs_with_current(finished, loaded.as_ref().map(|l| &l.state));
+    Ok(history::rows(&runs))
+}
+
+#[tauri::command]
+pub async fn run_details(state: State<'_, AppState>, run_id: String) -> Result<RunRecord> {
+    find_run(&state, &run_id)
+}
+
+#[tauri::command]
+pub async fn diff_runs(
+    state: State<'_, AppState>,
+    run_a: String,
+    run_b: String,
+) -> Result<RunDiff> {
+    let a = find_run(&state, &run_a)?;
+    let b = find_run(&state, &run_b)?;
+    Ok(history::diff(&a, &b))
+}
+
+/// Writes the window's browser copy of the state back, when the state file is
+/// missing or unreadable. The engine validates it first and moves an unreadable
+/// file aside; a readable state is never replaced.
+#[tauri::command]
+pub async fn restore_mirror(state: State<'_, AppState>, document: String) -> Result<u64> {
+    let r = ops::recover(
+        &state.store,
+        RecoverSource::Document {
+            bytes: document.into_bytes(),
+            origin: "the installer window's copy".to_string(),
+        },
+        LockWait::NoWait,
+        Timestamp::now(),
+    )?;
+    Ok(r.serial)
+}
+
+fn find_run(state: &AppState, run_id: &str) -> Result<RunRecord> {
+    let loaded = state.store.load(Timestamp::now())?;
+    state
+        .store
+        .read_run(run_id, loaded.as_ref().map(|l| &l.state))?
+        .ok_or_else(|| AppError::new(ErrorCode::BadInput, format!("There is no run `{run_id}`.")))
+}
+
+fn poisoned() -> AppError {
+    AppError::new(
+        ErrorCode::Busy,
+        "An earlier command failed midway; restart the installer.",
+    )
+}

@@ -1,0 +1,93 @@
+//! The one error the UI sees: a closed `code` it branches on and a message it shows
+//! as it is (the engine's messages already say what happened and what to do).
+
+use serde::Serialize;
+use thinkube_engine::EngineError;
+use ts_rs::TS;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum ErrorCode {
+    /// Bad input: an invalid plan, inventory, configuration or argument.
+    BadInput,
+    /// Another process holds the environment's lock.
+    Locked,
+    /// The state file cannot be read (or is of a newer format); it was left untouched.
+    Unreadable,
+    /// The deployment has failed steps: retry them.
+    DeploymentFailed,
+    /// A file could not be read or written (full disk, permissions).
+    Io,
+    /// ansible-playbook is missing.
+    AnsibleMissing,
+    /// The machine must restart before the deployment continues.
+    RestartDue,
+    /// `--skip-config`: the environment was not ready after every attempt.
+    NotReady,
+    /// A step needs the SSH password, which is asked for at each start of the app.
+    NeedsPassword,
+    /// A deployment is already running in this window.
+    Busy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS, thiserror::Error)]
+#[error("{message}")]
+#[ts(export)]
+pub struct AppError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl AppError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<EngineError> for AppError {
+    fn from(e: EngineError) -> Self {
+        let code = match &e {
+            EngineError::Locked { .. } | EngineError::StepStillRunning { .. } => ErrorCode::Locked,
+            EngineError::Unreadable { .. }
+            | EngineError::StateNotPermitted { .. }
+            | EngineError::NewerSchema { .. } => ErrorCode::Unreadable,
+            EngineError::DeploymentFailed { .. } => ErrorCode::DeploymentFailed,
+            EngineError::Io { .. } => ErrorCode::Io,
+            EngineError::AnsibleMissing(_) => ErrorCode::AnsibleMissing,
+            EngineError::RestartDue(_) => ErrorCode::RestartDue,
+            EngineError::NoHome
+            | EngineError::InvalidEnvName { .. }
+            | EngineError::BadImport { .. }
+            | EngineError::Transition(_)
+            | EngineError::Usage(_)
+            | EngineError::InvalidPlan(_)
+            | EngineError::Choice(_) => ErrorCode::BadInput,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_keep_their_message_and_get_a_code_the_ui_branches_on() {
+        let e = AppError::from(EngineError::Unreadable {
+            path: "/h/deployment-state.json".into(),
+            reason: "not JSON".into(),
+        });
+        assert_eq!(e.code, ErrorCode::Unreadable);
+        assert!(e.message.contains("recover --from-backup"), "{}", e.message);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["code"], "unreadable");
+        assert_eq!(
+            AppError::from(EngineError::Usage("x".into())).code,
+            ErrorCode::BadInput
+        );
+    }
+}

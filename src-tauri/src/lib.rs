@@ -1,0 +1,170 @@
+//! The Thinkube Installer desktop app: launch flags, then either the headless CLI
+//! (a subcommand) or the window. Glue only: every decision is the engine's
+//! (`thinkube_engine`), every pixel the UI's (`ui/`). See docs/architecture.md.
+
+pub mod commands;
+pub mod error;
+pub mod instance;
+pub mod launch;
+pub mod snapshot;
+pub mod worker;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use clap::Parser;
+use thinkube_engine::builtin::{self, PlanRef};
+use thinkube_engine::error::exit;
+use thinkube_engine::lock::{Identity, LockWait};
+use thinkube_engine::paths::{EnvName, Layout, installer_home_from_process};
+use thinkube_engine::store::Store;
+use thinkube_engine::timestamp::Timestamp;
+
+use crate::error::AppError;
+use crate::launch::{Launch, LaunchInfo};
+
+/// Name and version, as recorded in lock info and runs.
+pub const PROGRAM: &str = concat!("thinkube-installer ", env!("CARGO_PKG_VERSION"));
+
+/// What the commands share.
+pub struct AppState {
+    pub store: Store,
+    pub launch: LaunchInfo,
+    /// Set while a deployment started from this window runs: its stop flag.
+    pub stop: Mutex<Option<Arc<AtomicBool>>>,
+    /// The SSH password, once given: in memory only, for the life of the window.
+    pub ssh_password: Mutex<Option<String>>,
+    _instance: instance::InstanceLock,
+}
+
+impl AppState {
+    pub fn running(&self) -> bool {
+        self.stop.lock().is_ok_and(|s| s.is_some())
+    }
+}
+
+/// `clean-state`'s result in a sentence.
+pub fn clean_message(archived_to: Option<&Path>) -> String {
+    match archived_to {
+        Some(p) => format!(
+            "Progress archived to {} and cleared; inventory and configuration kept.",
+            p.display()
+        ),
+        None => "There was no progress to clear.".to_string(),
+    }
+}
+
+/// Parses the launch flags; runs the subcommand headless, or opens the window.
+pub fn run() -> ExitCode {
+    let launch = Launch::parse();
+    if let Some(command) = launch.command {
+        let cli = thinkube_engine::cli::Cli {
+            global: launch.global,
+            command,
+        };
+        return ExitCode::from(thinkube_engine::cli::run_and_report(cli));
+    }
+    match prepare(launch) {
+        Ok(state) => open_window(state),
+        Err((code, message)) => {
+            eprintln!("thinkube-installer: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Everything that happens before the window: flags checked, the environment
+/// claimed for this window, `--clean-state` applied.
+fn prepare(launch: Launch) -> Result<AppState, (u8, String)> {
+    let bad = |e: thinkube_engine::EngineError| (e.exit_code(), e.to_string());
+    let env = match &launch.global.env {
+        Some(name) => EnvName::parse(name).map_err(bad)?,
+        None => EnvName::default_env(),
+    };
+    let layout = Layout::new(installer_home_from_process().map_err(bad)?, env);
+    if let Some(spec) = &launch.plan {
+        PlanRef::parse(Some(spec))
+            .and_then(|p| p.load(&layout.root.join("plans")))
+            .map_err(bad)?;
+    }
+    let store = Store::new(layout.clone(), Identity::new(PROGRAM));
+    let instance = instance::acquire(&layout, store.fs()).map_err(|e| {
+        let code = match e {
+            instance::InstanceError::Taken { .. } => exit::LOCKED,
+            instance::InstanceError::Io { .. } => exit::FAILED,
+        };
+        (code, e.to_string())
+    })?;
+    let (clean_state_result, clean_state_error) = if launch.clean_state {
+        match thinkube_engine::ops::clean_state(&store, LockWait::NoWait, Timestamp::now()) {
+            Ok(r) => (Some(clean_message(r.archived_to.as_deref())), None),
+            Err(e) => (None, Some(AppError::from(e))),
+        }
+    } else {
+        (None, None)
+    };
+    let launch_info = LaunchInfo {
+        skip_config: launch.skip_config,
+        clean_state: launch.clean_state,
+        clean_state_result,
+        clean_state_error,
+        environment: layout.env.to_string(),
+        home: layout.home.display().to_string(),
+        plan: launch.plan,
+        builtin_plans: builtin::names().into_iter().map(String::from).collect(),
+        program: PROGRAM.to_string(),
+    };
+    Ok(AppState {
+        store,
+        launch: launch_info,
+        stop: Mutex::new(None),
+        ssh_password: Mutex::new(None),
+        _instance: instance,
+    })
+}
+
+fn open_window(state: AppState) -> ExitCode {
+    let result = tauri::Builder::default()
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::launch_info,
+            commands::get_state,
+            commands::backend_retry,
+            commands::load_config,
+            commands::check_config,
+            commands::save_config,
+            commands::plan_show,
+            commands::start_run,
+            commands::cancel_run,
+            commands::clean_state,
+            commands::history,
+            commands::run_details,
+            commands::diff_runs,
+            commands::restore_mirror,
+        ])
+        .setup(|app| {
+            // Declared with `create: false` so that nothing shows before the launch
+            // flags have been applied (above).
+            let config = app
+                .config()
+                .app
+                .windows
+                .first()
+                .ok_or("tauri.conf.json declares no window")?
+                .clone();
+            tauri::WebviewWindowBuilder::from_config(app.handle(), &config)?.build()?;
+            Ok(())
+        })
+        .run(tauri::tauri_build_context!());
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "thinkube-installer: the window could not open: {e}. Without a display, use a subcommand (see --help) or `thinkube-deploy`."
+            );
+            ExitCode::from(exit::FAILED)
+        }
+    }
+}

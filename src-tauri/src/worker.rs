@@ -1,0 +1,305 @@
+//! Runs a deployment on a background thread and forwards its progress to the window
+//! through a channel: steps as they start and finish, the state after each change
+//! (with its serial), and log lines in batches, so thousands of lines a second reach
+//! the page as a few messages (see `forward`).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tauri::ipc::Channel;
+use thinkube_engine::deploy::{self, DeployArgs, Ended, Progress};
+use thinkube_engine::model::{DeploymentStatus, RunOutcome};
+use thinkube_engine::runner::Output;
+use thinkube_engine::store::Store;
+use ts_rs::TS;
+
+use crate::error::AppError;
+use crate::snapshot::{self, Snapshot};
+
+/// Longest a log line waits before it is sent.
+const LOG_FLUSH: Duration = Duration::from_millis(100);
+/// Most lines in one message.
+const LOG_BATCH: usize = 2000;
+
+/// What the window hears while a deployment runs.
+#[derive(Debug, Serialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[ts(export)]
+pub enum RunEvent {
+    /// A step started or finished, a retry was scheduled, the run started or ended.
+    Progress { progress: Progress },
+    /// Output of the running step, in order.
+    Log { step: String, lines: Vec<String> },
+    /// The state after a change.
+    State { snapshot: Snapshot },
+    /// The run is over; the last message of the channel.
+    Ended { ended: RunEnded },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum EndKind {
+    Completed,
+    Failed,
+    Interrupted,
+    Blocked,
+    AwaitingRestart,
+    AlreadyCompleted,
+    /// The run could not start or stopped on an error (see `error`).
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct RunEnded {
+    pub kind: EndKind,
+    /// What happened and what to do next, in a sentence.
+    pub message: String,
+    pub error: Option<AppError>,
+}
+
+impl RunEnded {
+    fn from_result(result: Result<Ended, AppError>) -> Self {
+        let (kind, message, error) = match result {
+            Err(e) => (EndKind::Error, e.message.clone(), Some(e)),
+            Ok(Ended::AlreadyCompleted { .. }) => (
+                EndKind::AlreadyCompleted,
+                "The deployment is already completed; nothing ran.".to_string(),
+                None,
+            ),
+            Ok(Ended::Blocked {
+                gate,
+                reason,
+                phase,
+                ..
+            }) => (
+                EndKind::Blocked,
+                format!(
+                    "Phase `{phase}` did not start: gate {gate} blocked: {reason}. Fix the cause, then Resume."
+                ),
+                None,
+            ),
+            Ok(Ended::Ran(s)) if s.status == DeploymentStatus::AwaitingRestart => (
+                EndKind::AwaitingRestart,
+                "Restart this machine, then open the installer and Resume.".to_string(),
+                None,
+            ),
+            Ok(Ended::Ran(s)) => match s.outcome {
+                RunOutcome::Success => {
+                    (EndKind::Completed, "All steps completed.".to_string(), None)
+                }
+                RunOutcome::Interrupted => (
+                    EndKind::Interrupted,
+                    "Stopped. The running step was recorded as interrupted; Resume runs it again."
+                        .to_string(),
+                    None,
+                ),
+                _ => (
+                    EndKind::Failed,
+                    "A step failed. Fix the cause, then Retry failed.".to_string(),
+                    None,
+                ),
+            },
+        };
+        Self {
+            kind,
+            message,
+            error,
+        }
+    }
+}
+
+enum Message {
+    Progress(Progress),
+    Done(Result<Ended, AppError>),
+}
+
+/// Where forwarded events go: the page's channel, and the window title.
+pub trait Sink: Send + 'static {
+    fn send(&self, event: RunEvent);
+    fn title(&self, title: String);
+}
+
+impl Sink for (Channel<RunEvent>, Option<tauri::WebviewWindow>) {
+    fn send(&self, event: RunEvent) {
+        let _ = self.0.send(event);
+    }
+    fn title(&self, title: String) {
+        if let Some(w) = &self.1 {
+            let _ = w.set_title(&title);
+        }
+    }
+}
+
+/// Starts the run on its own thread; `on_end` runs on that thread once the last
+/// event has been sent.
+pub fn spawn(
+    store: Store,
+    args: DeployArgs,
+    stop: Arc<AtomicBool>,
+    sink: impl Sink,
+    on_end: impl FnOnce() + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        let (tx, rx) = mpsc::channel();
+        let forward_store = store.clone();
+        let forwarder = std::thread::spawn(move || forward(&forward_store, rx, &sink));
+        let progress_tx = tx.clone();
+        let result = deploy::execute(&store, &args, &stop, &mut |p| {
+            let _ = progress_tx.send(Message::Progress(p));
+        });
+        let _ = tx.send(Message::Done(result.map_err(AppError::from)));
+        drop(tx);
+        drop(progress_tx);
+        let _ = forwarder.join();
+        on_end();
+    });
+}
+
+fn line_of(output: &Output) -> Option<String> {
+    match output {
+        Output::Line { line, .. } => Some(line.clone()),
+        Output::Task { event } => Some(event.human()).filter(|l| !l.is_empty()),
+    }
+}
+
+/// Batches log lines (at most `LOG_FLUSH` old, at most `LOG_BATCH` per message),
+/// and sends the state after every step change.
+fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
+    let mut pending: Option<(String, Vec<String>)> = None;
+    let mut oldest = Instant::now();
+    let flush = |pending: &mut Option<(String, Vec<String>)>| {
+        if let Some((step, lines)) = pending.take() {
+            sink.send(RunEvent::Log { step, lines });
+        }
+    };
+    let state = || {
+        let snap = snapshot::take(store, true);
+        sink.title(snapshot::title(&snap));
+        sink.send(RunEvent::State { snapshot: snap });
+    };
+    loop {
+        let wait = LOG_FLUSH.saturating_sub(oldest.elapsed());
+        match rx.recv_timeout(wait) {
+            Ok(Message::Progress(Progress::Output { step, output })) => {
+                let Some(line) = line_of(&output) else {
+                    continue;
+                };
+                match &mut pending {
+                    Some((s, lines)) if *s == step => lines.push(line),
+                    _ => {
+                        flush(&mut pending);
+                        oldest = Instant::now();
+                        pending = Some((step, vec![line]));
+                    }
+                }
+                if pending.as_ref().is_some_and(|(_, l)| l.len() >= LOG_BATCH) {
+                    flush(&mut pending);
+                }
+            }
+            Ok(Message::Progress(p)) => {
+                flush(&mut pending);
+                let changes_state = !matches!(p, Progress::Retrying { .. });
+                sink.send(RunEvent::Progress { progress: p });
+                if changes_state {
+                    state();
+                }
+            }
+            Ok(Message::Done(result)) => {
+                flush(&mut pending);
+                state();
+                sink.send(RunEvent::Ended {
+                    ended: RunEnded::from_result(result),
+                });
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                flush(&mut pending);
+                oldest = Instant::now();
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                flush(&mut pending);
+                return;
+            }
+        }
+        if pending.is_none() {
+            oldest = Instant::now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use thinkube_engine::lock::Identity;
+    use thinkube_engine::paths::{EnvName, Layout};
+    use thinkube_engine::runner::Stream;
+
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<RunEvent>>>);
+
+    impl Sink for Recorder {
+        fn send(&self, event: RunEvent) {
+            self.0.lock().unwrap().push(event);
+        }
+        fn title(&self, _: String) {}
+    }
+
+    #[test]
+    fn ten_thousand_lines_arrive_in_order_in_a_handful_of_messages() {
+        let dir = std::env::temp_dir().join(format!("thinkube-fwd-{}", std::process::id()));
+        let store = Store::new(
+            Layout::new(&dir, EnvName::default_env()),
+            Identity::new("test"),
+        );
+        let (tx, rx) = mpsc::channel();
+        for i in 0..10_000 {
+            tx.send(Message::Progress(Progress::Output {
+                step: "s".into(),
+                output: Output::Line {
+                    stream: Stream::Stdout,
+                    line: format!("line {i}"),
+                },
+            }))
+            .unwrap();
+        }
+        tx.send(Message::Done(Err(AppError::new(
+            crate::error::ErrorCode::Io,
+            "disk full",
+        ))))
+        .unwrap();
+        drop(tx);
+        let rec = Recorder::default();
+        forward(&store, rx, &rec);
+        let events = rec.0.lock().unwrap();
+        let lines: Vec<&String> = events
+            .iter()
+            .filter_map(|e| match e {
+                RunEvent::Log { lines, .. } => Some(lines),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(lines.len(), 10_000);
+        assert!(
+            lines
+                .iter()
+                .enumerate()
+                .all(|(i, l)| **l == format!("line {i}"))
+        );
+        let messages = events.len();
+        assert!(messages <= 10, "{messages} messages for 10,000 lines");
+        match events.last() {
+            Some(RunEvent::Ended { ended }) => {
+                assert_eq!(ended.kind, EndKind::Error);
+                assert_eq!(ended.message, "disk full");
+            }
+            other => panic!("the last event is not the end: {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
