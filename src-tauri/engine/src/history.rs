@@ -152,7 +152,9 @@ pub fn render_run(r: &RunRecord) -> String {
 pub struct Difference {
     /// e.g. `flags.gpu`, `plan_digest`, `steps.microk8s`.
     pub field: String,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub a: Value,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
     pub b: Value,
 }
 

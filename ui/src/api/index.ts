@@ -1,0 +1,59 @@
+// The only module that talks to the Tauri backend. Everything else imports from here,
+// so component tests mock this one module.
+import { Channel, invoke } from '@tauri-apps/api/core'
+import type { AppError } from '../bindings/AppError'
+import type { FieldProblem } from '../bindings/FieldProblem'
+import type { HistoryRow } from '../bindings/HistoryRow'
+import type { InstallerConfig } from '../bindings/InstallerConfig'
+import type { LaunchInfo } from '../bindings/LaunchInfo'
+import type { PlanOutline } from '../bindings/PlanOutline'
+import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
+import type { RunDiff } from '../bindings/RunDiff'
+import type { RunEvent } from '../bindings/RunEvent'
+import type { RunRecord } from '../bindings/RunRecord'
+import type { RunRequest } from '../bindings/RunRequest'
+import type { Snapshot } from '../bindings/Snapshot'
+
+/** Every failed call rejects with an AppError: a closed `code` and a message to show. */
+export function asAppError(e: unknown): AppError {
+  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
+    return e as AppError
+  }
+  return { code: 'bad_input', message: String(e) }
+}
+
+async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+  try {
+    return await invoke<T>(command, args)
+  } catch (e) {
+    throw asAppError(e)
+  }
+}
+
+export const api = {
+  launchInfo: () => call<LaunchInfo>('launch_info'),
+  getState: () => call<Snapshot>('get_state'),
+  backendRetry: (onAttempt: (a: ReadinessAttempt) => void) => {
+    const channel = new Channel<ReadinessAttempt>()
+    channel.onmessage = onAttempt
+    return call<null>('backend_retry', { onAttempt: channel })
+  },
+  loadConfig: () => call<InstallerConfig | null>('load_config'),
+  checkConfig: (config: InstallerConfig) => call<FieldProblem[]>('check_config', { config }),
+  saveConfig: (config: InstallerConfig) => call<null>('save_config', { config }),
+  planShow: (plan: string | null, flags: Record<string, boolean>, vars: Record<string, string>) =>
+    call<PlanOutline>('plan_show', { plan, flags, vars }),
+  startRun: (request: RunRequest, onEvent: (e: RunEvent) => void) => {
+    const channel = new Channel<RunEvent>()
+    channel.onmessage = onEvent
+    return call<null>('start_run', { request, onEvent: channel })
+  },
+  cancelRun: () => call<boolean>('cancel_run'),
+  cleanState: () => call<string>('clean_state'),
+  history: () => call<HistoryRow[]>('history'),
+  runDetails: (runId: string) => call<RunRecord>('run_details', { runId }),
+  diffRuns: (runA: string, runB: string) => call<RunDiff>('diff_runs', { runA, runB }),
+  restoreMirror: (document: string) => call<number>('restore_mirror', { document }),
+}
+
+export type Api = typeof api

@@ -1,0 +1,190 @@
+// App-wide state: how the app was launched, the latest state snapshot, the screen
+// shown, the running deployment's events and logs, and the readiness check.
+import { defineStore } from 'pinia'
+import { computed, ref, shallowRef, triggerRef } from 'vue'
+import { api } from '../api'
+import type { AppError } from '../bindings/AppError'
+import type { LaunchInfo } from '../bindings/LaunchInfo'
+import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
+import type { RunEnded } from '../bindings/RunEnded'
+import type { RunEvent } from '../bindings/RunEvent'
+import type { RunKind } from '../bindings/RunKind'
+import type { Snapshot } from '../bindings/Snapshot'
+import { type MirrorOffer, clearMirror, reconcile } from './mirror'
+
+export type Screen = 'welcome' | 'wizard' | 'deploy' | 'history'
+export type ReadinessState = 'idle' | 'checking' | 'ready' | 'failed'
+
+export const useInstallerStore = defineStore('installer', () => {
+  const launch = ref<LaunchInfo | null>(null)
+  const snapshot = shallowRef<Snapshot | null>(null)
+  const loading = ref(true)
+  const error = ref<AppError | null>(null)
+  const screen = ref<Screen>('welcome')
+  const offer = ref<MirrorOffer>({ kind: 'none' })
+  const notice = ref<string | null>(null)
+
+  // The running deployment.
+  const running = ref(false)
+  const runEnded = ref<RunEnded | null>(null)
+  const logStep = ref<string | null>(null)
+  const logs = shallowRef<Record<string, string[]>>({})
+  const needsPassword = ref(false)
+  let pendingRun: { kind: RunKind; steps: string[] } | null = null
+
+  // `--skip-config`'s readiness check.
+  const readiness = ref<ReadinessState>('idle')
+  const attempts = ref<ReadinessAttempt[]>([])
+  const readinessError = ref<AppError | null>(null)
+
+  const status = computed(() => snapshot.value?.status ?? null)
+  const hasDeployment = computed(() => Boolean(status.value?.deployment.id))
+  const lockedElsewhere = computed(
+    () => Boolean(status.value?.lock.held) && !snapshot.value?.running_here && !running.value,
+  )
+
+  function applySnapshot(s: Snapshot) {
+    snapshot.value = s
+    offer.value = reconcile(window.localStorage, s)
+  }
+
+  async function refresh() {
+    try {
+      applySnapshot(await api.getState())
+      error.value = null
+    } catch (e) {
+      error.value = e as AppError
+    }
+  }
+
+  async function init() {
+    loading.value = true
+    try {
+      launch.value = await api.launchInfo()
+      if (launch.value.clean_state && launch.value.clean_state_result) {
+        clearMirror(window.localStorage)
+        notice.value = launch.value.clean_state_result
+      }
+      if (launch.value.clean_state_error) error.value = launch.value.clean_state_error
+      await refresh()
+      if (launch.value.skip_config) {
+        screen.value = 'deploy'
+        void checkReadiness()
+      }
+    } catch (e) {
+      error.value = e as AppError
+    } finally {
+      loading.value = false
+    }
+  }
+
+  async function checkReadiness() {
+    readiness.value = 'checking'
+    attempts.value = []
+    readinessError.value = null
+    try {
+      await api.backendRetry((a) => {
+        attempts.value = [...attempts.value, a]
+      })
+      readiness.value = 'ready'
+    } catch (e) {
+      readinessError.value = e as AppError
+      readiness.value = 'failed'
+    }
+  }
+
+  function onEvent(e: RunEvent) {
+    switch (e.type) {
+      case 'progress':
+        if (e.progress.type === 'step_started') {
+          logStep.value = e.progress.step
+          logs.value[e.progress.step] = []
+          triggerRef(logs)
+        }
+        break
+      case 'log': {
+        const lines = logs.value[e.step] ?? (logs.value[e.step] = [])
+        for (const l of e.lines) lines.push(l)
+        triggerRef(logs)
+        break
+      }
+      case 'state':
+        applySnapshot(e.snapshot)
+        break
+      case 'ended':
+        runEnded.value = e.ended
+        running.value = false
+        if (e.ended.error?.code === 'needs_password') needsPassword.value = true
+        break
+    }
+  }
+
+  async function startRun(kind: RunKind, steps: string[] = [], sshPassword: string | null = null) {
+    error.value = null
+    runEnded.value = null
+    notice.value = null
+    pendingRun = { kind, steps }
+    try {
+      running.value = true
+      await api.startRun({ kind, steps, ssh_password: sshPassword }, onEvent)
+      needsPassword.value = false
+      screen.value = 'deploy'
+    } catch (e) {
+      running.value = false
+      const err = e as AppError
+      if (err.code === 'needs_password') needsPassword.value = true
+      else error.value = err
+    }
+  }
+
+  async function giveSshPassword(password: string) {
+    const run = pendingRun ?? { kind: 'resume' as RunKind, steps: [] }
+    await startRun(run.kind, run.steps, password)
+  }
+
+  async function cancel() {
+    try {
+      await api.cancelRun()
+    } catch (e) {
+      error.value = e as AppError
+    }
+  }
+
+  async function cleanState() {
+    try {
+      notice.value = await api.cleanState()
+      logs.value = {}
+      logStep.value = null
+      runEnded.value = null
+      await refresh()
+    } catch (e) {
+      error.value = e as AppError
+    }
+  }
+
+  async function restoreFromMirror() {
+    if (offer.value.kind === 'none') return
+    const text =
+      offer.value.kind === 'restore' ? JSON.stringify(offer.value.copy.document) : offer.value.text
+    try {
+      const serial = await api.restoreMirror(text)
+      notice.value = `Restored the state from the window's copy (serial ${serial}).`
+      await refresh()
+    } catch (e) {
+      error.value = e as AppError
+    }
+  }
+
+  function dismissOffer() {
+    offer.value = { kind: 'none' }
+  }
+
+  return {
+    launch, snapshot, loading, error, screen, offer, notice,
+    running, runEnded, logStep, logs, needsPassword,
+    readiness, attempts, readinessError,
+    status, hasDeployment, lockedElsewhere,
+    init, refresh, checkReadiness, startRun, giveSshPassword, cancel, cleanState,
+    restoreFromMirror, dismissOffer, onEvent,
+  }
+})
