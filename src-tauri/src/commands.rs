@@ -35,8 +35,13 @@ pub fn launch_info(state: State<'_, AppState>) -> LaunchInfo {
 }
 
 #[tauri::command]
-pub async fn get_state(state: State<'_, AppState>) -> Result<Snapshot> {
-    Ok(snapshot::take(&state.store, state.running()))
+pub async fn get_state(
+    window: tauri::WebviewWindow,
+    state: State<'_, AppState>,
+) -> Result<Snapshot> {
+    let snap = snapshot::take(&state.store, state.running());
+    let _ = window.set_title(&snap.title);
+    Ok(snap)
 }
 
 /// One attempt of the readiness check, as it reports in.

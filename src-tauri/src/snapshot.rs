@@ -22,11 +22,13 @@ pub struct Snapshot {
     pub problem: Option<AppError>,
     /// A deployment started from this window is running.
     pub running_here: bool,
+    /// The window title for this state (the page mirrors it in `document.title`).
+    pub title: String,
 }
 
 pub fn take(store: &Store, running_here: bool) -> Snapshot {
     let now = Timestamp::now();
-    match store.load(now) {
+    let mut snapshot = match store.load(now) {
         Ok(loaded) => {
             let holder = store.lock_holder();
             let view = status::view(store.layout(), loaded.as_ref(), holder.as_ref(), now);
@@ -35,6 +37,7 @@ pub fn take(store: &Store, running_here: bool) -> Snapshot {
                 document: loaded.and_then(|l| serde_json::to_value(&l.state).ok()),
                 problem: None,
                 running_here,
+                title: String::new(),
             }
         }
         Err(e) => Snapshot {
@@ -42,8 +45,11 @@ pub fn take(store: &Store, running_here: bool) -> Snapshot {
             document: None,
             problem: Some(e.into()),
             running_here,
+            title: String::new(),
         },
-    }
+    };
+    snapshot.title = title(&snapshot);
+    snapshot
 }
 
 /// The window title: the installer's name, with the progress while there is some.

@@ -179,7 +179,7 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
     };
     let state = || {
         let snap = snapshot::take(store, true);
-        sink.title(snapshot::title(&snap));
+        sink.title(snap.title.clone());
         sink.send(RunEvent::State { snapshot: snap });
     };
     loop {

@@ -19,4 +19,8 @@ problem: AppError | null,
 /**
  * A deployment started from this window is running.
  */
-running_here: boolean, };
+running_here: boolean, 
+/**
+ * The window title for this state (the page mirrors it in `document.title`).
+ */
+title: string, };

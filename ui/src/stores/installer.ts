@@ -45,6 +45,7 @@ export const useInstallerStore = defineStore('installer', () => {
 
   function applySnapshot(s: Snapshot) {
     snapshot.value = s
+    document.title = s.title
     offer.value = reconcile(window.localStorage, s)
   }
 

@@ -1,0 +1,209 @@
+// Drives the real built app through tauri-driver (WebKitWebDriver) under Xvfb.
+// Each test gets its own installer home, its own XDG folders (so the WebView's
+// localStorage is its own) and its own free ports. One session at a time: WebKitGTK
+// allows a single automation context (tests run with --test-concurrency=1).
+import { spawn } from 'node:child_process'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer, connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { remote } from 'webdriverio'
+
+const here = dirname(fileURLToPath(import.meta.url))
+export const repo = resolve(here, '../..')
+export const app = process.env.THINKUBE_APP ?? join(repo, 'target/debug/thinkube-installer')
+export const artifacts = join(repo, 'target/e2e-artifacts')
+const WAIT = 60_000
+
+export function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer()
+    s.once('error', fail)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => ok(port))
+    })
+  })
+}
+
+function untilListening(port, child) {
+  return new Promise((ok, fail) => {
+    const deadline = Date.now() + WAIT
+    const attempt = () => {
+      if (child.exitCode !== null) return fail(new Error(`tauri-driver exited with ${child.exitCode}`))
+      const sock = connect(port, '127.0.0.1')
+      sock.once('connect', () => {
+        sock.destroy()
+        ok()
+      })
+      sock.once('error', () => {
+        sock.destroy()
+        if (Date.now() > deadline) fail(new Error(`nothing listens on ${port}`))
+        else setTimeout(attempt, 50)
+      })
+    }
+    attempt()
+  })
+}
+
+/** A display: the one set, else a private Xvfb (started once per test file). */
+let xvfb = null
+async function display() {
+  if (process.env.DISPLAY) return process.env.DISPLAY
+  if (xvfb) return xvfb.display
+  const child = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x900x24', '-nolisten', 'tcp'], {
+    stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+  })
+  const number = await new Promise((ok, fail) => {
+    let text = ''
+    child.stdio[3].on('data', (d) => {
+      text += d
+      if (text.includes('\n')) ok(text.trim())
+    })
+    child.once('exit', (c) => fail(new Error(`Xvfb exited with ${c}`)))
+  })
+  xvfb = { child, display: `:${number}` }
+  return xvfb.display
+}
+
+export function stopDisplay() {
+  xvfb?.child.kill()
+  xvfb = null
+}
+
+/** Fresh folders: an installer home and XDG folders of the test's own. */
+export function newWorld(name) {
+  const root = mkdtempSync(join(tmpdir(), `thinkube-e2e-${name}-`))
+  const dirs = {
+    root,
+    home: join(root, 'installer-home'),
+    xdgData: join(root, 'xdg-data'),
+    xdgConfig: join(root, 'xdg-config'),
+    xdgCache: join(root, 'xdg-cache'),
+  }
+  for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true })
+  return dirs
+}
+
+export function worldEnv(world) {
+  return {
+    ...process.env,
+    THINKUBE_INSTALLER_HOME: world.home,
+    XDG_DATA_HOME: world.xdgData,
+    XDG_CONFIG_HOME: world.xdgConfig,
+    XDG_CACHE_HOME: world.xdgCache,
+  }
+}
+
+/** Starts the app in `world` with launch `args`; returns the WebdriverIO browser. */
+export async function launch(world, args = []) {
+  const env = { ...worldEnv(world), DISPLAY: await display() }
+  const port = await freePort()
+  const nativePort = await freePort()
+  const driver = spawn('tauri-driver', ['--port', String(port), '--native-port', String(nativePort)], {
+    env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
+  await untilListening(port, driver)
+  const browser = await remote({
+    hostname: '127.0.0.1',
+    port,
+    logLevel: 'error',
+    connectionRetryTimeout: WAIT,
+    capabilities: {
+      'wdio:enforceWebDriverClassic': true,
+      'tauri:options': { application: app, args },
+    },
+  })
+  browser.setTimeout({ implicit: 0 })
+  const close = async () => {
+    try {
+      await browser.deleteSession()
+    } catch {
+      // The app may already be gone (a test killed it).
+    }
+    driver.kill()
+    await new Promise((ok) => (driver.exitCode !== null ? ok() : driver.once('exit', ok)))
+  }
+  return { browser, close, driver }
+}
+
+/** Waits for an element matching `selector` whose text includes `text`. */
+export async function waitForText(browser, selector, text, timeout = WAIT) {
+  let last = ''
+  await browser.waitUntil(
+    async () => {
+      const els = await browser.$$(selector)
+      for (const el of els) {
+        last = await el.getText()
+        if (last.includes(text)) return true
+      }
+      return false
+    },
+    { timeout, interval: 100, timeoutMsg: `no ${selector} with "${text}" (last: "${last}")` },
+  )
+}
+
+export async function clickButton(browser, name) {
+  const button = await browser.$(`button=${name}`)
+  await button.waitForClickable({ timeout: WAIT })
+  await button.click()
+}
+
+/** Saves a screenshot once the page has painted its latest state. */
+export async function screenshot(browser, name) {
+  await browser.executeAsync((done) => requestAnimationFrame(() => requestAnimationFrame(() => done())))
+  mkdirSync(artifacts, { recursive: true })
+  const png = await browser.takeScreenshot()
+  writeFileSync(join(artifacts, `${name}.png`), Buffer.from(png, 'base64'))
+}
+
+/** The engine's view of the world, through the headless CLI of the same binary. */
+export function cli(world, args) {
+  return new Promise((ok) => {
+    const child = spawn(app, args, { env: worldEnv(world), stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    child.once('exit', (code) => ok({ code, stdout, stderr }))
+  })
+}
+
+export async function statusJson(world) {
+  const r = await cli(world, ['status', '--json'])
+  if (r.code !== 0) throw new Error(`status failed: ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
+
+/** Writes a plan folder under the world; returns the plan file's path. */
+export function writePlan(world, name, files) {
+  const dir = join(world.root, name)
+  mkdirSync(dir, { recursive: true })
+  for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, file), text)
+  return join(dir, 'plan.yaml')
+}
+
+/** Goes through the wizard for "this machine" and saves; `vars` fill the plan's variables. */
+export async function configureThisMachine(browser, { vars = {}, deploy = true } = {}) {
+  await clickButton(browser, 'Configure and deploy')
+  await (await browser.$('input[type=radio][value=local]')).click()
+  await clickButton(browser, 'Next')
+  for (const [name, value] of Object.entries(vars)) {
+    const input = await browser.$(`input[aria-label="Variable ${name}"]`)
+    await input.waitForDisplayed({ timeout: WAIT })
+    await input.setValue(value)
+  }
+  await clickButton(browser, 'Next')
+  await waitForText(browser, 'section.review', 'Target')
+  await clickButton(browser, deploy ? 'Save and deploy' : 'Save')
+}
+
+export async function stepStatuses(browser) {
+  return browser.execute(() =>
+    Object.fromEntries(
+      [...document.querySelectorAll('li.step')].map((li) => [li.dataset.step, li.dataset.status]),
+    ),
+  )
+}

@@ -1,0 +1,76 @@
+// 3. The app killed mid-step and launched again: the step shows interrupted; Resume finishes.
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { after, test } from 'node:test'
+import {
+  clickButton, configureThisMachine, launch, newWorld, screenshot, statusJson, stepStatuses,
+  stopDisplay, waitForText, writePlan,
+} from './harness.mjs'
+
+after(stopDisplay)
+
+const PLAN = `id: slow
+title: A step that waits for a file
+phases:
+  - id: one
+    title: Only phase
+    steps:
+      - id: first
+        title: First
+        command: [sh, -c, "echo run >> count-first"]
+      - id: wait
+        title: Wait for go
+        command: [sh, -c, "echo started >> count-wait; while [ ! -f go ]; do sleep 0.05; done"]
+      - id: last
+        title: Last
+        command: [sh, -c, "echo run >> count-last"]
+`
+
+async function until(what, check, timeout = 60_000) {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+test('a killed app leaves the step interrupted, and Resume finishes the deployment', async () => {
+  const world = newWorld('resume')
+  const plan = writePlan(world, 'slow', { 'plan.yaml': PLAN })
+  const dir = dirname(plan)
+  const first = await launch(world, ['--plan', plan])
+  try {
+    await waitForText(first.browser, 'main', 'No deployment yet')
+    await configureThisMachine(first.browser)
+    // The step is running when the engine has recorded it and the child has started.
+    const v = await until('the step to run', async () => {
+      const s = await statusJson(first.world ?? world)
+      const running = s.steps.find((x) => x.id === 'wait')?.status === 'running'
+      return running && existsSync(join(dir, 'count-wait')) ? s : null
+    })
+    assert.ok(v.lock.held && v.lock.pid, 'the app holds the lock while it deploys')
+    process.kill(v.lock.pid, 'SIGKILL')
+  } finally {
+    await first.close()
+  }
+  // The kill left nothing running: the step's process died with the app.
+  const second = await launch(world)
+  try {
+    await waitForText(second.browser, '[data-testid=existing-deployment]', 'interrupted')
+    await clickButton(second.browser, 'View deployment')
+    assert.equal((await stepStatuses(second.browser)).wait, 'interrupted')
+    await screenshot(second.browser, 'deploy-interrupted')
+    writeFileSync(join(dir, 'go'), '')
+    await clickButton(second.browser, 'Resume')
+    await waitForText(second.browser, '[data-testid=run-ended]', 'All steps completed.', 120_000)
+    assert.deepEqual(await stepStatuses(second.browser), { first: 'completed', wait: 'completed', last: 'completed' })
+    assert.equal(readFileSync(join(dir, 'count-first'), 'utf8'), 'run\n', 'a completed step ran again')
+    assert.equal(readFileSync(join(dir, 'count-wait'), 'utf8'), 'started\nstarted\n')
+    assert.equal((await statusJson(world)).deployment.status, 'completed')
+  } finally {
+    await second.close()
+  }
+})
