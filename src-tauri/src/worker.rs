@@ -34,7 +34,7 @@ pub enum RunEvent {
     /// Output of the running step, in order.
     Log { step: String, lines: Vec<String> },
     /// The state after a change.
-    State { snapshot: Snapshot },
+    State { snapshot: Box<Snapshot> },
     /// The run is over; the last message of the channel.
     Ended { ended: RunEnded },
 }
@@ -180,7 +180,9 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
     let state = || {
         let snap = snapshot::take(store, true);
         sink.title(snap.title.clone());
-        sink.send(RunEvent::State { snapshot: snap });
+        sink.send(RunEvent::State {
+            snapshot: Box::new(snap),
+        });
     };
     loop {
         let wait = LOG_FLUSH.saturating_sub(oldest.elapsed());

@@ -6,7 +6,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
 import {
-  clickButton, launch, newWorld, stopDisplay, waitForText, writePlan,
+  clickButton, launch, newWorld, screenshot, stopDisplay, waitForText, writePlan,
 } from './harness.mjs'
 
 after(stopDisplay)
@@ -59,6 +59,7 @@ test('the page cannot call a command the capabilities do not grant', async () =>
       assert.equal(r.ok, false, `${cmd} was allowed`)
     }
     assert.notEqual(await browser.getTitle(), 'pwned')
+    await screenshot(browser, 'capabilities')
   } finally {
     await close()
   }
@@ -80,6 +81,7 @@ test('an SSH password reaches the step and nothing the installer writes', async 
     await clickButton(browser, 'Next')
     // A bad address is named and keeps the wizard on its page.
     await waitForText(browser, '[aria-label=Problems]', 'is not an IP address or a DNS name')
+    await screenshot(browser, 'wizard-hosts-invalid')
     await address.clearValue()
     await address.setValue('127.0.0.1')
     await clickButton(browser, 'Next')
@@ -91,6 +93,7 @@ test('an SSH password reaches the step and nothing the installer writes', async 
     await clickButton(browser, 'Save and deploy')
     const field = await browser.$('input[type=password]')
     await field.waitForDisplayed({ timeout: 30_000 })
+    await screenshot(browser, 'ssh-password-prompt')
     await field.setValue(SECRET)
     await clickButton(browser, 'Continue')
     await waitForText(browser, '[data-testid=run-ended]', 'All steps completed.', 60_000)

@@ -523,21 +523,6 @@ pub fn import(
     Ok(report)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scan_serial_finds_the_largest_serial_in_damaged_text() {
-        assert_eq!(
-            scan_serial(br#"{"serial": 41, "x": {"serial":7}"#),
-            Some(41)
-        );
-        assert_eq!(scan_serial(b"\x00\x01garbage"), None);
-        assert_eq!(scan_serial(br#"{"serial": "#), None);
-    }
-}
-
 /// Asks the process running a deployment in this environment to stop (SIGTERM):
 /// its running step ends as interrupted. Returns who was asked, or `None` when no
 /// deployment is running. Refuses when the holder runs something else.
@@ -553,4 +538,19 @@ pub fn request_cancel(store: &Store) -> Result<Option<crate::lock::LockHolder>> 
     }
     crate::runner::signal_process(holder.pid, libc::SIGTERM);
     Ok(Some(holder))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_serial_finds_the_largest_serial_in_damaged_text() {
+        assert_eq!(
+            scan_serial(br#"{"serial": 41, "x": {"serial":7}"#),
+            Some(41)
+        );
+        assert_eq!(scan_serial(b"\x00\x01garbage"), None);
+        assert_eq!(scan_serial(br#"{"serial": "#), None);
+    }
 }

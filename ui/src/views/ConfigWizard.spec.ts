@@ -1,0 +1,70 @@
+import { flushPromises, mount } from '@vue/test-utils'
+import { createPinia, setActivePinia } from 'pinia'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
+
+const api = vi.hoisted(() => ({
+  loadConfig: vi.fn(), planShow: vi.fn(), checkConfig: vi.fn(), saveConfig: vi.fn(), getState: vi.fn(), startRun: vi.fn(),
+}))
+vi.mock('../api', () => ({ api }))
+
+import ConfigWizard from './ConfigWizard.vue'
+
+const outline = {
+  id: 'demo', title: 'Demo deployment', source: 'built-in', digest: 'x', phases: [],
+  flags: [{ name: 'report', value: true, default: true, description: 'Write a report page' }],
+  vars: [{ name: 'demo_port', value: '8765', default: '8765', description: 'Port' }],
+}
+
+beforeEach(() => {
+  setActivePinia(createPinia())
+  for (const f of Object.values(api)) f.mockReset()
+  api.loadConfig.mockResolvedValue(null)
+  api.planShow.mockResolvedValue(outline)
+})
+
+const click = async (w: ReturnType<typeof mount>, name: string) => {
+  await w.findAll('button').find((b) => b.text() === name)!.trigger('click')
+  await flushPromises()
+}
+
+describe('ConfigWizard', () => {
+  it('keeps the user on the hosts page and names each bad field', async () => {
+    api.checkConfig.mockResolvedValue([
+      { field: 'hosts[0].address', message: '`10.0.0.300` is not an IP address or a DNS name' },
+      { field: 'ssh_user', message: 'give the SSH user name' },
+    ])
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    await w.find('input[value=ssh]').setValue(true)
+    await click(w, 'Next')
+    await click(w, 'Add a host')
+    await click(w, 'Next')
+    expect(w.find('[aria-label=Problems]').text()).toContain('is not an IP address')
+    // Problems of later pages wait for their page.
+    expect(w.find('[aria-label=Problems]').text()).not.toContain('SSH user')
+    expect(w.find('legend').text()).toBe('Hosts')
+  })
+
+  it('shows the plan flags with what they enable, and saves through the engine', async () => {
+    api.checkConfig.mockResolvedValue([])
+    api.saveConfig.mockResolvedValue(null)
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    await click(w, 'Next')
+    expect(w.text()).toContain('report — Write a report page')
+    await w.find('input[aria-label="Variable demo_port"]').setValue('9000')
+    await click(w, 'Next')
+    expect(w.find('section.review').text()).toContain('demo_port=9000')
+    await click(w, 'Save')
+    expect(api.saveConfig).toHaveBeenCalledWith(expect.objectContaining({ target: 'local', plan: 'demo', vars: { demo_port: '9000' } }))
+  })
+
+  it('shows a plan that cannot be loaded as an error', async () => {
+    api.planShow.mockRejectedValue({ code: 'bad_input', message: 'invalid plan: plan.yaml:3:1: unknown key' })
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    api.checkConfig.mockResolvedValue([])
+    await click(w, 'Next')
+    expect(w.find('[role=alert]').text()).toContain('plan.yaml:3:1')
+  })
+})

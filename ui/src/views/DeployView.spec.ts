@@ -1,0 +1,122 @@
+import { flushPromises, mount } from '@vue/test-utils'
+import { createPinia, setActivePinia } from 'pinia'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
+import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
+import { snapshot, step } from '../test-support'
+
+const api = vi.hoisted(() => ({
+  launchInfo: vi.fn(), getState: vi.fn(), backendRetry: vi.fn(), startRun: vi.fn(), cancelRun: vi.fn(),
+  cleanState: vi.fn(), restoreMirror: vi.fn(),
+}))
+vi.mock('../api', () => ({ api }))
+
+import DeployView from './DeployView.vue'
+import { useInstallerStore } from '../stores/installer'
+
+const launch = (over = {}) => ({
+  skip_config: false, clean_state: false, clean_state_result: null, clean_state_error: null,
+  environment: 'default', home: '/h', plan: null, builtin_plans: ['demo'], program: 'x', ...over,
+})
+
+beforeEach(() => {
+  setActivePinia(createPinia())
+  localStorage.clear()
+  for (const f of Object.values(api)) f.mockReset()
+})
+
+describe('DeployView', () => {
+  it('shows each step with a text badge, the failure details and the retry buttons', async () => {
+    const store = useInstallerStore()
+    store.launch = launch()
+    store.snapshot = snapshot([
+      step('a', 'completed'),
+      step('b', 'failed', {
+        attempts: 2,
+        last_error: { message: 'boom', task: 'Install k8s', host: 'node1', exit_code: 2, output_tail: ['line 1', 'last line'] },
+      }),
+      step('c', 'pending'),
+    ], { status: 'failed' })
+    const w = mount(DeployView)
+    expect(w.text()).toContain('33% — 1 of 3 steps completed, 1 failed')
+    expect(w.find('[data-step=b] .badge').text()).toContain('failed')
+    expect(w.find('[data-testid=failure-task]').text()).toBe('Install k8s')
+    expect(w.text()).toContain('node1')
+    expect(w.find('.tail').text()).toContain('last line')
+    api.startRun.mockResolvedValue(null)
+    await w.find('button[aria-label="Retry Title b"]').trigger('click')
+    expect(api.startRun).toHaveBeenCalledWith({ kind: 'retry', steps: ['b'], ssh_password: null }, expect.any(Function))
+    expect(w.findAll('button').map((b) => b.text())).toContain('Retry failed')
+    expect(w.findAll('button').map((b) => b.text())).not.toContain('Resume')
+  })
+
+  it('asks before cleaning the state', async () => {
+    const store = useInstallerStore()
+    store.launch = launch()
+    store.snapshot = snapshot([step('a', 'completed')], { status: 'completed' })
+    api.cleanState.mockResolvedValue('Progress archived.')
+    api.getState.mockResolvedValue(snapshot([]))
+    const w = mount(DeployView)
+    await w.findAll('button').find((b) => b.text() === 'Clean state')!.trigger('click')
+    expect(api.cleanState).not.toHaveBeenCalled()
+    await w.findAll('button').find((b) => b.text() === 'Yes, clean state')!.trigger('click')
+    await flushPromises()
+    expect(api.cleanState).toHaveBeenCalledOnce()
+    expect(store.notice).toBe('Progress archived.')
+  })
+
+  it('is read-only while another process holds the lock, and names it', () => {
+    const store = useInstallerStore()
+    store.launch = launch()
+    store.snapshot = snapshot([step('a', 'running')], { lockPid: 4242 })
+    const w = mount(DeployView)
+    expect(w.find('[data-testid=read-only]').text()).toContain('pid 4242')
+    const resume = w.findAll('button').find((b) => b.text() === 'Resume')
+    expect(resume?.attributes('disabled')).toBeDefined()
+  })
+
+  it('--skip-config: shows each attempt, then the error with a way to the configuration', async () => {
+    let report: (a: ReadinessAttempt) => void = () => {}
+    let fail: (e: unknown) => void = () => {}
+    api.backendRetry.mockImplementation((cb) => {
+      report = cb
+      return new Promise((_, reject) => (fail = reject))
+    })
+    const store = useInstallerStore()
+    store.launch = launch({ skip_config: true })
+    store.snapshot = snapshot([])
+    const done = store.checkReadiness()
+    const w = mount(DeployView)
+    const missing = { part: 'inventory' as const, message: 'there is no inventory at /h/inventory.yaml' }
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      report({ attempt, of: 5, problems: [missing] })
+      await flushPromises()
+      expect(w.find('[data-testid=readiness-status]').text()).toContain(`attempt ${attempt} of 5`)
+    }
+    expect(w.text()).toContain('there is no inventory')
+    expect(w.text()).not.toContain('Start deployment')
+    fail({ code: 'not_ready', message: 'Not ready after 5 attempts: there is no inventory' })
+    await done
+    await flushPromises()
+    expect(w.find('[data-testid=readiness-error]').text()).toContain('Not ready after 5 attempts')
+    expect(w.text()).toContain('5 attempts were made.')
+    await w.findAll('button').find((b) => b.text() === 'Open the configuration')!.trigger('click')
+    expect(store.screen).toBe('wizard')
+  })
+
+  it('asks for the SSH password when the backend needs it, and sends it once', async () => {
+    api.startRun.mockRejectedValueOnce({ code: 'needs_password', message: 'The SSH password is needed' })
+    api.startRun.mockResolvedValueOnce(null)
+    const store = useInstallerStore()
+    store.launch = launch()
+    store.snapshot = snapshot([])
+    const w = mount(DeployView)
+    await store.startRun('deploy')
+    await flushPromises()
+    await w.find('input[type=password]').setValue('s3cret')
+    await w.find('form.password').trigger('submit')
+    await flushPromises()
+    expect(api.startRun).toHaveBeenLastCalledWith({ kind: 'deploy', steps: [], ssh_password: 's3cret' }, expect.any(Function))
+    expect(store.needsPassword).toBe(false)
+    expect(JSON.stringify(localStorage)).not.toContain('s3cret')
+  })
+})
