@@ -18,6 +18,8 @@ const COMMANDS: &[&str] = &[
     "run_details",
     "diff_runs",
     "restore_mirror",
+    "facts",
+    "validate",
 ];
 
 fn main() {

@@ -11,6 +11,7 @@ use tauri::{AppHandle, Manager, State};
 use thinkube_engine::builtin::PlanRef;
 use thinkube_engine::config::{self, FieldProblem, InstallerConfig, SshAuth};
 use thinkube_engine::deploy::{DeployArgs, Kind};
+use thinkube_engine::facts::{self, FactView};
 use thinkube_engine::history::{self, HistoryRow, RunDiff};
 use thinkube_engine::lock::LockWait;
 use thinkube_engine::model::RunRecord;
@@ -19,6 +20,7 @@ use thinkube_engine::outline::{self, PlanOutline};
 use thinkube_engine::readiness::{self, NotReady};
 use thinkube_engine::retry::RetryPolicy;
 use thinkube_engine::timestamp::Timestamp;
+use thinkube_engine::validate::{self, Mismatch};
 use ts_rs::TS;
 
 use crate::AppState;
@@ -294,6 +296,54 @@ pub async fn restore_mirror(state: State<'_, AppState>, document: String) -> Res
         Timestamp::now(),
     )?;
     Ok(r.serial)
+}
+
+/// The cached infrastructure facts with their age; `refresh` asks every configured
+/// source first (the Terraform state, the hosts' SSH ports), in one pass.
+#[tauri::command]
+pub async fn facts(state: State<'_, AppState>, refresh: bool) -> Result<Vec<FactView>> {
+    let store = state.store.clone();
+    // Probes wait on the network: off the async runtime's threads.
+    tauri::async_runtime::spawn_blocking(move || -> Result<Vec<FactView>> {
+        let now = Timestamp::now();
+        if refresh {
+            let config = config::load(store.layout())?.ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::BadInput,
+                    "There is no configuration yet: save one in the wizard first.",
+                )
+            })?;
+            let gathered = facts::gather(&config, now, facts::PROBE_TIMEOUT)?;
+            facts::commit(&store, gathered, LockWait::NoWait, now)?;
+        }
+        let loaded = store.load(now)?;
+        Ok(loaded
+            .map(|l| facts::view(&l.state, now, &facts::current_checksums(&l.state)))
+            .unwrap_or_default())
+    })
+    .await
+    .map_err(|e| AppError::new(ErrorCode::Io, format!("The facts could not be read: {e}")))?
+}
+
+/// What differs between the recorded state and reality (probes the hosts).
+#[tauri::command]
+pub async fn validate(state: State<'_, AppState>) -> Result<Vec<Mismatch>> {
+    let store = state.store.clone();
+    tauri::async_runtime::spawn_blocking(move || -> Result<Vec<Mismatch>> {
+        let Some(loaded) = store.load(Timestamp::now())? else {
+            return Ok(Vec::new());
+        };
+        let config = config::load(store.layout())?;
+        let plan = validate::deployment_plan(&store, &loaded.state);
+        Ok(validate::check(
+            &loaded.state,
+            config.as_ref(),
+            plan.as_ref(),
+            facts::PROBE_TIMEOUT,
+        ))
+    })
+    .await
+    .map_err(|e| AppError::new(ErrorCode::Io, format!("The check could not run: {e}")))?
 }
 
 fn find_run(state: &AppState, run_id: &str) -> Result<RunRecord> {

@@ -143,6 +143,8 @@ fn open_window(state: AppState) -> ExitCode {
             commands::run_details,
             commands::diff_runs,
             commands::restore_mirror,
+            commands::facts,
+            commands::validate,
         ])
         .setup(|app| {
             // Declared with `create: false` so that nothing shows before the launch

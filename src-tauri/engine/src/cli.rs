@@ -206,6 +206,25 @@ pub enum Command {
         #[arg(long, value_name = "DAYS", default_value_t = 90)]
         older_than: u32,
     },
+    /// Compare the recorded state with reality; list every mismatch (exit 1 when any)
+    Validate {
+        /// Mark the earliest affected step and every later one pending
+        #[arg(long)]
+        reset_affected: bool,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cached infrastructure facts with their age; --refresh asks their sources
+    Facts {
+        /// Ask every configured source now (Terraform state, SSH ports of the hosts)
+        #[arg(long)]
+        refresh: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Command {
@@ -222,6 +241,8 @@ impl Command {
             Command::Setup { .. } => true,
             Command::Deploy { .. } | Command::Resume { .. } | Command::Retry { .. } => true,
             Command::Recover { .. } | Command::CleanState { .. } | Command::Cleanup { .. } => true,
+            Command::Facts { refresh, .. } => *refresh,
+            Command::Validate { reset_affected, .. } => *reset_affected,
         }
     }
 }
@@ -392,6 +413,96 @@ pub fn run(cli: Cli) -> Result<u8> {
                 r.restored_from.display(),
                 r.serial
             ));
+        }
+        Command::Validate {
+            reset_affected,
+            yes,
+            json,
+        } => {
+            let loaded = store.load(now)?;
+            let Some(state) = loaded.map(|l| l.state) else {
+                emit("There is no deployment to validate.\n");
+                return Ok(exit::SUCCESS);
+            };
+            let config = crate::config::load(store.layout())?;
+            let plan = crate::validate::deployment_plan(&store, &state);
+            let found = crate::validate::check(
+                &state,
+                config.as_ref(),
+                plan.as_ref(),
+                crate::facts::PROBE_TIMEOUT,
+            );
+            let mut reset = Vec::new();
+            let wants_reset = reset_affected
+                && found.iter().any(|m| m.affects_step.is_some())
+                && (yes
+                    || confirm(
+                        "Mark the earliest affected step and every later one pending, so that resume runs them again?",
+                    )?);
+            if wants_reset {
+                reset = crate::validate::reset_affected(&store, &found, wait, now)?;
+            }
+            if json {
+                emit_json(&serde_json::json!({ "mismatches": found, "reset": reset }));
+            } else if found.is_empty() {
+                emit("The state matches reality: no mismatch found.\n");
+            } else {
+                let mut text = String::new();
+                for m in &found {
+                    text.push_str(&format!(
+                        "✗ {}\n    affects: {}\n    what to do: {}\n",
+                        m.detail,
+                        m.affects_step
+                            .as_deref()
+                            .map_or("no step yet".to_string(), |s| format!(
+                                "step `{s}` and later"
+                            )),
+                        m.what_to_do
+                    ));
+                }
+                if !reset.is_empty() {
+                    text.push_str(&format!(
+                        "Marked pending: {}. Run `thinkube-deploy resume` to run them again.\n",
+                        reset.join(", ")
+                    ));
+                }
+                emit(&text);
+            }
+            return Ok(if found.is_empty() {
+                exit::SUCCESS
+            } else {
+                exit::FAILED
+            });
+        }
+        Command::Facts { refresh, json } => {
+            if refresh {
+                let config = crate::config::load(store.layout())?.ok_or_else(|| {
+                    EngineError::Usage(format!(
+                        "there is no configuration in {}: save one from the app's wizard (it names the hosts and the Terraform state to ask)",
+                        store.layout().root.display()
+                    ))
+                })?;
+                let refresh = crate::facts::gather(&config, now, crate::facts::PROBE_TIMEOUT)?;
+                if !json {
+                    for line in &refresh.summary {
+                        emit(&format!("{line}\n"));
+                    }
+                }
+                crate::facts::commit(&store, refresh, wait, now)?;
+            }
+            let loaded = store.load(now)?;
+            let facts = loaded
+                .as_ref()
+                .map(|l| {
+                    let sums = crate::facts::current_checksums(&l.state);
+                    crate::facts::view(&l.state, now, &sums)
+                })
+                .unwrap_or_default();
+            if json {
+                emit_json(&serde_json::json!({ "facts": facts }));
+            } else {
+                emit(&crate::facts::render(&facts));
+            }
         }
         Command::CleanState { yes } => {
             if !yes

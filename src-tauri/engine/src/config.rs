@@ -60,6 +60,15 @@ pub struct Host {
     pub name: String,
     /// An IPv4 or IPv6 address, or a DNS name.
     pub address: String,
+    /// The SSH port, when not 22.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+impl Host {
+    pub fn ssh_port(&self) -> u16 {
+        self.port.unwrap_or(22)
+    }
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
@@ -95,6 +104,12 @@ pub struct InstallerConfig {
     /// Plan variables; secret-looking names are refused (they are asked for per run).
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// The Terraform/OpenTofu state the infrastructure facts read, if any.
+    #[serde(default)]
+    pub terraform: Option<crate::facts::TerraformConfig>,
+    /// How long cached facts are trusted.
+    #[serde(default)]
+    pub freshness: crate::facts::Freshness,
 }
 
 /// One thing wrong with a configuration, tied to the field the wizard shows it on.
@@ -241,6 +256,26 @@ impl InstallerConfig {
     }
 
     fn var_problems(&self, mut out: Vec<FieldProblem>) -> Vec<FieldProblem> {
+        if let Some(tf) = &self.terraform {
+            if tf.backend == "local" && tf.state_path.as_deref().is_none_or(|p| p.trim().is_empty())
+            {
+                out.push(problem(
+                    "terraform.state_path",
+                    "a local Terraform backend needs the path of terraform.tfstate",
+                ));
+            }
+            for key in tf.backend_config.keys() {
+                if crate::migrate::is_secret_key(key)
+                    || key.to_ascii_lowercase().contains("key")
+                        && key.to_ascii_lowercase().contains("access")
+                {
+                    out.push(problem(
+                        format!("terraform.backend_config.{key}"),
+                        format!("`{key}` looks like a credential; credentials are never stored (Terraform reads them from its environment)"),
+                    ));
+                }
+            }
+        }
         for key in self.vars.keys() {
             if crate::migrate::is_secret_key(key) {
                 out.push(problem(
@@ -282,6 +317,9 @@ impl InstallerConfig {
                 quote(&h.name),
                 quote(h.address.trim())
             ));
+            if let Some(port) = h.port {
+                out.push_str(&format!("      ansible_port: {port}\n"));
+            }
         }
         out
     }
@@ -394,6 +432,7 @@ mod tests {
                 .map(|(n, a)| Host {
                     name: n.to_string(),
                     address: a.to_string(),
+                    port: None,
                 })
                 .collect(),
             ssh_user: "thinkube".into(),

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod error;
+pub mod facts;
 pub mod fsops;
 pub mod gates;
 pub mod history;
@@ -34,5 +35,6 @@ pub mod setup;
 pub mod status;
 pub mod store;
 pub mod timestamp;
+pub mod validate;
 
 pub use error::{EngineError, Result};

@@ -798,6 +798,65 @@ impl AnyDeployment {
     pub fn clean(self) -> (DeploymentRecord, Deployment<NotStarted>) {
         each_state!(self, d => d.clean())
     }
+    /// `validate --reset-affected`: step `from` and every later step that has run are
+    /// pending again, so the next resume runs them. The deployment becomes
+    /// interrupted (failed, if an earlier step failed). Refused while a step runs or
+    /// before the deployment started; returns the steps reset.
+    pub fn reset_from(self, from: &str) -> Result<(Self, Vec<String>), (Self, TransitionError)> {
+        let status = self.status();
+        let refuse = |d: Self, e| Err((d, e));
+        if matches!(status, DeploymentStatus::NotStarted)
+            || self
+                .record()
+                .steps
+                .iter()
+                .any(|s| s.status == StepStatus::Running)
+        {
+            return refuse(
+                self,
+                TransitionError::WrongStepStatus {
+                    step: from.to_string(),
+                    status: status.as_str(),
+                    action: "reset (the deployment must have started and have no running step)",
+                },
+            );
+        }
+        let Some(index) = self.record().steps.iter().position(|s| s.id == from) else {
+            return refuse(
+                self,
+                TransitionError::UnknownStep {
+                    step: from.to_string(),
+                },
+            );
+        };
+        let mut record = self.into_record();
+        let mut reset = Vec::new();
+        for step in record.steps.iter_mut().skip(index) {
+            if matches!(
+                step.status,
+                StepStatus::Completed | StepStatus::Failed | StepStatus::Interrupted
+            ) {
+                step.status = StepStatus::Pending;
+                reset.push(step.id.clone());
+            }
+        }
+        record.restart = None;
+        record.finished_at = None;
+        let failed = record.steps.iter().any(|s| s.status == StepStatus::Failed);
+        record.status = if failed {
+            DeploymentStatus::Failed
+        } else if record
+            .steps
+            .iter()
+            .all(|s| matches!(s.status, StepStatus::Completed | StepStatus::Skipped))
+        {
+            DeploymentStatus::Completed
+        } else {
+            DeploymentStatus::Interrupted
+        };
+        tracing::info!(from, steps = reset.len(), "steps reset by validate");
+        Ok((Self::wrap(record), reset))
+    }
 }
 
 /// Checks a stored deployment's invariants without taking it (see `from_record`).

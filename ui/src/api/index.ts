@@ -2,10 +2,12 @@
 // so component tests mock this one module.
 import { Channel, invoke } from '@tauri-apps/api/core'
 import type { AppError } from '../bindings/AppError'
+import type { FactView } from '../bindings/FactView'
 import type { FieldProblem } from '../bindings/FieldProblem'
 import type { HistoryRow } from '../bindings/HistoryRow'
 import type { InstallerConfig } from '../bindings/InstallerConfig'
 import type { LaunchInfo } from '../bindings/LaunchInfo'
+import type { Mismatch } from '../bindings/Mismatch'
 import type { PlanOutline } from '../bindings/PlanOutline'
 import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
 import type { RunDiff } from '../bindings/RunDiff'
@@ -54,6 +56,8 @@ export const api = {
   runDetails: (runId: string) => call<RunRecord>('run_details', { runId }),
   diffRuns: (runA: string, runB: string) => call<RunDiff>('diff_runs', { runA, runB }),
   restoreMirror: (document: string) => call<number>('restore_mirror', { document }),
+  facts: (refresh: boolean) => call<FactView[]>('facts', { refresh }),
+  validate: () => call<Mismatch[]>('validate'),
 }
 
 export type Api = typeof api

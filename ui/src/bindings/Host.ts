@@ -8,4 +8,8 @@ name: string,
 /**
  * An IPv4 or IPv6 address, or a DNS name.
  */
-address: string, };
+address: string, 
+/**
+ * The SSH port, when not 22.
+ */
+port?: number | null, };

@@ -6,7 +6,7 @@ import { snapshot, step } from '../test-support'
 
 const api = vi.hoisted(() => ({
   launchInfo: vi.fn(), getState: vi.fn(), backendRetry: vi.fn(), startRun: vi.fn(), cancelRun: vi.fn(),
-  cleanState: vi.fn(), restoreMirror: vi.fn(),
+  cleanState: vi.fn(), restoreMirror: vi.fn(), facts: vi.fn(), validate: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -22,6 +22,7 @@ beforeEach(() => {
   setActivePinia(createPinia())
   localStorage.clear()
   for (const f of Object.values(api)) f.mockReset()
+  api.facts.mockResolvedValue([])
 })
 
 describe('DeployView', () => {

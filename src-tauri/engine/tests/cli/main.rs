@@ -10,6 +10,7 @@ mod contention;
 mod crash;
 mod deploy;
 mod disk_full;
+mod facts;
 mod history;
 mod kill_loop;
 mod locking;

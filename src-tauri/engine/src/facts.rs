@@ -1,0 +1,499 @@
+//! Infrastructure facts: what a source said, when, and for how long it is trusted.
+//!
+//! Sources: a local Terraform/OpenTofu state (`terraform.tfstate`, format 4: its
+//! outputs, with the file's sha256), and the inventory's hosts (a TCP probe of each
+//! SSH port). Each refresh asks every source once and commits all it learned in one
+//! change with a `facts_updated` event. Reading facts (`facts`, `status`) never
+//! touches the network: it shows what is cached, its age, and whether it is stale
+//! (older than its time-to-live, or its source file changed since).
+
+use std::collections::BTreeMap;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{InstallerConfig, TargetKind};
+use crate::error::{EngineError, Result};
+use crate::lock::LockWait;
+use crate::model::{EventKind, FactSource, InfraFact, NewEvent, StateFile};
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+/// Largest Terraform state read.
+const MAX_TFSTATE_BYTES: u64 = 64 * 1024 * 1024;
+/// The SSH port probe gives up after this long per host.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long each source's facts are trusted, in seconds.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Freshness {
+    /// VM power states (while a deployment runs).
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub vm_seconds: u64,
+    /// Terraform outputs.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub terraform_seconds: u64,
+    /// SSH reachability of the inventory's hosts.
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub probe_seconds: u64,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Self {
+            vm_seconds: 5 * 60,
+            terraform_seconds: 60 * 60,
+            probe_seconds: 5 * 60,
+        }
+    }
+}
+
+/// Where the Terraform (or OpenTofu) state is. Never holds a secret: backend
+/// settings with secret-looking names are refused.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TerraformConfig {
+    /// `local`, `azurerm`, `s3`, ... Only a `local` state's outputs are read.
+    #[serde(default = "local_backend")]
+    pub backend: String,
+    /// For `local`: the path of `terraform.tfstate`.
+    #[serde(default)]
+    pub state_path: Option<String>,
+    /// The backend block's settings (storage account, container, key, bucket, ...).
+    #[serde(default)]
+    pub backend_config: BTreeMap<String, String>,
+}
+
+fn local_backend() -> String {
+    "local".to_string()
+}
+
+/// A fact as `facts` shows it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FactView {
+    pub key: String,
+    pub source: FactSource,
+    #[cfg_attr(feature = "ts", ts(type = "unknown"))]
+    pub value: serde_json::Value,
+    pub fetched_at: Timestamp,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub age_seconds: i64,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub ttl_seconds: u64,
+    pub stale: bool,
+    /// Why it is stale, in a sentence.
+    pub stale_reason: Option<String>,
+    pub checksum: Option<String>,
+}
+
+/// Every cached fact with its age; `current_checksums` are the sources' checksums now
+/// (a local file's sha256), which make a fact stale when they differ.
+pub fn view(
+    state: &StateFile,
+    now: Timestamp,
+    current_checksums: &BTreeMap<String, Option<String>>,
+) -> Vec<FactView> {
+    state
+        .facts
+        .infrastructure
+        .iter()
+        .map(|f| {
+            let age = f.fetched_at.seconds_until(now).max(0);
+            let source_key = f.value.get("source_file").and_then(|v| v.as_str());
+            let changed = source_key
+                .and_then(|k| current_checksums.get(k))
+                .and_then(|now_sum| match (now_sum, &f.checksum) {
+                    (None, _) => Some(format!("{} is gone", source_key.unwrap_or(""))),
+                    (Some(a), Some(b)) if a != b => Some(format!(
+                        "{} changed since it was read",
+                        source_key.unwrap_or("")
+                    )),
+                    _ => None,
+                });
+            let expired = (age > i64::try_from(f.ttl_seconds).unwrap_or(i64::MAX))
+                .then(|| format!("fetched {age} s ago; trusted for {} s", f.ttl_seconds));
+            let stale_reason = changed.or(expired);
+            FactView {
+                key: f.key.clone(),
+                source: f.source,
+                value: f.value.clone(),
+                fetched_at: f.fetched_at,
+                age_seconds: age,
+                ttl_seconds: f.ttl_seconds,
+                stale: stale_reason.is_some(),
+                stale_reason,
+                checksum: f.checksum.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The human view of `facts`.
+pub fn render(facts: &[FactView]) -> String {
+    if facts.is_empty() {
+        return "No facts are cached. `thinkube-deploy facts --refresh` asks the configured sources.\n"
+            .to_string();
+    }
+    let mut out = String::new();
+    for f in facts {
+        let mark = if f.stale { "stale" } else { "fresh" };
+        let why = f
+            .stale_reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let value = f.value.get("value").unwrap_or(&f.value);
+        out.push_str(&format!(
+            "{:<40} {:<9} {:>6} s old  {mark}{why}\n    {value}\n",
+            f.key,
+            format!("{:?}", f.source).to_lowercase(),
+            f.age_seconds
+        ));
+    }
+    out
+}
+
+/// The files the cached facts came from, with their checksums now (`None`: gone).
+pub fn current_checksums(state: &StateFile) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for f in &state.facts.infrastructure {
+        if let Some(path) = f.value.get("source_file").and_then(|v| v.as_str())
+            && !out.contains_key(path)
+        {
+            let sum = std::fs::read(path).ok().map(|b| crate::plan::sha256(&b));
+            out.insert(path.to_string(), sum);
+        }
+    }
+    out
+}
+
+/// A Terraform state's outputs, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TfState {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub terraform_version: Option<String>,
+    pub serial: Option<u64>,
+    pub lineage: Option<String>,
+    /// Sensitive outputs are kept as `"(sensitive)"`, never their value.
+    pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+/// Reads a local `terraform.tfstate` (format version 4).
+pub fn read_tfstate(path: &Path) -> Result<TfState> {
+    let bad = |reason: String| {
+        EngineError::Usage(format!(
+            "the Terraform state {} {reason}; check `terraform.state_path` in the configuration",
+            path.display()
+        ))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    if meta.len() > MAX_TFSTATE_BYTES {
+        return Err(bad(format!(
+            "is {} bytes; at most {MAX_TFSTATE_BYTES} are read",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("is not JSON ({e})")))?;
+    let version = doc.get("version").and_then(|v| v.as_u64());
+    if version != Some(4) {
+        return Err(bad(format!(
+            "has format version {}, not 4 (Terraform 0.12 and later, OpenTofu)",
+            version.map_or("none".to_string(), |v| v.to_string())
+        )));
+    }
+    let mut outputs = BTreeMap::new();
+    if let Some(map) = doc.get("outputs").and_then(|o| o.as_object()) {
+        for (name, out) in map {
+            let sensitive = out.get("sensitive").and_then(|s| s.as_bool()) == Some(true);
+            let value = if sensitive || crate::migrate::is_secret_key(name) {
+                serde_json::Value::String("(sensitive)".into())
+            } else {
+                out.get("value").cloned().unwrap_or(serde_json::Value::Null)
+            };
+            outputs.insert(name.clone(), value);
+        }
+    }
+    Ok(TfState {
+        path: path.to_path_buf(),
+        sha256: crate::plan::sha256(&bytes),
+        terraform_version: doc
+            .get("terraform_version")
+            .and_then(|v| v.as_str())
+            .map(String::from),
+        serial: doc.get("serial").and_then(|v| v.as_u64()),
+        lineage: doc
+            .get("lineage")
+            .and_then(|v| v.as_str())
+            .map(String::from),
+        outputs,
+    })
+}
+
+/// Whether a host's port answers, within `timeout`.
+pub fn probe(address: &str, port: u16, timeout: Duration) -> std::result::Result<(), String> {
+    let addrs: Vec<_> = (address, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?
+        .collect();
+    let mut last = "no address".to_string();
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// What one refresh learned, before it is committed.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    pub facts: Vec<InfraFact>,
+    /// Keys whose source was asked and is gone: their old facts are dropped.
+    pub replaced_prefixes: Vec<String>,
+    /// One line per source, for the event and the caller.
+    pub summary: Vec<String>,
+}
+
+/// Asks every configured source once. Does not write.
+pub fn gather(
+    config: &InstallerConfig,
+    now: Timestamp,
+    probe_timeout: Duration,
+) -> Result<Refresh> {
+    let fresh = config.freshness;
+    let mut r = Refresh::default();
+    if let Some(tf) = &config.terraform {
+        r.replaced_prefixes.push("terraform/".into());
+        let reference = serde_json::json!({
+            "backend": tf.backend,
+            "state_path": tf.state_path,
+            "backend_config": tf.backend_config,
+        });
+        match (tf.backend.as_str(), &tf.state_path) {
+            ("local", Some(path)) => {
+                let st = read_tfstate(Path::new(path))?;
+                let source_file = st.path.display().to_string();
+                let mut value = reference.clone();
+                value["source_file"] = source_file.clone().into();
+                value["terraform_version"] = st.terraform_version.clone().into();
+                value["serial"] = st.serial.into();
+                value["lineage"] = st.lineage.clone().into();
+                value["last_read_at"] = serde_json::to_value(now).unwrap_or_default();
+                r.facts.push(InfraFact {
+                    key: "terraform/state".into(),
+                    source: FactSource::Terraform,
+                    value,
+                    fetched_at: now,
+                    ttl_seconds: fresh.terraform_seconds,
+                    checksum: Some(st.sha256.clone()),
+                });
+                for (name, v) in &st.outputs {
+                    r.facts.push(InfraFact {
+                        key: format!("terraform/output/{name}"),
+                        source: FactSource::Terraform,
+                        value: serde_json::json!({ "value": v, "source_file": source_file }),
+                        fetched_at: now,
+                        ttl_seconds: fresh.terraform_seconds,
+                        checksum: Some(st.sha256.clone()),
+                    });
+                }
+                r.summary.push(format!(
+                    "Terraform: {} output(s) from {source_file}",
+                    st.outputs.len()
+                ));
+            }
+            (backend, _) => {
+                // A remote backend's outputs need its credentials, which we never hold:
+                // only the reference is recorded.
+                r.facts.push(InfraFact {
+                    key: "terraform/state".into(),
+                    source: FactSource::Terraform,
+                    value: reference,
+                    fetched_at: now,
+                    ttl_seconds: fresh.terraform_seconds,
+                    checksum: None,
+                });
+                r.summary.push(format!(
+                    "Terraform: backend `{backend}` recorded (outputs are read from local states only)"
+                ));
+            }
+        }
+    }
+    if config.target != TargetKind::Local && !config.hosts.is_empty() {
+        r.replaced_prefixes.push("host/".into());
+        let mut up = 0;
+        for h in &config.hosts {
+            let result = probe(h.address.trim(), h.ssh_port(), probe_timeout);
+            up += usize::from(result.is_ok());
+            r.facts.push(InfraFact {
+                key: format!("host/{}", h.name),
+                source: FactSource::Inventory,
+                value: serde_json::json!({
+                    "address": h.address.trim(),
+                    "port": h.ssh_port(),
+                    "reachable": result.is_ok(),
+                    "error": result.err(),
+                }),
+                fetched_at: now,
+                ttl_seconds: fresh.probe_seconds,
+                checksum: None,
+            });
+        }
+        r.summary.push(format!(
+            "Inventory: {up} of {} host(s) answer on their SSH port",
+            config.hosts.len()
+        ));
+    }
+    Ok(r)
+}
+
+/// Commits what a refresh learned: the facts of each source asked replace its old
+/// ones; one `facts_updated` event. Returns the new serial.
+pub fn commit(store: &Store, refresh: Refresh, wait: LockWait, now: Timestamp) -> Result<u64> {
+    let mut w = store.open_writer("facts", wait, now)?;
+    let message = if refresh.summary.is_empty() {
+        "facts refreshed: no source is configured".to_string()
+    } else {
+        format!("facts refreshed: {}", refresh.summary.join("; "))
+    };
+    let serial = w.commit(
+        now,
+        vec![NewEvent::new(EventKind::FactsUpdated, message)],
+        |s| {
+            s.facts.infrastructure.retain(|f| {
+                !refresh
+                    .replaced_prefixes
+                    .iter()
+                    .any(|p| f.key.starts_with(p.as_str()))
+            });
+            s.facts.infrastructure.extend(refresh.facts);
+            Ok(())
+        },
+    )?;
+    w.finish()?;
+    Ok(serial)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Host;
+    use std::net::TcpListener;
+
+    fn tfstate(dir: &Path, body: &str) -> PathBuf {
+        let p = dir.join("terraform.tfstate");
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("thinkube-facts-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_terraform_state_gives_its_outputs_and_hides_sensitive_ones() {
+        let dir = temp("tf");
+        let p = tfstate(
+            &dir,
+            r#"{"version":4,"terraform_version":"1.9.5","serial":12,"lineage":"abc",
+               "outputs":{"controller_ip":{"value":"10.0.0.4","type":"string"},
+                          "admin_password":{"value":"hunter2","type":"string","sensitive":true},
+                          "client_secret":{"value":"s3","type":"string"}}}"#,
+        );
+        let st = read_tfstate(&p).unwrap();
+        assert_eq!(st.terraform_version.as_deref(), Some("1.9.5"));
+        assert_eq!(st.outputs["controller_ip"], "10.0.0.4");
+        assert_eq!(st.outputs["admin_password"], "(sensitive)");
+        assert_eq!(st.outputs["client_secret"], "(sensitive)");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn other_formats_are_refused_with_what_to_check() {
+        let dir = temp("tf-bad");
+        for (body, says) in [
+            (r#"{"version":3}"#, "format version 3, not 4"),
+            ("not json", "is not JSON"),
+        ] {
+            let e = read_tfstate(&tfstate(&dir, body)).unwrap_err().to_string();
+            assert!(
+                e.contains(says) && e.contains("terraform.state_path"),
+                "{e}"
+            );
+        }
+        let e = read_tfstate(&dir.join("missing")).unwrap_err().to_string();
+        assert!(e.contains("cannot be read"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_fact_is_stale_when_old_or_when_its_file_changed() {
+        let now = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        let mut state = StateFile::new(uuid::Uuid::nil(), now);
+        let fact = |key: &str, age: i64, sum: &str| InfraFact {
+            key: key.into(),
+            source: FactSource::Terraform,
+            value: serde_json::json!({"source_file": "/x/terraform.tfstate"}),
+            fetched_at: now.plus_seconds(-age),
+            ttl_seconds: 3600,
+            checksum: Some(sum.into()),
+        };
+        state.facts.infrastructure = vec![fact("a", 10, "s1"), fact("b", 7200, "s1")];
+        let same = BTreeMap::from([("/x/terraform.tfstate".to_string(), Some("s1".to_string()))]);
+        let v = view(&state, now, &same);
+        assert_eq!((v[0].stale, v[0].age_seconds), (false, 10));
+        assert!(v[1].stale_reason.as_deref().unwrap().contains("7200 s ago"));
+        let changed =
+            BTreeMap::from([("/x/terraform.tfstate".to_string(), Some("s2".to_string()))]);
+        let v = view(&state, now, &changed);
+        assert_eq!(
+            v[0].stale_reason.as_deref(),
+            Some("/x/terraform.tfstate changed since it was read")
+        );
+        let gone = BTreeMap::from([("/x/terraform.tfstate".to_string(), None)]);
+        assert!(
+            view(&state, now, &gone)[0]
+                .stale_reason
+                .as_deref()
+                .unwrap()
+                .contains("is gone")
+        );
+    }
+
+    #[test]
+    fn hosts_are_probed_on_their_ssh_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert!(probe("127.0.0.1", port, PROBE_TIMEOUT).is_ok());
+        drop(listener);
+        assert!(probe("127.0.0.1", port, PROBE_TIMEOUT).is_err());
+        let config = InstallerConfig {
+            target: TargetKind::Ssh,
+            hosts: vec![Host {
+                name: "gone".into(),
+                address: "127.0.0.1".into(),
+                port: Some(port),
+            }],
+            plan: "thinkube".into(),
+            ..Default::default()
+        };
+        let now = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        let r = gather(&config, now, Duration::from_millis(500)).unwrap();
+        assert_eq!(r.facts.len(), 1);
+        assert_eq!(r.facts[0].key, "host/gone");
+        assert_eq!(r.facts[0].source, FactSource::Inventory);
+        assert_eq!(r.facts[0].ttl_seconds, 300);
+    }
+}

@@ -1,0 +1,191 @@
+//! `validate`: compares what the state says with reality, now. Each mismatch names
+//! what differs, the step it affects and what to do; `--reset-affected` marks the
+//! earliest affected step and every later one pending (one `steps_reset` event).
+//!
+//! Reality here is what can be asked without credentials: the Terraform state file the
+//! facts were read from (changed or gone?), and each inventory host's SSH port.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::builtin::PlanRef;
+use crate::config::{InstallerConfig, TargetKind};
+use crate::error::{EngineError, Result};
+use crate::facts;
+use crate::lifecycle::AnyDeployment;
+use crate::lock::LockWait;
+use crate::model::{EventKind, NewEvent, StateFile, StepStatus};
+use crate::plan::{Gate, Plan};
+use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MismatchKind {
+    TerraformChanged,
+    TerraformGone,
+    HostUnreachable,
+}
+
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mismatch {
+    pub kind: MismatchKind,
+    /// What it is about: a file, a host.
+    pub subject: String,
+    pub detail: String,
+    /// The earliest completed step that relied on it (`null`: nothing ran yet).
+    pub affects_step: Option<String>,
+    pub what_to_do: String,
+}
+
+/// Every mismatch between the state and reality.
+pub fn check(
+    state: &StateFile,
+    config: Option<&InstallerConfig>,
+    plan: Option<&Plan>,
+    probe_timeout: Duration,
+) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    let earliest = first_completed(state, |_| true);
+    for (path, now_sum) in facts::current_checksums(state) {
+        let recorded = state
+            .facts
+            .infrastructure
+            .iter()
+            .find(|f| f.value.get("source_file").and_then(|v| v.as_str()) == Some(path.as_str()))
+            .and_then(|f| f.checksum.clone());
+        let (kind, detail) = match now_sum {
+            None => (
+                MismatchKind::TerraformGone,
+                format!("{path} no longer exists"),
+            ),
+            Some(sum) if Some(&sum) != recorded.as_ref() => (
+                MismatchKind::TerraformChanged,
+                format!("{path} changed since its outputs were read"),
+            ),
+            Some(_) => continue,
+        };
+        out.push(Mismatch {
+            kind,
+            subject: path.clone(),
+            detail,
+            affects_step: earliest.clone(),
+            what_to_do: "check what changed in the infrastructure (`terraform plan`), then `thinkube-deploy facts --refresh`; if resources were replaced, `validate --reset-affected` and resume".into(),
+        });
+    }
+    if let Some(c) = config.filter(|c| c.target != TargetKind::Local) {
+        for h in &c.hosts {
+            let Err(error) = facts::probe(h.address.trim(), h.ssh_port(), probe_timeout) else {
+                continue;
+            };
+            let affected = plan
+                .and_then(|p| phase_gated_on(p, &h.name, h.address.trim()))
+                .and_then(|phase| first_completed(state, |s| s == phase.as_str()))
+                .or_else(|| earliest.clone());
+            if affected.is_none() {
+                // Nothing has run that relies on it yet.
+                continue;
+            }
+            out.push(Mismatch {
+                kind: MismatchKind::HostUnreachable,
+                subject: h.name.clone(),
+                detail: format!(
+                    "{} ({}:{}) does not answer on its SSH port: {error}",
+                    h.name,
+                    h.address.trim(),
+                    h.ssh_port()
+                ),
+                affects_step: affected,
+                what_to_do: "start the host or fix the network (VPN?); if it was rebuilt, `validate --reset-affected` and resume".into(),
+            });
+        }
+    }
+    out
+}
+
+/// The id of the first phase whose gates wait for this host.
+fn phase_gated_on(plan: &Plan, name: &str, address: &str) -> Option<String> {
+    plan.phases
+        .iter()
+        .find(|p| {
+            p.gates.iter().any(|g| match g {
+                Gate::Tcp { host, .. } => host == name || host == address,
+                Gate::VmRunning { vms } => vms.iter().any(|v| v == name),
+                _ => false,
+            })
+        })
+        .map(|p| p.id.clone())
+}
+
+fn first_completed(state: &StateFile, phase: impl Fn(&str) -> bool) -> Option<String> {
+    state
+        .deployment
+        .steps
+        .iter()
+        .find(|s| s.status == StepStatus::Completed && phase(&s.phase))
+        .map(|s| s.id.clone())
+}
+
+/// The deployment's plan, when it can be loaded (for mapping hosts to phases).
+pub fn deployment_plan(store: &Store, state: &StateFile) -> Option<Plan> {
+    let d = &state.deployment;
+    let spec = d.plan_source.clone().or(d.plan_id.clone())?;
+    PlanRef::parse(Some(&spec))
+        .ok()?
+        .load(&store.layout().root.join("plans"))
+        .ok()
+}
+
+/// Marks the earliest affected step (in plan order) and every later one pending.
+/// Returns the steps reset.
+pub fn reset_affected(
+    store: &Store,
+    mismatches: &[Mismatch],
+    wait: LockWait,
+    now: Timestamp,
+) -> Result<Vec<String>> {
+    let mut w = store.open_writer("validate", wait, now)?;
+    let order: Vec<String> = w
+        .state()
+        .deployment
+        .steps
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    let Some(earliest) = order
+        .iter()
+        .find(|id| {
+            mismatches
+                .iter()
+                .any(|m| m.affects_step.as_deref() == Some(id.as_str()))
+        })
+        .cloned()
+    else {
+        w.finish()?;
+        return Ok(Vec::new());
+    };
+    let why: Vec<String> = mismatches.iter().map(|m| m.detail.clone()).collect();
+    let d = AnyDeployment::from_record(w.state().deployment.clone())
+        .map_err(|e| EngineError::Usage(e.to_string()))?;
+    let (d, reset) = d
+        .reset_from(&earliest)
+        .map_err(|(_, e)| EngineError::Transition(e))?;
+    let record = d.into_record();
+    let event = NewEvent::new(
+        EventKind::StepsReset,
+        format!(
+            "validate: to run again: {} (because {})",
+            reset.join(", "),
+            why.join("; ")
+        ),
+    );
+    w.commit(now, vec![event], |s| {
+        s.deployment = record;
+        Ok(())
+    })?;
+    w.finish()?;
+    Ok(reset)
+}

@@ -1,0 +1,277 @@
+//! `facts`: cached infrastructure facts, refreshed in one pass over the configured
+//! sources, shown with their age; stale when old or when their source file changed.
+
+use std::net::TcpListener;
+
+use crate::common::{Home, free_port};
+
+fn configure(home: &Home, up_port: u16, down_port: u16, tfstate: &std::path::Path) {
+    home.create();
+    let config = serde_json::json!({
+        "target": "ssh",
+        "hosts": [
+            {"name": "up", "address": "127.0.0.1", "port": up_port},
+            {"name": "down", "address": "127.0.0.1", "port": down_port},
+        ],
+        "ssh_user": "deployer",
+        "ssh_auth": "agent",
+        "plan": "thinkube",
+        "terraform": {"backend": "local", "state_path": tfstate.to_str().unwrap()},
+    });
+    std::fs::write(
+        home.path().join("installer-config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+}
+
+const TFSTATE: &str = r#"{"version":4,"terraform_version":"1.9.5","serial":3,"lineage":"l-1",
+  "outputs":{"controller_ip":{"value":"10.0.0.4","type":"string"},
+             "kubeconfig":{"value":"apiVersion: v1","type":"string","sensitive":true}}}"#;
+
+fn facts(home: &Home) -> Vec<serde_json::Value> {
+    let r = home.run(&["facts", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["facts"].as_array().unwrap().clone()
+}
+
+fn fact<'a>(all: &'a [serde_json::Value], key: &str) -> &'a serde_json::Value {
+    all.iter()
+        .find(|f| f["key"] == key)
+        .unwrap_or_else(|| panic!("no fact {key} in {all:?}"))
+}
+
+#[test]
+fn a_refresh_caches_terraform_outputs_and_ssh_reachability_and_a_changed_state_makes_them_stale() {
+    let home = Home::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap().port();
+    let tfstate = home.outside("terraform.tfstate");
+    std::fs::write(&tfstate, TFSTATE).unwrap();
+    configure(&home, up, free_port(), &tfstate);
+
+    let r = home.run(&["facts"]);
+    assert!(
+        r.code == 0 && r.stdout.contains("No facts are cached"),
+        "{r:?}"
+    );
+    let r = home.run(&["facts", "--refresh"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for said in ["Terraform: 2 output(s)", "1 of 2 host(s) answer"] {
+        assert!(r.stdout.contains(said), "{}", r.stdout);
+    }
+
+    let all = facts(&home);
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert!(all.iter().all(|f| f["stale"] == false), "{all:?}");
+    assert_eq!(
+        fact(&all, "terraform/output/controller_ip")["value"]["value"],
+        "10.0.0.4"
+    );
+    assert_eq!(
+        fact(&all, "terraform/output/kubeconfig")["value"]["value"],
+        "(sensitive)"
+    );
+    let state = fact(&all, "terraform/state");
+    assert_eq!(state["value"]["terraform_version"], "1.9.5");
+    assert_eq!(state["value"]["backend"], "local");
+    assert_eq!(state["ttl_seconds"], 3600);
+    assert_eq!(fact(&all, "host/up")["value"]["reachable"], true);
+    assert_eq!(fact(&all, "host/down")["value"]["reachable"], false);
+    assert_eq!(fact(&all, "host/down")["source"], "inventory");
+    // Nothing sensitive was written anywhere.
+    for file in crate::migration::walk(home.path()) {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        assert!(
+            !text.contains("apiVersion: v1"),
+            "{} holds a sensitive output",
+            file.display()
+        );
+    }
+    // The trail says what was refreshed.
+    let events = home.run(&["events", "--json"]).stdout;
+    assert!(
+        events.contains("facts_updated") && events.contains("Terraform: 2 output(s)"),
+        "{events}"
+    );
+
+    // A changed Terraform state makes its facts stale, without asking anything.
+    std::fs::write(&tfstate, TFSTATE.replace("\"serial\":3", "\"serial\":4")).unwrap();
+    let all = facts(&home);
+    let stale = fact(&all, "terraform/output/controller_ip");
+    assert_eq!(stale["stale"], true);
+    assert!(
+        stale["stale_reason"]
+            .as_str()
+            .unwrap()
+            .contains("changed since it was read")
+    );
+    assert_eq!(fact(&all, "host/up")["stale"], false);
+    let human = home.run(&["facts"]).stdout;
+    assert!(
+        human.contains("stale (") && human.contains("terraform/state"),
+        "{human}"
+    );
+
+    // A refresh reads it again: fresh, and the old facts of each source are replaced.
+    assert_eq!(home.run(&["facts", "--refresh"]).code, 0);
+    let all = facts(&home);
+    assert_eq!(all.len(), 5);
+    assert_eq!(fact(&all, "terraform/state")["value"]["serial"], 4);
+    assert!(all.iter().all(|f| f["stale"] == false));
+    drop(listener);
+}
+
+#[test]
+fn a_refresh_without_a_configuration_or_with_a_bad_state_says_what_to_fix() {
+    let home = Home::new();
+    home.run(&["facts", "--refresh"])
+        .expect(2, &["there is no configuration", "wizard"]);
+    let tfstate = home.outside("terraform.tfstate");
+    std::fs::write(&tfstate, r#"{"version":3}"#).unwrap();
+    configure(&home, free_port(), free_port(), &tfstate);
+    home.run(&["facts", "--refresh"])
+        .expect(2, &["format version 3, not 4", "terraform.state_path"]);
+    // Nothing was written.
+    assert!(!home.state_file().exists());
+}
+
+/// A plan whose second phase waits for the host (a tcp gate), deployed for real.
+fn deployed_with_gate(home: &Home, port: u16) -> std::path::PathBuf {
+    let plan = format!(
+        "id: gated
+phases:
+  - id: infra
+    steps:
+      - id: create
+        command: [\"true\"]
+  - id: configure
+    gates:
+      - tcp: {{host: 127.0.0.1, port: {port}, timeout_seconds: 2}}
+    steps:
+      - id: install
+        command: [\"true\"]
+      - id: check
+        command: [\"true\"]
+"
+    );
+    let dir = crate::common::plan_dir(home, &[("plan.yaml", plan.as_str())]);
+    let path = dir.join("plan.yaml");
+    let r = home.run(&["deploy", "--plan", path.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    path
+}
+
+fn statuses(home: &Home) -> Vec<(String, String)> {
+    let v = home.status_json();
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().into(),
+                s["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn validate_names_each_mismatch_with_the_step_it_affects_and_resets_from_the_earliest() {
+    let home = Home::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tfstate = home.outside("terraform.tfstate");
+    std::fs::write(&tfstate, TFSTATE).unwrap();
+    configure(&home, port, port, &tfstate);
+    // One host only.
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("installer-config.json")).unwrap())
+            .unwrap();
+    config["hosts"] = serde_json::json!([{"name": "node", "address": "127.0.0.1", "port": port}]);
+    std::fs::write(
+        home.path().join("installer-config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    deployed_with_gate(&home, port);
+    assert_eq!(home.run(&["facts", "--refresh"]).code, 0);
+    let r = home.run(&["validate"]);
+    assert!(r.code == 0 && r.stdout.contains("no mismatch"), "{r:?}");
+
+    // The host goes away: it affects the phase that waits for it.
+    drop(listener);
+    let r = home.run(&["validate", "--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let m = &v["mismatches"][0];
+    assert_eq!(m["kind"], "host_unreachable");
+    assert_eq!(m["affects_step"], "install");
+    assert!(
+        m["what_to_do"]
+            .as_str()
+            .unwrap()
+            .contains("--reset-affected")
+    );
+    assert_eq!(v["reset"], serde_json::json!([]));
+
+    // And the Terraform state changed: it affects everything from the first step.
+    std::fs::write(&tfstate, TFSTATE.replace("10.0.0.4", "10.0.0.9")).unwrap();
+    let r = home.run(&["validate"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("changed since its outputs were read")
+            && r.stdout.contains("affects: step `create` and later")
+            && r.stdout.contains("affects: step `install` and later"),
+        "{}",
+        r.stdout
+    );
+    // Listing changes nothing.
+    assert!(statuses(&home).iter().all(|(_, s)| s == "completed"));
+
+    let r = home.run(&["validate", "--reset-affected", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("Marked pending: create, install, check"),
+        "{}",
+        r.stdout
+    );
+    assert!(statuses(&home).iter().all(|(_, s)| s == "pending"));
+    assert_eq!(home.status_json()["deployment"]["status"], "interrupted");
+    let events = home.run(&["events", "--json"]).stdout;
+    assert!(
+        events.contains("validate: to run again: create, install, check"),
+        "{events}"
+    );
+}
+
+#[test]
+fn validate_resets_only_from_the_phase_that_relies_on_a_lost_host() {
+    let home = Home::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    home.create();
+    let config = serde_json::json!({
+        "target": "ssh", "ssh_user": "deployer", "ssh_auth": "agent", "plan": "gated",
+        "hosts": [{"name": "node", "address": "127.0.0.1", "port": port}],
+    });
+    std::fs::write(
+        home.path().join("installer-config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    deployed_with_gate(&home, port);
+    drop(listener);
+    let r = home.run(&["validate", "--reset-affected", "--yes"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        statuses(&home),
+        [
+            ("create".into(), "completed".into()),
+            ("install".into(), "pending".into()),
+            ("check".into(), "pending".into()),
+        ]
+    );
+}
