@@ -499,7 +499,14 @@ pub fn run(cli: Cli) -> Result<u8> {
                 })
                 .unwrap_or_default();
             if json {
-                emit_json(&serde_json::json!({ "facts": facts }));
+                let arm = facts
+                    .iter()
+                    .find(|f| f.key == "azure/refresh")
+                    .and_then(|f| f.value.get("arm_requests").cloned());
+                emit_json(&serde_json::json!({
+                    "facts": facts,
+                    "arm_requests_last_refresh": arm,
+                }));
             } else {
                 emit(&crate::facts::render(&facts));
             }

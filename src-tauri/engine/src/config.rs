@@ -72,11 +72,34 @@ impl Host {
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AzureTarget {
     pub subscription_id: String,
     pub resource_group: String,
+    /// How to get a token: `cli` (the Azure CLI login), `client_secret` (from
+    /// AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET in the environment) or
+    /// `managed_identity`. Credentials themselves are never stored.
+    #[serde(default = "default_credential")]
+    pub credential: String,
+    /// Azure Resource Manager's address, for sovereign clouds (default: public cloud).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+fn default_credential() -> String {
+    "cli".to_string()
+}
+
+impl Default for AzureTarget {
+    fn default() -> Self {
+        Self {
+            subscription_id: String::new(),
+            resource_group: String::new(),
+            credential: default_credential(),
+            endpoint: None,
+        }
+    }
 }
 
 /// The wizard's answers, as saved.
@@ -236,6 +259,15 @@ impl InstallerConfig {
                 out.push(problem(
                     "azure.subscription_id",
                     "the subscription id is a GUID such as 00000000-0000-0000-0000-000000000000",
+                ));
+            }
+            if !matches!(
+                azure.credential.as_str(),
+                "cli" | "client_secret" | "managed_identity"
+            ) {
+                out.push(problem(
+                    "azure.credential",
+                    "the Azure credential is `cli`, `client_secret` or `managed_identity`",
                 ));
             }
             let rg = &azure.resource_group;
@@ -480,7 +512,13 @@ mod tests {
         c.azure = Some(AzureTarget {
             subscription_id: "0b1c2d3e-0000-4000-8000-00000000abcd".into(),
             resource_group: "rg-thinkube".into(),
+            credential: "cli".into(),
+            endpoint: None,
         });
+        assert!(fields(&c).is_empty());
+        c.azure.as_mut().unwrap().credential = "password".into();
+        assert_eq!(fields(&c), ["azure.credential"]);
+        c.azure.as_mut().unwrap().credential = "managed_identity".into();
         assert!(fields(&c).is_empty());
     }
 

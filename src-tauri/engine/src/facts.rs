@@ -329,6 +329,44 @@ pub fn gather(
             }
         }
     }
+    if let (TargetKind::Azure, Some(azure)) = (config.target, &config.azure) {
+        r.replaced_prefixes.push("vm/".into());
+        r.replaced_prefixes.push("azure/".into());
+        let (vms, requests) = azure_vms(azure)?;
+        let count = vms.len();
+        for vm in vms {
+            r.facts.push(InfraFact {
+                key: format!("vm/{}", vm.name),
+                source: FactSource::Azure,
+                value: serde_json::json!({
+                    "power_state": vm.power_state,
+                    "provisioning_state": vm.provisioning_state,
+                    "private_ips": vm.private_ips,
+                    "public_ips": vm.public_ips,
+                }),
+                fetched_at: now,
+                ttl_seconds: fresh.vm_seconds,
+                checksum: None,
+            });
+        }
+        r.facts.push(InfraFact {
+            key: "azure/refresh".into(),
+            source: FactSource::Azure,
+            value: serde_json::json!({
+                "subscription_id": azure.subscription_id,
+                "resource_group": azure.resource_group,
+                "vms": count,
+                "arm_requests": requests,
+            }),
+            fetched_at: now,
+            ttl_seconds: fresh.vm_seconds,
+            checksum: None,
+        });
+        r.summary.push(format!(
+            "Azure: {count} VM(s) in resource group {} ({requests} ARM requests)",
+            azure.resource_group
+        ));
+    }
     if config.target != TargetKind::Local && !config.hosts.is_empty() {
         r.replaced_prefixes.push("host/".into());
         let mut up = 0;
@@ -355,6 +393,47 @@ pub fn gather(
         ));
     }
     Ok(r)
+}
+
+/// One refresh of the resource group's VMs: (VMs, ARM requests made).
+#[cfg(feature = "azure")]
+fn azure_vms(azure: &crate::config::AzureTarget) -> Result<(Vec<thinkube_azure::VmState>, u32)> {
+    let policy = crate::retry::RetryPolicy::arm();
+    let retry = thinkube_azure::Retry {
+        attempts: policy.attempts,
+        delay: policy.delay,
+        backoff: policy.backoff,
+    };
+    let endpoint = azure
+        .endpoint
+        .as_deref()
+        .unwrap_or(thinkube_azure::PUBLIC_ENDPOINT);
+    let snap = thinkube_azure::refresh_blocking(
+        endpoint,
+        &azure.credential,
+        retry,
+        &azure.subscription_id,
+        &azure.resource_group,
+    )
+    .map_err(|e| EngineError::Usage(format!("the Azure VM facts could not be refreshed: {e}")))?;
+    Ok((snap.vms, snap.requests))
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure_vms(_: &crate::config::AzureTarget) -> Result<(Vec<AzureVm>, u32)> {
+    Err(EngineError::Usage(
+        "this thinkube-deploy was built without Azure support: build it with `cargo build --release -p thinkube-engine --features azure`, or use thinkube-installer (which includes it)".into(),
+    ))
+}
+
+/// Without the `azure` feature no VM is ever fetched; the type keeps `gather` whole.
+#[cfg(not(feature = "azure"))]
+struct AzureVm {
+    name: String,
+    power_state: String,
+    provisioning_state: Option<String>,
+    private_ips: Vec<String>,
+    public_ips: Vec<String>,
 }
 
 /// Commits what a refresh learned: the facts of each source asked replace its old

@@ -32,6 +32,15 @@ impl RetryPolicy {
         }
     }
 
+    /// Azure Resource Manager requests answered 5xx: 5 attempts, 2 s doubling.
+    pub fn arm() -> Self {
+        Self {
+            attempts: 5,
+            delay: Duration::from_secs(2),
+            backoff: 2.0,
+        }
+    }
+
     /// The wait before attempt `next` (2 for the first retry); `None` when the
     /// attempts are used up.
     pub fn delay_before(&self, next: u32) -> Option<Duration> {

@@ -275,3 +275,40 @@ fn validate_resets_only_from_the_phase_that_relies_on_a_lost_host() {
         ]
     );
 }
+
+/// With Azure support (the app's build, and the workspace's tests), a refresh of an
+/// Azure target asks for a token first; without a login it says how to log in, and
+/// writes nothing. (The ARM protocol itself is tested against a fake server in
+/// src-tauri/azure/tests/fake_arm.rs.)
+#[cfg(feature = "azure")]
+#[test]
+fn an_azure_refresh_without_credentials_says_how_to_log_in_and_writes_nothing() {
+    let home = Home::new();
+    home.create();
+    let config = serde_json::json!({
+        "target": "azure", "ssh_user": "azureuser", "ssh_auth": "agent", "plan": "k0rdent-azure",
+        "hosts": [{"name": "k0s-controller", "address": "10.0.0.4"}],
+        "azure": {"subscription_id": "0b1c2d3e-0000-4000-8000-00000000abcd",
+                  "resource_group": "rg-thinkube", "credential": "client_secret",
+                  "endpoint": "http://127.0.0.1:9"},
+    });
+    std::fs::write(
+        home.path().join("installer-config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let mut c = home.command(&["facts", "--refresh"]);
+    for var in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] {
+        c.env_remove(var);
+    }
+    let r = crate::common::Run::from(c.output().unwrap());
+    r.expect(
+        2,
+        &[
+            "could not get an Azure token",
+            "AZURE_TENANT_ID is not set",
+            "az login",
+        ],
+    );
+    assert!(!home.state_file().exists());
+}

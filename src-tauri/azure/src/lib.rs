@@ -1,0 +1,445 @@
+//! A small Azure Resource Manager client for the installer's infrastructure facts.
+//!
+//! One refresh of a resource group is one bulk request set, never one request per VM:
+//! the subscription's VM power states (`statusOnly=true`), the resource group's network
+//! interfaces (private IPs, and which VM each belongs to) and its public IP addresses.
+//! `nextLink` pages are followed; 429 waits for `Retry-After`; 5xx is retried with the
+//! caller's retry policy; authentication, authorization and a missing resource group
+//! are errors that name what to fix. Every request is counted.
+//!
+//! Why not `azure_mgmt_compute`: docs/decisions/0010-azure-arm-client.md.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use azure_core::credentials::TokenCredential;
+use serde::{Deserialize, Serialize};
+
+/// The token scope of Azure Resource Manager.
+pub const ARM_SCOPE: &str = "https://management.azure.com/.default";
+/// The public cloud's Resource Manager.
+pub const PUBLIC_ENDPOINT: &str = "https://management.azure.com";
+const COMPUTE_API: &str = "2024-07-01";
+const NETWORK_API: &str = "2024-05-01";
+/// Longest `Retry-After` honoured; a longer one is an error to try later.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// How 5xx answers and throttling are retried (the engine passes its shared policy).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Total attempts per request, the first included.
+    pub attempts: u32,
+    pub delay: Duration,
+    pub backoff: f64,
+}
+
+impl Retry {
+    fn delay_before(&self, next: u32) -> Duration {
+        let factor = self
+            .backoff
+            .powi(i32::try_from(next.saturating_sub(2)).unwrap_or(i32::MAX));
+        self.delay.mul_f64(factor.min(1e6))
+    }
+}
+
+/// One VM as the refresh saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmState {
+    pub name: String,
+    /// `running`, `deallocated`, `stopped`, `starting`, `deallocating`, ... or
+    /// `unknown` when Azure did not say.
+    pub power_state: String,
+    pub provisioning_state: Option<String>,
+    pub private_ips: Vec<String>,
+    pub public_ips: Vec<String>,
+}
+
+/// What one refresh of a resource group learned, and what it cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub vms: Vec<VmState>,
+    /// ARM requests made by this refresh (pages and retries included).
+    pub requests: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArmError {
+    #[error(
+        "Azure rejected the credentials ({code}): {message}. Log in again with `az login`, or check AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET"
+    )]
+    Unauthenticated { code: String, message: String },
+    #[error(
+        "Azure refused access ({code}): {message}. Give the identity the Reader role on resource group `{resource_group}`"
+    )]
+    Forbidden {
+        code: String,
+        message: String,
+        resource_group: String,
+    },
+    #[error(
+        "resource group `{resource_group}` does not exist in subscription {subscription}; check the subscription and resource group in the configuration"
+    )]
+    ResourceGroupNotFound {
+        subscription: String,
+        resource_group: String,
+    },
+    #[error("Azure is throttling requests and asks to wait {seconds} s; refresh again later")]
+    Throttled { seconds: u64 },
+    #[error("Azure answered {status} ({code}) to {what} after {attempts} attempts: {message}")]
+    Server {
+        status: u16,
+        code: String,
+        message: String,
+        what: String,
+        attempts: u32,
+    },
+    #[error("could not reach Azure Resource Manager at {endpoint}: {source}")]
+    Transport {
+        endpoint: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error(
+        "could not get an Azure token: {0}. Log in with `az login`, or configure a service principal or managed identity"
+    )]
+    Token(String),
+    #[error("Azure's answer to {what} could not be read: {reason}")]
+    Unexpected { what: String, reason: String },
+}
+
+/// Azure Resource Manager, for one subscription.
+pub struct ArmClient {
+    http: reqwest::Client,
+    endpoint: String,
+    credential: Arc<dyn TokenCredential>,
+    retry: Retry,
+    requests: AtomicU32,
+}
+
+#[derive(Deserialize)]
+struct Page {
+    #[serde(default)]
+    value: Vec<serde_json::Value>,
+    #[serde(rename = "nextLink")]
+    next_link: Option<String>,
+}
+
+fn error_body(body: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let e = &v["error"];
+    (
+        e["code"].as_str().unwrap_or("unknown").to_string(),
+        e["message"]
+            .as_str()
+            .unwrap_or(body)
+            .chars()
+            .take(300)
+            .collect(),
+    )
+}
+
+/// The last path segment of an ARM id, lower-cased for matching.
+fn id_key(id: &str) -> String {
+    id.trim_end_matches('/').to_ascii_lowercase()
+}
+
+impl ArmClient {
+    /// A client of `endpoint` (normally [`PUBLIC_ENDPOINT`]; a local fake in tests).
+    pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>, retry: Retry) -> Self {
+        // reqwest is built without a default TLS provider (no C build): use ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            credential,
+            retry,
+            requests: AtomicU32::new(0),
+        }
+    }
+
+    /// Every ARM request this client made.
+    pub fn requests(&self) -> u32 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// One bulk refresh of `resource_group`'s VMs with power states and IPs.
+    pub async fn resource_group(
+        &self,
+        subscription: &str,
+        resource_group: &str,
+    ) -> Result<Snapshot, ArmError> {
+        let before = self.requests();
+        let token = self
+            .credential
+            .get_token(&[ARM_SCOPE], None)
+            .await
+            .map_err(|e| ArmError::Token(e.to_string()))?;
+        let token = token.token.secret().to_string();
+        let rg_path = format!("/subscriptions/{subscription}/resourceGroups/{resource_group}");
+        let ctx = (subscription, resource_group);
+        // The resource group's lists first: a missing group is said as such.
+        let nics = self
+            .list(
+                &token,
+                &format!(
+                    "{rg_path}/providers/Microsoft.Network/networkInterfaces?api-version={NETWORK_API}"
+                ),
+                "the network interfaces",
+                ctx,
+            )
+            .await?;
+        let public = self
+            .list(
+                &token,
+                &format!(
+                    "{rg_path}/providers/Microsoft.Network/publicIPAddresses?api-version={NETWORK_API}"
+                ),
+                "the public IP addresses",
+                ctx,
+            )
+            .await?;
+        let vms = self
+            .list(
+                &token,
+                &format!(
+                    "/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines?api-version={COMPUTE_API}&statusOnly=true"
+                ),
+                "the VM power states",
+                ctx,
+            )
+            .await?;
+        let public_by_id: BTreeMap<String, String> = public
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    id_key(p["id"].as_str()?),
+                    p["properties"]["ipAddress"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let mut ips: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        for nic in &nics {
+            let Some(vm_id) = nic["properties"]["virtualMachine"]["id"].as_str() else {
+                continue;
+            };
+            let entry = ips.entry(id_key(vm_id)).or_default();
+            for cfg in nic["properties"]["ipConfigurations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(ip) = cfg["properties"]["privateIPAddress"].as_str() {
+                    entry.0.push(ip.to_string());
+                }
+                if let Some(ip) = cfg["properties"]["publicIPAddress"]["id"]
+                    .as_str()
+                    .and_then(|id| public_by_id.get(&id_key(id)))
+                {
+                    entry.1.push(ip.clone());
+                }
+            }
+        }
+        let marker = format!("/resourcegroups/{}/", resource_group.to_ascii_lowercase());
+        let mut out: Vec<VmState> = vms
+            .iter()
+            .filter(|vm| {
+                vm["id"]
+                    .as_str()
+                    .is_some_and(|id| id.to_ascii_lowercase().contains(&marker))
+            })
+            .map(|vm| {
+                let statuses = vm["properties"]["instanceView"]["statuses"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let status = |prefix: &str| {
+                    statuses.iter().find_map(|s| {
+                        s["code"]
+                            .as_str()
+                            .and_then(|c| c.strip_prefix(prefix))
+                            .map(str::to_string)
+                    })
+                };
+                let (private_ips, public_ips) = ips
+                    .get(&id_key(vm["id"].as_str().unwrap_or("")))
+                    .cloned()
+                    .unwrap_or_default();
+                VmState {
+                    name: vm["name"].as_str().unwrap_or("").to_string(),
+                    power_state: status("PowerState/").unwrap_or_else(|| "unknown".into()),
+                    provisioning_state: status("ProvisioningState/"),
+                    private_ips,
+                    public_ips,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Snapshot {
+            vms: out,
+            requests: self.requests() - before,
+        })
+    }
+
+    /// Every item of a list, following `nextLink`.
+    async fn list(
+        &self,
+        token: &str,
+        path: &str,
+        what: &str,
+        ctx: (&str, &str),
+    ) -> Result<Vec<serde_json::Value>, ArmError> {
+        let mut url = format!("{}{path}", self.endpoint);
+        let mut items = Vec::new();
+        loop {
+            let page: Page = self.get(token, &url, what, ctx).await?;
+            items.extend(page.value);
+            match page.next_link {
+                Some(next) if !next.is_empty() => url = next,
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// One GET, retried on 429 (after `Retry-After`) and 5xx (with the policy).
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        url: &str,
+        what: &str,
+        (subscription, resource_group): (&str, &str),
+    ) -> Result<T, ArmError> {
+        let mut attempt = 1;
+        loop {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let response =
+                self.http
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|source| ArmError::Transport {
+                        endpoint: self.endpoint.clone(),
+                        source,
+                    })?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let body = response
+                .text()
+                .await
+                .map_err(|source| ArmError::Transport {
+                    endpoint: self.endpoint.clone(),
+                    source,
+                })?;
+            if (200..300).contains(&status) {
+                return serde_json::from_str(&body).map_err(|e| ArmError::Unexpected {
+                    what: what.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            let (code, message) = error_body(&body);
+            let retryable = status == 429 || status >= 500;
+            if !retryable {
+                return Err(match status {
+                    401 => ArmError::Unauthenticated { code, message },
+                    403 => ArmError::Forbidden {
+                        code,
+                        message,
+                        resource_group: resource_group.to_string(),
+                    },
+                    404 if code == "ResourceGroupNotFound" => ArmError::ResourceGroupNotFound {
+                        subscription: subscription.to_string(),
+                        resource_group: resource_group.to_string(),
+                    },
+                    _ => ArmError::Server {
+                        status,
+                        code,
+                        message,
+                        what: what.to_string(),
+                        attempts: attempt,
+                    },
+                });
+            }
+            if attempt >= self.retry.attempts {
+                return Err(match (status, retry_after) {
+                    (429, Some(seconds)) => ArmError::Throttled { seconds },
+                    _ => ArmError::Server {
+                        status,
+                        code,
+                        message,
+                        what: what.to_string(),
+                        attempts: attempt,
+                    },
+                });
+            }
+            attempt += 1;
+            let wait = match (status, retry_after) {
+                (429, Some(s)) if Duration::from_secs(s) > MAX_RETRY_AFTER => {
+                    return Err(ArmError::Throttled { seconds: s });
+                }
+                (429, Some(s)) => Duration::from_secs(s),
+                _ => self.retry.delay_before(attempt),
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The credential to use, by name: `cli` (the Azure CLI or Azure Developer CLI login),
+/// `client_secret` (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET from the
+/// environment; never stored), or `managed_identity`.
+pub fn credential(kind: &str) -> Result<Arc<dyn TokenCredential>, ArmError> {
+    let token_err = |e: azure_core::Error| ArmError::Token(e.to_string());
+    match kind {
+        "client_secret" => {
+            let var = |name: &str| {
+                std::env::var(name)
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| ArmError::Token(format!("{name} is not set")))
+            };
+            let tenant = var("AZURE_TENANT_ID")?;
+            let client = var("AZURE_CLIENT_ID")?;
+            let secret = var("AZURE_CLIENT_SECRET")?;
+            let c =
+                azure_identity::ClientSecretCredential::new(&tenant, client, secret.into(), None)
+                    .map_err(token_err)?;
+            Ok(c)
+        }
+        "managed_identity" => {
+            Ok(azure_identity::ManagedIdentityCredential::new(None).map_err(token_err)?)
+        }
+        _ => Ok(azure_identity::DeveloperToolsCredential::new(None).map_err(token_err)?),
+    }
+}
+
+/// One refresh of a resource group from synchronous code (the engine has no async
+/// runtime): builds a credential by `credential_kind` (see [`credential`]) and a
+/// single-threaded runtime for the duration of the call.
+pub fn refresh_blocking(
+    endpoint: &str,
+    credential_kind: &str,
+    retry: Retry,
+    subscription: &str,
+    resource_group: &str,
+) -> Result<Snapshot, ArmError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ArmError::Unexpected {
+            what: "starting the HTTP runtime".into(),
+            reason: e.to_string(),
+        })?;
+    let client = ArmClient::new(endpoint, credential(credential_kind)?, retry);
+    runtime.block_on(client.resource_group(subscription, resource_group))
+}
