@@ -120,6 +120,68 @@ pub enum Ended {
     },
 }
 
+/// What a gate observes about a host, as a runtime fact: (host, kind).
+fn observed(gate: &crate::plan::Gate, choices: &crate::plan::Choices) -> Option<(String, String)> {
+    let sub = |t: &str| crate::plan::substitute(t, &choices.vars).unwrap_or_else(|_| t.to_string());
+    match gate {
+        crate::plan::Gate::Tcp { host, port, .. } => {
+            Some((sub(host), format!("tcp_port_{port}_open")))
+        }
+        crate::plan::Gate::InterfaceUp { name } => Some((
+            "localhost".to_string(),
+            format!("interface_{}_up", sub(name)),
+        )),
+        _ => None,
+    }
+}
+
+/// Before a phase whose gates wait for VMs: when their cached facts are missing or
+/// stale, one bulk refresh from the configured source, recorded with the count of
+/// requests it made (and the run's total so far). A refresh that fails is recorded
+/// and the gate then judges what is cached.
+fn refresh_stale_vm_facts(
+    session: &mut RunSession,
+    gates: &[crate::plan::Gate],
+    config: Option<&crate::config::InstallerConfig>,
+    arm_requests: &mut u32,
+) -> Result<()> {
+    let vms: Vec<String> = gates
+        .iter()
+        .filter_map(|g| match g {
+            crate::plan::Gate::VmRunning { vms } => Some(vms.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let now = Timestamp::now();
+    let Some(config) = config.filter(|c| c.azure.is_some()) else {
+        return Ok(());
+    };
+    if vms.is_empty() || !crate::facts::vms_stale(session.state(), &vms, now) {
+        return Ok(());
+    }
+    match crate::facts::gather_vms(config, now) {
+        Ok(refresh) => {
+            *arm_requests += refresh.arm_requests;
+            let message = format!(
+                "{} (this run: {} ARM requests so far)",
+                refresh.message(),
+                arm_requests
+            );
+            let event = NewEvent::new(EventKind::FactsUpdated, message);
+            session.record_facts(event, |s| crate::facts::apply(s, refresh), now)?;
+        }
+        Err(e) => {
+            let event = NewEvent::new(
+                EventKind::FactsUpdated,
+                format!("the VM facts could not be refreshed: {e}"),
+            );
+            session.record(event, now)?;
+        }
+    }
+    Ok(())
+}
+
 /// This boot of the machine, to tell whether a requested restart happened.
 /// `THINKUBE_BOOT_ID` stands in for it (tests of restarts).
 pub fn boot_id() -> Option<String> {
@@ -296,6 +358,9 @@ pub fn execute(
     let mut env_base = base_env(&layout.home, &layout.root, &run_id, &callback_dir);
     env_base.extend(args.secret_env.clone());
     let mut gates_passed: Option<String> = None;
+    // Gates that wait for VMs refresh stale VM facts from the configured source.
+    let config = crate::config::load(&layout).ok().flatten();
+    let mut arm_requests = 0u32;
     while !stop.load(Ordering::SeqCst) {
         let Some(next) = session.next_step().cloned() else {
             break;
@@ -307,16 +372,29 @@ pub fn execute(
             )));
         };
         if gates_passed.as_deref() != Some(phase.id.as_str()) {
+            refresh_stale_vm_facts(
+                &mut session,
+                &phase.gates,
+                config.as_ref(),
+                &mut arm_requests,
+            )?;
             for gate in &phase.gates {
                 let verdict = crate::gates::check(gate, &plan.base_dir, &choices, session.state());
                 let now = Timestamp::now();
+                let seen = observed(gate, &choices);
+                let passed = verdict.is_ok();
+                let observe = |s: &mut crate::model::StateFile| {
+                    if let Some((host, kind)) = &seen {
+                        crate::facts::observe(s, host, kind, passed, now);
+                    }
+                };
                 match verdict {
                     Ok(()) => {
                         let event = NewEvent::new(
                             EventKind::GateChecked,
                             format!("phase {}: gate {} passed", phase.id, gate_name(gate)),
                         );
-                        session.record(event, now)?;
+                        session.record_facts(event, observe, now)?;
                     }
                     Err(blocked) => {
                         let event = NewEvent::new(
@@ -326,7 +404,7 @@ pub fn execute(
                                 phase.id, blocked.gate, blocked.reason
                             ),
                         );
-                        session.record(event, now)?;
+                        session.record_facts(event, observe, now)?;
                         let summary = session.finish(now)?;
                         progress(Progress::RunFinished {
                             run_id: summary.run_id.clone(),

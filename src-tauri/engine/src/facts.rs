@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{InstallerConfig, TargetKind};
 use crate::error::{EngineError, Result};
 use crate::lock::LockWait;
-use crate::model::{EventKind, FactSource, InfraFact, NewEvent, StateFile};
+use crate::model::{EventKind, FactSource, InfraFact, NewEvent, RuntimeFact, StateFile};
 use crate::store::Store;
 use crate::timestamp::Timestamp;
 
@@ -262,6 +262,8 @@ pub struct Refresh {
     pub replaced_prefixes: Vec<String>,
     /// One line per source, for the event and the caller.
     pub summary: Vec<String>,
+    /// Azure Resource Manager requests this refresh made.
+    pub arm_requests: u32,
 }
 
 /// Asks every configured source once. Does not write.
@@ -366,6 +368,7 @@ pub fn gather(
             "Azure: {count} VM(s) in resource group {} ({requests} ARM requests)",
             azure.resource_group
         ));
+        r.arm_requests = requests;
     }
     if config.target != TargetKind::Local && !config.hosts.is_empty() {
         r.replaced_prefixes.push("host/".into());
@@ -440,27 +443,81 @@ struct AzureVm {
 /// ones; one `facts_updated` event. Returns the new serial.
 pub fn commit(store: &Store, refresh: Refresh, wait: LockWait, now: Timestamp) -> Result<u64> {
     let mut w = store.open_writer("facts", wait, now)?;
-    let message = if refresh.summary.is_empty() {
-        "facts refreshed: no source is configured".to_string()
-    } else {
-        format!("facts refreshed: {}", refresh.summary.join("; "))
-    };
-    let serial = w.commit(
-        now,
-        vec![NewEvent::new(EventKind::FactsUpdated, message)],
-        |s| {
-            s.facts.infrastructure.retain(|f| {
-                !refresh
-                    .replaced_prefixes
-                    .iter()
-                    .any(|p| f.key.starts_with(p.as_str()))
-            });
-            s.facts.infrastructure.extend(refresh.facts);
-            Ok(())
-        },
-    )?;
+    let event = NewEvent::new(EventKind::FactsUpdated, refresh.message());
+    let serial = w.commit(now, vec![event], |s| {
+        apply(s, refresh);
+        Ok(())
+    })?;
     w.finish()?;
     Ok(serial)
+}
+
+impl Refresh {
+    /// The `facts_updated` event's message.
+    pub fn message(&self) -> String {
+        if self.summary.is_empty() {
+            "facts refreshed: no source is configured".to_string()
+        } else {
+            format!("facts refreshed: {}", self.summary.join("; "))
+        }
+    }
+}
+
+/// The facts of each source asked replace its old ones.
+pub fn apply(state: &mut StateFile, refresh: Refresh) {
+    state.facts.infrastructure.retain(|f| {
+        !refresh
+            .replaced_prefixes
+            .iter()
+            .any(|p| f.key.starts_with(p.as_str()))
+    });
+    state.facts.infrastructure.extend(refresh.facts);
+}
+
+/// Records what a gate saw about a host: when it was checked, and when last true.
+pub fn observe(state: &mut StateFile, host: &str, kind: &str, seen_true: bool, now: Timestamp) {
+    let facts = &mut state.facts.runtime;
+    let fact = match facts.iter_mut().find(|f| f.host == host && f.kind == kind) {
+        Some(f) => f,
+        None => {
+            facts.push(RuntimeFact {
+                host: host.to_string(),
+                kind: kind.to_string(),
+                checked_at: now,
+                last_seen_true: None,
+            });
+            facts.last_mut().expect("just pushed")
+        }
+    };
+    fact.checked_at = now;
+    if seen_true {
+        fact.last_seen_true = Some(now);
+    }
+}
+
+/// Whether the VM facts these names need are missing or older than their time-to-live.
+pub fn vms_stale(state: &StateFile, vms: &[String], now: Timestamp) -> bool {
+    vms.iter().any(|vm| {
+        let key = format!("vm/{vm}");
+        state
+            .facts
+            .infrastructure
+            .iter()
+            .find(|f| f.key == key)
+            .is_none_or(|f| {
+                f.fetched_at.seconds_until(now) > i64::try_from(f.ttl_seconds).unwrap_or(i64::MAX)
+            })
+    })
+}
+
+/// Asks Azure only (for a `vm_running` gate whose facts are stale).
+pub fn gather_vms(config: &InstallerConfig, now: Timestamp) -> Result<Refresh> {
+    let azure_only = InstallerConfig {
+        terraform: None,
+        hosts: Vec::new(),
+        ..config.clone()
+    };
+    gather(&azure_only, now, PROBE_TIMEOUT)
 }
 
 #[cfg(test)]

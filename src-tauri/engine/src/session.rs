@@ -361,6 +361,25 @@ impl RunSession {
         self.commit(Timestamp::now(), event)
     }
 
+    /// Records what the run learned about the infrastructure (a gate's refresh of
+    /// stale facts, what a gate saw), with its event, without changing a step.
+    pub fn record_facts(
+        &mut self,
+        event: NewEvent,
+        change: impl FnOnce(&mut crate::model::StateFile),
+        now: Timestamp,
+    ) -> Result<u64> {
+        let record = self.deployment.record().clone();
+        let run = self.run.clone();
+        let event = event.run(Some(&self.run.run_id));
+        self.writer.commit(now, vec![event], |s| {
+            s.deployment = record;
+            s.current_run = Some(run);
+            change(s);
+            Ok(())
+        })
+    }
+
     /// Records an event of this run (a gate's verdict, say) without changing a step.
     pub fn record(&mut self, event: NewEvent, now: Timestamp) -> Result<u64> {
         self.commit(now, event)

@@ -27,6 +27,10 @@ pub enum MismatchKind {
     TerraformChanged,
     TerraformGone,
     HostUnreachable,
+    VmGone,
+    VmNotRunning,
+    /// Reality could not be asked (e.g. Azure refused the credentials).
+    SourceUnavailable,
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
@@ -76,6 +80,9 @@ pub fn check(
             what_to_do: "check what changed in the infrastructure (`terraform plan`), then `thinkube-deploy facts --refresh`; if resources were replaced, `validate --reset-affected` and resume".into(),
         });
     }
+    if let Some(c) = config.filter(|c| c.target == TargetKind::Azure && c.azure.is_some()) {
+        out.extend(vm_mismatches(state, c, plan, earliest.as_deref()));
+    }
     if let Some(c) = config.filter(|c| c.target != TargetKind::Local) {
         for h in &c.hosts {
             let Err(error) = facts::probe(h.address.trim(), h.ssh_port(), probe_timeout) else {
@@ -102,6 +109,73 @@ pub fn check(
                 what_to_do: "start the host or fix the network (VPN?); if it was rebuilt, `validate --reset-affected` and resume".into(),
             });
         }
+    }
+    out
+}
+
+/// VMs the state saw running that are now gone or not running (asks Azure once).
+fn vm_mismatches(
+    state: &StateFile,
+    config: &InstallerConfig,
+    plan: Option<&Plan>,
+    earliest: Option<&str>,
+) -> Vec<Mismatch> {
+    let cached: Vec<(String, String)> = state
+        .facts
+        .infrastructure
+        .iter()
+        .filter_map(|f| {
+            let name = f.key.strip_prefix("vm/")?;
+            let power = f.value.get("power_state")?.as_str()?;
+            Some((name.to_string(), power.to_string()))
+        })
+        .filter(|(_, power)| power == "running")
+        .collect();
+    if cached.is_empty() || earliest.is_none() {
+        return Vec::new();
+    }
+    let now = match facts::gather_vms(config, Timestamp::now()) {
+        Ok(r) => r.facts,
+        Err(e) => {
+            return vec![Mismatch {
+                kind: MismatchKind::SourceUnavailable,
+                subject: "azure".into(),
+                detail: format!("the VMs could not be checked: {e}"),
+                affects_step: None,
+                what_to_do: "fix the Azure sign-in, then validate again".into(),
+            }];
+        }
+    };
+    let mut out = Vec::new();
+    for (name, _) in cached {
+        let seen = now
+            .iter()
+            .find(|f| f.key == format!("vm/{name}"))
+            .and_then(|f| {
+                f.value
+                    .get("power_state")
+                    .and_then(|p| p.as_str())
+                    .map(String::from)
+            });
+        let (kind, detail) = match seen.as_deref() {
+            Some("running") => continue,
+            None => (MismatchKind::VmGone, format!("VM {name} no longer exists")),
+            Some(power) => (
+                MismatchKind::VmNotRunning,
+                format!("VM {name} is {power}, not running"),
+            ),
+        };
+        let affected = plan
+            .and_then(|p| phase_gated_on(p, &name, &name))
+            .and_then(|phase| first_completed(state, |s| s == phase.as_str()))
+            .or_else(|| earliest.map(String::from));
+        out.push(Mismatch {
+            kind,
+            subject: name,
+            detail,
+            affects_step: affected,
+            what_to_do: "start the VM (or recreate it), `thinkube-deploy facts --refresh`; if it was recreated, `validate --reset-affected` and resume".into(),
+        });
     }
     out
 }

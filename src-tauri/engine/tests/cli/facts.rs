@@ -263,6 +263,13 @@ fn validate_resets_only_from_the_phase_that_relies_on_a_lost_host() {
     )
     .unwrap();
     deployed_with_gate(&home, port);
+    // The gate recorded what it saw, as a runtime fact of the host.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.state_file()).unwrap()).unwrap();
+    let seen = &state["facts"]["runtime"][0];
+    assert_eq!(seen["host"], "127.0.0.1");
+    assert_eq!(seen["kind"], format!("tcp_port_{port}_open"));
+    assert_eq!(seen["last_seen_true"], seen["checked_at"]);
     drop(listener);
     let r = home.run(&["validate", "--reset-affected", "--yes"]);
     assert_eq!(r.code, 1, "{r:?}");
@@ -311,4 +318,116 @@ fn an_azure_refresh_without_credentials_says_how_to_log_in_and_writes_nothing() 
         ],
     );
     assert!(!home.state_file().exists());
+}
+
+/// A `vm_running` gate whose VM facts are missing asks the configured source once
+/// before it judges; when that fails, the run records why and the gate blocks (exit 5)
+/// with the reason, changing no step.
+#[cfg(feature = "azure")]
+#[test]
+fn a_vm_running_gate_refreshes_missing_vm_facts_first_and_blocks_with_the_reason() {
+    let home = Home::new();
+    home.create();
+    let config = serde_json::json!({
+        "target": "azure", "ssh_user": "azureuser", "ssh_auth": "agent", "plan": "vms",
+        "hosts": [{"name": "k0s-controller", "address": "10.0.0.4"}],
+        "azure": {"subscription_id": "0b1c2d3e-0000-4000-8000-00000000abcd",
+                  "resource_group": "rg-thinkube", "credential": "client_secret",
+                  "endpoint": "http://127.0.0.1:9"},
+    });
+    std::fs::write(
+        home.path().join("installer-config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let plan = "id: vms
+phases:
+  - id: create
+    steps:
+      - id: create-vms
+        command: [\"true\"]
+  - id: configure
+    gates:
+      - vm_running: {vms: [k0s-controller]}
+    steps:
+      - id: install
+        command: [\"true\"]
+";
+    let dir = crate::common::plan_dir(&home, &[("plan.yaml", plan)]);
+    let mut c = home.command(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    for var in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] {
+        c.env_remove(var);
+    }
+    let r = crate::common::Run::from(c.output().unwrap());
+    r.expect(
+        5,
+        &[
+            "gate vm_running k0s-controller blocked",
+            "no power state of VM k0s-controller is cached",
+        ],
+    );
+    assert_eq!(
+        statuses(&home),
+        [
+            ("create-vms".into(), "completed".into()),
+            ("install".into(), "pending".into()),
+        ]
+    );
+    let events = home.run(&["events"]).stdout;
+    assert!(
+        events.contains("the VM facts could not be refreshed")
+            && events.contains("AZURE_TENANT_ID is not set"),
+        "{events}"
+    );
+}
+
+/// `validate` on an Azure target asks Azure about the VMs the state saw running; when
+/// it cannot, it says so as a mismatch (exit 1) rather than reporting a match.
+#[cfg(feature = "azure")]
+#[test]
+fn validate_says_when_azure_cannot_be_asked_about_the_vms() {
+    let home = Home::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    home.create();
+    deployed_with_gate(&home, port);
+    // The state saw the VM running (as a refresh would have recorded it).
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.state_file()).unwrap()).unwrap();
+    state["facts"]["infrastructure"] = serde_json::json!([{
+        "key": "vm/k0s-controller", "source": "azure",
+        "value": {"power_state": "running", "provisioning_state": "succeeded",
+                  "private_ips": ["10.0.0.4"], "public_ips": []},
+        "fetched_at": "2026-11-22T10:00:00Z", "ttl_seconds": 300, "checksum": null
+    }]);
+    home.write_state(&serde_json::to_vec(&state).unwrap());
+    let config = serde_json::json!({
+        "target": "azure", "ssh_user": "azureuser", "ssh_auth": "agent", "plan": "gated",
+        "hosts": [{"name": "node", "address": "127.0.0.1", "port": port}],
+        "azure": {"subscription_id": "0b1c2d3e-0000-4000-8000-00000000abcd",
+                  "resource_group": "rg-thinkube", "credential": "client_secret",
+                  "endpoint": "http://127.0.0.1:9"},
+    });
+    std::fs::write(
+        home.path().join("installer-config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let mut c = home.command(&["validate", "--json"]);
+    for var in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] {
+        c.env_remove(var);
+    }
+    let r = crate::common::Run::from(c.output().unwrap());
+    assert_eq!(r.code, 1, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let m = &v["mismatches"][0];
+    assert_eq!(m["kind"], "source_unavailable");
+    assert!(
+        m["detail"]
+            .as_str()
+            .unwrap()
+            .contains("AZURE_TENANT_ID is not set"),
+        "{m}"
+    );
+    drop(listener);
 }
