@@ -146,6 +146,17 @@ fn vm_mismatches(
             }];
         }
     };
+    compare_vms(state, &cached, &now, plan, earliest)
+}
+
+/// The VMs seen running (`cached`) against a fresh refresh's `vm/NAME` facts.
+fn compare_vms(
+    state: &StateFile,
+    cached: &[(String, String)],
+    now: &[crate::model::InfraFact],
+    plan: Option<&Plan>,
+    earliest: Option<&str>,
+) -> Vec<Mismatch> {
     let mut out = Vec::new();
     for (name, _) in cached {
         let seen = now
@@ -166,12 +177,12 @@ fn vm_mismatches(
             ),
         };
         let affected = plan
-            .and_then(|p| phase_gated_on(p, &name, &name))
+            .and_then(|p| phase_gated_on(p, name, name))
             .and_then(|phase| first_completed(state, |s| s == phase.as_str()))
             .or_else(|| earliest.map(String::from));
         out.push(Mismatch {
             kind,
-            subject: name,
+            subject: name.clone(),
             detail,
             affects_step: affected,
             what_to_do: "start the VM (or recreate it), `thinkube-deploy facts --refresh`; if it was recreated, `validate --reset-affected` and resume".into(),
@@ -262,4 +273,60 @@ pub fn reset_affected(
     })?;
     w.finish()?;
     Ok(reset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FactSource, InfraFact, StepRecord};
+
+    fn vm(name: &str, power: &str) -> InfraFact {
+        InfraFact {
+            key: format!("vm/{name}"),
+            source: FactSource::Azure,
+            value: serde_json::json!({ "power_state": power }),
+            fetched_at: Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
+            ttl_seconds: 300,
+            checksum: None,
+        }
+    }
+
+    #[test]
+    fn vms_gone_or_stopped_are_mismatches_that_affect_the_phase_waiting_for_them() {
+        let now = Timestamp::parse("2026-11-22T10:00:00Z").unwrap();
+        let mut state = StateFile::new(uuid::Uuid::nil(), now);
+        let step = |id: &str, phase: &str| {
+            let mut s = StepRecord::new(id, phase, id);
+            s.status = StepStatus::Completed;
+            s
+        };
+        state.deployment.steps = vec![step("create", "infra"), step("install", "k8s")];
+        let plan = crate::plan::parse(
+            "id: p\nphases:\n  - id: infra\n    steps:\n      - id: create\n        command: [\"true\"]\n  - id: k8s\n    gates:\n      - vm_running: {vms: [ctl]}\n    steps:\n      - id: install\n        command: [\"true\"]\n",
+            std::path::Path::new("/p/plan.yaml"),
+            "/p/plan.yaml",
+            std::path::Path::new("/p"),
+            &crate::plan::DiskFiles(std::path::Path::new("/p")),
+        )
+        .unwrap();
+        let cached = vec![
+            ("ctl".to_string(), "running".to_string()),
+            ("worker".to_string(), "running".to_string()),
+            ("gpu".to_string(), "running".to_string()),
+        ];
+        let fresh = vec![vm("ctl", "deallocated"), vm("gpu", "running")];
+        let found = compare_vms(&state, &cached, &fresh, Some(&plan), Some("create"));
+        let got: Vec<(MismatchKind, &str, Option<&str>)> = found
+            .iter()
+            .map(|m| (m.kind, m.subject.as_str(), m.affects_step.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (MismatchKind::VmNotRunning, "ctl", Some("install")),
+                (MismatchKind::VmGone, "worker", Some("create")),
+            ]
+        );
+        assert_eq!(found[0].detail, "VM ctl is deallocated, not running");
+    }
 }
