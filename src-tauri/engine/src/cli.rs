@@ -499,13 +499,19 @@ pub fn run(cli: Cli) -> Result<u8> {
                 })
                 .unwrap_or_default();
             if json {
-                let arm = facts
-                    .iter()
-                    .find(|f| f.key == "azure/refresh")
-                    .and_then(|f| f.value.get("arm_requests").cloned());
+                let refresh = facts.iter().find(|f| f.key == "azure/refresh");
+                let arm = refresh.and_then(|f| f.value.get("arm_requests").cloned());
+                // Set when a run's gates refreshed the VM facts: that run's total.
+                let in_run = refresh.and_then(|f| {
+                    Some(serde_json::json!({
+                        "run_id": f.value.get("run_id")?,
+                        "requests": f.value.get("arm_requests_in_run")?,
+                    }))
+                });
                 emit_json(&serde_json::json!({
                     "facts": facts,
                     "arm_requests_last_refresh": arm,
+                    "arm_requests_last_run": in_run,
                 }));
             } else {
                 emit(&crate::facts::render(&facts));

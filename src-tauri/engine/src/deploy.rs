@@ -120,6 +120,44 @@ pub enum Ended {
     },
 }
 
+/// A step that succeeded proved its `proves:` facts for every inventory host (this
+/// machine for a local target).
+fn record_proved(
+    session: &mut RunSession,
+    step: &crate::plan::Step,
+    config: Option<&crate::config::InstallerConfig>,
+    now: Timestamp,
+) -> Result<()> {
+    let hosts: Vec<String> = match config {
+        Some(c) if c.target != crate::config::TargetKind::Local && !c.hosts.is_empty() => {
+            c.hosts.iter().map(|h| h.name.clone()).collect()
+        }
+        _ => vec!["localhost".to_string()],
+    };
+    let event = NewEvent::new(
+        EventKind::FactsUpdated,
+        format!(
+            "step {} proved {} for {}",
+            step.id,
+            step.proves.join(", "),
+            hosts.join(", ")
+        ),
+    )
+    .step(&step.id);
+    session.record_facts(
+        event,
+        |s| {
+            for host in &hosts {
+                for kind in &step.proves {
+                    crate::facts::observe(s, host, kind, true, now);
+                }
+            }
+        },
+        now,
+    )?;
+    Ok(())
+}
+
 /// What a gate observes about a host, as a runtime fact: (host, kind).
 fn observed(gate: &crate::plan::Gate, choices: &crate::plan::Choices) -> Option<(String, String)> {
     let sub = |t: &str| crate::plan::substitute(t, &choices.vars).unwrap_or_else(|_| t.to_string());
@@ -161,8 +199,13 @@ fn refresh_stale_vm_facts(
         return Ok(());
     }
     match crate::facts::gather_vms(config, now) {
-        Ok(refresh) => {
+        Ok(mut refresh) => {
             *arm_requests += refresh.arm_requests;
+            let run_id = session.run_id().to_string();
+            if let Some(f) = refresh.facts.iter_mut().find(|f| f.key == "azure/refresh") {
+                f.value["run_id"] = run_id.into();
+                f.value["arm_requests_in_run"] = (*arm_requests).into();
+            }
             let message = format!(
                 "{} (this run: {} ARM requests so far)",
                 refresh.message(),
@@ -491,6 +534,9 @@ pub fn execute(
             match finished.error {
                 None => {
                     session.complete_step(&step.id, now)?;
+                    if !step.proves.is_empty() {
+                        record_proved(&mut session, step, config.as_ref(), now)?;
+                    }
                     progress(Progress::StepFinished {
                         step: step.id.clone(),
                         outcome: AttemptOutcome::Success,

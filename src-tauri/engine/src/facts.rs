@@ -291,6 +291,21 @@ pub fn gather(
                 value["serial"] = st.serial.into();
                 value["lineage"] = st.lineage.clone().into();
                 value["last_read_at"] = serde_json::to_value(now).unwrap_or_default();
+                // Terraform rewrites its state on every successful apply or refresh.
+                value["last_written_at"] = std::fs::metadata(path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .and_then(|d| i64::try_from(d.as_secs()).ok())
+                    .map(|secs| {
+                        serde_json::to_value(
+                            Timestamp::parse("1970-01-01T00:00:00Z")
+                                .map(|e| e.plus_seconds(secs))
+                                .ok(),
+                        )
+                        .unwrap_or_default()
+                    })
+                    .unwrap_or_default();
                 r.facts.push(InfraFact {
                     key: "terraform/state".into(),
                     source: FactSource::Terraform,

@@ -105,6 +105,9 @@ struct RawStep {
     retries: Option<Spanned<u32>>,
     #[serde(default)]
     retry_delay_seconds: Option<u64>,
+    /// Runtime facts the step proves for every inventory host when it succeeds.
+    #[serde(default)]
+    proves: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, Serialize, Clone, PartialEq)]
@@ -222,6 +225,9 @@ pub struct Step {
     /// Automatic retries after a failure (0: none).
     pub retries: u32,
     pub retry_delay_seconds: u64,
+    /// Runtime facts (`ssh_verified`, `cloud_init_complete`, `vpn_connected`, ...) the
+    /// step proves for every host of the inventory when it succeeds.
+    pub proves: Vec<String>,
 }
 
 /// What a step runs. Strings may contain `${VAR}`, replaced at deploy time.
@@ -534,6 +540,28 @@ pub fn parse(
                 requires_restart: rs.requires_restart,
                 retries,
                 retry_delay_seconds: rs.retry_delay_seconds.unwrap_or(5),
+                proves: match &rs.proves {
+                    None => Vec::new(),
+                    Some(p) => {
+                        for kind in &p.value {
+                            let ok = !kind.is_empty()
+                                && kind.len() <= 64
+                                && kind
+                                    .chars()
+                                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                            if !ok {
+                                return Err(ctx.err(
+                                    &p.referenced,
+                                    format!(
+                                        "step `{}`: `proves: {kind}` is not a fact name: use lower-case letters, digits and `_` (e.g. ssh_verified)",
+                                        rs.id.value
+                                    ),
+                                ));
+                            }
+                        }
+                        p.value.clone()
+                    }
+                },
             });
         }
         phases.push(Phase {

@@ -76,6 +76,12 @@ fn a_refresh_caches_terraform_outputs_and_ssh_reachability_and_a_changed_state_m
     let state = fact(&all, "terraform/state");
     assert_eq!(state["value"]["terraform_version"], "1.9.5");
     assert_eq!(state["value"]["backend"], "local");
+    assert!(
+        state["value"]["last_written_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20")),
+        "{state}"
+    );
     assert_eq!(state["ttl_seconds"], 3600);
     assert_eq!(fact(&all, "host/up")["value"]["reachable"], true);
     assert_eq!(fact(&all, "host/down")["value"]["reachable"], false);
@@ -430,4 +436,75 @@ fn validate_says_when_azure_cannot_be_asked_about_the_vms() {
         "{m}"
     );
     drop(listener);
+}
+
+#[test]
+fn a_step_that_succeeds_records_what_it_proves_for_every_host() {
+    let home = Home::new();
+    home.create();
+    let config = serde_json::json!({
+        "target": "ssh", "ssh_user": "deployer", "ssh_auth": "agent", "plan": "proofs",
+        "hosts": [{"name": "node1", "address": "10.0.0.11"}, {"name": "node2", "address": "10.0.0.12"}],
+    });
+    std::fs::write(
+        home.path().join("installer-config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    let plan = "id: proofs
+phases:
+  - id: p
+    steps:
+      - id: check-ssh
+        command: [\"true\"]
+        proves: [ssh_verified, cloud_init_complete]
+";
+    let dir = crate::common::plan_dir(&home, &[("plan.yaml", plan)]);
+    let path = dir.join("plan.yaml");
+    let r = home.run(&["deploy", "--plan", path.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.state_file()).unwrap()).unwrap();
+    let mut seen: Vec<(String, String)> = state["facts"]["runtime"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["last_seen_true"].is_null())
+        .map(|f| {
+            (
+                f["host"].as_str().unwrap().into(),
+                f["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("node1".into(), "cloud_init_complete".into()),
+            ("node1".into(), "ssh_verified".into()),
+            ("node2".into(), "cloud_init_complete".into()),
+            ("node2".into(), "ssh_verified".into()),
+        ]
+    );
+    let events = home.run(&["events"]).stdout;
+    assert!(
+        events.contains("step check-ssh proved ssh_verified, cloud_init_complete for node1, node2"),
+        "{events}"
+    );
+
+    // A fact name that is not one is refused with its place, before anything runs.
+    let bad = crate::common::plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            &plan.replace("[ssh_verified, cloud_init_complete]", "[SSH verified]"),
+        )],
+    );
+    home.run(&["clean-state", "--yes"]);
+    home.run(&["deploy", "--plan", bad.join("plan.yaml").to_str().unwrap()])
+        .expect(
+            2,
+            &["plan.yaml:", "`proves: SSH verified` is not a fact name"],
+        );
 }
