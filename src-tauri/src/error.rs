@@ -29,6 +29,8 @@ pub enum ErrorCode {
     NeedsPassword,
     /// A deployment is already running in this window.
     Busy,
+    /// Resuming: a host does not answer, or its VM is not running.
+    NotReachable,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS, thiserror::Error)]
@@ -59,6 +61,7 @@ impl From<EngineError> for AppError {
             EngineError::Io { .. } => ErrorCode::Io,
             EngineError::AnsibleMissing(_) => ErrorCode::AnsibleMissing,
             EngineError::RestartDue(_) => ErrorCode::RestartDue,
+            EngineError::NotReachable { .. } => ErrorCode::NotReachable,
             EngineError::NoHome
             | EngineError::InvalidEnvName { .. }
             | EngineError::BadImport { .. }

@@ -120,6 +120,44 @@ pub enum Ended {
     },
 }
 
+/// For a remote target: each host that does not answer on its SSH port, and each VM
+/// (named as a host) whose cached facts say it is not running. Local targets: none.
+fn reachability(
+    cfg: &crate::config::InstallerConfig,
+    store: &Store,
+    now: Timestamp,
+) -> Vec<String> {
+    if cfg.target == crate::config::TargetKind::Local {
+        return Vec::new();
+    }
+    let state = store.load(now).ok().flatten().map(|l| l.state);
+    let mut problems = Vec::new();
+    for h in &cfg.hosts {
+        let vm = state.as_ref().and_then(|s| {
+            s.facts
+                .infrastructure
+                .iter()
+                .find(|f| f.key == format!("vm/{}", h.name))
+                .and_then(|f| f.value.get("power_state")?.as_str().map(String::from))
+        });
+        if let Some(power) = vm.filter(|p| p != "running") {
+            problems.push(format!("VM {} is {power}", h.name));
+            continue;
+        }
+        if let Err(e) =
+            crate::facts::probe(h.address.trim(), h.ssh_port(), crate::facts::PROBE_TIMEOUT)
+        {
+            problems.push(format!(
+                "host {} ({}:{}) does not answer on its SSH port: {e}",
+                h.name,
+                h.address.trim(),
+                h.ssh_port()
+            ));
+        }
+    }
+    problems
+}
+
 /// A step that succeeded proved its `proves:` facts for every inventory host (this
 /// machine for a local target).
 fn record_proved(
@@ -352,6 +390,18 @@ pub fn execute(
         crate::config::check_inventory(p)?;
     }
     let inventory = inventory.map_or_else(|| "localhost,".to_string(), |p| p.display().to_string());
+    // Resuming a remote deployment: its steps run against the inventory's hosts, so
+    // check they answer (and that their VMs run, when the facts know them) before
+    // anything runs, rather than letting a step fail confusingly.
+    let unfinished = current
+        .as_ref()
+        .is_some_and(|d| started && d.status != crate::model::DeploymentStatus::Completed);
+    if unfinished && let Some(cfg) = crate::config::load(&layout)? {
+        let problems = reachability(&cfg, store, now);
+        if !problems.is_empty() {
+            return Err(EngineError::NotReachable { problems });
+        }
+    }
     let request = match &args.kind {
         Kind::Deploy => Request::Deploy { plan: planned },
         Kind::Resume => Request::Resume {

@@ -89,6 +89,12 @@ pub enum EngineError {
     #[error("{0}")]
     AnsibleMissing(String),
 
+    #[error(
+        "the deployment was not resumed: {}. Nothing ran and no step changed; fix it (is the VPN connected? are the VMs started?), then resume",
+        .problems.join("; ")
+    )]
+    NotReachable { problems: Vec<String> },
+
     #[error("invalid plan: {0}")]
     InvalidPlan(#[from] crate::plan::PlanError),
 
@@ -151,6 +157,7 @@ impl EngineError {
                 exit::UNREADABLE
             }
             Self::Io { .. } => exit::FAILED,
+            Self::NotReachable { .. } => exit::GATE_BLOCKED,
         }
     }
 }

@@ -251,6 +251,24 @@ fn validate_names_each_mismatch_with_the_step_it_affects_and_resets_from_the_ear
         events.contains("validate: to run again: create, install, check"),
         "{events}"
     );
+
+    // Resuming checks the host before anything runs: it does not answer, so nothing
+    // runs and no step changes (exit 5).
+    let before = std::fs::read(home.state_file()).unwrap();
+    home.run(&["resume"]).expect(
+        5,
+        &[
+            "the deployment was not resumed",
+            "host node (127.0.0.1:",
+            "VPN",
+        ],
+    );
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), before);
+    // Back up (when the port is still free to take again): the resume runs.
+    if let Ok(_listener) = TcpListener::bind(("127.0.0.1", port)) {
+        let r = home.run(&["resume"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
 }
 
 #[test]
