@@ -498,6 +498,10 @@ pub fn run(cli: Cli) -> Result<u8> {
                     crate::facts::view(&l.state, now, &sums)
                 })
                 .unwrap_or_default();
+            let runtime = loaded
+                .as_ref()
+                .map(|l| l.state.facts.runtime.clone())
+                .unwrap_or_default();
             if json {
                 let refresh = facts.iter().find(|f| f.key == "azure/refresh");
                 let arm = refresh.and_then(|f| f.value.get("arm_requests").cloned());
@@ -512,9 +516,11 @@ pub fn run(cli: Cli) -> Result<u8> {
                     "facts": facts,
                     "arm_requests_last_refresh": arm,
                     "arm_requests_last_run": in_run,
+                    "runtime": runtime,
                 }));
             } else {
                 emit(&crate::facts::render(&facts));
+                emit(&crate::facts::render_runtime(&runtime, now));
             }
         }
         Command::CleanState { yes } => {

@@ -137,7 +137,7 @@ pub fn view(
 /// The human view of `facts`.
 pub fn render(facts: &[FactView]) -> String {
     if facts.is_empty() {
-        return "No facts are cached. `thinkube-deploy facts --refresh` asks the configured sources.\n"
+        return "No infrastructure facts are cached. `thinkube-deploy facts --refresh` asks the configured sources.\n"
             .to_string();
     }
     let mut out = String::new();
@@ -154,6 +154,26 @@ pub fn render(facts: &[FactView]) -> String {
             f.key,
             format!("{:?}", f.source).to_lowercase(),
             f.age_seconds
+        ));
+    }
+    out
+}
+
+/// The human view of the runtime facts: what steps and gates saw, per host.
+pub fn render_runtime(facts: &[RuntimeFact], now: Timestamp) -> String {
+    if facts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\nRuntime facts (seen by steps and gates):\n");
+    for f in facts {
+        let seen = f.last_seen_true.map_or("never seen true".to_string(), |t| {
+            format!("last seen true {} s ago", t.seconds_until(now).max(0))
+        });
+        out.push_str(&format!(
+            "  {:<24} {:<28} checked {} s ago, {seen}\n",
+            f.host,
+            f.kind,
+            f.checked_at.seconds_until(now).max(0)
         ));
     }
     out

@@ -53,7 +53,7 @@ fn a_refresh_caches_terraform_outputs_and_ssh_reachability_and_a_changed_state_m
 
     let r = home.run(&["facts"]);
     assert!(
-        r.code == 0 && r.stdout.contains("No facts are cached"),
+        r.code == 0 && r.stdout.contains("No infrastructure facts are cached"),
         "{r:?}"
     );
     let r = home.run(&["facts", "--refresh"]);
@@ -510,6 +510,17 @@ phases:
         events.contains("step check-ssh proved ssh_verified, cloud_init_complete for node1, node2"),
         "{events}"
     );
+    // `facts` shows them with their age.
+    let shown = home.run(&["facts"]).stdout;
+    assert!(
+        shown.contains("Runtime facts")
+            && shown.contains("node2")
+            && shown.contains("last seen true"),
+        "{shown}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&home.run(&["facts", "--json"]).stdout).unwrap();
+    assert_eq!(v["runtime"].as_array().unwrap().len(), 4);
 
     // A fact name that is not one is refused with its place, before anything runs.
     let bad = crate::common::plan_dir(
