@@ -258,10 +258,8 @@ pub async fn clean_state(state: State<'_, AppState>) -> Result<String> {
 
 #[tauri::command]
 pub async fn history(state: State<'_, AppState>) -> Result<Vec<HistoryRow>> {
-    let now = Timestamp::now();
-    let loaded = state.store.load(now)?;
-    let (finished, _unreadable) = state.store.read_runs()?;
-    let runs = history::runs_with_current(finished, loaded.as_ref().map(|l| &l.state));
+    // Unreadable run files are left out here; `thinkube-deploy history` names them.
+    let (runs, _unreadable) = history::all_runs(&state.store, Timestamp::now())?;
     Ok(history::rows(&runs))
 }
 
@@ -299,59 +297,41 @@ pub async fn restore_mirror(state: State<'_, AppState>, document: String) -> Res
 }
 
 /// The cached infrastructure facts with their age; `refresh` asks every configured
-/// source first (the Terraform state, the hosts' SSH ports), in one pass.
+/// source first (the Terraform state, the hosts' SSH ports, Azure), in one pass.
 #[tauri::command]
 pub async fn facts(state: State<'_, AppState>, refresh: bool) -> Result<Vec<FactView>> {
     let store = state.store.clone();
-    // Probes wait on the network: off the async runtime's threads.
-    tauri::async_runtime::spawn_blocking(move || -> Result<Vec<FactView>> {
+    // Probes and Azure wait on the network: off the async runtime's threads.
+    blocking(move || {
         let now = Timestamp::now();
         if refresh {
-            let config = config::load(store.layout())?.ok_or_else(|| {
-                AppError::new(
-                    ErrorCode::BadInput,
-                    "There is no configuration yet: save one in the wizard first.",
-                )
-            })?;
-            let gathered = facts::gather(&config, now, facts::PROBE_TIMEOUT)?;
-            facts::commit(&store, gathered, LockWait::NoWait, now)?;
+            facts::refresh_configured(&store, LockWait::NoWait, now)?;
         }
-        let loaded = store.load(now)?;
-        Ok(loaded
-            .map(|l| facts::view(&l.state, now, &facts::current_checksums(&l.state)))
-            .unwrap_or_default())
+        Ok(facts::cached(&store, now)?.0)
     })
     .await
-    .map_err(|e| AppError::new(ErrorCode::Io, format!("The facts could not be read: {e}")))?
 }
 
 /// What differs between the recorded state and reality (probes the hosts).
 #[tauri::command]
 pub async fn validate(state: State<'_, AppState>) -> Result<Vec<Mismatch>> {
     let store = state.store.clone();
-    tauri::async_runtime::spawn_blocking(move || -> Result<Vec<Mismatch>> {
-        let Some(loaded) = store.load(Timestamp::now())? else {
-            return Ok(Vec::new());
-        };
-        let config = config::load(store.layout())?;
-        let plan = validate::deployment_plan(&store, &loaded.state);
-        Ok(validate::check(
-            &loaded.state,
-            config.as_ref(),
-            plan.as_ref(),
-            facts::PROBE_TIMEOUT,
-        ))
+    blocking(move || {
+        Ok(validate::check_environment(&store, facts::PROBE_TIMEOUT)?.unwrap_or_default())
     })
     .await
-    .map_err(|e| AppError::new(ErrorCode::Io, format!("The check could not run: {e}")))?
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tauri::async_runtime::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::new(ErrorCode::Io, format!("The work stopped midway: {e}")))?
 }
 
 fn find_run(state: &AppState, run_id: &str) -> Result<RunRecord> {
-    let loaded = state.store.load(Timestamp::now())?;
-    state
-        .store
-        .read_run(run_id, loaded.as_ref().map(|l| &l.state))?
-        .ok_or_else(|| AppError::new(ErrorCode::BadInput, format!("There is no run `{run_id}`.")))
+    Ok(history::find_run(&state.store, run_id, Timestamp::now())?)
 }
 
 fn poisoned() -> AppError {

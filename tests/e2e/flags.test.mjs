@@ -7,28 +7,15 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import {
   cli, configureThisMachine, launch, newWorld, screenshot, statusJson, stopDisplay,
-  waitForText, writePlan,
+  waitForText, writeQuickPlan,
 } from './harness.mjs'
 
 after(stopDisplay)
 
-const QUICK = `id: quick
-title: Two quick steps
-phases:
-  - id: one
-    title: Only phase
-    steps:
-      - id: a
-        title: Step A
-        command: ["true"]
-      - id: b
-        title: Step B
-        command: ["true"]
-`
 
 test('--clean-state archives the progress before the window shows and keeps the inventory', async () => {
   const world = newWorld('clean')
-  const plan = writePlan(world, 'quick', { 'plan.yaml': QUICK })
+  const plan = writeQuickPlan(world)
   const first = await launch(world, ['--plan', plan])
   try {
     await waitForText(first.browser, 'main', 'No deployment yet')
@@ -65,7 +52,7 @@ test('--clean-state archives the progress before the window shows and keeps the 
 
 test('--skip-config with an inventory goes straight to Deploy', async () => {
   const world = newWorld('skip-ok')
-  const plan = writePlan(world, 'quick', { 'plan.yaml': QUICK })
+  const plan = writeQuickPlan(world)
   const first = await launch(world, ['--plan', plan])
   try {
     await waitForText(first.browser, 'main', 'No deployment yet')

@@ -185,6 +185,13 @@ export function writePlan(world, name, files) {
   return join(dir, 'plan.yaml')
 }
 
+/** A plan of two steps that succeed at once (`id: quick`); returns its path. */
+export function writeQuickPlan(world) {
+  const step = (id) => `      - id: ${id}\n        title: Step ${id.toUpperCase()}\n        command: ["true"]\n`
+  const plan = `id: quick\ntitle: Two quick steps\nphases:\n  - id: one\n    title: Only phase\n    steps:\n${step('a')}${step('b')}`
+  return writePlan(world, 'quick', { 'plan.yaml': plan })
+}
+
 /** Goes through the wizard for "this machine" and saves; `vars` fill the plan's variables. */
 export async function configureThisMachine(browser, { vars = {}, deploy = true } = {}) {
   await clickButton(browser, 'Configure and deploy')

@@ -6,24 +6,15 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import {
   clickButton, configureThisMachine, launch, newWorld, screenshot, statusJson, stopDisplay,
-  waitForText, writePlan,
+  waitForText, writeQuickPlan,
 } from './harness.mjs'
 
 after(stopDisplay)
 
-const QUICK = `id: quick
-phases:
-  - id: one
-    title: Only phase
-    steps:
-      - id: a
-        title: Step A
-        command: ["true"]
-`
 
 test('a deleted state file is restored from the window copy, same lineage, never silently', async () => {
   const world = newWorld('mirror')
-  const plan = writePlan(world, 'quick', { 'plan.yaml': QUICK })
+  const plan = writeQuickPlan(world)
   const first = await launch(world, ['--plan', plan])
   let before
   try {

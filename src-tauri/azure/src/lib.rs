@@ -315,32 +315,27 @@ impl ArmClient {
         what: &str,
         (subscription, resource_group): (&str, &str),
     ) -> Result<T, ArmError> {
+        let transport = |source| ArmError::Transport {
+            endpoint: self.endpoint.clone(),
+            source,
+        };
         let mut attempt = 1;
         loop {
             self.requests.fetch_add(1, Ordering::SeqCst);
-            let response =
-                self.http
-                    .get(url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .map_err(|source| ArmError::Transport {
-                        endpoint: self.endpoint.clone(),
-                        source,
-                    })?;
+            let response = self
+                .http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(transport)?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            let body = response
-                .text()
-                .await
-                .map_err(|source| ArmError::Transport {
-                    endpoint: self.endpoint.clone(),
-                    source,
-                })?;
+            let body = response.text().await.map_err(transport)?;
             if (200..300).contains(&status) {
                 return serde_json::from_str(&body).map_err(|e| ArmError::Unexpected {
                     what: what.to_string(),
@@ -348,48 +343,40 @@ impl ArmClient {
                 });
             }
             let (code, message) = error_body(&body);
-            let retryable = status == 429 || status >= 500;
-            if !retryable {
-                return Err(match status {
-                    401 => ArmError::Unauthenticated { code, message },
-                    403 => ArmError::Forbidden {
+            let last_try = attempt >= self.retry.attempts;
+            let wait = match (status, retry_after) {
+                (401, _) => return Err(ArmError::Unauthenticated { code, message }),
+                (403, _) => {
+                    return Err(ArmError::Forbidden {
                         code,
                         message,
                         resource_group: resource_group.to_string(),
-                    },
-                    404 if code == "ResourceGroupNotFound" => ArmError::ResourceGroupNotFound {
+                    });
+                }
+                (404, _) if code == "ResourceGroupNotFound" => {
+                    return Err(ArmError::ResourceGroupNotFound {
                         subscription: subscription.to_string(),
                         resource_group: resource_group.to_string(),
-                    },
-                    _ => ArmError::Server {
-                        status,
-                        code,
-                        message,
-                        what: what.to_string(),
-                        attempts: attempt,
-                    },
-                });
-            }
-            if attempt >= self.retry.attempts {
-                return Err(match (status, retry_after) {
-                    (429, Some(seconds)) => ArmError::Throttled { seconds },
-                    _ => ArmError::Server {
-                        status,
-                        code,
-                        message,
-                        what: what.to_string(),
-                        attempts: attempt,
-                    },
-                });
-            }
-            attempt += 1;
-            let wait = match (status, retry_after) {
-                (429, Some(s)) if Duration::from_secs(s) > MAX_RETRY_AFTER => {
-                    return Err(ArmError::Throttled { seconds: s });
+                    });
                 }
-                (429, Some(s)) => Duration::from_secs(s),
-                _ => self.retry.delay_before(attempt),
+                (429, Some(seconds))
+                    if last_try || Duration::from_secs(seconds) > MAX_RETRY_AFTER =>
+                {
+                    return Err(ArmError::Throttled { seconds });
+                }
+                (429, Some(seconds)) => Duration::from_secs(seconds),
+                (429 | 500.., _) if !last_try => self.retry.delay_before(attempt + 1),
+                _ => {
+                    return Err(ArmError::Server {
+                        status,
+                        code,
+                        message,
+                        what: what.to_string(),
+                        attempts: attempt,
+                    });
+                }
             };
+            attempt += 1;
             tokio::time::sleep(wait).await;
         }
     }

@@ -175,12 +175,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// A resource group of `n` VMs whose power state is `power(poll)`.
-fn cluster(
-    n: usize,
-    polls: Arc<AtomicU32>,
-    power: fn(u32) -> &'static str,
-    base: Arc<Mutex<String>>,
-) -> Box<Handler> {
+fn cluster(n: usize, polls: Arc<AtomicU32>, power: fn(u32) -> &'static str) -> Box<Handler> {
     Box::new(move |path, _| {
         let names: Vec<String> = (1..=n).map(|i| format!("vm-{i}")).collect();
         if path.contains("networkInterfaces") {
@@ -204,7 +199,6 @@ fn cluster(
             vms.push(other);
             ok(serde_json::json!({"value": vms}))
         } else {
-            let _ = &base;
             err(404, "NotFound")
         }
     })
@@ -213,7 +207,7 @@ fn cluster(
 #[test]
 fn one_refresh_is_one_bulk_request_set_with_power_states_and_addresses() {
     let polls = Arc::new(AtomicU32::new(0));
-    let fake = FakeArm::start(cluster(5, polls, |_| "running", Arc::default()));
+    let fake = FakeArm::start(cluster(5, polls, |_| "running"));
     let c = client(&fake, 5);
     let snap = rt().block_on(c.resource_group(SUB, RG)).unwrap();
     assert_eq!(snap.vms.len(), 5, "{:?}", snap.vms);
@@ -341,12 +335,9 @@ fn credential_permission_and_resource_group_failures_say_what_to_fix() {
 fn a_deployment_of_five_vms_polled_sixteen_times_costs_one_request_set_per_poll() {
     // The VMs are created while polled: starting for the first polls, then running.
     let polls = Arc::new(AtomicU32::new(0));
-    let fake = FakeArm::start(cluster(
-        5,
-        polls,
-        |p| if p < 10 { "starting" } else { "running" },
-        Arc::default(),
-    ));
+    let fake = FakeArm::start(cluster(5, polls, |p| {
+        if p < 10 { "starting" } else { "running" }
+    }));
     let c = client(&fake, 5);
     let rt = rt();
     let mut states = Vec::new();

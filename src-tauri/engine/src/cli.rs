@@ -359,7 +359,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
         }
         Command::ShowRun { run_id, json } => {
-            let run = find_run(&store, &run_id, now)?;
+            let run = history::find_run(&store, &run_id, now)?;
             if json {
                 emit_json(&run);
             } else {
@@ -367,8 +367,8 @@ pub fn run(cli: Cli) -> Result<u8> {
             }
         }
         Command::DiffRuns { run_a, run_b, json } => {
-            let a = find_run(&store, &run_a, now)?;
-            let b = find_run(&store, &run_b, now)?;
+            let a = history::find_run(&store, &run_a, now)?;
+            let b = history::find_run(&store, &run_b, now)?;
             let diff = history::diff(&a, &b);
             if json {
                 emit_json(&diff);
@@ -419,19 +419,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             yes,
             json,
         } => {
-            let loaded = store.load(now)?;
-            let Some(state) = loaded.map(|l| l.state) else {
+            let Some(found) =
+                crate::validate::check_environment(&store, crate::facts::PROBE_TIMEOUT)?
+            else {
                 emit("There is no deployment to validate.\n");
                 return Ok(exit::SUCCESS);
             };
-            let config = crate::config::load(store.layout())?;
-            let plan = crate::validate::deployment_plan(&store, &state);
-            let found = crate::validate::check(
-                &state,
-                config.as_ref(),
-                plan.as_ref(),
-                crate::facts::PROBE_TIMEOUT,
-            );
             let mut reset = Vec::new();
             let wants_reset = reset_affected
                 && found.iter().any(|m| m.affects_step.is_some())
@@ -476,32 +469,14 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Facts { refresh, json } => {
             if refresh {
-                let config = crate::config::load(store.layout())?.ok_or_else(|| {
-                    EngineError::Usage(format!(
-                        "there is no configuration in {}: save one from the app's wizard (it names the hosts and the Terraform state to ask)",
-                        store.layout().root.display()
-                    ))
-                })?;
-                let refresh = crate::facts::gather(&config, now, crate::facts::PROBE_TIMEOUT)?;
+                let summary = crate::facts::refresh_configured(&store, wait, now)?;
                 if !json {
-                    for line in &refresh.summary {
+                    for line in &summary {
                         emit(&format!("{line}\n"));
                     }
                 }
-                crate::facts::commit(&store, refresh, wait, now)?;
             }
-            let loaded = store.load(now)?;
-            let facts = loaded
-                .as_ref()
-                .map(|l| {
-                    let sums = crate::facts::current_checksums(&l.state);
-                    crate::facts::view(&l.state, now, &sums)
-                })
-                .unwrap_or_default();
-            let runtime = loaded
-                .as_ref()
-                .map(|l| l.state.facts.runtime.clone())
-                .unwrap_or_default();
+            let (facts, runtime) = crate::facts::cached(&store, now)?;
             if json {
                 let refresh = facts.iter().find(|f| f.key == "azure/refresh");
                 let arm = refresh.and_then(|f| f.value.get("arm_requests").cloned());
@@ -565,30 +540,14 @@ pub fn run(cli: Cli) -> Result<u8> {
 }
 
 fn all_runs(store: &Store, now: Timestamp) -> Result<Vec<crate::model::RunRecord>> {
-    let loaded = store.load(now)?;
-    let (finished, bad) = store.read_runs()?;
-    for (path, reason) in bad {
+    let (runs, unreadable) = history::all_runs(store, now)?;
+    for (path, reason) in unreadable {
         eprintln!(
             "thinkube-deploy: skipping unreadable run file {}: {reason}",
             path.display()
         );
     }
-    Ok(history::runs_with_current(
-        finished,
-        loaded.as_ref().map(|l| &l.state),
-    ))
-}
-
-fn find_run(store: &Store, run_id: &str, now: Timestamp) -> Result<crate::model::RunRecord> {
-    let loaded = store.load(now)?;
-    store
-        .read_run(run_id, loaded.as_ref().map(|l| &l.state))?
-        .ok_or_else(|| {
-            EngineError::Usage(format!(
-                "there is no run `{run_id}` in environment `{}`; `thinkube-deploy history` lists them",
-                store.layout().env
-            ))
-        })
+    Ok(runs)
 }
 
 fn print_events(store: &Store, run: Option<&str>, follow: bool, json: bool) -> Result<()> {

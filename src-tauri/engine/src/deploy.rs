@@ -124,16 +124,14 @@ pub enum Ended {
 /// (named as a host) whose cached facts say it is not running. Local targets: none.
 fn reachability(
     cfg: &crate::config::InstallerConfig,
-    store: &Store,
-    now: Timestamp,
+    state: Option<&crate::model::StateFile>,
 ) -> Vec<String> {
     if cfg.target == crate::config::TargetKind::Local {
         return Vec::new();
     }
-    let state = store.load(now).ok().flatten().map(|l| l.state);
     let mut problems = Vec::new();
     for h in &cfg.hosts {
-        let vm = state.as_ref().and_then(|s| {
+        let vm = state.and_then(|s| {
             s.facts
                 .infrastructure
                 .iter()
@@ -282,7 +280,10 @@ pub fn execute(
 ) -> Result<Ended> {
     let now = Timestamp::now();
     let layout = store.layout().clone();
-    let current = store.load(now)?.map(|l| l.state.deployment);
+    let loaded = store.load(now)?.map(|l| l.state);
+    let current = loaded.as_ref().map(|s| s.deployment.clone());
+    // The wizard's configuration: the hosts a resume checks, the VM source of gates.
+    let config = crate::config::load(&layout)?;
     let started = current.as_ref().is_some_and(|d| d.id.is_some());
     // Which plan: the one named, else the deployment's own, else the default.
     let spec = match (&args.plan, &current) {
@@ -396,8 +397,8 @@ pub fn execute(
     let unfinished = current
         .as_ref()
         .is_some_and(|d| started && d.status != crate::model::DeploymentStatus::Completed);
-    if unfinished && let Some(cfg) = crate::config::load(&layout)? {
-        let problems = reachability(&cfg, store, now);
+    if unfinished && let Some(cfg) = &config {
+        let problems = reachability(cfg, loaded.as_ref());
         if !problems.is_empty() {
             return Err(EngineError::NotReachable { problems });
         }
@@ -452,7 +453,6 @@ pub fn execute(
     env_base.extend(args.secret_env.clone());
     let mut gates_passed: Option<String> = None;
     // Gates that wait for VMs refresh stale VM facts from the configured source.
-    let config = crate::config::load(&layout).ok().flatten();
     let mut arm_requests = 0u32;
     while !stop.load(Ordering::SeqCst) {
         let Some(next) = session.next_step().cloned() else {

@@ -268,7 +268,7 @@ pub fn probe(address: &str, port: u16, timeout: Duration) -> std::result::Result
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
             Ok(_) => return Ok(()),
-            Err(e) => last = e.to_string(),
+            Err(e) => last = format!("{addr}: {e}"),
         }
     }
     Err(last)
@@ -315,16 +315,8 @@ pub fn gather(
                 value["last_written_at"] = std::fs::metadata(path)
                     .and_then(|m| m.modified())
                     .ok()
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .and_then(|d| i64::try_from(d.as_secs()).ok())
-                    .map(|secs| {
-                        serde_json::to_value(
-                            Timestamp::parse("1970-01-01T00:00:00Z")
-                                .map(|e| e.plus_seconds(secs))
-                                .ok(),
-                        )
-                        .unwrap_or_default()
-                    })
+                    .and_then(Timestamp::from_system_time)
+                    .and_then(|t| serde_json::to_value(t).ok())
                     .unwrap_or_default();
                 r.facts.push(InfraFact {
                     key: "terraform/state".into(),
@@ -472,6 +464,33 @@ struct AzureVm {
     provisioning_state: Option<String>,
     private_ips: Vec<String>,
     public_ips: Vec<String>,
+}
+
+/// `facts --refresh`: asks every source the saved configuration names, once, and
+/// commits what they said. Returns one line per source.
+pub fn refresh_configured(store: &Store, wait: LockWait, now: Timestamp) -> Result<Vec<String>> {
+    let config = crate::config::load(store.layout())?.ok_or_else(|| {
+        EngineError::Usage(format!(
+            "there is no configuration in {}: save one from the app's wizard (it names the hosts and the Terraform state to ask)",
+            store.layout().root.display()
+        ))
+    })?;
+    let refresh = gather(&config, now, PROBE_TIMEOUT)?;
+    let summary = refresh.summary.clone();
+    commit(store, refresh, wait, now)?;
+    Ok(summary)
+}
+
+/// Every cached infrastructure fact with its age, and the runtime facts. Local files
+/// only: never the network.
+pub fn cached(store: &Store, now: Timestamp) -> Result<(Vec<FactView>, Vec<RuntimeFact>)> {
+    Ok(match store.load(now)? {
+        None => (Vec::new(), Vec::new()),
+        Some(l) => (
+            view(&l.state, now, &current_checksums(&l.state)),
+            l.state.facts.runtime,
+        ),
+    })
 }
 
 /// Commits what a refresh learned: the facts of each source asked replace its old

@@ -1,7 +1,6 @@
 //! Gates: checks made before a phase starts. A blocked gate stops the run before the
 //! phase with exit 5, records an event, and changes no step.
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
@@ -31,25 +30,11 @@ pub fn check(
             timeout_seconds,
         } => {
             let host = sub(host);
-            let name = format!("tcp {host}:{port}");
-            let addrs: Vec<_> = (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(|e| Blocked {
-                    gate: name.clone(),
-                    reason: format!("cannot resolve {host}: {e}"),
-                })?
-                .collect();
-            let timeout = Duration::from_secs(*timeout_seconds);
-            let mut last = String::from("no address");
-            for addr in addrs {
-                match TcpStream::connect_timeout(&addr, timeout) {
-                    Ok(_) => return Ok(()),
-                    Err(e) => last = format!("{addr}: {e}"),
+            crate::facts::probe(&host, *port, Duration::from_secs(*timeout_seconds)).map_err(|e| {
+                Blocked {
+                    gate: format!("tcp {host}:{port}"),
+                    reason: format!("not reachable within {timeout_seconds}s ({e})"),
                 }
-            }
-            Err(Blocked {
-                gate: name,
-                reason: format!("not reachable within {timeout_seconds}s ({last})"),
             })
         }
         Gate::Command { argv } => {

@@ -24,6 +24,37 @@ pub fn runs_with_current(
     finished
 }
 
+/// Every run of the environment, oldest first, and the run files that could not be
+/// read (to report, not to stop on).
+pub fn all_runs(
+    store: &crate::store::Store,
+    now: Timestamp,
+) -> crate::Result<(Vec<RunRecord>, Vec<crate::store::UnreadableFile>)> {
+    let loaded = store.load(now)?;
+    let (finished, unreadable) = store.read_runs()?;
+    Ok((
+        runs_with_current(finished, loaded.as_ref().map(|l| &l.state)),
+        unreadable,
+    ))
+}
+
+/// One run by id, finished or current; a missing one is bad input naming where to look.
+pub fn find_run(
+    store: &crate::store::Store,
+    run_id: &str,
+    now: Timestamp,
+) -> crate::Result<RunRecord> {
+    let loaded = store.load(now)?;
+    store
+        .read_run(run_id, loaded.as_ref().map(|l| &l.state))?
+        .ok_or_else(|| {
+            crate::EngineError::Usage(format!(
+                "there is no run `{run_id}` in environment `{}`; `thinkube-deploy history` lists them",
+                store.layout().env
+            ))
+        })
+}
+
 /// A row of `history --json`.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Serialize)]

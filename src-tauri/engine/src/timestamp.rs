@@ -27,6 +27,14 @@ impl Timestamp {
         OffsetDateTime::parse(text, &Rfc3339).map(Self::from)
     }
 
+    /// A file's modification time, say; `None` when before 1970 or out of range.
+    pub fn from_system_time(t: std::time::SystemTime) -> Option<Self> {
+        let since = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        OffsetDateTime::UNIX_EPOCH
+            .checked_add(time::Duration::try_from(since).ok()?)
+            .map(Self)
+    }
+
     /// Seconds since the Unix epoch (for ages and sorting).
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()

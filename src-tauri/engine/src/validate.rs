@@ -214,6 +214,22 @@ fn first_completed(state: &StateFile, phase: impl Fn(&str) -> bool) -> Option<St
         .map(|s| s.id.clone())
 }
 
+/// `validate`: reality now against the environment's recorded state, configuration
+/// and plan. `None` when there is no state yet.
+pub fn check_environment(store: &Store, probe_timeout: Duration) -> Result<Option<Vec<Mismatch>>> {
+    let Some(loaded) = store.load(Timestamp::now())? else {
+        return Ok(None);
+    };
+    let config = crate::config::load(store.layout())?;
+    let plan = deployment_plan(store, &loaded.state);
+    Ok(Some(check(
+        &loaded.state,
+        config.as_ref(),
+        plan.as_ref(),
+        probe_timeout,
+    )))
+}
+
 /// The deployment's plan, when it can be loaded (for mapping hosts to phases).
 pub fn deployment_plan(store: &Store, state: &StateFile) -> Option<Plan> {
     let d = &state.deployment;

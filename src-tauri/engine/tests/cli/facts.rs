@@ -6,7 +6,6 @@ use std::net::TcpListener;
 use crate::common::{Home, free_port};
 
 fn configure(home: &Home, up_port: u16, down_port: u16, tfstate: &std::path::Path) {
-    home.create();
     let config = serde_json::json!({
         "target": "ssh",
         "hosts": [
@@ -18,9 +17,15 @@ fn configure(home: &Home, up_port: u16, down_port: u16, tfstate: &std::path::Pat
         "plan": "thinkube",
         "terraform": {"backend": "local", "state_path": tfstate.to_str().unwrap()},
     });
+    write_config(home, &config);
+}
+
+/// Writes `<home>/installer-config.json` as the wizard would.
+fn write_config(home: &Home, config: &serde_json::Value) {
+    home.create();
     std::fs::write(
         home.path().join("installer-config.json"),
-        serde_json::to_vec(&config).unwrap(),
+        serde_json::to_vec(config).unwrap(),
     )
     .unwrap();
 }
@@ -197,11 +202,7 @@ fn validate_names_each_mismatch_with_the_step_it_affects_and_resets_from_the_ear
         serde_json::from_slice(&std::fs::read(home.path().join("installer-config.json")).unwrap())
             .unwrap();
     config["hosts"] = serde_json::json!([{"name": "node", "address": "127.0.0.1", "port": port}]);
-    std::fs::write(
-        home.path().join("installer-config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
+    write_config(&home, &config);
     deployed_with_gate(&home, port);
     assert_eq!(home.run(&["facts", "--refresh"]).code, 0);
     let r = home.run(&["validate"]);
@@ -281,11 +282,7 @@ fn validate_resets_only_from_the_phase_that_relies_on_a_lost_host() {
         "target": "ssh", "ssh_user": "deployer", "ssh_auth": "agent", "plan": "gated",
         "hosts": [{"name": "node", "address": "127.0.0.1", "port": port}],
     });
-    std::fs::write(
-        home.path().join("installer-config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
+    write_config(&home, &config);
     deployed_with_gate(&home, port);
     // The gate recorded what it saw, as a runtime fact of the host.
     let state: serde_json::Value =
@@ -323,11 +320,7 @@ fn an_azure_refresh_without_credentials_says_how_to_log_in_and_writes_nothing() 
                   "resource_group": "rg-thinkube", "credential": "client_secret",
                   "endpoint": "http://127.0.0.1:9"},
     });
-    std::fs::write(
-        home.path().join("installer-config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
+    write_config(&home, &config);
     let mut c = home.command(&["facts", "--refresh"]);
     for var in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] {
         c.env_remove(var);
@@ -359,11 +352,7 @@ fn a_vm_running_gate_refreshes_missing_vm_facts_first_and_blocks_with_the_reason
                   "resource_group": "rg-thinkube", "credential": "client_secret",
                   "endpoint": "http://127.0.0.1:9"},
     });
-    std::fs::write(
-        home.path().join("installer-config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
+    write_config(&home, &config);
     let plan = "id: vms
 phases:
   - id: create
@@ -432,11 +421,7 @@ fn validate_says_when_azure_cannot_be_asked_about_the_vms() {
                   "resource_group": "rg-thinkube", "credential": "client_secret",
                   "endpoint": "http://127.0.0.1:9"},
     });
-    std::fs::write(
-        home.path().join("installer-config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
+    write_config(&home, &config);
     let mut c = home.command(&["validate", "--json"]);
     for var in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] {
         c.env_remove(var);
@@ -464,11 +449,7 @@ fn a_step_that_succeeds_records_what_it_proves_for_every_host() {
         "target": "ssh", "ssh_user": "deployer", "ssh_auth": "agent", "plan": "proofs",
         "hosts": [{"name": "node1", "address": "10.0.0.11"}, {"name": "node2", "address": "10.0.0.12"}],
     });
-    std::fs::write(
-        home.path().join("installer-config.json"),
-        serde_json::to_vec(&config).unwrap(),
-    )
-    .unwrap();
+    write_config(&home, &config);
     let plan = "id: proofs
 phases:
   - id: p

@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod compile_fail;
+mod config;
 mod contention;
 mod crash;
 mod deploy;
