@@ -3,7 +3,7 @@
 // localStorage is its own) and its own free ports. One session at a time: WebKitGTK
 // allows a single automation context (tests run with --test-concurrency=1).
 import { spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -67,7 +67,12 @@ async function display() {
   return xvfb.display
 }
 
-export function stopDisplay() {
+/** Drivers started and not yet ended (each leads its own process group). */
+const live = new Set()
+
+/** Ends what a test file started: drivers and apps a failed test left, then Xvfb. */
+export async function stopDisplay() {
+  for (const driver of live) await endGroup(driver)
   xvfb?.child.kill()
   xvfb = null
 }
@@ -96,26 +101,89 @@ export function worldEnv(world) {
   }
 }
 
+/** The live (not zombie) processes of process group `pgid`, read from /proc. */
+function groupMembers(pgid) {
+  const members = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue // it ended while we looked
+    }
+    // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+    const [state, , pgrp] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(pgrp) === pgid && state !== 'Z') members.push(Number(entry))
+  }
+  return members
+}
+
+function signalGroup(pgid, signal) {
+  try {
+    process.kill(-pgid, signal)
+  } catch {
+    // Nothing left to signal.
+  }
+}
+
+/**
+ * Ends tauri-driver and waits until nothing of its process group is alive
+ * (WebKitWebDriver, and the app with its WebKit processes), so that the app has
+ * released its instance lock before the next launch in the same world. The app is
+ * left to finish on its own (it flushes localStorage as it exits); only what is
+ * still alive after 10 s gets SIGTERM, and after 20 s SIGKILL.
+ */
+async function endGroup(driver) {
+  const pgid = driver.pid
+  driver.kill('SIGTERM')
+  const started = Date.now()
+  let signalled = null
+  while (groupMembers(pgid).length > 0) {
+    const waited = Date.now() - started
+    if (waited > 20_000 && signalled !== 'SIGKILL') signalGroup(pgid, (signalled = 'SIGKILL'))
+    else if (waited > 10_000 && signalled === null) signalGroup(pgid, (signalled = 'SIGTERM'))
+    await new Promise((ok) => setTimeout(ok, 20))
+  }
+  live.delete(driver)
+}
+
 /** Starts the app in `world` with launch `args`; returns the WebdriverIO browser. */
 export async function launch(world, args = []) {
   const env = { ...worldEnv(world), DISPLAY: await display() }
   const port = await freePort()
   const nativePort = await freePort()
+  // Its own process group: WebKitWebDriver and the app it starts join it, and `close`
+  // waits for the whole group to be gone.
   const driver = spawn('tauri-driver', ['--port', String(port), '--native-port', String(nativePort)], {
     env,
     stdio: ['ignore', 'inherit', 'inherit'],
+    detached: true,
   })
-  await untilListening(port, driver)
-  const browser = await remote({
-    hostname: '127.0.0.1',
-    port,
-    logLevel: 'error',
-    connectionRetryTimeout: WAIT,
-    capabilities: {
-      'wdio:enforceWebDriverClassic': true,
-      'tauri:options': { application: app, args },
-    },
-  })
+  live.add(driver)
+  let browser
+  try {
+    // tauri-driver listens at once but forwards to WebKitWebDriver, which it starts:
+    // both must listen before the session request.
+    await untilListening(port, driver)
+    await untilListening(nativePort, driver)
+    browser = await remote({
+      hostname: '127.0.0.1',
+      port,
+      logLevel: 'error',
+      connectionRetryTimeout: WAIT,
+      // A retried new-session request would start a second app, which the first one's
+      // instance lock turns away: one attempt, with the whole WAIT to answer.
+      connectionRetryCount: 0,
+      capabilities: {
+        'wdio:enforceWebDriverClassic': true,
+        'tauri:options': { application: app, args },
+      },
+    })
+  } catch (e) {
+    await endGroup(driver)
+    throw e
+  }
   browser.setTimeout({ implicit: 0 })
   const close = async () => {
     try {
@@ -123,8 +191,7 @@ export async function launch(world, args = []) {
     } catch {
       // The app may already be gone (a test killed it).
     }
-    driver.kill()
-    await new Promise((ok) => (driver.exitCode !== null ? ok() : driver.once('exit', ok)))
+    await endGroup(driver)
   }
   return { browser, close, driver }
 }
