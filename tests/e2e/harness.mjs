@@ -2,7 +2,7 @@
 // Each test gets its own installer home, its own XDG folders (so the WebView's
 // localStorage is its own) and its own free ports. One session at a time: WebKitGTK
 // allows a single automation context (tests run with --test-concurrency=1).
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -15,6 +15,14 @@ export const repo = resolve(here, '../..')
 export const app = process.env.THINKUBE_APP ?? join(repo, 'target/debug/thinkube-installer')
 export const artifacts = join(repo, 'target/e2e-artifacts')
 const WAIT = 60_000
+
+// The demo and retry tests run real Ansible. scripts/test-all sets this; when it is
+// unset (a test run by hand), install the pinned ansible-core once, as test-all does.
+if (!process.env.THINKUBE_ANSIBLE_PLAYBOOK) {
+  const r = spawnSync(join(repo, 'scripts/ensure-ansible'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  if (r.status !== 0) throw new Error(`scripts/ensure-ansible failed (exit ${r.status})`)
+  process.env.THINKUBE_ANSIBLE_PLAYBOOK = r.stdout.trim()
+}
 
 export function freePort() {
   return new Promise((ok, fail) => {
@@ -198,18 +206,34 @@ export async function launch(world, args = []) {
 
 /** Waits for an element matching `selector` whose text includes `text`. */
 export async function waitForText(browser, selector, text, timeout = WAIT) {
-  let last = ''
-  await browser.waitUntil(
-    async () => {
-      const els = await browser.$$(selector)
-      for (const el of els) {
-        last = await el.getText()
-        if (last.includes(text)) return true
-      }
-      return false
-    },
-    { timeout, interval: 100, timeoutMsg: `no ${selector} with "${text}" (last: "${last}")` },
-  )
+  let last = null
+  try {
+    await browser.waitUntil(
+      async () => {
+        const els = await browser.$$(selector)
+        for (const el of els) {
+          last = await el.getText()
+          if (last.includes(text)) return true
+        }
+        return false
+      },
+      { timeout, interval: 100 },
+    )
+  } catch (e) {
+    // Say what the window showed instead, and keep a picture of it for CI.
+    const name = `failure-${Date.now()}`
+    let page = '(the page could not be read)'
+    try {
+      page = await (await browser.$('body')).getText()
+      await screenshot(browser, name)
+    } catch {
+      // The window is gone; the message says so.
+    }
+    throw new Error(
+      `no ${selector} with "${text}" after ${timeout} ms (last ${selector}: ${JSON.stringify(last)}); ` +
+        `the page showed: ${JSON.stringify(page.slice(0, 1500))}; screenshot: ${name}.png (${e.message})`,
+    )
+  }
 }
 
 export async function clickButton(browser, name) {
