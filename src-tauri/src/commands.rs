@@ -12,7 +12,7 @@ use thinkube_engine::builtin::PlanRef;
 use thinkube_engine::config::{self, FieldProblem, InstallerConfig, SshAuth};
 use thinkube_engine::deploy::{DeployArgs, Kind};
 use thinkube_engine::facts::{self, FactView};
-use thinkube_engine::history::{self, HistoryRow, RunDiff};
+use thinkube_engine::history::{self, HistoryListing, RunDiff};
 use thinkube_engine::lock::LockWait;
 use thinkube_engine::model::RunRecord;
 use thinkube_engine::ops::{self, RecoverSource};
@@ -257,10 +257,8 @@ pub async fn clean_state(state: State<'_, AppState>) -> Result<String> {
 }
 
 #[tauri::command]
-pub async fn history(state: State<'_, AppState>) -> Result<Vec<HistoryRow>> {
-    // Unreadable run files are left out here; `thinkube-deploy history` names them.
-    let (runs, _unreadable) = history::all_runs(&state.store, Timestamp::now())?;
-    Ok(history::rows(&runs))
+pub async fn history(state: State<'_, AppState>) -> Result<HistoryListing> {
+    Ok(history::listing(&state.store, Timestamp::now())?)
 }
 
 #[tauri::command]

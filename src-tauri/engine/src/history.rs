@@ -38,6 +38,38 @@ pub fn all_runs(
     ))
 }
 
+/// What the app's History screen shows: every run, newest last, and the run files
+/// that could not be read (named, never hidden, never touched).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Serialize)]
+pub struct HistoryListing {
+    pub rows: Vec<HistoryRow>,
+    pub unreadable: Vec<UnreadableRun>,
+}
+
+/// A run file in `runs/` that could not be read, and why.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Serialize, PartialEq)]
+pub struct UnreadableRun {
+    pub path: String,
+    pub problem: String,
+}
+
+/// [`all_runs`] as rows, with the unreadable files named.
+pub fn listing(store: &crate::store::Store, now: Timestamp) -> crate::Result<HistoryListing> {
+    let (runs, unreadable) = all_runs(store, now)?;
+    Ok(HistoryListing {
+        rows: rows(&runs),
+        unreadable: unreadable
+            .into_iter()
+            .map(|(path, problem)| UnreadableRun {
+                path: path.display().to_string(),
+                problem,
+            })
+            .collect(),
+    })
+}
+
 /// One run by id, finished or current; a missing one is bad input naming where to look.
 pub fn find_run(
     store: &crate::store::Store,

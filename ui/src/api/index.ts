@@ -4,7 +4,7 @@ import { Channel, invoke } from '@tauri-apps/api/core'
 import type { AppError } from '../bindings/AppError'
 import type { FactView } from '../bindings/FactView'
 import type { FieldProblem } from '../bindings/FieldProblem'
-import type { HistoryRow } from '../bindings/HistoryRow'
+import type { HistoryListing } from '../bindings/HistoryListing'
 import type { InstallerConfig } from '../bindings/InstallerConfig'
 import type { LaunchInfo } from '../bindings/LaunchInfo'
 import type { Mismatch } from '../bindings/Mismatch'
@@ -52,7 +52,7 @@ export const api = {
   },
   cancelRun: () => call<boolean>('cancel_run'),
   cleanState: () => call<string>('clean_state'),
-  history: () => call<HistoryRow[]>('history'),
+  history: () => call<HistoryListing>('history'),
   runDetails: (runId: string) => call<RunRecord>('run_details', { runId }),
   diffRuns: (runA: string, runB: string) => call<RunDiff>('diff_runs', { runA, runB }),
   restoreMirror: (document: string) => call<number>('restore_mirror', { document }),

@@ -175,3 +175,37 @@ fn cleanup_moves_old_finished_runs_out_of_history() {
             .contains("No finished runs older than 30 days")
     );
 }
+
+#[test]
+fn an_unreadable_run_file_is_named_and_left_alone_while_the_others_are_listed() {
+    let home = Home::new();
+    let store = home.store();
+    let good = run_deployment(&store, &STEPS, None, &[], at("2026-01-01T00:00:00Z"));
+    let bad = home.layout().runs_dir().join("run-torn.json");
+    std::fs::write(&bad, b"{\"run_id\": \"run-torn\", \"kind\": ").unwrap();
+
+    // The CLI lists the readable run and names the other on stderr.
+    let r = home.run(&["history", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["run_id"], good.as_str());
+    assert!(
+        r.stderr.contains("skipping unreadable run file") && r.stderr.contains("run-torn.json"),
+        "{}",
+        r.stderr
+    );
+
+    // The app's listing carries it too, with the reason, so the window can show it.
+    let listing = thinkube_engine::history::listing(&store, at("2026-01-02T00:00:00Z")).unwrap();
+    assert_eq!(listing.rows.len(), 1);
+    assert_eq!(listing.unreadable.len(), 1);
+    assert_eq!(listing.unreadable[0].path, bad.display().to_string());
+    assert!(!listing.unreadable[0].problem.is_empty());
+
+    // Nothing was rewritten or moved.
+    assert_eq!(
+        std::fs::read(&bad).unwrap(),
+        b"{\"run_id\": \"run-torn\", \"kind\": "
+    );
+}
