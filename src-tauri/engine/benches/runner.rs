@@ -111,6 +111,8 @@ fn throughput() {
         env: BTreeMap::new(),
         cwd: None,
         ansible: false,
+        // One secret to look for, as a deployment with an SSH password has.
+        redact: thinkube_engine::runner::Redactor::new(["correct-horse-battery".to_string()]),
     };
     let stop = AtomicBool::new(false);
     let mut samples = Vec::new();

@@ -20,7 +20,7 @@ use crate::lock::LockWait;
 use crate::model::{AttemptOutcome, DeploymentStatus, EventKind, NewEvent, RunOutcome, StepError};
 use crate::plan::Action;
 use crate::retry::RetryPolicy;
-use crate::runner::{self, Output, StepCommand};
+use crate::runner::{self, Output, Redactor, StepCommand};
 use crate::session::{Begun, Request, RunContext, RunSession, RunSummary};
 use crate::store::Store;
 use crate::timestamp::Timestamp;
@@ -451,6 +451,7 @@ pub fn execute(
     });
     let mut env_base = base_env(&layout.home, &layout.root, &run_id, &callback_dir);
     env_base.extend(args.secret_env.clone());
+    let secrets = run_secrets(&choices, &args.secret_env);
     let mut gates_passed: Option<String> = None;
     // Gates that wait for VMs refresh stale VM facts from the configured source.
     let mut arm_requests = 0u32;
@@ -554,6 +555,7 @@ pub fn execute(
                 &inventory,
                 &env_base,
                 &step.id,
+                &secrets,
             );
             let finished = run_logged(
                 &mut session,
@@ -779,9 +781,51 @@ fn step_command(
     inventory: &str,
     env_base: &BTreeMap<String, String>,
     step: &str,
+    secrets: &[String],
 ) -> StepCommand {
     let mut env = env_base.clone();
     env.insert("THINKUBE_STEP_ID".into(), step.to_string());
+    let mut cmd = step_process(action, base_dir, ansible, inventory, env);
+    // What the run hides everywhere, and what this step is given under a
+    // secret-looking name.
+    let own = cmd
+        .env
+        .iter()
+        .filter(|(k, _)| crate::migrate::is_secret_key(k))
+        .map(|(_, v)| v.clone());
+    cmd.redact = Redactor::new(secrets.iter().cloned().chain(own));
+    cmd
+}
+
+/// The values a run hides in every step's output: variables of the plan and of our
+/// own environment (which steps inherit) whose names look secret, and the secrets the
+/// window gave for this run only (an SSH password).
+fn run_secrets(
+    choices: &crate::plan::Choices,
+    secret_env: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let inherited = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| crate::migrate::is_secret_key(k))
+        .map(|(_, v)| v);
+    let vars = choices
+        .vars
+        .iter()
+        .filter(|(k, _)| crate::migrate::is_secret_key(k))
+        .map(|(_, v)| v.clone());
+    inherited
+        .chain(vars)
+        .chain(secret_env.values().cloned())
+        .collect()
+}
+
+fn step_process(
+    action: &Action,
+    base_dir: &Path,
+    ansible: Option<&Path>,
+    inventory: &str,
+    mut env: BTreeMap<String, String>,
+) -> StepCommand {
     match action {
         Action::Playbook { path, vars } => {
             let mut args: Vec<OsString> = vec![
@@ -801,6 +845,7 @@ fn step_command(
                 env,
                 cwd: Some(base_dir.to_path_buf()),
                 ansible: true,
+                redact: Redactor::default(),
             }
         }
         Action::Command {
@@ -819,6 +864,7 @@ fn step_command(
                 env,
                 cwd: Some(cwd),
                 ansible: false,
+                redact: Redactor::default(),
             }
         }
     }

@@ -908,6 +908,102 @@ phases:
     }
 }
 
+/// A step that prints a secret (a playbook's `debug`, a script's `echo`) does not
+/// carry it into the log, the failure kept in the state, the events or the terminal:
+/// the runner hides every secret-looking value before anything is written or shown.
+#[test]
+fn secrets_a_step_prints_are_hidden_in_logs_state_events_and_output() {
+    let home = Home::new();
+    let (pw, cs, quoted) = (
+        "Pw-5e1b77-printed",
+        "Cs-0d93aa-inherited",
+        r#"Tk"9f\2-quoted"#,
+    );
+    let playbook = r#"- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Show the password
+      ansible.builtin.debug:
+        msg: "the password is {{ db_password }} and the token is {{ api_token }}"
+    - name: Fail with it
+      ansible.builtin.fail:
+        msg: "login refused for {{ db_password }}"
+"#;
+    let text = "id: leaky
+vars:
+  - name: admin_password
+  - name: api_token
+phases:
+  - id: p
+    steps:
+      - id: echo-them
+        command: [sh, -c, \"printf 'pw=%s cs=%s\\\\n' \\\"$PW\\\" \\\"$AZURE_CLIENT_SECRET\\\"; printf 'tok=%s\\\\n' \\\"$TOK\\\" >&2\"]
+        env: {PW: \"${admin_password}\", TOK: \"${api_token}\"}
+      - id: debug-them
+        playbook: show.yml
+        vars: {db_password: \"${admin_password}\", api_token: \"${api_token}\"}
+";
+    let dir = plan_dir(&home, &[("plan.yaml", text), ("show.yml", playbook)]);
+    let mut c = home.command(&[
+        "deploy",
+        "--plan",
+        dir.join("plan.yaml").to_str().unwrap(),
+        "--var",
+        &format!("admin_password={pw}"),
+        "--var",
+        &format!("api_token={quoted}"),
+    ]);
+    c.env("AZURE_CLIENT_SECRET", cs);
+    let r = crate::common::Run::from(c.output().unwrap());
+    assert_eq!(r.code, 1, "the playbook fails: {}\n{}", r.stdout, r.stderr);
+
+    // The failure is kept, with the secret hidden in its message and output.
+    let v = home.status_json();
+    let failed = &v["steps"][1];
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(
+        failed["last_error"]["message"],
+        "login refused for ********"
+    );
+    let tail = failed["last_error"]["output_tail"].to_string();
+    assert!(
+        tail.contains("the password is ******** and the token is ********"),
+        "{tail}"
+    );
+
+    // The command step's log says what it printed, hidden.
+    let logs: Vec<_> = crate::migration::walk(home.path())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    let all_logs: String = logs
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for shown in ["pw=********", "cs=********", "tok=********"] {
+        assert!(
+            all_logs.contains(shown),
+            "{shown} not in the logs:\n{all_logs}"
+        );
+    }
+
+    // Nowhere: not in a file under the home, not on the terminal.
+    let json_quoted = serde_json::to_string(quoted).unwrap();
+    let json_quoted = &json_quoted[1..json_quoted.len() - 1];
+    for file in crate::migration::walk(home.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        for secret in [pw, cs, quoted, json_quoted] {
+            assert!(!text.contains(secret), "{secret} is in {}", file.display());
+        }
+    }
+    for secret in [pw, cs, quoted] {
+        assert!(
+            !r.stdout.contains(secret) && !r.stderr.contains(secret),
+            "{secret} reached the terminal"
+        );
+    }
+}
+
 #[test]
 fn setup_installs_the_pinned_ansible_privately_once() {
     use std::os::unix::fs::PermissionsExt;
