@@ -156,9 +156,12 @@ async function endGroup(driver) {
   live.delete(driver)
 }
 
-/** Starts the app in `world` with launch `args`; returns the WebdriverIO browser. */
-export async function launch(world, args = []) {
-  const env = { ...worldEnv(world), DISPLAY: await display() }
+/**
+ * Starts the app in `world` with launch `args` (and `extraEnv` in its environment);
+ * returns the WebdriverIO browser.
+ */
+export async function launch(world, args = [], extraEnv = {}) {
+  const env = { ...worldEnv(world), ...extraEnv, DISPLAY: await display() }
   const port = await freePort()
   const nativePort = await freePort()
   // Its own process group: WebKitWebDriver and the app it starts join it, and `close`

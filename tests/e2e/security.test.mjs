@@ -1,5 +1,6 @@
-// The page can call only the app's own commands; an SSH password given in the window
-// reaches the steps but never the state, events, logs or the WebView's storage.
+// The page can call only the app's own commands; an SSH password given in the window,
+// and an Azure client secret in the app's environment, reach the steps but never the
+// state, events, logs, the window or the WebView's storage.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { readFileSync, readdirSync, statSync } from 'node:fs'
@@ -12,6 +13,8 @@ import {
 after(stopDisplay)
 
 const SECRET = 'hunter2-Secret-7c41e9'
+// As a `client_secret` Azure sign-in has it: in the environment, never configured.
+const CLIENT_SECRET = 'AzCs-5b7e02-env-only'
 
 // The step proves the password reached it by its digest: the plan (which the state
 // records) holds no password either.
@@ -25,6 +28,9 @@ phases:
       - id: check-password
         title: The step receives the password
         command: [sh, -c, 'test "$(printf %s "$THINKUBE_SSH_PASSWORD" | sha256sum | cut -c1-64)" = "${DIGEST}" && echo password received']
+      - id: careless
+        title: A careless step prints both
+        command: [sh, -c, 'printf "pw=%s cs=%s\\n" "$THINKUBE_SSH_PASSWORD" "$AZURE_CLIENT_SECRET"']
 `
 
 function filesUnder(dir) {
@@ -65,10 +71,10 @@ test('the page cannot call a command the capabilities do not grant', async () =>
   }
 })
 
-test('an SSH password reaches the step and nothing the installer writes', async () => {
+test('an SSH password and a client secret reach the steps and nothing the installer writes or shows', async () => {
   const world = newWorld('secret')
   const plan = writePlan(world, 'pw', { 'plan.yaml': PLAN })
-  const { browser, close } = await launch(world, ['--plan', plan])
+  const { browser, close } = await launch(world, ['--plan', plan], { AZURE_CLIENT_SECRET: CLIENT_SECRET })
   try {
     await waitForText(browser, 'main', 'No deployment yet')
     await clickButton(browser, 'Configure and deploy')
@@ -97,10 +103,15 @@ test('an SSH password reaches the step and nothing the installer writes', async 
     await field.setValue(SECRET)
     await clickButton(browser, 'Continue')
     await waitForText(browser, '[data-testid=run-ended]', 'All steps completed.', 60_000)
+    // The careless step's output reached the window with both hidden.
+    await waitForText(browser, '[role=log]', 'pw=******** cs=********')
+    const page = await (await browser.$('body')).getText()
+    assert.ok(!page.includes(SECRET) && !page.includes(CLIENT_SECRET), 'a secret is on the page')
 
     const storage = await browser.execute(() => JSON.stringify({ ...localStorage }))
     assert.ok(storage.includes('thinkube-deployment-state-v3'))
     assert.ok(!storage.includes(SECRET), 'the password is in localStorage')
+    assert.ok(!storage.includes(CLIENT_SECRET), 'the client secret is in localStorage')
   } finally {
     await close()
   }
@@ -123,6 +134,7 @@ test('an SSH password reaches the step and nothing the installer writes', async 
     }
     searched += 1
     assert.ok(!bytes.includes(SECRET), `${f} holds the password`)
+    assert.ok(!bytes.includes(CLIENT_SECRET), `${f} holds the client secret`)
   }
   assert.ok(searched > 10, `only ${searched} files searched`)
 })
