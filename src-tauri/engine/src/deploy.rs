@@ -452,6 +452,8 @@ pub fn execute(
     let mut env_base = base_env(&layout.home, &layout.root, &run_id, &callback_dir);
     env_base.extend(args.secret_env.clone());
     let secrets = run_secrets(&choices, &args.secret_env);
+    // A command gate's arguments and error output may hold a variable's secret too.
+    let hide = Redactor::new(secrets.iter().cloned());
     let mut gates_passed: Option<String> = None;
     // Gates that wait for VMs refresh stale VM facts from the configured source.
     let mut arm_requests = 0u32;
@@ -473,7 +475,11 @@ pub fn execute(
                 &mut arm_requests,
             )?;
             for gate in &phase.gates {
-                let verdict = crate::gates::check(gate, &plan.base_dir, &choices, session.state());
+                let verdict = crate::gates::check(gate, &plan.base_dir, &choices, session.state())
+                    .map_err(|b| crate::gates::Blocked {
+                        gate: hide.apply(b.gate),
+                        reason: hide.apply(b.reason),
+                    });
                 let now = Timestamp::now();
                 let seen = observed(gate, &choices);
                 let passed = verdict.is_ok();
@@ -788,33 +794,33 @@ fn step_command(
     let mut cmd = step_process(action, base_dir, ansible, inventory, env);
     // What the run hides everywhere, and what this step is given under a
     // secret-looking name.
-    let own = cmd
-        .env
-        .iter()
-        .filter(|(k, _)| crate::migrate::is_secret_key(k))
-        .map(|(_, v)| v.clone());
+    let own: Vec<String> = secret_named(&cmd.env).collect();
     cmd.redact = Redactor::new(secrets.iter().cloned().chain(own));
     cmd
 }
 
-/// The values a run hides in every step's output: variables of the plan and of our
-/// own environment (which steps inherit) whose names look secret, and the secrets the
-/// window gave for this run only (an SSH password).
+/// The values of `pairs` whose names look secret.
+fn secret_named<'a>(
+    pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> impl Iterator<Item = String> {
+    pairs
+        .into_iter()
+        .filter(|(k, _)| crate::migrate::is_secret_key(k))
+        .map(|(_, v)| v.clone())
+}
+
+/// The values a run hides in every step's output and gate verdict: variables of the
+/// plan and of our own environment (which steps inherit) whose names look secret,
+/// and the secrets the window gave for this run only (an SSH password).
 fn run_secrets(
     choices: &crate::plan::Choices,
     secret_env: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let inherited = std::env::vars_os()
+    let inherited: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .filter(|(k, _)| crate::migrate::is_secret_key(k))
-        .map(|(_, v)| v);
-    let vars = choices
-        .vars
-        .iter()
-        .filter(|(k, _)| crate::migrate::is_secret_key(k))
-        .map(|(_, v)| v.clone());
-    inherited
-        .chain(vars)
+        .collect();
+    secret_named(&inherited)
+        .chain(secret_named(&choices.vars))
         .chain(secret_env.values().cloned())
         .collect()
 }

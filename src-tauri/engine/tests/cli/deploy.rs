@@ -1004,6 +1004,44 @@ phases:
     }
 }
 
+/// A command gate given a secret variable, that fails saying it: the gate's name and
+/// reason are kept and shown with the secret hidden.
+#[test]
+fn a_blocked_gate_does_not_carry_a_secret_into_the_state_or_the_terminal() {
+    let home = Home::new();
+    let pw = "Pw-81c4d0-gate";
+    let text = "id: gated-secret
+vars:
+  - name: admin_password
+phases:
+  - id: p
+    gates:
+      - command: [sh, -c, \"echo login refused for $0 >&2; exit 1\", \"${admin_password}\"]
+    steps:
+      - id: s
+        command: [\"true\"]
+";
+    let dir = plan_dir(&home, &[("plan.yaml", text)]);
+    let r = home.run(&[
+        "deploy",
+        "--plan",
+        dir.join("plan.yaml").to_str().unwrap(),
+        "--var",
+        &format!("admin_password={pw}"),
+    ]);
+    r.expect(5, &["login refused for ********"]);
+    assert!(!r.stdout.contains(pw) && !r.stderr.contains(pw));
+    for file in crate::migration::walk(home.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(!text.contains(pw), "the secret is in {}", file.display());
+    }
+    assert!(
+        home.run(&["events"])
+            .stdout
+            .contains("login refused for ********")
+    );
+}
+
 #[test]
 fn setup_installs_the_pinned_ansible_privately_once() {
     use std::os::unix::fs::PermissionsExt;
