@@ -126,16 +126,16 @@ pub fn render_history(runs: &[RunRecord]) -> String {
         return "No runs yet.\n".into();
     }
     let mut out = format!(
-        "{:<24} {:<20} {:<20} {:<11} {:<14} {}\n",
+        "{:<24} {:<25} {:<25} {:<11} {:<14} {}\n",
         "RUN", "STARTED", "ENDED", "OUTCOME", "PLAN", "FLAGS"
     );
     for r in runs {
         let _ = writeln!(
             out,
-            "{:<24} {:<20} {:<20} {:<11} {:<14} {}",
+            "{:<24} {:<25} {:<25} {:<11} {:<14} {}",
             r.run_id,
-            r.started_at.to_string(),
-            r.finished_at.map_or("-".into(), |t| t.to_string()),
+            r.started_at.local_display(),
+            r.finished_at.map_or("-".into(), Timestamp::local_display),
             r.outcome.as_str(),
             r.plan_id.as_deref().unwrap_or("-"),
             if r.enabled_flags.is_empty() {
@@ -162,11 +162,11 @@ pub fn render_run(r: &RunRecord) -> String {
         r.plan_id.as_deref().unwrap_or("-"),
         r.plan_digest.as_deref().unwrap_or("")
     );
-    let _ = writeln!(out, "  started:    {}", r.started_at);
+    let _ = writeln!(out, "  started:    {}", r.started_at.local_display());
     let _ = writeln!(
         out,
         "  finished:   {}",
-        r.finished_at.map_or("-".into(), |t| t.to_string())
+        r.finished_at.map_or("-".into(), Timestamp::local_display)
     );
     let _ = writeln!(out, "  outcome:    {}", r.outcome.as_str());
     let _ = writeln!(out, "  program:    {}", r.program);

@@ -59,10 +59,50 @@ impl Timestamp {
         )
     }
 
+    /// For people: to the second, in the local time zone (`TZ`, else the system's),
+    /// with its offset, always 25 characters: `2026-01-01 14:30:05 +0530`. Files and
+    /// JSON keep RFC 3339 UTC.
+    pub fn local_display(self) -> String {
+        let t = self.0.to_offset(local_offset_at(self.0.unix_timestamp()));
+        let (h, m) = (t.offset().whole_hours(), t.offset().minutes_past_hour());
+        let sign = if t.offset().is_negative() { '-' } else { '+' };
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {sign}{:02}{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            h.unsigned_abs(),
+            m.unsigned_abs()
+        )
+    }
+
     /// Whole seconds from `self` until `later` (negative if `later` is earlier).
     pub fn seconds_until(self, later: Timestamp) -> i64 {
         (later.0 - self.0).whole_seconds()
     }
+}
+
+/// The local time zone's offset at a moment, from the C library (`localtime_r`, which
+/// reads `TZ` and the system's zone files). `time`'s own local offset refuses to work
+/// once a process has threads; UTC when the C library cannot say.
+fn local_offset_at(unix: i64) -> UtcOffset {
+    let Ok(secs) = libc::time_t::try_from(unix) else {
+        return UtcOffset::UTC;
+    };
+    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid
+    // for the call, and localtime_r is the re-entrant variant.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let filled = unsafe { libc::localtime_r(&secs, &mut tm) };
+    if filled.is_null() {
+        return UtcOffset::UTC;
+    }
+    i32::try_from(tm.tm_gmtoff)
+        .ok()
+        .and_then(|s| UtcOffset::from_whole_seconds(s).ok())
+        .unwrap_or(UtcOffset::UTC)
 }
 
 impl From<OffsetDateTime> for Timestamp {

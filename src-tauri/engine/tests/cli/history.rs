@@ -209,3 +209,48 @@ fn an_unreadable_run_file_is_named_and_left_alone_while_the_others_are_listed() 
         b"{\"run_id\": \"run-torn\", \"kind\": "
     );
 }
+
+/// `history` is a table people read: times to the second in their own time zone, and
+/// every column starting where its header does (nanoseconds used to push them apart).
+#[test]
+fn history_shows_local_times_to_the_second_in_aligned_columns() {
+    let home = Home::new();
+    let store = home.store();
+    // A run that began at a time with a fraction of a second, as `now()` gives.
+    let first = run_deployment(
+        &store,
+        &STEPS,
+        Some("b"),
+        &[],
+        at("2026-01-01T00:00:00.123456789Z"),
+    );
+    let second = run_deployment(&store, &STEPS, None, &[], at("2026-03-01T23:59:59Z"));
+    // India Standard Time, written as a POSIX rule so no zone files are needed.
+    let out = home
+        .command(&["history"])
+        .env("TZ", "IST-5:30")
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{human}");
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(lines.len(), 3, "{human}");
+    assert!(lines[1].starts_with(&first) && lines[2].starts_with(&second), "{human}");
+    assert!(lines[1].contains("2026-01-01 05:30:00 +0530"), "{human}");
+    assert!(lines[2].contains("2026-03-02 05:29:59 +0530"), "{human}");
+    assert!(!human.contains(".123") && !human.contains("Z "), "{human}");
+    for header in ["STARTED", "ENDED", "OUTCOME", "PLAN"] {
+        let col = lines[0].find(header).unwrap();
+        for row in &lines[1..] {
+            let cell = &row[col..];
+            assert!(
+                col > 0 && row.as_bytes()[col - 1] == b' ' && !cell.starts_with(' '),
+                "column {header} does not line up:\n{human}"
+            );
+        }
+    }
+    // JSON keeps RFC 3339 UTC.
+    let rows: serde_json::Value =
+        serde_json::from_str(&home.run(&["history", "--json"]).stdout).unwrap();
+    assert_eq!(rows[1]["started_at"], "2026-03-01T23:59:59Z");
+}
