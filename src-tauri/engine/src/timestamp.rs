@@ -89,9 +89,7 @@ impl Timestamp {
 /// reads `TZ` and the system's zone files). `time`'s own local offset refuses to work
 /// once a process has threads; UTC when the C library cannot say.
 fn local_offset_at(unix: i64) -> UtcOffset {
-    let Ok(secs) = libc::time_t::try_from(unix) else {
-        return UtcOffset::UTC;
-    };
+    let secs: libc::time_t = unix;
     // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid
     // for the call, and localtime_r is the re-entrant variant.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -19,6 +19,9 @@ DOCUMENTATION = """
 
 def _msg(result):
     r = result._result
+    # A command module's generic message says less than the command's own words.
+    if r.get("msg") == "non-zero return code" and str(r.get("stderr") or "").strip():
+        return str(r["stderr"]).strip()[-2000:]
     for key in ("msg", "stderr", "reason", "exception"):
         value = r.get(key)
         if value:

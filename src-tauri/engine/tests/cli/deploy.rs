@@ -1092,3 +1092,29 @@ fn setup_installs_the_pinned_ansible_privately_once() {
     let r = Run::from(c.output().unwrap());
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
+
+/// A demo deploy onto a port another process already listens on (a demo server left
+/// by another installer home, say) stops at the start step and names the holder and
+/// the way out, instead of failing later with "another page than the one deployed".
+#[test]
+fn demo_deploy_on_a_taken_port_names_what_holds_it_and_demo_port() {
+    let home = Home::new();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let run = home.run(&["deploy", "--var", &format!("demo_port={port}")]);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 1, "{said}");
+    let who = format!(
+        "port {port} on 127.0.0.1 is already in use by pid {}",
+        std::process::id()
+    );
+    assert!(said.contains(&who) && said.contains("demo_port"), "{said}");
+    let status = home.status_json();
+    let steps = status["steps"].as_array().unwrap();
+    let of = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap()["status"].clone();
+    assert_eq!(
+        (of("start-server"), of("check-http")),
+        ("failed".into(), "pending".into())
+    );
+    drop(holder);
+}

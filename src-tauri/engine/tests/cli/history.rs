@@ -235,7 +235,10 @@ fn history_shows_local_times_to_the_second_in_aligned_columns() {
     assert!(out.status.success(), "{human}");
     let lines: Vec<&str> = human.lines().collect();
     assert_eq!(lines.len(), 3, "{human}");
-    assert!(lines[1].starts_with(&first) && lines[2].starts_with(&second), "{human}");
+    assert!(
+        lines[1].starts_with(&first) && lines[2].starts_with(&second),
+        "{human}"
+    );
     assert!(lines[1].contains("2026-01-01 05:30:00 +0530"), "{human}");
     assert!(lines[2].contains("2026-03-02 05:29:59 +0530"), "{human}");
     assert!(!human.contains(".123") && !human.contains("Z "), "{human}");
