@@ -63,20 +63,11 @@ impl Timestamp {
     /// with its offset, always 25 characters: `2026-01-01 14:30:05 +0530`. Files and
     /// JSON keep RFC 3339 UTC.
     pub fn local_display(self) -> String {
-        let t = self.0.to_offset(local_offset_at(self.0.unix_timestamp()));
-        let (h, m) = (t.offset().whole_hours(), t.offset().minutes_past_hour());
-        let sign = if t.offset().is_negative() { '-' } else { '+' };
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {sign}{:02}{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            h.unsigned_abs(),
-            m.unsigned_abs()
-        )
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+        );
+        let local = self.0.to_offset(local_offset_at(self.0.unix_timestamp()));
+        local.format(&format).unwrap_or_else(|_| self.to_string())
     }
 
     /// Whole seconds from `self` until `later` (negative if `later` is earlier).
