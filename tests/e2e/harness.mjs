@@ -55,9 +55,9 @@ function untilListening(port, child) {
   })
 }
 
-/** A display: the one set, else a private Xvfb (started once per test file). */
+/** A display: the one set, else a private Xvfb (started once per test file or bench). */
 let xvfb = null
-async function display() {
+export async function display() {
   if (process.env.DISPLAY) return process.env.DISPLAY
   if (xvfb) return xvfb.display
   const child = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x900x24', '-nolisten', 'tcp'], {
