@@ -8,19 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, State};
-use thinkube_engine::builtin::PlanRef;
 use thinkube_engine::config::{self, FieldProblem, InstallerConfig, SshAuth};
-use thinkube_engine::deploy::{DeployArgs, Kind};
+use thinkube_engine::facts::readiness::{self, NotReady};
+use thinkube_engine::facts::validate::{self, Mismatch};
 use thinkube_engine::facts::{self, FactView};
-use thinkube_engine::history::{self, HistoryListing, RunDiff};
-use thinkube_engine::lock::LockWait;
-use thinkube_engine::model::RunRecord;
-use thinkube_engine::ops::{self, RecoverSource};
-use thinkube_engine::outline::{self, PlanOutline};
-use thinkube_engine::readiness::{self, NotReady};
+use thinkube_engine::plan::builtin::PlanRef;
+use thinkube_engine::plan::outline::{self, PlanOutline};
+use thinkube_engine::report::history::{self, HistoryListing, RunDiff};
 use thinkube_engine::retry::RetryPolicy;
+use thinkube_engine::run::deploy::DeployArgs;
+use thinkube_engine::state::lock::LockWait;
+use thinkube_engine::state::model::{RunKind, RunRecord};
+use thinkube_engine::state::ops::{self, RecoverSource};
 use thinkube_engine::timestamp::Timestamp;
-use thinkube_engine::validate::{self, Mismatch};
 use ts_rs::TS;
 
 use crate::AppState;
@@ -120,15 +120,6 @@ pub async fn plan_show(
     Ok(outline::outline(&plan, &choices))
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, TS)]
-#[serde(rename_all = "snake_case")]
-#[ts(export)]
-pub enum RunKind {
-    Deploy,
-    Resume,
-    Retry,
-}
-
 /// What the Start, Resume and Retry buttons ask for.
 #[derive(Deserialize, TS)]
 #[ts(export)]
@@ -182,13 +173,8 @@ pub async fn start_run(
             }
         }
     }
-    let kind = match request.kind {
-        RunKind::Deploy => Kind::Deploy,
-        RunKind::Resume => Kind::Resume,
-        RunKind::Retry => Kind::Retry(request.steps),
-    };
-    let plan = match kind {
-        Kind::Deploy => state
+    let plan = match request.kind {
+        RunKind::Deploy => state
             .launch
             .plan
             .clone()
@@ -196,19 +182,12 @@ pub async fn start_run(
         _ => None,
     };
     let args = DeployArgs {
-        kind,
+        steps: request.steps,
         plan,
-        inventory: None,
         flags: cfg.as_ref().map(|c| c.flags.clone()).unwrap_or_default(),
         vars: cfg.as_ref().map(|c| c.vars.clone()).unwrap_or_default(),
-        ansible_playbook: std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
-            .filter(|v| !v.is_empty())
-            .map(Into::into),
-        path_var: std::env::var_os("PATH"),
-        wait: LockWait::NoWait,
-        program: crate::PROGRAM.to_string(),
-        boot_id: thinkube_engine::deploy::boot_id(),
         secret_env,
+        ..DeployArgs::from_env(request.kind, crate::PROGRAM)
     };
     let stop = Arc::new(AtomicBool::new(false));
     {

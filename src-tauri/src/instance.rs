@@ -10,8 +10,8 @@ use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
-use thinkube_engine::fsops::FileOps;
 use thinkube_engine::paths::Layout;
+use thinkube_engine::state::fsops::FileOps;
 
 /// Held for the life of the app.
 #[derive(Debug)]
@@ -70,8 +70,8 @@ pub fn acquire(layout: &Layout, fs: &dyn FileOps) -> Result<InstanceLock, Instan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use thinkube_engine::fsops::RealFs;
     use thinkube_engine::paths::EnvName;
+    use thinkube_engine::state::fsops::RealFs;
 
     #[test]
     fn a_second_window_on_the_same_environment_is_refused_and_named() {

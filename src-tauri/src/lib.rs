@@ -15,11 +15,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use thinkube_engine::builtin::{self, PlanRef};
 use thinkube_engine::error::exit;
-use thinkube_engine::lock::{Identity, LockWait};
 use thinkube_engine::paths::{EnvName, Layout, installer_home_from_process};
-use thinkube_engine::store::Store;
+use thinkube_engine::plan::builtin::{self, PlanRef};
+use thinkube_engine::state::lock::{Identity, LockWait};
+use thinkube_engine::state::store::Store;
 use thinkube_engine::timestamp::Timestamp;
 
 use crate::error::AppError;
@@ -98,7 +98,7 @@ fn prepare(launch: Launch) -> Result<AppState, (u8, String)> {
         (code, e.to_string())
     })?;
     let (clean_state_result, clean_state_error) = if launch.clean_state {
-        match thinkube_engine::ops::clean_state(&store, LockWait::NoWait, Timestamp::now()) {
+        match thinkube_engine::state::ops::clean_state(&store, LockWait::NoWait, Timestamp::now()) {
             Ok(r) => (Some(clean_message(r.archived_to.as_deref())), None),
             Err(e) => (None, Some(AppError::from(e))),
         }

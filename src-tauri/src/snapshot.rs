@@ -2,8 +2,8 @@
 //! itself for the window's browser copy (it never holds a secret).
 
 use serde::Serialize;
-use thinkube_engine::status::{self, StatusView};
-use thinkube_engine::store::Store;
+use thinkube_engine::report::status::{self, StatusView};
+use thinkube_engine::state::store::Store;
 use thinkube_engine::timestamp::Timestamp;
 use ts_rs::TS;
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tauri::ipc::Channel;
-use thinkube_engine::deploy::{self, DeployArgs, Ended, Progress};
-use thinkube_engine::model::{DeploymentStatus, RunOutcome};
-use thinkube_engine::runner::Output;
-use thinkube_engine::store::Store;
+use thinkube_engine::run::deploy::{self, DeployArgs, Ended, Progress};
+use thinkube_engine::run::runner::Output;
+use thinkube_engine::state::model::{DeploymentStatus, RunOutcome};
+use thinkube_engine::state::store::Store;
 use ts_rs::TS;
 
 use crate::error::AppError;
@@ -237,9 +237,9 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
 mod tests {
     use super::*;
     use std::sync::Mutex;
-    use thinkube_engine::lock::Identity;
     use thinkube_engine::paths::{EnvName, Layout};
-    use thinkube_engine::runner::Stream;
+    use thinkube_engine::run::runner::Stream;
+    use thinkube_engine::state::lock::Identity;
 
     #[derive(Clone, Default)]
     struct Recorder(Arc<Mutex<Vec<RunEvent>>>);

@@ -37,11 +37,30 @@ async function until(what, check, timeout = 60_000) {
   }
 }
 
+/** The pid the state file records for `step`'s running attempt. */
+function runningPid(world, step) {
+  const state = JSON.parse(readFileSync(join(world.home, 'deployment-state.json'), 'utf8'))
+  const attempts = state.deployment.steps.find((x) => x.id === step)?.attempts ?? []
+  const pid = attempts.at(-1)?.process?.pid
+  assert.ok(pid, `the state records no process for ${step}`)
+  return pid
+}
+
+/** Whether `pid` is a live process (a zombie counts as gone: it has exited). */
+function alive(pid) {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+
 test('a killed app leaves the step interrupted, and Resume finishes the deployment', async () => {
   const world = newWorld('resume')
   const plan = writePlan(world, 'slow', { 'plan.yaml': PLAN })
   const dir = dirname(plan)
   const first = await launch(world, ['--plan', plan])
+  let stepPid
   try {
     await waitForText(first.browser, 'main', 'No deployment yet')
     await configureThisMachine(first.browser)
@@ -52,11 +71,14 @@ test('a killed app leaves the step interrupted, and Resume finishes the deployme
       return running && existsSync(join(dir, 'count-wait')) ? s : null
     })
     assert.ok(v.lock.held && v.lock.pid, 'the app holds the lock while it deploys')
+    stepPid = runningPid(world, 'wait')
+    assert.ok(alive(stepPid), `the step's process ${stepPid} runs before the kill`)
     process.kill(v.lock.pid, 'SIGKILL')
   } finally {
     await first.close()
   }
-  // The kill left nothing running: the step's process died with the app.
+  // The kill left nothing running: the step's process died with the app (PDEATHSIG).
+  await until(`the step's process ${stepPid} to end with the app`, () => !alive(stepPid), 10_000)
   const second = await launch(world)
   try {
     await waitForText(second.browser, '[data-testid=existing-deployment]', 'interrupted')

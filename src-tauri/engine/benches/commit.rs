@@ -12,9 +12,9 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Instant;
 
-use thinkube_engine::lifecycle::AnyDeployment;
-use thinkube_engine::lock::LockWait;
-use thinkube_engine::model::{EventKind, NewEvent, StepStatus};
+use thinkube_engine::state::lifecycle::AnyDeployment;
+use thinkube_engine::state::lock::LockWait;
+use thinkube_engine::state::model::{EventKind, NewEvent, StepStatus};
 use thinkube_engine::timestamp::Timestamp;
 
 const SAMPLES: usize = 400;
@@ -137,7 +137,8 @@ fn measure(steps: usize, runs: usize) -> [(f64, f64); 5] {
         }
         w.finish().unwrap();
         if commits.len() < SAMPLES {
-            thinkube_engine::ops::clean_state(&store, LockWait::NoWait, Timestamp::now()).unwrap();
+            thinkube_engine::state::ops::clean_state(&store, LockWait::NoWait, Timestamp::now())
+                .unwrap();
             history::start_deployment(home, steps);
         }
     }

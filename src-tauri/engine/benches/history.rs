@@ -5,14 +5,14 @@
 use std::io::Write;
 use std::path::Path;
 
-use thinkube_engine::lifecycle::{Deployment, PlannedDeployment, PlannedStep};
-use thinkube_engine::lock::{Identity, LockWait};
-use thinkube_engine::model::{
+use thinkube_engine::paths::{EnvName, Layout};
+use thinkube_engine::state::lifecycle::{Deployment, PlannedDeployment, PlannedStep};
+use thinkube_engine::state::lock::{Identity, LockWait};
+use thinkube_engine::state::model::{
     AttemptOutcome, Configuration, Event, EventKind, PhaseRecord, RunKind, RunOutcome, RunRecord,
     RunStep,
 };
-use thinkube_engine::paths::{EnvName, Layout};
-use thinkube_engine::store::Store;
+use thinkube_engine::state::store::Store;
 use thinkube_engine::timestamp::Timestamp;
 
 pub fn store(home: &Path) -> Store {

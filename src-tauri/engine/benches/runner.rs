@@ -105,14 +105,14 @@ fn overhead() {
 }
 
 fn throughput() {
-    let cmd = thinkube_engine::runner::StepCommand {
+    let cmd = thinkube_engine::run::runner::StepCommand {
         program: "python3".into(),
         args: vec!["-c".into(), format!("import sys\nfor i in range({LINES}): sys.stdout.write('log line %d of the step output\\n' % i)").into()],
         env: BTreeMap::new(),
         cwd: None,
         ansible: false,
         // One secret to look for, as a deployment with an SSH password has.
-        redact: thinkube_engine::runner::Redactor::new(["correct-horse-battery".to_string()]),
+        redact: thinkube_engine::run::runner::Redactor::new(["correct-horse-battery".to_string()]),
     };
     let stop = AtomicBool::new(false);
     let mut samples = Vec::new();
@@ -120,7 +120,7 @@ fn throughput() {
         let mut log = Vec::with_capacity(LINES * 40);
         let mut seen = 0usize;
         let t = Instant::now();
-        let finished = thinkube_engine::runner::run(
+        let finished = thinkube_engine::run::runner::run(
             &cmd,
             &mut log,
             &mut |_| seen += 1,

@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::deploy;
 use crate::error::{EngineError, Result, exit};
-use crate::history;
-use crate::lock::{Identity, LockWait};
-use crate::model::Event;
-use crate::ops::{self, RecoverSource};
 use crate::paths::{EnvName, Layout, installer_home_from_process};
-use crate::status;
-use crate::store::Store;
+use crate::report::history;
+use crate::report::status;
+use crate::run::deploy;
+use crate::state::lock::{Identity, LockWait};
+use crate::state::model::{Event, RunKind};
+use crate::state::ops::{self, RecoverSource};
+use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
 /// Name and version, as recorded in lock info and runs.
@@ -298,24 +298,26 @@ pub fn run(cli: Cli) -> Result<u8> {
     let now = Timestamp::now();
     match cli.command {
         Command::Deploy { run, yes: _ } => {
-            return run_deployment(&store, deploy::Kind::Deploy, run, wait);
+            return run_deployment(&store, RunKind::Deploy, Vec::new(), run, wait);
         }
-        Command::Resume { run } => return run_deployment(&store, deploy::Kind::Resume, run, wait),
+        Command::Resume { run } => {
+            return run_deployment(&store, RunKind::Resume, Vec::new(), run, wait);
+        }
         Command::Retry { steps, run } => {
-            return run_deployment(&store, deploy::Kind::Retry(steps), run, wait);
+            return run_deployment(&store, RunKind::Retry, steps, run, wait);
         }
         Command::Cancel => return cancel(&store),
         Command::Setup { python } => {
             emit(&format!(
                 "Installing {} into {}...\n",
-                crate::setup::ANSIBLE_CORE,
+                crate::run::setup::ANSIBLE_CORE,
                 store.layout().home.join("venv").display()
             ));
-            match crate::setup::install_ansible(&store.layout().home, &python, store.fs())? {
-                crate::setup::SetupOutcome::AlreadyInstalled(p) => {
+            match crate::run::setup::install_ansible(&store.layout().home, &python, store.fs())? {
+                crate::run::setup::SetupOutcome::AlreadyInstalled(p) => {
                     emit(&format!("Already installed: {}\n", p.display()))
                 }
-                crate::setup::SetupOutcome::Installed(p) => {
+                crate::run::setup::SetupOutcome::Installed(p) => {
                     emit(&format!("Installed: {}\n", p.display()))
                 }
             };
@@ -326,14 +328,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             vars,
             json,
         }) => {
-            let plan_ref = crate::builtin::PlanRef::parse(plan.as_deref())?;
+            let plan_ref = crate::plan::builtin::PlanRef::parse(plan.as_deref())?;
             let plan = plan_ref.load(&store.layout().root.join("plans"))?;
             let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
-            let view = crate::outline::outline(&plan, &choices);
+            let view = crate::plan::outline::outline(&plan, &choices);
             if json {
                 emit_json(&view);
             } else {
-                emit(&crate::outline::render(&view));
+                emit(&crate::plan::outline::render(&view));
             }
         }
         Command::Status { json } => {
@@ -420,7 +422,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             json,
         } => {
             let Some(found) =
-                crate::validate::check_environment(&store, crate::facts::PROBE_TIMEOUT)?
+                crate::facts::validate::check_environment(&store, crate::facts::PROBE_TIMEOUT)?
             else {
                 emit("There is no deployment to validate.\n");
                 return Ok(exit::SUCCESS);
@@ -433,7 +435,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                         "Mark the earliest affected step and every later one pending, so that resume runs them again?",
                     )?);
             if wants_reset {
-                reset = crate::validate::reset_affected(&store, &found, wait, now)?;
+                reset = crate::facts::validate::reset_affected(&store, &found, wait, now)?;
             }
             if json {
                 emit_json(&serde_json::json!({ "mismatches": found, "reset": reset }));
@@ -539,7 +541,7 @@ pub fn run(cli: Cli) -> Result<u8> {
     Ok(exit::SUCCESS)
 }
 
-fn all_runs(store: &Store, now: Timestamp) -> Result<Vec<crate::model::RunRecord>> {
+fn all_runs(store: &Store, now: Timestamp) -> Result<Vec<crate::state::model::RunRecord>> {
     let (runs, unreadable) = history::all_runs(store, now)?;
     for (path, reason) in unreadable {
         eprintln!(
@@ -722,7 +724,7 @@ impl Write for LazyLogWriter {
             return Ok(buf.len());
         };
         if guard.is_none() && log.root.is_dir() {
-            use crate::fsops::{FILE_MODE, FileOps, RealFs};
+            use crate::state::fsops::{FILE_MODE, FileOps, RealFs};
             use std::os::unix::fs::OpenOptionsExt;
             if RealFs.create_dir_all(&log.dir).is_ok() {
                 *guard = std::fs::OpenOptions::new()
@@ -748,7 +750,13 @@ impl Write for LazyLogWriter {
 }
 
 /// Runs deploy, resume or retry; prints progress; maps the outcome to an exit code.
-fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWait) -> Result<u8> {
+fn run_deployment(
+    store: &Store,
+    kind: RunKind,
+    steps: Vec<String>,
+    run: RunArgs,
+    wait: LockWait,
+) -> Result<u8> {
     use std::sync::atomic::AtomicBool;
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -756,19 +764,13 @@ fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWai
             .map_err(|e| EngineError::io("listen for signals on", "this process", e))?;
     }
     let args = deploy::DeployArgs {
-        kind,
+        steps,
         plan: run.plan,
         inventory: run.inventory,
         flags: run.flags.into_iter().collect(),
         vars: run.vars.into_iter().collect(),
-        ansible_playbook: std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from),
-        path_var: std::env::var_os("PATH"),
         wait,
-        program: PROGRAM.to_string(),
-        boot_id: deploy::boot_id(),
-        secret_env: std::collections::BTreeMap::new(),
+        ..deploy::DeployArgs::from_env(kind, PROGRAM)
     };
     let json = run.json;
     let mut bars = (!json && io::stdout().is_terminal()).then(TerminalProgress::default);
@@ -807,7 +809,7 @@ fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWai
             exit::GATE_BLOCKED
         }
         deploy::Ended::Ran(summary)
-            if summary.status == crate::model::DeploymentStatus::AwaitingRestart =>
+            if summary.status == crate::state::model::DeploymentStatus::AwaitingRestart =>
         {
             if !json {
                 emit("Restart this machine, then run `thinkube-deploy deploy` to continue.\n");
@@ -815,8 +817,8 @@ fn run_deployment(store: &Store, kind: deploy::Kind, run: RunArgs, wait: LockWai
             exit::SUCCESS
         }
         deploy::Ended::Ran(summary) => match summary.outcome {
-            crate::model::RunOutcome::Success => exit::SUCCESS,
-            crate::model::RunOutcome::Interrupted if stopped => exit::STOPPED,
+            crate::state::model::RunOutcome::Success => exit::SUCCESS,
+            crate::state::model::RunOutcome::Interrupted if stopped => exit::STOPPED,
             _ => exit::FAILED,
         },
     })
@@ -866,7 +868,7 @@ impl TerminalProgress {
                 }
             }
             P::Output {
-                output: crate::runner::Output::Task { event },
+                output: crate::run::runner::Output::Task { event },
                 ..
             } if event.event == "task_start" => {
                 if let Some(bar) = &self.bar {
@@ -892,7 +894,7 @@ impl TerminalProgress {
                     if matches!(
                         other,
                         P::StepFinished {
-                            outcome: crate::model::AttemptOutcome::Success,
+                            outcome: crate::state::model::AttemptOutcome::Success,
                             ..
                         }
                     ) {
@@ -931,13 +933,13 @@ fn progress_line(p: &deploy::Progress) -> Option<String> {
             format!("[{index}/{total}] {phase} / {step}: {title}{again}\n")
         }
         P::Output {
-            output: crate::runner::Output::Task { event },
+            output: crate::run::runner::Output::Task { event },
             ..
         } if event.event == "task_start" => {
             format!("      {}\n", event.human())
         }
         P::Output {
-            output: crate::runner::Output::Line { line, .. },
+            output: crate::run::runner::Output::Line { line, .. },
             ..
         } => format!("      {line}\n"),
         P::Output { .. } => return None,
@@ -946,8 +948,10 @@ fn progress_line(p: &deploy::Progress) -> Option<String> {
             outcome,
             error,
         } => match (outcome, error) {
-            (crate::model::AttemptOutcome::Success, _) => format!("  ✓ {step}\n"),
-            (crate::model::AttemptOutcome::Interrupted, _) => format!("  ! {step} interrupted\n"),
+            (crate::state::model::AttemptOutcome::Success, _) => format!("  ✓ {step}\n"),
+            (crate::state::model::AttemptOutcome::Interrupted, _) => {
+                format!("  ! {step} interrupted\n")
+            }
             (_, Some(e)) => {
                 let mut at = Vec::new();
                 if let Some(t) = &e.task {
@@ -972,10 +976,10 @@ fn progress_line(p: &deploy::Progress) -> Option<String> {
             outcome, status, ..
         } => {
             let next = match status {
-                crate::model::DeploymentStatus::Failed => {
+                crate::state::model::DeploymentStatus::Failed => {
                     " Run `thinkube-deploy retry` once the cause is fixed."
                 }
-                crate::model::DeploymentStatus::Interrupted => {
+                crate::state::model::DeploymentStatus::Interrupted => {
                     " Run `thinkube-deploy resume` to continue."
                 }
                 _ => "",

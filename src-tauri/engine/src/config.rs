@@ -13,9 +13,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::lock::LockWait;
 use crate::paths::Layout;
-use crate::store::Store;
+use crate::state::lock::LockWait;
+use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
 /// The environment variable a run reads the SSH password from (see `inventory_yaml`).
@@ -297,7 +297,7 @@ impl InstallerConfig {
                 ));
             }
             for key in tf.backend_config.keys() {
-                if crate::migrate::is_secret_key(key)
+                if crate::state::migrate::is_secret_key(key)
                     || key.to_ascii_lowercase().contains("key")
                         && key.to_ascii_lowercase().contains("access")
                 {
@@ -309,7 +309,7 @@ impl InstallerConfig {
             }
         }
         for key in self.vars.keys() {
-            if crate::migrate::is_secret_key(key) {
+            if crate::state::migrate::is_secret_key(key) {
                 out.push(problem(
                     format!("vars.{key}"),
                     format!("`{key}` looks like a secret; secrets are asked for at each run and never saved"),

@@ -4,8 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::lifecycle::{RestartStillDue, TransitionError};
-use crate::lock::LockHolder;
+use crate::state::lifecycle::{RestartStillDue, TransitionError};
+use crate::state::lock::LockHolder;
 
 /// Exit codes of the contract.
 pub mod exit {

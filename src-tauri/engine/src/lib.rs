@@ -1,40 +1,33 @@
 //! The deployment-state engine of the Thinkube installer.
 //!
 //! It knows nothing of windows: the desktop app and the headless `thinkube-deploy`
-//! both call it. See `docs/architecture.md` for the code map and invariants.
+//! both call it. `docs/architecture.md` has the code map and the invariants. The
+//! rooms, in the order data flows through them:
 //!
-//! - [`model`]: the state file's format; [`lifecycle`]: the only legal transitions.
-//! - [`store`]: durable, locked storage; [`fsops`]: its file operations; [`lock`].
-//! - [`migrate`]: older formats; [`ops`]: write operations; [`status`], [`history`]: views.
-//! - [`session`]: a run (deploy, resume, retry) as the runner drives it.
-//! - [`cli`]: the command line.
+//! - [`plan`]: what should run: the plan file, its flags, the built-in plans, outlines.
+//! - [`state`]: the stored state and its durable change: the format ([`state::model`]),
+//!   the only legal transitions ([`state::lifecycle`]), locked storage
+//!   ([`state::store`], [`state::fsops`], [`state::lock`]), write operations
+//!   ([`state::ops`]) and older formats ([`state::migrate`]).
+//! - [`run`]: making a run happen: deploy, resume and retry ([`run::deploy`]), the
+//!   session that records it ([`run::session`]), gates, the process runner, setup.
+//! - [`facts`]: the outside world's truth: recorded facts, validation, readiness.
+//! - [`report`]: read-only views: status and history.
+//! - [`cli`]: the command line: arguments, one engine call, rendering.
+//!
+//! Beside them: [`config`] (the environment's configuration and inventory),
+//! [`error`], [`paths`], [`timestamp`] and [`retry`] (the one retry policy).
 
-pub mod builtin;
 pub mod cli;
 pub mod config;
-pub mod deploy;
 pub mod error;
 pub mod facts;
-pub mod fsops;
-pub mod gates;
-pub mod history;
-pub mod lifecycle;
-pub mod lock;
-pub mod migrate;
-pub mod model;
-pub mod ops;
-pub mod outline;
 pub mod paths;
 pub mod plan;
-pub mod readiness;
+pub mod report;
 pub mod retry;
-pub mod runner;
-pub mod schema;
-pub mod session;
-pub mod setup;
-pub mod status;
-pub mod store;
+pub mod run;
+pub mod state;
 pub mod timestamp;
-pub mod validate;
 
 pub use error::{EngineError, Result};

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use thinkube_engine::lock::{LockWait, current_process};
+use thinkube_engine::state::lock::{LockWait, current_process};
 use thinkube_engine::timestamp::Timestamp;
 
 use crate::common::{Home, plan};
@@ -19,9 +19,9 @@ fn entry() {
         return; // an ordinary test run: nothing to do
     };
     let home = std::env::var("THINKUBE_INSTALLER_HOME").expect("home");
-    let store = thinkube_engine::store::Store::new(
+    let store = thinkube_engine::state::store::Store::new(
         thinkube_engine::paths::Layout::new(home, thinkube_engine::paths::EnvName::default_env()),
-        thinkube_engine::lock::Identity::new("test child"),
+        thinkube_engine::state::lock::Identity::new("test child"),
     );
     let out = &mut std::io::stdout();
     match role.as_str() {
@@ -41,8 +41,8 @@ fn entry() {
 
 /// Works through a deployment of many steps with the run API, printing each serial
 /// after it is committed (so the parent knows what was acknowledged).
-fn commit_loop(store: &thinkube_engine::store::Store, out: &mut std::io::Stdout) {
-    use thinkube_engine::session::{Begun, Request, RunContext, RunSession};
+fn commit_loop(store: &thinkube_engine::state::store::Store, out: &mut std::io::Stdout) {
+    use thinkube_engine::run::session::{Begun, Request, RunContext, RunSession};
     let steps: Vec<(String, &str)> = (0..CRASH_STEPS)
         .map(|i| (format!("s{i:04}"), "p"))
         .collect();

@@ -4,14 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use thinkube_engine::lifecycle::{AnyDeployment, Deployment, PlannedDeployment, PlannedStep};
-use thinkube_engine::lock::{Identity, LockWait};
-use thinkube_engine::model::{
+use thinkube_engine::paths::{EnvName, Layout};
+use thinkube_engine::state::lifecycle::{
+    AnyDeployment, Deployment, PlannedDeployment, PlannedStep,
+};
+use thinkube_engine::state::lock::{Identity, LockWait};
+use thinkube_engine::state::model::{
     Configuration, EventKind, NewEvent, PhaseRecord, RunKind, RunOutcome, RunRecord, RunStep,
     StepError,
 };
-use thinkube_engine::paths::{EnvName, Layout};
-use thinkube_engine::store::{Store, new_run_id};
+use thinkube_engine::state::store::{Store, new_run_id};
 use thinkube_engine::timestamp::Timestamp;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_thinkube-deploy");
@@ -41,8 +43,8 @@ impl Home {
 
     /// Creates the home as the installer would (0700).
     pub fn create(&self) {
-        use thinkube_engine::fsops::FileOps;
-        thinkube_engine::fsops::RealFs
+        use thinkube_engine::state::fsops::FileOps;
+        thinkube_engine::state::fsops::RealFs
             .create_dir_all(self.path())
             .unwrap();
     }
@@ -225,9 +227,9 @@ pub fn run_deployment(
             step: step.clone(),
             attempt,
             outcome: if failed {
-                thinkube_engine::model::AttemptOutcome::Failed
+                thinkube_engine::state::model::AttemptOutcome::Failed
             } else {
-                thinkube_engine::model::AttemptOutcome::Success
+                thinkube_engine::state::model::AttemptOutcome::Success
             },
             started_at: Some(t.plus_seconds(-1)),
             finished_at: Some(t),
@@ -240,8 +242,8 @@ pub fn run_deployment(
     let settled = d.settle(t).erase();
     run.finished_at = Some(t);
     run.outcome = match settled.status() {
-        thinkube_engine::model::DeploymentStatus::Completed => RunOutcome::Success,
-        thinkube_engine::model::DeploymentStatus::Failed => RunOutcome::Failed,
+        thinkube_engine::state::model::DeploymentStatus::Completed => RunOutcome::Success,
+        thinkube_engine::state::model::DeploymentStatus::Failed => RunOutcome::Failed,
         _ => RunOutcome::Interrupted,
     };
     w.write_run_file(&run).unwrap();
@@ -257,7 +259,7 @@ pub fn run_deployment(
 }
 
 /// A deployment that exists but has not started: used where any valid state will do.
-pub fn not_started() -> Deployment<thinkube_engine::lifecycle::NotStarted> {
+pub fn not_started() -> Deployment<thinkube_engine::state::lifecycle::NotStarted> {
     Deployment::empty(Configuration::default())
 }
 
@@ -313,7 +315,10 @@ pub fn steps_of(home: &Home) -> Vec<(String, String, u64)> {
 }
 
 /// The outcomes of a step's attempts, oldest first, from the state file.
-pub fn attempt_outcomes(home: &Home, step: &str) -> Vec<thinkube_engine::model::AttemptOutcome> {
+pub fn attempt_outcomes(
+    home: &Home,
+    step: &str,
+) -> Vec<thinkube_engine::state::model::AttemptOutcome> {
     let state = home.store().load(Timestamp::now()).unwrap().unwrap().state;
     state
         .deployment

@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use thinkube_engine::EngineError;
 use thinkube_engine::config::{self, Host, InstallerConfig, SshAuth, TargetKind};
-use thinkube_engine::lock::LockWait;
-use thinkube_engine::ops::{self, RecoverSource};
+use thinkube_engine::state::lock::LockWait;
+use thinkube_engine::state::ops::{self, RecoverSource};
 use thinkube_engine::timestamp::Timestamp;
 
 use crate::common::{Home, one_completed_step};

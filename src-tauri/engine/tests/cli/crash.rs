@@ -3,7 +3,7 @@
 //! serial never went back, no acknowledged change is lost, nothing is left running,
 //! and the next writer carries on to the end.
 
-use thinkube_engine::model::StepStatus;
+use thinkube_engine::state::model::StepStatus;
 use thinkube_engine::timestamp::Timestamp;
 
 use crate::child::{CRASH_STEPS, ChildProc};

@@ -347,7 +347,7 @@ fn sigint_stops_the_step_records_it_interrupted_and_exits_130() {
     let home = Home::new();
     let plan = blocking_plan(&home);
     let (mut runner, _lines) = start_blocked(&home, &plan);
-    thinkube_engine::runner::signal_process(runner.id(), 2); // SIGINT
+    thinkube_engine::state::lock::signal_process(runner.id(), 2); // SIGINT
     assert_eq!(runner.wait().unwrap().code(), Some(130));
     let v = home.status_json();
     assert_eq!(v["steps"][0]["status"], "interrupted");
@@ -359,7 +359,7 @@ fn sigint_stops_the_step_records_it_interrupted_and_exits_130() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(count_lines(&plan.parent().unwrap().join("count-wait")), 1);
     let outcomes = attempt_outcomes(&home, "wait");
-    use thinkube_engine::model::AttemptOutcome::*;
+    use thinkube_engine::state::model::AttemptOutcome::*;
     assert_eq!(outcomes, [Interrupted, Success]);
 }
 
@@ -401,7 +401,7 @@ fn sigkill_of_the_runner_mid_step_then_resume_finishes() {
     std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
     let r = home.run(&["resume"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
-    use thinkube_engine::model::AttemptOutcome::*;
+    use thinkube_engine::state::model::AttemptOutcome::*;
     assert_eq!(attempt_outcomes(&home, "wait"), [Interrupted, Success]);
     assert_eq!(count_lines(&plan.parent().unwrap().join("count-after")), 1);
     let history: serde_json::Value =
@@ -808,8 +808,8 @@ fn json_progress_streams_one_event_per_line() {
 
 #[test]
 fn vm_running_passes_when_the_cached_facts_say_so() {
-    use thinkube_engine::lock::LockWait;
-    use thinkube_engine::model::{FactSource, InfraFact};
+    use thinkube_engine::state::lock::LockWait;
+    use thinkube_engine::state::model::{FactSource, InfraFact};
     let home = Home::new();
     let store = home.store();
     let now = thinkube_engine::timestamp::Timestamp::now();
@@ -1053,7 +1053,7 @@ fn setup_installs_the_pinned_ansible_privately_once() {
         .arg("--version")
         .output()
         .unwrap();
-    let pin = thinkube_engine::setup::ANSIBLE_CORE.trim_start_matches("ansible-core==");
+    let pin = thinkube_engine::run::setup::ANSIBLE_CORE.trim_start_matches("ansible-core==");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("[core {pin}]")),
         "{}",

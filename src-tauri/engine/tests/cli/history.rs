@@ -197,7 +197,8 @@ fn an_unreadable_run_file_is_named_and_left_alone_while_the_others_are_listed() 
     );
 
     // The app's listing carries it too, with the reason, so the window can show it.
-    let listing = thinkube_engine::history::listing(&store, at("2026-01-02T00:00:00Z")).unwrap();
+    let listing =
+        thinkube_engine::report::history::listing(&store, at("2026-01-02T00:00:00Z")).unwrap();
     assert_eq!(listing.rows.len(), 1);
     assert_eq!(listing.unreadable.len(), 1);
     assert_eq!(listing.unreadable[0].path, bad.display().to_string());

@@ -59,6 +59,7 @@ fn a_sigkilled_holder_does_not_block_the_next_writer() {
 #[test]
 fn a_writer_with_lock_timeout_waits_for_the_holder_to_finish() {
     let home = Home::new();
+    one_completed_step(&home); // something for the waiter's clean-state to clean
     let (holder, pid) = hold(&home);
     let mut waiter = home
         .command(&["clean-state", "--yes", "--lock-timeout", "60"])
@@ -73,9 +74,30 @@ fn a_writer_with_lock_timeout_waits_for_the_holder_to_finish() {
         line.contains(&format!("waiting for the lock held by pid {pid}")),
         "{line}"
     );
+    // It waits: while the holder holds the lock the waiter has neither ended nor
+    // written anything, and a reader still sees the holder.
+    let events = home.layout().events_file();
+    let trail_before = std::fs::read_to_string(&events).unwrap();
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "the waiter ended while the lock was held"
+    );
+    assert_eq!(home.status_json()["lock"]["pid"], pid);
+    assert_eq!(std::fs::read_to_string(&events).unwrap(), trail_before);
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "the waiter ended while the lock was held"
+    );
+
     holder.release();
     let status = waiter.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+    // ...and then did its work.
+    let trail_after = std::fs::read_to_string(&events).unwrap();
+    assert!(
+        trail_after.len() > trail_before.len() && trail_after.contains("state_cleaned"),
+        "the waiter's clean-state left no event: {trail_after}"
+    );
 }
 
 #[test]

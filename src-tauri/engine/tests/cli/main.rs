@@ -14,6 +14,7 @@ mod disk_full;
 mod facts;
 mod history;
 mod kill_loop;
+mod layering;
 mod locking;
 mod migration;
 mod permissions;

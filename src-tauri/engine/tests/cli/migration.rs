@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use thinkube_engine::migrate;
-use thinkube_engine::store::parse_state;
+use thinkube_engine::state::migrate;
+use thinkube_engine::state::store::parse_state;
 use uuid::Uuid;
 
 use crate::common::*;

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use thinkube_engine::EngineError;
-use thinkube_engine::lock::{Identity, LockWait};
 use thinkube_engine::paths::{EnvName, Layout};
-use thinkube_engine::session::{Begun, Request, RunContext, RunSession};
-use thinkube_engine::store::Store;
+use thinkube_engine::run::session::{Begun, Request, RunContext, RunSession};
+use thinkube_engine::state::lock::{Identity, LockWait};
+use thinkube_engine::state::store::Store;
 
 use crate::common::*;
 use crate::simfs::{Op, SimFs};
@@ -213,7 +213,7 @@ fn no_space_and_io_errors_fail_clearly_keep_the_previous_state_and_clear() {
             let summary = session.finish(at(NOW)).unwrap();
             assert_eq!(
                 summary.status,
-                thinkube_engine::model::DeploymentStatus::Completed,
+                thinkube_engine::state::model::DeploymentStatus::Completed,
                 "{op:?}/{errno}"
             );
         }

@@ -11,7 +11,7 @@ fn schema_path() -> std::path::PathBuf {
 
 #[test]
 fn the_committed_schema_is_up_to_date() {
-    let generated = thinkube_engine::schema::state_schema_json();
+    let generated = thinkube_engine::state::schema::state_schema_json();
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         std::fs::write(schema_path(), &generated).unwrap();
     }
@@ -25,7 +25,7 @@ fn the_committed_schema_is_up_to_date() {
 #[test]
 fn states_and_fixtures_validate_against_the_schema() {
     let schema: serde_json::Value =
-        serde_json::from_str(&thinkube_engine::schema::state_schema_json()).unwrap();
+        serde_json::from_str(&thinkube_engine::state::schema::state_schema_json()).unwrap();
     let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
     let mut states = Vec::new();
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden");

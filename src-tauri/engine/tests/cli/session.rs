@@ -2,10 +2,10 @@
 //! state, one durable commit per transition, and history of every run.
 
 use thinkube_engine::EngineError;
-use thinkube_engine::lock::LockWait;
-use thinkube_engine::model::{AttemptOutcome, DeploymentStatus, RunOutcome, StepError};
-use thinkube_engine::session::{Begun, Request, RunContext, RunSession, RunSummary};
-use thinkube_engine::store::Store;
+use thinkube_engine::run::session::{Begun, Request, RunContext, RunSession, RunSummary};
+use thinkube_engine::state::lock::LockWait;
+use thinkube_engine::state::model::{AttemptOutcome, DeploymentStatus, RunOutcome, StepError};
+use thinkube_engine::state::store::Store;
 
 use crate::common::*;
 
@@ -296,7 +296,7 @@ fn a_step_whose_process_outlived_its_runner_blocks_the_next_run() {
     let store = home.store();
     let mut s = begin(&store, deploy()).unwrap();
     // This test process plays the still-running child.
-    let me = thinkube_engine::lock::current_process();
+    let me = thinkube_engine::state::lock::current_process();
     s.start_step("a", Some(me), None, at("2026-01-01T00:00:01Z"))
         .unwrap();
     drop(s);
@@ -323,8 +323,8 @@ fn a_deployment_awaiting_restart_continues_only_after_one() {
     let mut w = store
         .open_writer("t", LockWait::NoWait, at("2026-01-01T00:01:00Z"))
         .unwrap();
-    let thinkube_engine::lifecycle::AnyDeployment::Interrupted(d) =
-        thinkube_engine::lifecycle::AnyDeployment::from_record(w.state().deployment.clone())
+    let thinkube_engine::state::lifecycle::AnyDeployment::Interrupted(d) =
+        thinkube_engine::state::lifecycle::AnyDeployment::from_record(w.state().deployment.clone())
             .unwrap()
     else {
         panic!()

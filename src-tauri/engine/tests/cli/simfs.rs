@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use thinkube_engine::fsops::{FileOps, parent_of};
+use thinkube_engine::state::fsops::{FileOps, parent_of};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {

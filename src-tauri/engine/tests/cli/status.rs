@@ -91,7 +91,7 @@ fn percentage_is_floored_and_skipped_steps_are_not_counted() {
     let mut w = store
         .open_writer(
             "t",
-            thinkube_engine::lock::LockWait::NoWait,
+            thinkube_engine::state::lock::LockWait::NoWait,
             at("2026-01-01T00:00:00Z"),
         )
         .unwrap();
@@ -127,9 +127,9 @@ fn named_environments_are_separate_and_names_are_validated() {
         home.path(),
         thinkube_engine::paths::EnvName::parse("lab").unwrap(),
     );
-    let store = thinkube_engine::store::Store::new(
+    let store = thinkube_engine::state::store::Store::new(
         layout.clone(),
-        thinkube_engine::lock::Identity::new("t"),
+        thinkube_engine::state::lock::Identity::new("t"),
     );
     run_deployment(&store, &[("a", "p")], None, &[], at("2026-01-01T00:00:00Z"));
     assert!(
@@ -155,14 +155,14 @@ fn a_running_step_of_a_dead_process_shows_as_interrupted_without_writing() {
     let mut w = store
         .open_writer(
             "t",
-            thinkube_engine::lock::LockWait::NoWait,
+            thinkube_engine::state::lock::LockWait::NoWait,
             at("2026-01-01T00:00:00Z"),
         )
         .unwrap();
     let mut d = not_started()
         .start(plan(&[("a", "p"), ("b", "p")]), at("2026-01-01T00:00:00Z"))
         .unwrap();
-    let gone = thinkube_engine::model::ProcessRef {
+    let gone = thinkube_engine::state::model::ProcessRef {
         pid: u32::MAX - 7,
         start_ticks: Some(1),
     };
@@ -184,17 +184,17 @@ fn a_running_step_of_a_dead_process_shows_as_interrupted_without_writing() {
     let w = store
         .open_writer(
             "t",
-            thinkube_engine::lock::LockWait::NoWait,
+            thinkube_engine::state::lock::LockWait::NoWait,
             at("2026-01-01T00:01:00Z"),
         )
         .unwrap();
     assert_eq!(
         w.state().deployment.steps[0].status,
-        thinkube_engine::model::StepStatus::Interrupted
+        thinkube_engine::state::model::StepStatus::Interrupted
     );
     assert_eq!(
         w.state().deployment.steps[0].attempts[0].outcome,
-        thinkube_engine::model::AttemptOutcome::Interrupted
+        thinkube_engine::state::model::AttemptOutcome::Interrupted
     );
 }
 

@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use thinkube_engine::lock::LockWait;
-use thinkube_engine::model::{EventKind, NewEvent};
+use thinkube_engine::state::lock::LockWait;
+use thinkube_engine::state::model::{EventKind, NewEvent};
 
 use crate::common::*;
 

@@ -1,4 +1,4 @@
-use thinkube_engine::lifecycle::{Completed, Deployment};
+use thinkube_engine::state::lifecycle::{Completed, Deployment};
 use thinkube_engine::timestamp::Timestamp;
 
 fn rerun(mut done: Deployment<Completed>) {

@@ -1,4 +1,4 @@
-use thinkube_engine::lifecycle::{Deployment, Failed};
+use thinkube_engine::state::lifecycle::{Deployment, Failed};
 use thinkube_engine::timestamp::Timestamp;
 
 fn finish(mut failed: Deployment<Failed>) {

@@ -1,4 +1,4 @@
-use thinkube_engine::lifecycle::{Deployment, Interrupted};
+use thinkube_engine::state::lifecycle::{Deployment, Interrupted};
 use thinkube_engine::timestamp::Timestamp;
 
 fn settle(stopped: Deployment<Interrupted>) {

@@ -1,4 +1,4 @@
-use thinkube_engine::lifecycle::{Deployment, NotStarted};
+use thinkube_engine::state::lifecycle::{Deployment, NotStarted};
 
 fn retry(fresh: Deployment<NotStarted>) {
     let _ = fresh.retry(&[]);

@@ -1,5 +1,5 @@
-use thinkube_engine::lifecycle::{Completed, Deployment};
-use thinkube_engine::model::{Configuration, DeploymentRecord};
+use thinkube_engine::state::lifecycle::{Completed, Deployment};
+use thinkube_engine::state::model::{Configuration, DeploymentRecord};
 
 fn forge() -> Deployment<Completed> {
     Deployment {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::config;
 use crate::error::EngineError;
-use crate::store::Store;
+use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
 /// What is not ready.

@@ -5,6 +5,9 @@
 //! a bad gate, a path that leaves the plan's folder) is a [`PlanError`] naming the
 //! file, line and column, and what to change. `docs/plans.md` describes the format.
 
+pub mod builtin;
+pub mod outline;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -13,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 use sha2::{Digest, Sha256};
 
-use crate::lifecycle::{PlannedDeployment, PlannedStep};
-use crate::model::{Configuration, PhaseRecord};
+use crate::state::lifecycle::{PlannedDeployment, PlannedStep};
+use crate::state::model::{Configuration, PhaseRecord};
 
 /// An invalid plan: where, and what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -878,7 +881,7 @@ impl Plan {
                 vars: choices
                     .vars
                     .iter()
-                    .filter(|(k, _)| !crate::migrate::is_secret_key(k))
+                    .filter(|(k, _)| !crate::state::migrate::is_secret_key(k))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 answers,

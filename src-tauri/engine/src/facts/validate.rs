@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::builtin::PlanRef;
 use crate::config::{InstallerConfig, TargetKind};
 use crate::error::{EngineError, Result};
 use crate::facts;
-use crate::lifecycle::AnyDeployment;
-use crate::lock::LockWait;
-use crate::model::{EventKind, NewEvent, StateFile, StepStatus};
+use crate::plan::builtin::PlanRef;
 use crate::plan::{Gate, Plan};
-use crate::store::Store;
+use crate::state::lifecycle::AnyDeployment;
+use crate::state::lock::LockWait;
+use crate::state::model::{EventKind, NewEvent, StateFile, StepStatus};
+use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
@@ -153,7 +153,7 @@ fn vm_mismatches(
 fn compare_vms(
     state: &StateFile,
     cached: &[(String, String)],
-    now: &[crate::model::InfraFact],
+    now: &[crate::state::model::InfraFact],
     plan: Option<&Plan>,
     earliest: Option<&str>,
 ) -> Vec<Mismatch> {
@@ -294,7 +294,7 @@ pub fn reset_affected(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FactSource, InfraFact, StepRecord};
+    use crate::state::model::{FactSource, InfraFact, StepRecord};
 
     fn vm(name: &str, power: &str) -> InfraFact {
         InfraFact {

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::StateFile;
 use crate::plan::{Choices, Gate, substitute};
+use crate::state::model::StateFile;
 
 /// Why a gate blocked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The JSON Schema of the state file, generated from the model (`docs/deployment-state.schema.json`).
 
-use crate::model::StateFile;
+use crate::state::model::StateFile;
 
 /// The schema as pretty JSON with a trailing newline, as committed in `docs/`.
 pub fn state_schema_json() -> String {

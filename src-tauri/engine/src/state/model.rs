@@ -376,6 +376,17 @@ pub enum RunKind {
     Retry,
 }
 
+impl RunKind {
+    /// The word the contract uses: `deploy`, `resume` or `retry`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Deploy => "deploy",
+            RunKind::Resume => "resume",
+            RunKind::Retry => "retry",
+        }
+    }
+}
+
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

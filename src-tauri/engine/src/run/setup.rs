@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{EngineError, Result};
-use crate::fsops::FileOps;
+use crate::state::fsops::FileOps;
 
 /// The ansible-core the installer is tested with. 2.19 is the last line that runs
 /// on Python 3.11 (Debian 12's); 2.20 needs 3.12.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::model::{
+use crate::state::model::{
     Attempt, AttemptOutcome, Configuration, DeploymentRecord, DeploymentStatus, FactSource, Facts,
     InfraFact, MigrationRecord, PhaseRecord, RuntimeFact, SCHEMA_VERSION, StateFile, StepError,
     StepRecord, StepStatus,
@@ -349,7 +349,7 @@ pub fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Value, St
         migrated_from: None,
     };
     if deployment.status == DeploymentStatus::AwaitingRestart {
-        deployment.restart = Some(crate::model::RestartRecord {
+        deployment.restart = Some(crate::state::model::RestartRecord {
             step: None,
             boot_id: None,
             requested_at: saved_at,

@@ -1,6 +1,6 @@
 //! `deploy`, `resume` and `retry`: load the plan, check everything that would stop
 //! a step from starting (plan, flags, variables, playbook files, Ansible), then drive
-//! a [`RunSession`] step by step with the [`runner`](crate::runner).
+//! a [`RunSession`] step by step with the [`runner`](crate::run::runner).
 //!
 //! Progress goes to a callback the caller supplies (the CLI prints it; the app will
 //! forward it to the window).
@@ -13,33 +13,31 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::builtin::PlanRef;
 use crate::error::{EngineError, Result};
-use crate::fsops::FileOps;
-use crate::lock::LockWait;
-use crate::model::{AttemptOutcome, DeploymentStatus, EventKind, NewEvent, RunOutcome, StepError};
 use crate::plan::Action;
+use crate::plan::builtin::PlanRef;
 use crate::retry::RetryPolicy;
-use crate::runner::{self, Output, Redactor, StepCommand};
-use crate::session::{Begun, Request, RunContext, RunSession, RunSummary};
-use crate::store::Store;
+use crate::run::runner::{self, Output, Redactor, StepCommand};
+use crate::run::session::{Begun, Request, RunContext, RunSession, RunSummary};
+use crate::state::fsops::FileOps;
+use crate::state::lock::LockWait;
+use crate::state::model::{
+    AttemptOutcome, DeploymentStatus, EventKind, NewEvent, RunKind, RunOutcome, StepError,
+};
+use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
 /// The callback plugin, written beside the environment for `ansible-playbook`.
-const CALLBACK_PLUGIN: &str = include_str!("../ansible/callback_plugins/thinkube_json.py");
+const CALLBACK_PLUGIN: &str = include_str!("../../ansible/callback_plugins/thinkube_json.py");
 
-/// What to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    Deploy,
-    Resume,
-    Retry(Vec<String>),
-}
-
-/// Everything a run needs from the caller.
+/// Everything a run needs from the caller. Build it with [`DeployArgs::from_env`]:
+/// the CLI and the app both do, so both runs see the same environment.
 #[derive(Debug, Clone)]
 pub struct DeployArgs {
-    pub kind: Kind,
+    pub kind: RunKind,
+    /// For retry: the steps to run again (empty: every failed step). Ignored by
+    /// deploy and resume.
+    pub steps: Vec<String>,
     /// `--plan PATH|NAME`; resume and retry default to the deployment's own plan.
     pub plan: Option<String>,
     pub inventory: Option<PathBuf>,
@@ -56,6 +54,30 @@ pub struct DeployArgs {
     /// hands an SSH password to Ansible (`THINKUBE_SSH_PASSWORD`, read by the
     /// inventory) without putting it on a command line or in a file.
     pub secret_env: BTreeMap<String, String>,
+}
+
+impl DeployArgs {
+    /// A run of `kind` with what this process's environment says: ansible-playbook
+    /// from `THINKUBE_ANSIBLE_PLAYBOOK` (when set and not empty), the `PATH` to look
+    /// for it in, and this boot's id. Everything else is empty, to be set by the caller.
+    pub fn from_env(kind: RunKind, program: &str) -> Self {
+        DeployArgs {
+            kind,
+            steps: Vec::new(),
+            plan: None,
+            inventory: None,
+            flags: BTreeMap::new(),
+            vars: BTreeMap::new(),
+            ansible_playbook: std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            path_var: std::env::var_os("PATH"),
+            wait: LockWait::NoWait,
+            program: program.to_string(),
+            boot_id: boot_id(),
+            secret_env: BTreeMap::new(),
+        }
+    }
 }
 
 /// What happens, as it happens.
@@ -124,7 +146,7 @@ pub enum Ended {
 /// (named as a host) whose cached facts say it is not running. Local targets: none.
 fn reachability(
     cfg: &crate::config::InstallerConfig,
-    state: Option<&crate::model::StateFile>,
+    state: Option<&crate::state::model::StateFile>,
 ) -> Vec<String> {
     if cfg.target == crate::config::TargetKind::Local {
         return Vec::new();
@@ -330,7 +352,7 @@ pub fn execute(
     flags.extend(args.flags.clone());
     vars.extend(args.vars.clone());
     let choices = plan.choose(&flags, &vars)?;
-    let deployment_id = format!("d-{}", crate::store::new_run_id(now));
+    let deployment_id = format!("d-{}", crate::state::store::new_run_id(now));
     let planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
     // Everything a step needs, checked before anything is written or runs.
     let mut needs_ansible = false;
@@ -396,23 +418,14 @@ pub fn execute(
     // anything runs, rather than letting a step fail confusingly.
     let unfinished = current
         .as_ref()
-        .is_some_and(|d| started && d.status != crate::model::DeploymentStatus::Completed);
+        .is_some_and(|d| started && d.status != crate::state::model::DeploymentStatus::Completed);
     if unfinished && let Some(cfg) = &config {
         let problems = reachability(cfg, loaded.as_ref());
         if !problems.is_empty() {
             return Err(EngineError::NotReachable { problems });
         }
     }
-    let request = match &args.kind {
-        Kind::Deploy => Request::Deploy { plan: planned },
-        Kind::Resume => Request::Resume {
-            plan: Some(planned),
-        },
-        Kind::Retry(steps) => Request::Retry {
-            steps: steps.clone(),
-            plan: Some(planned),
-        },
-    };
+    let request = Request::new(args.kind, args.steps.clone(), planned);
     let ctx = RunContext {
         program: args.program.clone(),
         boot_id: args.boot_id.clone(),
@@ -440,9 +453,9 @@ pub fn execute(
     let total = record
         .steps
         .iter()
-        .filter(|s| s.status != crate::model::StepStatus::Skipped)
+        .filter(|s| s.status != crate::state::model::StepStatus::Skipped)
         .count();
-    let done = record.count(crate::model::StepStatus::Completed);
+    let done = record.count(crate::state::model::StepStatus::Completed);
     progress(Progress::RunStarted {
         run_id: run_id.clone(),
         plan_id: plan.id.clone(),
@@ -475,15 +488,16 @@ pub fn execute(
                 &mut arm_requests,
             )?;
             for gate in &phase.gates {
-                let verdict = crate::gates::check(gate, &plan.base_dir, &choices, session.state())
-                    .map_err(|b| crate::gates::Blocked {
-                        gate: hide.apply(b.gate),
-                        reason: hide.apply(b.reason),
-                    });
+                let verdict =
+                    crate::run::gates::check(gate, &plan.base_dir, &choices, session.state())
+                        .map_err(|b| crate::run::gates::Blocked {
+                            gate: hide.apply(b.gate),
+                            reason: hide.apply(b.reason),
+                        });
                 let now = Timestamp::now();
                 let seen = observed(gate, &choices);
                 let passed = verdict.is_ok();
-                let observe = |s: &mut crate::model::StateFile| {
+                let observe = |s: &mut crate::state::model::StateFile| {
                     if let Some((host, kind)) = &seen {
                         crate::facts::observe(s, host, kind, passed, now);
                     }
@@ -534,7 +548,7 @@ pub fn execute(
             .record()
             .steps
             .iter()
-            .filter(|s| s.status == crate::model::StepStatus::Completed)
+            .filter(|s| s.status == crate::state::model::StepStatus::Completed)
             .count()
             + 1;
         let mut tries = 0;
@@ -643,7 +657,7 @@ pub fn execute(
             .deployment()
             .record()
             .step(&step.id)
-            .is_some_and(|s| s.status == crate::model::StepStatus::Failed)
+            .is_some_and(|s| s.status == crate::state::model::StepStatus::Failed)
         {
             break;
         }
@@ -739,7 +753,7 @@ trait Mode0600 {
 impl Mode0600 for std::fs::OpenOptions {
     fn mode_0600(&mut self) -> &mut Self {
         use std::os::unix::fs::OpenOptionsExt;
-        self.mode(crate::fsops::FILE_MODE)
+        self.mode(crate::state::fsops::FILE_MODE)
     }
 }
 
@@ -805,7 +819,7 @@ fn secret_named<'a>(
 ) -> impl Iterator<Item = String> {
     pairs
         .into_iter()
-        .filter(|(k, _)| crate::migrate::is_secret_key(k))
+        .filter(|(k, _)| crate::state::migrate::is_secret_key(k))
         .map(|(_, v)| v.clone())
 }
 

@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::marker::PhantomData;
 
-use crate::model::{
+use crate::state::model::{
     Attempt, AttemptOutcome, Configuration, DeploymentRecord, DeploymentStatus, PhaseRecord,
     ProcessRef, RestartRecord, StepError, StepRecord, StepStatus,
 };

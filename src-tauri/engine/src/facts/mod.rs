@@ -7,6 +7,9 @@
 //! touches the network: it shows what is cached, its age, and whether it is stale
 //! (older than its time-to-live, or its source file changed since).
 
+pub mod readiness;
+pub mod validate;
+
 use std::collections::BTreeMap;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -16,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{InstallerConfig, TargetKind};
 use crate::error::{EngineError, Result};
-use crate::lock::LockWait;
-use crate::model::{EventKind, FactSource, InfraFact, NewEvent, RuntimeFact, StateFile};
-use crate::store::Store;
+use crate::state::lock::LockWait;
+use crate::state::model::{EventKind, FactSource, InfraFact, NewEvent, RuntimeFact, StateFile};
+use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
 /// Largest Terraform state read.
@@ -234,7 +237,7 @@ pub fn read_tfstate(path: &Path) -> Result<TfState> {
     if let Some(map) = doc.get("outputs").and_then(|o| o.as_object()) {
         for (name, out) in map {
             let sensitive = out.get("sensitive").and_then(|s| s.as_bool()) == Some(true);
-            let value = if sensitive || crate::migrate::is_secret_key(name) {
+            let value = if sensitive || crate::state::migrate::is_secret_key(name) {
                 serde_json::Value::String("(sensitive)".into())
             } else {
                 out.get("value").cloned().unwrap_or(serde_json::Value::Null)

@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
-use crate::lifecycle::AnyDeployment;
-use crate::lock::LockWait;
-use crate::migrate::{self, import_k0rdent};
-use crate::model::{
+use crate::state::lifecycle::AnyDeployment;
+use crate::state::lock::LockWait;
+use crate::state::migrate::{self, import_k0rdent};
+use crate::state::model::{
     DeploymentRecord, DeploymentStatus, EventKind, NewEvent, RunOutcome, RunRecord, SCHEMA_VERSION,
     StateFile,
 };
-use crate::store::{Loaded, Store, Writer, migration_backup_path, parse_state, valid_run_id};
+use crate::state::store::{
+    Loaded, Store, Writer, migration_backup_path, parse_state, valid_run_id,
+};
 use crate::timestamp::Timestamp;
 
 /// A deployment archived by `clean-state` (`archive/deployments/*.json`).
@@ -526,7 +528,7 @@ pub fn import(
 /// Asks the process running a deployment in this environment to stop (SIGTERM):
 /// its running step ends as interrupted. Returns who was asked, or `None` when no
 /// deployment is running. Refuses when the holder runs something else.
-pub fn request_cancel(store: &Store) -> Result<Option<crate::lock::LockHolder>> {
+pub fn request_cancel(store: &Store) -> Result<Option<crate::state::lock::LockHolder>> {
     let Some(holder) = store.lock_holder() else {
         return Ok(None);
     };
@@ -536,7 +538,7 @@ pub fn request_cancel(store: &Store) -> Result<Option<crate::lock::LockHolder>> 
             holder.pid, holder.operation
         )));
     }
-    crate::runner::signal_process(holder.pid, libc::SIGTERM);
+    crate::state::lock::signal_process(holder.pid, libc::SIGTERM);
     Ok(Some(holder))
 }
 

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::lock::start_ticks;
-use crate::model::{ProcessRef, StepError};
+use crate::state::lock::start_ticks;
+use crate::state::model::{ProcessRef, StepError};
 
 /// Lines of output kept for a failed step's error.
 pub const TAIL_LINES: usize = 20;
@@ -383,16 +383,6 @@ pub fn signal_group(pgid: u32, signal: libc::c_int) {
         // involved. An error (the group is gone) is fine to ignore.
         unsafe {
             libc::kill(-pgid, signal);
-        }
-    }
-}
-
-/// Sends a signal to one process.
-pub fn signal_process(pid: u32, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) takes plain integers; an error (no such process) is fine.
-        unsafe {
-            libc::kill(pid, signal);
         }
     }
 }

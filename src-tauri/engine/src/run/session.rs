@@ -6,13 +6,13 @@
 //! its entry in the run's `steps_attempted`. The runner only executes steps.
 
 use crate::error::{EngineError, Result};
-use crate::lifecycle::{AnyDeployment, Deployment, InProgress, PlannedDeployment};
-use crate::lock::LockWait;
-use crate::model::{
+use crate::state::lifecycle::{AnyDeployment, Deployment, InProgress, PlannedDeployment};
+use crate::state::lock::LockWait;
+use crate::state::model::{
     AttemptOutcome, DeploymentStatus, EventKind, NewEvent, ProcessRef, RunKind, RunOutcome,
     RunRecord, RunStep, StepError, StepRecord,
 };
-use crate::store::{Store, Writer, new_run_id};
+use crate::state::store::{Store, Writer, new_run_id};
 use crate::timestamp::Timestamp;
 
 /// What the user asked for.
@@ -31,6 +31,28 @@ pub enum Request {
 }
 
 impl Request {
+    /// A request of `kind` following `plan`; `steps` are retry's (empty: every
+    /// failed step) and ignored by deploy and resume.
+    pub fn new(kind: RunKind, steps: Vec<String>, plan: PlannedDeployment) -> Request {
+        match kind {
+            RunKind::Deploy => Request::Deploy { plan },
+            RunKind::Resume => Request::Resume { plan: Some(plan) },
+            RunKind::Retry => Request::Retry {
+                steps,
+                plan: Some(plan),
+            },
+        }
+    }
+
+    /// What was asked for, in the word the run's record keeps.
+    pub fn kind(&self) -> RunKind {
+        match self {
+            Request::Deploy { .. } => RunKind::Deploy,
+            Request::Resume { .. } => RunKind::Resume,
+            Request::Retry { .. } => RunKind::Retry,
+        }
+    }
+
     /// The plan the run will follow, when the caller gave one.
     fn plan(&self) -> Option<&PlannedDeployment> {
         match self {
@@ -95,11 +117,8 @@ impl RunSession {
         ctx: &RunContext,
         now: Timestamp,
     ) -> Result<Begun> {
-        let operation = match &request {
-            Request::Deploy { .. } => "deploy",
-            Request::Resume { .. } => "resume",
-            Request::Retry { .. } => "retry",
-        };
+        let asked = request.kind();
+        let operation = asked.as_str();
         let mut writer = store.open_writer(operation, ctx.wait, now)?;
         wait_for_orphans(&mut writer)?;
         let current = AnyDeployment::from_record(writer.state().deployment.clone())
@@ -162,11 +181,7 @@ impl RunSession {
                 Request::Deploy { .. } | Request::Resume { .. },
                 AnyDeployment::AwaitingRestart(d),
             ) => {
-                let kind = if operation == "deploy" {
-                    RunKind::Deploy
-                } else {
-                    RunKind::Resume
-                };
+                let kind = asked;
                 let d = d
                     .continue_after_restart(ctx.boot_id.as_deref().unwrap_or(""))
                     .map_err(|(_, e)| EngineError::RestartDue(e))?;
@@ -366,7 +381,7 @@ impl RunSession {
     pub fn record_facts(
         &mut self,
         event: NewEvent,
-        change: impl FnOnce(&mut crate::model::StateFile),
+        change: impl FnOnce(&mut crate::state::model::StateFile),
         now: Timestamp,
     ) -> Result<u64> {
         let record = self.deployment.record().clone();
@@ -427,7 +442,7 @@ impl RunSession {
     }
 
     /// The state as last committed (for gates that read cached facts).
-    pub fn state(&self) -> &crate::model::StateFile {
+    pub fn state(&self) -> &crate::state::model::StateFile {
         self.writer.state()
     }
 
@@ -557,13 +572,13 @@ fn wait_for_orphans(writer: &mut Writer) -> Result<()> {
                 .filter(|a| a.outcome == AttemptOutcome::Running)
                 .and_then(|a| a.process)
         })
-        .filter(|p| crate::lock::process_alive(*p))
+        .filter(|p| crate::state::lock::process_alive(*p))
         .collect();
     if alive.is_empty() {
         return Ok(());
     }
     let deadline = std::time::Instant::now() + ORPHAN_GRACE;
-    while alive.iter().any(|p| crate::lock::process_alive(*p))
+    while alive.iter().any(|p| crate::state::lock::process_alive(*p))
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -571,20 +586,20 @@ fn wait_for_orphans(writer: &mut Writer) -> Result<()> {
     writer.interrupt_dead_run(Timestamp::now())
 }
 
-fn failed_steps(record: &crate::model::DeploymentRecord) -> Vec<String> {
+fn failed_steps(record: &crate::state::model::DeploymentRecord) -> Vec<String> {
     record
         .steps
         .iter()
-        .filter(|s| s.status == crate::model::StepStatus::Failed)
+        .filter(|s| s.status == crate::state::model::StepStatus::Failed)
         .map(|s| s.id.clone())
         .collect()
 }
 
 /// The result of a lifecycle `retry`, with a `steps_reset` event naming the steps.
-fn retried<S: crate::lifecycle::LifecycleState>(
+fn retried<S: crate::state::lifecycle::LifecycleState>(
     result: std::result::Result<
         Deployment<InProgress>,
-        (Deployment<S>, crate::lifecycle::TransitionError),
+        (Deployment<S>, crate::state::lifecycle::TransitionError),
     >,
     events: &mut Vec<NewEvent>,
 ) -> Result<Deployment<InProgress>> {
@@ -593,7 +608,7 @@ fn retried<S: crate::lifecycle::LifecycleState>(
         .record()
         .steps
         .iter()
-        .filter(|s| s.status == crate::model::StepStatus::Pending && !s.attempts.is_empty())
+        .filter(|s| s.status == crate::state::model::StepStatus::Pending && !s.attempts.is_empty())
         .map(|s| s.id.as_str())
         .collect();
     events.push(NewEvent::new(

@@ -15,9 +15,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::fsops::{FILE_MODE, FileOps};
-use crate::model::ProcessRef;
 use crate::paths::Layout;
+use crate::state::fsops::{FILE_MODE, FileOps};
+use crate::state::model::ProcessRef;
 use crate::timestamp::Timestamp;
 
 /// How long a busy lock with no live holder on record is given to settle.
@@ -287,11 +287,21 @@ fn username() -> String {
         })
 }
 
+/// Sends a signal to one process.
+pub fn signal_process(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) takes plain integers; an error (no such process) is fine.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsops::RealFs;
     use crate::paths::EnvName;
+    use crate::state::fsops::RealFs;
 
     #[test]
     fn parses_stat_with_a_hostile_command_name() {

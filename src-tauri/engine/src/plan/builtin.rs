@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{EngineError, Result};
-use crate::fsops::FileOps;
 use crate::plan::{self, DiskFiles, Plan, PlanFiles};
+use crate::state::fsops::FileOps;
 
 /// A plan shipped inside the binary: its files, `plan.yaml` first.
 #[derive(Debug)]
@@ -17,7 +17,7 @@ pub struct BuiltinPlan {
 
 macro_rules! embed {
     ($dir:literal: $($file:literal),* $(,)?) => {
-        &[$(($file, include_str!(concat!("../plans/", $dir, "/", $file)))),*]
+        &[$(($file, include_str!(concat!("../../plans/", $dir, "/", $file)))),*]
     };
 }
 
@@ -235,7 +235,7 @@ mod tests {
             .steps()
             .map(|(p, s)| (s.id.clone(), p.id.clone()))
             .collect();
-        let imported: Vec<(String, String)> = crate::migrate::K0RDENT_STEPS
+        let imported: Vec<(String, String)> = crate::state::migrate::K0RDENT_STEPS
             .iter()
             .map(|(s, p, _)| (s.to_string(), p.to_string()))
             .collect();
@@ -246,11 +246,13 @@ mod tests {
     fn materialize_writes_the_files_once() {
         let dir = tempfile::tempdir().unwrap();
         let demo = find("demo").unwrap();
-        demo.materialize(dir.path(), &crate::fsops::RealFs).unwrap();
+        demo.materialize(dir.path(), &crate::state::fsops::RealFs)
+            .unwrap();
         let plan_file = dir.path().join("plan.yaml");
         assert_eq!(std::fs::read_to_string(&plan_file).unwrap(), demo.text());
         let before = std::fs::metadata(&plan_file).unwrap().modified().unwrap();
-        demo.materialize(dir.path(), &crate::fsops::RealFs).unwrap();
+        demo.materialize(dir.path(), &crate::state::fsops::RealFs)
+            .unwrap();
         assert_eq!(
             std::fs::metadata(&plan_file).unwrap().modified().unwrap(),
             before

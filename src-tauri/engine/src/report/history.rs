@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{RunOutcome, RunRecord, StateFile};
+use crate::state::model::{RunOutcome, RunRecord, StateFile};
 use crate::timestamp::Timestamp;
 
 /// The runs to list: finished ones from `runs/` and the state's latest run if it is
@@ -27,9 +27,9 @@ pub fn runs_with_current(
 /// Every run of the environment, oldest first, and the run files that could not be
 /// read (to report, not to stop on).
 pub fn all_runs(
-    store: &crate::store::Store,
+    store: &crate::state::store::Store,
     now: Timestamp,
-) -> crate::Result<(Vec<RunRecord>, Vec<crate::store::UnreadableFile>)> {
+) -> crate::Result<(Vec<RunRecord>, Vec<crate::state::store::UnreadableFile>)> {
     let loaded = store.load(now)?;
     let (finished, unreadable) = store.read_runs()?;
     Ok((
@@ -56,7 +56,10 @@ pub struct UnreadableRun {
 }
 
 /// [`all_runs`] as rows, with the unreadable files named.
-pub fn listing(store: &crate::store::Store, now: Timestamp) -> crate::Result<HistoryListing> {
+pub fn listing(
+    store: &crate::state::store::Store,
+    now: Timestamp,
+) -> crate::Result<HistoryListing> {
     let (runs, unreadable) = all_runs(store, now)?;
     Ok(HistoryListing {
         rows: rows(&runs),
@@ -72,7 +75,7 @@ pub fn listing(store: &crate::store::Store, now: Timestamp) -> crate::Result<His
 
 /// One run by id, finished or current; a missing one is bad input naming where to look.
 pub fn find_run(
-    store: &crate::store::Store,
+    store: &crate::state::store::Store,
     run_id: &str,
     now: Timestamp,
 ) -> crate::Result<RunRecord> {
@@ -92,7 +95,7 @@ pub fn find_run(
 #[derive(Debug, Serialize)]
 pub struct HistoryRow {
     pub run_id: String,
-    pub kind: crate::model::RunKind,
+    pub kind: crate::state::model::RunKind,
     pub deployment_id: Option<String>,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,

@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::lock::{self, LockHolder};
-use crate::model::{
+use crate::paths::Layout;
+use crate::state::lock::{self, LockHolder};
+use crate::state::model::{
     DeploymentStatus, RunOutcome, SCHEMA_VERSION, StateFile, StepError, StepStatus,
 };
-use crate::paths::Layout;
-use crate::store::{Loaded, reconcile_dead};
+use crate::state::store::{Loaded, reconcile_dead};
 use crate::timestamp::Timestamp;
 
 /// `status --json`: the fields of the contract, plus a few more.

@@ -19,15 +19,15 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::error::{EngineError, Result};
-use crate::fsops::{FileOps, RealFs, TEMP_PREFIX};
-use crate::lifecycle::AnyDeployment;
-use crate::lock::{self, Identity, LockGuard, LockHolder, LockWait};
-use crate::migrate::{self, Converted};
-use crate::model::{
+use crate::paths::Layout;
+use crate::state::fsops::{FileOps, RealFs, TEMP_PREFIX};
+use crate::state::lifecycle::AnyDeployment;
+use crate::state::lock::{self, Identity, LockGuard, LockHolder, LockWait};
+use crate::state::migrate::{self, Converted};
+use crate::state::model::{
     AttemptOutcome, DeploymentStatus, Event, EventKind, NewEvent, ProcessRef, RunOutcome,
     RunRecord, SCHEMA_VERSION, StateFile, StepStatus,
 };
-use crate::paths::Layout;
 use crate::timestamp::Timestamp;
 
 /// A state as loaded, with where it came from.
@@ -307,7 +307,7 @@ pub fn parse_state(bytes: &[u8], path: &Path, now: Timestamp, new_lineage: Uuid)
             state.schema_version
         )));
     }
-    crate::lifecycle::check_invariants(&state.deployment)
+    crate::state::lifecycle::check_invariants(&state.deployment)
         .map_err(|e| unreadable(format!("it contradicts itself: {e}")))?;
     Ok(Loaded {
         state,
@@ -388,7 +388,7 @@ impl Writer {
     {
         let mut next = self.state.clone();
         change(&mut next)?;
-        crate::lifecycle::check_invariants(&next.deployment).map_err(|e| {
+        crate::state::lifecycle::check_invariants(&next.deployment).map_err(|e| {
             EngineError::Usage(format!(
                 "internal error: the change would break the state: {e}"
             ))

@@ -1,0 +1,4 @@
+//! Read-only views of the stored state: the status of a deployment and its history.
+
+pub mod history;
+pub mod status;

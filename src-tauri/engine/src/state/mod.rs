@@ -1,0 +1,11 @@
+//! The stored state and its durable change. Nothing here starts a process or reads
+//! the outside world: `run` drives these types, never the other way round.
+
+pub mod fsops;
+pub mod lifecycle;
+pub mod lock;
+pub mod migrate;
+pub mod model;
+pub mod ops;
+pub mod schema;
+pub mod store;
