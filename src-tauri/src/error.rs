@@ -31,6 +31,10 @@ pub enum ErrorCode {
     Busy,
     /// Resuming: a host does not answer, or its VM is not running.
     NotReachable,
+    /// A step's playbook is not where the plan says: nothing ran.
+    PlaybookMissing,
+    /// A bug in the installer: nothing was written.
+    Internal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS, thiserror::Error)]
@@ -53,7 +57,11 @@ impl AppError {
 impl From<EngineError> for AppError {
     fn from(e: EngineError) -> Self {
         let code = match &e {
-            EngineError::Locked { .. } | EngineError::StepStillRunning { .. } => ErrorCode::Locked,
+            EngineError::Locked { .. }
+            | EngineError::StepStillRunning { .. }
+            | EngineError::CancelTimedOut { .. } => ErrorCode::Locked,
+            EngineError::PlaybookMissing { .. } => ErrorCode::PlaybookMissing,
+            EngineError::Internal(_) => ErrorCode::Internal,
             EngineError::Unreadable { .. }
             | EngineError::StateNotPermitted { .. }
             | EngineError::NewerSchema { .. } => ErrorCode::Unreadable,
@@ -91,6 +99,24 @@ mod tests {
         assert_eq!(
             AppError::from(EngineError::Usage("x".into())).code,
             ErrorCode::BadInput
+        );
+        // What is not the user's input is not reported as bad input.
+        let internal = AppError::from(EngineError::Internal("cannot encode".into()));
+        assert_eq!(internal.code, ErrorCode::Internal);
+        assert!(
+            internal.message.contains("this is a bug"),
+            "{}",
+            internal.message
+        );
+        let missing = AppError::from(EngineError::PlaybookMissing {
+            step: "s".into(),
+            path: "/p/missing.yaml".into(),
+            hint: "",
+        });
+        assert_eq!(missing.code, ErrorCode::PlaybookMissing);
+        assert_eq!(
+            serde_json::to_value(&missing).unwrap()["code"],
+            "playbook_missing"
         );
     }
 }

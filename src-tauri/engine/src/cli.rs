@@ -1006,10 +1006,7 @@ fn cancel(store: &Store) -> Result<u8> {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while store.lock_holder().is_some_and(|h| h.pid == holder.pid) {
         if std::time::Instant::now() > deadline {
-            return Err(EngineError::Usage(format!(
-                "pid {} did not stop within two minutes",
-                holder.pid
-            )));
+            return Err(EngineError::CancelTimedOut { pid: holder.pid });
         }
         std::thread::sleep(Duration::from_millis(100));
     }

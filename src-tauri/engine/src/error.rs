@@ -83,8 +83,30 @@ pub enum EngineError {
     )]
     StepStillRunning { step: String, pid: u32 },
 
+    /// Bad usage or bad input: a wrong argument, file or choice (exit 2).
     #[error("{0}")]
     Usage(String),
+
+    /// A bug: the engine's own invariant did not hold (exit 1). Nothing was written.
+    #[error(
+        "internal error: {0}. Nothing was written; this is a bug in the installer: please report it with the output of `thinkube-deploy status --json`"
+    )]
+    Internal(String),
+
+    /// `cancel` asked the running deployment to stop and it still runs (exit 1).
+    #[error(
+        "pid {pid} was asked to stop two minutes ago and still holds the state; it may be stuck: stop it with `kill -9 {pid}` (the next command records its running step as interrupted)"
+    )]
+    CancelTimedOut { pid: u32 },
+
+    /// A step's playbook is not where the plan says (exit 1); nothing ran.
+    #[error("step `{step}`: playbook {} does not exist; check the plan{hint}. Nothing ran", .path.display())]
+    PlaybookMissing {
+        step: String,
+        path: PathBuf,
+        /// What else to check (the `--var` values the path is made of), or nothing.
+        hint: &'static str,
+    },
 
     #[error("{0}")]
     AnsibleMissing(String),
@@ -150,9 +172,12 @@ impl EngineError {
             | Self::InvalidPlan(_)
             | Self::Choice(_) => exit::BAD_INPUT,
             Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,
-            Self::DeploymentFailed { .. } | Self::RestartDue(_) | Self::AnsibleMissing(_) => {
-                exit::FAILED
-            }
+            Self::DeploymentFailed { .. }
+            | Self::RestartDue(_)
+            | Self::AnsibleMissing(_)
+            | Self::Internal(_)
+            | Self::CancelTimedOut { .. }
+            | Self::PlaybookMissing { .. } => exit::FAILED,
             Self::Unreadable { .. } | Self::NewerSchema { .. } | Self::StateNotPermitted { .. } => {
                 exit::UNREADABLE
             }
@@ -163,3 +188,50 @@ impl EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_the_user_gave_wrong_exits_2() {
+        let cases = [
+            (
+                EngineError::Usage("an unknown flag".into()),
+                exit::BAD_INPUT,
+            ),
+            (
+                EngineError::Internal("cannot encode the state".into()),
+                exit::FAILED,
+            ),
+            (EngineError::CancelTimedOut { pid: 7 }, exit::FAILED),
+            (
+                EngineError::PlaybookMissing {
+                    step: "s".into(),
+                    path: "/p/site.yaml".into(),
+                    hint: "",
+                },
+                exit::FAILED,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.exit_code(), code, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_new_messages_say_what_to_do() {
+        let m = EngineError::CancelTimedOut { pid: 42 }.to_string();
+        assert!(m.contains("kill -9 42"), "{m}");
+        let m = EngineError::PlaybookMissing {
+            step: "k8s".into(),
+            path: "/t/ansible/k8s.yaml".into(),
+            hint: " and its --var values",
+        }
+        .to_string();
+        assert_eq!(
+            m,
+            "step `k8s`: playbook /t/ansible/k8s.yaml does not exist; check the plan and its --var values. Nothing ran"
+        );
+    }
+}

@@ -374,16 +374,15 @@ pub fn execute(
                 _ => full.is_file(),
             };
             if !exists {
-                return Err(EngineError::Usage(format!(
-                    "step `{}`: playbook {} does not exist; check the plan{}",
-                    step.id,
-                    full.display(),
-                    if path != step_path(step) {
+                return Err(EngineError::PlaybookMissing {
+                    step: step.id.clone(),
+                    path: full,
+                    hint: if path != step_path(step) {
                         " and its --var values"
                     } else {
                         ""
-                    }
-                )));
+                    },
+                });
             }
         }
         actions.insert(step.id.clone(), action);

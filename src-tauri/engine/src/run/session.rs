@@ -122,7 +122,7 @@ impl RunSession {
         let mut writer = store.open_writer(operation, ctx.wait, now)?;
         wait_for_orphans(&mut writer)?;
         let current = AnyDeployment::from_record(writer.state().deployment.clone())
-            .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
         let mut events = Vec::new();
         // Match the deployment to the plan it will now follow (steps by id).
         let digests = request

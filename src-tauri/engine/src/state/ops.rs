@@ -66,8 +66,8 @@ pub fn clean_state(store: &Store, wait: LockWait, now: Timestamp) -> Result<Clea
     );
     let path = dir.join(name);
     write_json(store, &dir, &path, &archive)?;
-    let deployment = AnyDeployment::from_record(d.clone())
-        .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
+    let deployment =
+        AnyDeployment::from_record(d.clone()).map_err(|e| EngineError::Internal(e.to_string()))?;
     let (_, fresh) = deployment.clean();
     let message = format!("progress archived to {}", path.display());
     let serial = w.commit(
@@ -91,8 +91,8 @@ fn write_json<T: Serialize>(store: &Store, dir: &Path, path: &Path, value: &T) -
         .fs()
         .create_dir_all(dir)
         .map_err(|e| EngineError::io("create the folder", dir, e))?;
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| EngineError::Usage(format!("internal error: {e}")))?;
+    let bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| EngineError::Internal(e.to_string()))?;
     store
         .fs()
         .replace(path, &bytes)

@@ -388,11 +388,8 @@ impl Writer {
     {
         let mut next = self.state.clone();
         change(&mut next)?;
-        crate::state::lifecycle::check_invariants(&next.deployment).map_err(|e| {
-            EngineError::Usage(format!(
-                "internal error: the change would break the state: {e}"
-            ))
-        })?;
+        crate::state::lifecycle::check_invariants(&next.deployment)
+            .map_err(|e| EngineError::Internal(format!("the change would break the state: {e}")))?;
         let mut events = events;
         if let Some((converted, _)) = &self.original {
             let backup = migration_backup_path(&self.store.layout, converted.from_version);
@@ -428,9 +425,8 @@ impl Writer {
             })
             .collect();
         next.last_event_seq = self.state.last_event_seq + next.recent_events.len() as u64;
-        let bytes = serde_json::to_vec(&next).map_err(|e| {
-            EngineError::Usage(format!("internal error: cannot encode the state: {e}"))
-        })?;
+        let bytes = serde_json::to_vec(&next)
+            .map_err(|e| EngineError::Internal(format!("cannot encode the state: {e}")))?;
         let layout = &self.store.layout;
         let fs = self.store.fs.as_ref();
         fs.create_dir_all(&layout.root)
@@ -486,7 +482,7 @@ impl Writer {
             .map_err(|e| EngineError::io("create the folder", &dir, e))?;
         let path = layout.run_file(&run.run_id);
         let bytes = serde_json::to_vec_pretty(run)
-            .map_err(|e| EngineError::Usage(format!("internal error: cannot encode a run: {e}")))?;
+            .map_err(|e| EngineError::Internal(format!("cannot encode a run: {e}")))?;
         self.store
             .fs
             .replace(&path, &bytes)

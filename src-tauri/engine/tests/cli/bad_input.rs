@@ -301,3 +301,31 @@ fn a_state_this_user_may_not_read_exits_4_untouched() {
         & 0o777;
     assert_eq!(mode, 0, "the mode was changed");
 }
+
+#[test]
+fn a_playbook_missing_from_the_checkout_exits_1_naming_it_and_nothing_runs_or_is_written() {
+    // A literal path is checked when the plan is read (an invalid plan, exit 2, above);
+    // a path made of a variable, such as a checkout's root, when the deployment
+    // starts: the plan is fine, the checkout does not match it.
+    let home = Home::new();
+    let dir = home.outside("plan");
+    let checkout = home.outside("checkout");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&checkout).unwrap();
+    std::fs::write(
+        dir.join("plan.yaml"),
+        "id: p\nvars:\n  - name: playbooks_root\nphases:\n  - id: one\n    steps:\n      - id: site\n        playbook: \"${playbooks_root}/site.yaml\"\n",
+    )
+    .unwrap();
+    let plan = dir.join("plan.yaml");
+    let root = format!("playbooks_root={}", checkout.display());
+    home.run(&["deploy", "--plan", plan.to_str().unwrap(), "--var", &root])
+        .expect(
+            1,
+            &[&format!(
+                "step `site`: playbook {} does not exist; check the plan and its --var values. Nothing ran",
+                checkout.join("site.yaml").display()
+            )],
+        );
+    assert!(!home.path().exists(), "a refused deploy wrote files");
+}
