@@ -9,6 +9,9 @@ pub mod launch;
 pub mod snapshot;
 pub mod worker;
 
+#[cfg(test)]
+mod bindings;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
