@@ -947,12 +947,27 @@ mod tests {
         )
     }
 
-    /// A plan must be refused at `line:column` with `fragment` in the message.
-    fn refused(yaml: &str, line: u64, column: u64, fragment: &str) {
-        let e = parse_with(yaml, &["ok.yaml"]).expect_err(yaml);
-        assert_eq!((e.line, e.column), (line, column), "{e}");
-        assert!(e.message.contains(fragment), "{e}");
-        assert!(!e.message.starts_with("error:"), "{e}");
+    /// Why a plan is refused: where (`line:column`) and a fragment of the message.
+    struct Refusal {
+        case: &'static str,
+        yaml: String,
+        at: (u64, u64),
+        says: &'static str,
+    }
+
+    /// `None` when `r` is refused as it should be, else what went wrong.
+    fn check_refusal(r: &Refusal) -> Option<String> {
+        let e = match parse_with(&r.yaml, &["ok.yaml"]) {
+            Ok(_) => return Some(format!("{}: was accepted", r.case)),
+            Err(e) => e,
+        };
+        let at = (e.line, e.column);
+        (at != r.at || !e.message.contains(r.says) || e.message.starts_with("error:")).then(|| {
+            format!(
+                "{}: refused at {}:{} with \"{e}\", wanted {}:{} saying \"{}\"",
+                r.case, at.0, at.1, r.at.0, r.at.1, r.says
+            )
+        })
     }
 
     const STEP: &str = "      - id: s\n        command: [\"true\"]\n";
@@ -963,89 +978,86 @@ mod tests {
         )
     }
 
+    fn steps(step_lines: &str) -> String {
+        format!("phases:\n  - id: p\n    steps:\n      - id: s\n{step_lines}")
+    }
+
+    fn refusals() -> Vec<Refusal> {
+        let r = |case, yaml: String, at, says| Refusal {
+            case,
+            yaml,
+            at,
+            says,
+        };
+        let gate = |g: &str| {
+            format!(
+                "phases:\n  - id: p\n    gates:\n      - {g}\n    steps:\n      - id: s\n        command: [x]\n"
+            )
+        };
+        vec![
+            r("unknown key", one_phase("        bogus: 1\n"), (6, 9), "unknown field `bogus`"),
+            r("duplicate step id", format!("{}{STEP}", one_phase("")), (6, 13), "step id `s` is used twice"),
+            r("undeclared flag", one_phase("        when: gpu\n"), (6, 15), "unknown flag `gpu`"),
+            r("too many retries", one_phase("        retries: 99\n"), (6, 18), "too many"),
+            r("malformed YAML", "phases: [\n".into(), (1, 9), "unclosed bracket"),
+            r("no phases", "phases: []\n".into(), (1, 1), "no phases"),
+            r("bad TCP port", gate("tcp: {host: x, port: 99999}"), (4, 9), "not a TCP port"),
+            r("unknown gate", gate("wat: 1"), (4, 9), "unknown variant `wat`"),
+            r("path leaves the folder", steps("        playbook: ../../etc/x.yaml\n"), (5, 19), "leaves the plan's folder"),
+            r("absolute path", steps("        playbook: /etc/x.yaml\n"), (5, 19), "absolute path"),
+            r("missing playbook", steps("        playbook: missing.yaml\n"), (5, 19), "does not exist"),
+            r("playbook and command", steps("        playbook: ok.yaml\n        command: [x]\n"), (4, 9), "both `playbook` and `command`"),
+            r("runs nothing", steps("        title: nothing\n"), (4, 9), "runs nothing"),
+            r("undeclared variable", steps("        command: [\"${nope}/x\"]\n"), (5, 18), "undeclared variable"),
+            r("bad phase id", "phases:\n  - id: p/q\n    steps:\n      - id: s\n        command: [x]\n".into(), (2, 9), "not a valid phase id"),
+            r(
+                "flag declared twice",
+                "flags:\n  - name: a\n  - name: a\nphases:\n  - id: p\n    steps:\n      - id: s\n        command: [x]\n".into(),
+                (3, 5),
+                "declared twice",
+            ),
+        ]
+    }
+
     #[test]
     fn invalid_plans_are_refused_with_line_column_and_what_to_change() {
-        refused(
-            &one_phase("        bogus: 1\n"),
-            6,
-            9,
-            "unknown field `bogus`",
+        let wrong: Vec<String> = refusals().iter().filter_map(check_refusal).collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn the_refusal_check_notices_a_wrong_place_or_message() {
+        let good = Refusal {
+            case: "c",
+            yaml: "phases: []\n".into(),
+            at: (1, 1),
+            says: "no phases",
+        };
+        assert_eq!(check_refusal(&good), None);
+        assert!(
+            check_refusal(&Refusal { at: (2, 1), ..good })
+                .is_some_and(|m| m.contains("wanted 2:1"))
         );
-        refused(
-            &format!("{}{STEP}", one_phase("")),
-            6,
-            13,
-            "step id `s` is used twice",
+        let good = Refusal {
+            case: "c",
+            yaml: "phases: []\n".into(),
+            at: (1, 1),
+            says: "no phases",
+        };
+        assert!(
+            check_refusal(&Refusal {
+                says: "another message",
+                ..good
+            })
+            .is_some()
         );
-        refused(
-            &one_phase("        when: gpu\n"),
-            6,
-            15,
-            "unknown flag `gpu`",
-        );
-        refused(&one_phase("        retries: 99\n"), 6, 18, "too many");
-        refused("phases: [\n", 1, 9, "unclosed bracket");
-        refused("phases: []\n", 1, 1, "no phases");
-        refused(
-            "phases:\n  - id: p\n    gates:\n      - tcp: {host: x, port: 99999}\n    steps:\n      - id: s\n        command: [x]\n",
-            4,
-            9,
-            "not a TCP port",
-        );
-        refused(
-            "phases:\n  - id: p\n    gates:\n      - wat: 1\n    steps:\n      - id: s\n        command: [x]\n",
-            4,
-            9,
-            "unknown variant `wat`",
-        );
-        refused(
-            "phases:\n  - id: p\n    steps:\n      - id: s\n        playbook: ../../etc/x.yaml\n",
-            5,
-            19,
-            "leaves the plan's folder",
-        );
-        refused(
-            "phases:\n  - id: p\n    steps:\n      - id: s\n        playbook: /etc/x.yaml\n",
-            5,
-            19,
-            "absolute path",
-        );
-        refused(
-            "phases:\n  - id: p\n    steps:\n      - id: s\n        playbook: missing.yaml\n",
-            5,
-            19,
-            "does not exist",
-        );
-        refused(
-            "phases:\n  - id: p\n    steps:\n      - id: s\n        playbook: ok.yaml\n        command: [x]\n",
-            4,
-            9,
-            "both `playbook` and `command`",
-        );
-        refused(
-            "phases:\n  - id: p\n    steps:\n      - id: s\n        title: nothing\n",
-            4,
-            9,
-            "runs nothing",
-        );
-        refused(
-            "phases:\n  - id: p\n    steps:\n      - id: s\n        command: [\"${nope}/x\"]\n",
-            5,
-            18,
-            "undeclared variable",
-        );
-        refused(
-            "phases:\n  - id: p/q\n    steps:\n      - id: s\n        command: [x]\n",
-            2,
-            9,
-            "not a valid phase id",
-        );
-        refused(
-            "flags:\n  - name: a\n  - name: a\nphases:\n  - id: p\n    steps:\n      - id: s\n        command: [x]\n",
-            3,
-            5,
-            "declared twice",
-        );
+        let accepted = Refusal {
+            case: "c",
+            yaml: one_phase(""),
+            at: (1, 1),
+            says: "x",
+        };
+        assert_eq!(check_refusal(&accepted).as_deref(), Some("c: was accepted"));
     }
 
     const GOOD: &str = "id: demo
