@@ -112,7 +112,7 @@ fn throughput() {
         cwd: None,
         ansible: false,
         // One secret to look for, as a deployment with an SSH password has.
-        redact: thinkube_engine::run::runner::Redactor::new(["correct-horse-battery".to_string()]),
+        redact: thinkube_engine::secrets::Redactor::new(["correct-horse-battery".to_string()]),
     };
     let stop = AtomicBool::new(false);
     let mut samples = Vec::new();

@@ -297,7 +297,7 @@ impl InstallerConfig {
                 ));
             }
             for key in tf.backend_config.keys() {
-                if crate::state::migrate::is_secret_key(key)
+                if crate::secrets::is_secret_key(key)
                     || key.to_ascii_lowercase().contains("key")
                         && key.to_ascii_lowercase().contains("access")
                 {
@@ -309,7 +309,7 @@ impl InstallerConfig {
             }
         }
         for key in self.vars.keys() {
-            if crate::state::migrate::is_secret_key(key) {
+            if crate::secrets::is_secret_key(key) {
                 out.push(problem(
                     format!("vars.{key}"),
                     format!("`{key}` looks like a secret; secrets are asked for at each run and never saved"),

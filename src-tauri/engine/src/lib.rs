@@ -16,7 +16,8 @@
 //! - [`cli`]: the command line: arguments, one engine call, rendering.
 //!
 //! Beside them: [`config`] (the environment's configuration and inventory),
-//! [`error`], [`paths`], [`timestamp`] and [`retry`] (the one retry policy).
+//! [`error`], [`paths`], [`timestamp`], [`retry`] (the one retry policy) and
+//! [`secrets`] (the one secrets policy).
 
 pub mod cli;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod plan;
 pub mod report;
 pub mod retry;
 pub mod run;
+pub mod secrets;
 pub mod state;
 pub mod timestamp;
 

@@ -237,7 +237,7 @@ pub fn read_tfstate(path: &Path) -> Result<TfState> {
     if let Some(map) = doc.get("outputs").and_then(|o| o.as_object()) {
         for (name, out) in map {
             let sensitive = out.get("sensitive").and_then(|s| s.as_bool()) == Some(true);
-            let value = if sensitive || crate::state::migrate::is_secret_key(name) {
+            let value = if sensitive || crate::secrets::is_secret_key(name) {
                 serde_json::Value::String("(sensitive)".into())
             } else {
                 out.get("value").cloned().unwrap_or(serde_json::Value::Null)

@@ -881,7 +881,7 @@ impl Plan {
                 vars: choices
                     .vars
                     .iter()
-                    .filter(|(k, _)| !crate::state::migrate::is_secret_key(k))
+                    .filter(|(k, _)| !crate::secrets::is_secret_key(k))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 answers,

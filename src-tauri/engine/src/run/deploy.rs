@@ -17,8 +17,9 @@ use crate::error::{EngineError, Result};
 use crate::plan::Action;
 use crate::plan::builtin::PlanRef;
 use crate::retry::RetryPolicy;
-use crate::run::runner::{self, Output, Redactor, StepCommand};
+use crate::run::runner::{self, Output, StepCommand};
 use crate::run::session::{Begun, Request, RunContext, RunSession, RunSummary};
+use crate::secrets::{Redactor, secret_named};
 use crate::state::fsops::FileOps;
 use crate::state::lock::LockWait;
 use crate::state::model::{
@@ -810,16 +811,6 @@ fn step_command(
     let own: Vec<String> = secret_named(&cmd.env).collect();
     cmd.redact = Redactor::new(secrets.iter().cloned().chain(own));
     cmd
-}
-
-/// The values of `pairs` whose names look secret.
-fn secret_named<'a>(
-    pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
-) -> impl Iterator<Item = String> {
-    pairs
-        .into_iter()
-        .filter(|(k, _)| crate::state::migrate::is_secret_key(k))
-        .map(|(_, v)| v.clone())
 }
 
 /// The values a run hides in every step's output and gate verdict: variables of the

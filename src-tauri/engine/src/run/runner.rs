@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
+use crate::secrets::Redactor;
 use crate::state::lock::start_ticks;
 use crate::state::model::{ProcessRef, StepError};
 
@@ -38,52 +39,6 @@ pub struct StepCommand {
     pub ansible: bool,
     /// Secret values to hide in the output before it is logged, kept or shown.
     pub redact: Redactor,
-}
-
-/// What a secret is replaced with in a step's output.
-pub const MASK: &str = "********";
-
-/// Shorter values are not hidden: masking every "1" or "no" would garble the log
-/// and hide nothing worth hiding.
-pub const MIN_SECRET_CHARS: usize = 4;
-
-/// Hides secret values (an SSH password, a client secret, a variable named like a
-/// secret) in a step's output: in the value as it is and as it appears inside a JSON
-/// string (our Ansible callback's lines), before anything is written or sent.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    /// Longest first, so a secret that contains another is hidden whole.
-    patterns: Vec<String>,
-}
-
-impl Redactor {
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut patterns = Vec::new();
-        for secret in secrets {
-            if secret.chars().count() < MIN_SECRET_CHARS {
-                continue;
-            }
-            if let Ok(quoted) = serde_json::to_string(&secret) {
-                let escaped = &quoted[1..quoted.len() - 1];
-                if escaped != secret {
-                    patterns.push(escaped.to_string());
-                }
-            }
-            patterns.push(secret);
-        }
-        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        patterns.dedup();
-        Self { patterns }
-    }
-
-    pub fn apply(&self, line: String) -> String {
-        if !self.patterns.iter().any(|p| line.contains(p.as_str())) {
-            return line;
-        }
-        self.patterns
-            .iter()
-            .fold(line, |l, p| l.replace(p.as_str(), MASK))
-    }
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
@@ -419,32 +374,4 @@ pub fn find_ansible_playbook(
         "ansible-playbook is not installed: run `thinkube-deploy setup` to install ansible-core into {}, or put ansible-playbook on PATH",
         home.join("venv").display()
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_redactor_hides_each_secret_as_is_and_inside_json_strings() {
-        let r = Redactor::new([r#"pa"ss\word"#.to_string(), "hunter22".to_string()]);
-        assert_eq!(
-            r.apply(r#"user=admin pw=pa"ss\word other=hunter22"#.into()),
-            "user=admin pw=******** other=********"
-        );
-        // Our Ansible callback writes JSON: the value appears escaped there.
-        assert_eq!(
-            r.apply(r#"{"event":"ok","msg":"pw pa\"ss\\word"}"#.into()),
-            r#"{"event":"ok","msg":"pw ********"}"#
-        );
-        assert_eq!(r.apply("nothing secret".into()), "nothing secret");
-    }
-
-    #[test]
-    fn a_longer_secret_is_hidden_whole_and_tiny_values_are_left_alone() {
-        let r = Redactor::new(["abcd".into(), "abcdefgh".into(), "no".into(), String::new()]);
-        assert_eq!(r.apply("abcdefgh abcd".into()), "******** ********");
-        assert_eq!(r.apply("no, not now".into()), "no, not now");
-        assert_eq!(Redactor::default().apply("abcd".into()), "abcd");
-    }
 }

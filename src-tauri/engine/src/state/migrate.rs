@@ -403,30 +403,11 @@ fn exit_code_in(message: &str) -> Option<i32> {
     digits.parse().ok()
 }
 
-/// Whether a key names something secret; such values are never copied.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase().replace(['-', '.'], "_");
-    [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "private_key",
-        "privatekey",
-        "api_key",
-        "apikey",
-        "credential",
-        "passphrase",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-}
-
 fn split_secrets(vars: &BTreeMap<String, Value>) -> (serde_json::Map<String, Value>, Vec<String>) {
     let mut kept = serde_json::Map::new();
     let mut dropped = Vec::new();
     for (k, v) in vars {
-        if is_secret_key(k) {
+        if crate::secrets::is_secret_key(k) {
             dropped.push(k.clone());
         } else {
             kept.insert(k.clone(), v.clone());
@@ -637,7 +618,7 @@ pub fn import_k0rdent(
         ..Configuration::default()
     };
     for (key, value) in &k.config {
-        if is_secret_key(key) {
+        if crate::secrets::is_secret_key(key) {
             notes.push(format!(
                 "configuration `{key}` looks secret and was not copied"
             ));
@@ -688,7 +669,7 @@ pub fn import_k0rdent(
     let peers_with_private_keys: Vec<String> = k
         .wireguard_peers
         .iter()
-        .filter(|(_, peer)| peer.keys().any(|key| is_secret_key(key)))
+        .filter(|(_, peer)| peer.keys().any(|key| crate::secrets::is_secret_key(key)))
         .map(|(name, _)| name.clone())
         .collect();
     if !peers_with_private_keys.is_empty() {
@@ -762,23 +743,6 @@ mod tests {
         assert_eq!(exit_code_in("Playbook exited with code 2"), Some(2));
         assert_eq!(exit_code_in("no code here"), None);
         assert_eq!(exit_code_in("exit code x"), None);
-    }
-
-    #[test]
-    fn secret_looking_keys_are_recognised() {
-        for k in [
-            "password",
-            "ADMIN_PASSWORD",
-            "client-secret",
-            "github_token",
-            "private_key",
-            "ssh.passphrase",
-        ] {
-            assert!(is_secret_key(k), "{k}");
-        }
-        for k in ["microk8s_channel", "public_key", "resource_group"] {
-            assert!(!is_secret_key(k), "{k}");
-        }
     }
 
     #[test]
