@@ -20,10 +20,10 @@ use crate::retry::RetryPolicy;
 use crate::run::runner::{self, Output, StepCommand};
 use crate::run::session::{Begun, Request, RunContext, RunSession, RunSummary};
 use crate::secrets::{Redactor, secret_named};
-use crate::state::fsops::FileOps;
 use crate::state::lock::LockWait;
 use crate::state::model::{
-    AttemptOutcome, DeploymentStatus, EventKind, NewEvent, RunKind, RunOutcome, StepError,
+    AttemptOutcome, DeploymentRecord, DeploymentStatus, EventKind, NewEvent, RunKind, RunOutcome,
+    StepError, StepStatus,
 };
 use crate::state::store::Store;
 use crate::timestamp::Timestamp;
@@ -55,6 +55,11 @@ pub struct DeployArgs {
     /// hands an SSH password to Ansible (`THINKUBE_SSH_PASSWORD`, read by the
     /// inventory) without putting it on a command line or in a file.
     pub secret_env: BTreeMap<String, String>,
+    /// The environment steps inherit from this process: its secret-looking values
+    /// are hidden in their output.
+    pub inherited_env: BTreeMap<String, String>,
+    /// The time, each time the run records something.
+    pub clock: fn() -> Timestamp,
 }
 
 impl DeployArgs {
@@ -77,6 +82,10 @@ impl DeployArgs {
             program: program.to_string(),
             boot_id: boot_id(),
             secret_env: BTreeMap::new(),
+            inherited_env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+            clock: Timestamp::now,
         }
     }
 }
@@ -241,6 +250,7 @@ fn refresh_stale_vm_facts(
     gates: &[crate::plan::Gate],
     config: Option<&crate::config::InstallerConfig>,
     arm_requests: &mut u32,
+    now: Timestamp,
 ) -> Result<()> {
     let vms: Vec<String> = gates
         .iter()
@@ -250,7 +260,6 @@ fn refresh_stale_vm_facts(
         })
         .flatten()
         .collect();
-    let now = Timestamp::now();
     let Some(config) = config.filter(|c| c.azure.is_some()) else {
         return Ok(());
     };
@@ -294,30 +303,76 @@ pub fn boot_id() -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Runs the request to the end, a failure, or a stop.
+/// Runs the request to the end, a failure, or a stop. The stages, in order:
+/// [`prepare`] (everything checked, nothing written), [`RunSession::begin`] (the
+/// lock, the deployment matched to the plan, the run recorded), the run's files, and
+/// [`Run::steps`] (each phase's gates, then each step's attempts).
 pub fn execute(
     store: &Store,
     args: &DeployArgs,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Ended> {
-    let now = Timestamp::now();
-    let layout = store.layout().clone();
-    let loaded = store.load(now)?.map(|l| l.state);
-    let current = loaded.as_ref().map(|s| s.deployment.clone());
-    // The wizard's configuration: the hosts a resume checks, the VM source of gates.
-    let config = crate::config::load(&layout)?;
-    let started = current.as_ref().is_some_and(|d| d.id.is_some());
-    // Which plan: the one named, else the deployment's own, else the default.
-    let spec = match (&args.plan, &current) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(d)) if started => d.plan_source.clone().or(d.plan_id.clone()),
-        _ => None,
+    let now = (args.clock)();
+    let prepared = prepare(store, args, now)?;
+    let request = Request::new(args.kind, args.steps.clone(), prepared.planned.clone());
+    let ctx = RunContext {
+        program: args.program.clone(),
+        boot_id: args.boot_id.clone(),
+        wait: args.wait,
     };
-    let plan_ref = PlanRef::parse(spec.as_deref())?;
+    let session = match RunSession::begin(store, request, &ctx, now)? {
+        Begun::Run(s) => *s,
+        Begun::AlreadyCompleted { deployment_id } => {
+            return Ok(Ended::AlreadyCompleted { deployment_id });
+        }
+    };
+    // The files the steps need, written now that the run holds the lock.
+    let callback_dir = prepared
+        .ansible
+        .is_some()
+        .then_some(prepared.callback_dir.as_path());
+    if let Err(e) = write_run_files(store, &prepared.plan_ref, &prepared.plans_dir, callback_dir) {
+        let _ = session.finish((args.clock)());
+        return Err(e);
+    }
+    Run::new(store, args, &prepared, session, stop, progress).steps()
+}
+
+/// What a run needs, resolved and checked before anything is written or runs.
+struct Prepared {
+    plan_ref: PlanRef,
+    plans_dir: PathBuf,
+    plan: crate::plan::Plan,
+    choices: crate::plan::Choices,
+    planned: crate::state::lifecycle::PlannedDeployment,
+    /// Each applicable step's action, variables substituted.
+    actions: BTreeMap<String, Action>,
+    /// `ansible-playbook`, when a step is a playbook.
+    ansible: Option<PathBuf>,
+    callback_dir: PathBuf,
+    /// `-i` for ansible-playbook: the inventory's path, or `localhost,`.
+    inventory: String,
+    /// The wizard's configuration: the hosts a resume checks, the VM source of gates.
+    config: Option<crate::config::InstallerConfig>,
+}
+
+/// Loads the state, the configuration and the plan; resolves flags, variables, each
+/// step's action, Ansible and the inventory; and, resuming a remote deployment,
+/// checks that its hosts answer. Writes nothing.
+fn prepare(store: &Store, args: &DeployArgs, now: Timestamp) -> Result<Prepared> {
+    let layout = store.layout();
+    let loaded = store.load(now)?.map(|l| l.state);
+    let config = crate::config::load(layout)?;
+    // The deployment under way, if one has started.
+    let current = loaded
+        .as_ref()
+        .map(|s| &s.deployment)
+        .filter(|d| d.id.is_some());
+    let plan_ref = which_plan(args, current)?;
     let plans_dir = layout.root.join("plans");
     let plan = plan_ref.load(&plans_dir)?;
-    if let Some(d) = current.as_ref().filter(|_| started)
+    if let Some(d) = current
         && d.plan_id.as_deref() != Some(plan.id.as_str())
     {
         return Err(EngineError::Usage(format!(
@@ -326,12 +381,64 @@ pub fn execute(
             plan.id
         )));
     }
-    // Flags and variables: the deployment's own (those the plan still declares),
-    // overridden by the command line (where `choose` refuses undeclared names).
-    let stored = current
-        .as_ref()
-        .filter(|_| started)
-        .map(|d| &d.configuration);
+    let choices = choices(&plan, current.map(|d| &d.configuration), args)?;
+    let deployment_id = format!("d-{}", crate::state::store::new_run_id(now));
+    let planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
+    let actions = checked_actions(&plan, &plan_ref, &choices)?;
+    let needs_ansible = actions
+        .values()
+        .any(|a| matches!(a, Action::Playbook { .. }));
+    let ansible = needs_ansible
+        .then(|| {
+            runner::find_ansible_playbook(
+                args.ansible_playbook.as_deref(),
+                &layout.home,
+                args.path_var.as_deref(),
+            )
+        })
+        .transpose()?;
+    let inventory = inventory(args, layout)?;
+    // Resuming a remote deployment: its steps run against the inventory's hosts, so
+    // check they answer (and that their VMs run, when the facts know them) before
+    // anything runs, rather than letting a step fail confusingly.
+    let unfinished = current.is_some_and(|d| d.status != DeploymentStatus::Completed);
+    if unfinished && let Some(cfg) = &config {
+        let problems = reachability(cfg, loaded.as_ref());
+        if !problems.is_empty() {
+            return Err(EngineError::NotReachable { problems });
+        }
+    }
+    Ok(Prepared {
+        plan_ref,
+        plans_dir,
+        plan,
+        choices,
+        planned,
+        actions,
+        ansible,
+        callback_dir: layout.root.join("ansible/callback_plugins"),
+        inventory,
+        config,
+    })
+}
+
+/// The plan named, else the deployment's own, else the default.
+fn which_plan(args: &DeployArgs, current: Option<&DeploymentRecord>) -> Result<PlanRef> {
+    let spec = match (&args.plan, current) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(d)) => d.plan_source.clone().or(d.plan_id.clone()),
+        (None, None) => None,
+    };
+    PlanRef::parse(spec.as_deref())
+}
+
+/// Flags and variables: the deployment's own (those the plan still declares),
+/// overridden by the command line (where `choose` refuses undeclared names).
+fn choices(
+    plan: &crate::plan::Plan,
+    stored: Option<&crate::state::model::Configuration>,
+    args: &DeployArgs,
+) -> Result<crate::plan::Choices> {
     let mut flags: BTreeMap<String, bool> = stored
         .map(|c| {
             c.flags
@@ -352,21 +459,24 @@ pub fn execute(
         .unwrap_or_default();
     flags.extend(args.flags.clone());
     vars.extend(args.vars.clone());
-    let choices = plan.choose(&flags, &vars)?;
-    let deployment_id = format!("d-{}", crate::state::store::new_run_id(now));
-    let planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
-    // Everything a step needs, checked before anything is written or runs.
-    let mut needs_ansible = false;
+    Ok(plan.choose(&flags, &vars)?)
+}
+
+/// Each applicable step's action, with every playbook it names checked to exist.
+fn checked_actions(
+    plan: &crate::plan::Plan,
+    plan_ref: &PlanRef,
+    choices: &crate::plan::Choices,
+) -> Result<BTreeMap<String, Action>> {
     let mut actions = BTreeMap::new();
     for (phase, step) in plan.steps() {
         if plan.skip_reason(phase, step, &choices.flags).is_some() {
             continue;
         }
-        let action = plan.resolved_action(step, &choices)?;
+        let action = plan.resolved_action(step, choices)?;
         if let Action::Playbook { path, .. } = &action {
-            needs_ansible = true;
             let full = plan.base_dir.join(path);
-            let exists = match &plan_ref {
+            let exists = match plan_ref {
                 // A built-in plan's own files are checked in the binary; they are
                 // written to disk only once the run holds the lock.
                 PlanRef::Builtin(b) if path == step_path(step) => {
@@ -388,17 +498,12 @@ pub fn execute(
         }
         actions.insert(step.id.clone(), action);
     }
-    let ansible = if needs_ansible {
-        Some(runner::find_ansible_playbook(
-            args.ansible_playbook.as_deref(),
-            &layout.home,
-            args.path_var.as_deref(),
-        )?)
-    } else {
-        None
-    };
-    let callback_dir = layout.root.join("ansible/callback_plugins");
-    let inventory = match &args.inventory {
+    Ok(actions)
+}
+
+/// `-i` for ansible-playbook: `--inventory`, else the wizard's, else `localhost,`.
+fn inventory(args: &DeployArgs, layout: &crate::paths::Layout) -> Result<String> {
+    let path = match &args.inventory {
         Some(p) if !p.is_file() => {
             return Err(EngineError::Usage(format!(
                 "the inventory {} does not exist",
@@ -409,266 +514,344 @@ pub fn execute(
         None if layout.inventory_file().is_file() => Some(layout.inventory_file()),
         None => None,
     };
-    if let Some(p) = &inventory {
+    if let Some(p) = &path {
         crate::config::check_inventory(p)?;
     }
-    let inventory = inventory.map_or_else(|| "localhost,".to_string(), |p| p.display().to_string());
-    // Resuming a remote deployment: its steps run against the inventory's hosts, so
-    // check they answer (and that their VMs run, when the facts know them) before
-    // anything runs, rather than letting a step fail confusingly.
-    let unfinished = current
-        .as_ref()
-        .is_some_and(|d| started && d.status != crate::state::model::DeploymentStatus::Completed);
-    if unfinished && let Some(cfg) = &config {
-        let problems = reachability(cfg, loaded.as_ref());
-        if !problems.is_empty() {
-            return Err(EngineError::NotReachable { problems });
+    Ok(path.map_or_else(|| "localhost,".to_string(), |p| p.display().to_string()))
+}
+
+/// How one step ended, for the loop over steps.
+enum StepEnd {
+    /// Completed (or stopped): go on to the next step, which checks the stop flag.
+    Next,
+    /// Failed after its retries: the run ends.
+    Failed,
+    /// Completed, and asked for a restart before the rest of the plan.
+    AwaitingRestart,
+}
+
+/// A run under way: the session and what every step of it shares.
+struct Run<'a> {
+    store: &'a Store,
+    args: &'a DeployArgs,
+    prepared: &'a Prepared,
+    session: RunSession,
+    stop: &'a AtomicBool,
+    progress: &'a mut dyn FnMut(Progress),
+    run_id: String,
+    /// Steps that run (not skipped), for "step N of M".
+    total: usize,
+    env_base: BTreeMap<String, String>,
+    /// The values hidden in every step's output and gate verdict.
+    secrets: Vec<String>,
+    hide: Redactor,
+    /// The phase whose gates have passed in this run.
+    gates_passed: Option<String>,
+    /// ARM requests made to refresh stale VM facts for gates.
+    arm_requests: u32,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        store: &'a Store,
+        args: &'a DeployArgs,
+        prepared: &'a Prepared,
+        session: RunSession,
+        stop: &'a AtomicBool,
+        progress: &'a mut dyn FnMut(Progress),
+    ) -> Self {
+        let layout = store.layout();
+        let run_id = session.run_id().to_string();
+        let record = session.deployment().record();
+        let total = record
+            .steps
+            .iter()
+            .filter(|s| s.status != StepStatus::Skipped)
+            .count();
+        progress(Progress::RunStarted {
+            run_id: run_id.clone(),
+            plan_id: prepared.plan.id.clone(),
+            total,
+            done: record.count(StepStatus::Completed),
+        });
+        let mut env_base = base_env(&layout.home, &layout.root, &run_id, &prepared.callback_dir);
+        env_base.extend(args.secret_env.clone());
+        let secrets = run_secrets(&prepared.choices, &args.inherited_env, &args.secret_env);
+        // A command gate's arguments and error output may hold a variable's secret too.
+        let hide = Redactor::new(secrets.iter().cloned());
+        Run {
+            store,
+            args,
+            prepared,
+            session,
+            stop,
+            progress,
+            run_id,
+            total,
+            env_base,
+            secrets,
+            hide,
+            gates_passed: None,
+            arm_requests: 0,
         }
     }
-    let request = Request::new(args.kind, args.steps.clone(), planned);
-    let ctx = RunContext {
-        program: args.program.clone(),
-        boot_id: args.boot_id.clone(),
-        wait: args.wait,
-    };
-    let mut session = match RunSession::begin(store, request, &ctx, now)? {
-        Begun::Run(s) => *s,
-        Begun::AlreadyCompleted { deployment_id } => {
-            return Ok(Ended::AlreadyCompleted { deployment_id });
-        }
-    };
-    // The files the steps need, written now that the run holds the lock.
-    let prepared = write_run_files(
-        store,
-        &plan_ref,
-        &plans_dir,
-        needs_ansible.then_some(callback_dir.as_path()),
-    );
-    if let Err(e) = prepared {
-        let _ = session.finish(Timestamp::now());
-        return Err(e);
+
+    fn now(&self) -> Timestamp {
+        (self.args.clock)()
     }
-    let run_id = session.run_id().to_string();
-    let record = session.deployment().record();
-    let total = record
-        .steps
-        .iter()
-        .filter(|s| s.status != crate::state::model::StepStatus::Skipped)
-        .count();
-    let done = record.count(crate::state::model::StepStatus::Completed);
-    progress(Progress::RunStarted {
-        run_id: run_id.clone(),
-        plan_id: plan.id.clone(),
-        total,
-        done,
-    });
-    let mut env_base = base_env(&layout.home, &layout.root, &run_id, &callback_dir);
-    env_base.extend(args.secret_env.clone());
-    let secrets = run_secrets(&choices, &args.secret_env);
-    // A command gate's arguments and error output may hold a variable's secret too.
-    let hide = Redactor::new(secrets.iter().cloned());
-    let mut gates_passed: Option<String> = None;
-    // Gates that wait for VMs refresh stale VM facts from the configured source.
-    let mut arm_requests = 0u32;
-    while !stop.load(Ordering::SeqCst) {
-        let Some(next) = session.next_step().cloned() else {
-            break;
-        };
-        let Some((phase, step)) = plan.steps().find(|(_, s)| s.id == next.id) else {
-            return Err(EngineError::Usage(format!(
-                "step `{}` is not in plan `{}` any more; run `thinkube-deploy clean-state` to start over",
-                next.id, plan.id
-            )));
-        };
-        if gates_passed.as_deref() != Some(phase.id.as_str()) {
-            refresh_stale_vm_facts(
-                &mut session,
-                &phase.gates,
-                config.as_ref(),
-                &mut arm_requests,
-            )?;
-            for gate in &phase.gates {
-                let verdict =
-                    crate::run::gates::check(gate, &plan.base_dir, &choices, session.state())
-                        .map_err(|b| crate::run::gates::Blocked {
-                            gate: hide.apply(b.gate),
-                            reason: hide.apply(b.reason),
-                        });
-                let now = Timestamp::now();
-                let seen = observed(gate, &choices);
-                let passed = verdict.is_ok();
-                let observe = |s: &mut crate::state::model::StateFile| {
-                    if let Some((host, kind)) = &seen {
-                        crate::facts::observe(s, host, kind, passed, now);
-                    }
-                };
-                match verdict {
-                    Ok(()) => {
-                        let event = NewEvent::new(
-                            EventKind::GateChecked,
-                            format!("phase {}: gate {} passed", phase.id, gate_name(gate)),
-                        );
-                        session.record_facts(event, observe, now)?;
-                    }
-                    Err(blocked) => {
-                        let event = NewEvent::new(
-                            EventKind::GateChecked,
-                            format!(
-                                "phase {}: gate {} blocked: {}",
-                                phase.id, blocked.gate, blocked.reason
-                            ),
-                        );
-                        session.record_facts(event, observe, now)?;
-                        let summary = session.finish(now)?;
-                        progress(Progress::RunFinished {
-                            run_id: summary.run_id.clone(),
-                            outcome: summary.outcome,
-                            status: summary.status,
-                        });
-                        return Ok(Ended::Blocked {
-                            gate: blocked.gate,
-                            reason: blocked.reason,
-                            phase: phase.id.clone(),
-                            summary,
-                        });
-                    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Each step the session says is next, its phase's gates first, until the plan
+    /// is done, a step fails, a gate blocks, a restart is due, or a stop.
+    fn steps(mut self) -> Result<Ended> {
+        let plan = &self.prepared.plan;
+        while !self.stopped() {
+            let Some(next) = self.session.next_step().cloned() else {
+                break;
+            };
+            let Some((phase, step)) = plan.steps().find(|(_, s)| s.id == next.id) else {
+                return Err(EngineError::Usage(format!(
+                    "step `{}` is not in plan `{}` any more; run `thinkube-deploy clean-state` to start over",
+                    next.id, plan.id
+                )));
+            };
+            if self.gates_passed.as_deref() != Some(phase.id.as_str()) {
+                if let Some(blocked) = self.phase_gates(phase)? {
+                    let now = self.now();
+                    let summary = self.finish(|s| s.finish(now))?;
+                    return Ok(Ended::Blocked {
+                        gate: blocked.gate,
+                        reason: blocked.reason,
+                        phase: phase.id.clone(),
+                        summary,
+                    });
+                }
+                self.gates_passed = Some(phase.id.clone());
+            }
+            match self.step(phase, step, next.attempts.len() as u32)? {
+                StepEnd::Next => {}
+                StepEnd::Failed => break,
+                StepEnd::AwaitingRestart => {
+                    let (now, boot_id) = (self.now(), self.args.boot_id.clone());
+                    let summary =
+                        self.finish(|s| s.finish_awaiting_restart(&step.id, boot_id, now))?;
+                    return Ok(Ended::Ran(summary));
                 }
             }
-            gates_passed = Some(phase.id.clone());
         }
-        let Some(action) = actions.get(&step.id) else {
+        let now = self.now();
+        Ok(Ended::Ran(self.finish(|s| s.finish(now))?))
+    }
+
+    /// Ends the session with `end` and reports it: the one place a run finishes.
+    fn finish(self, end: impl FnOnce(RunSession) -> Result<RunSummary>) -> Result<RunSummary> {
+        let summary = end(self.session)?;
+        (self.progress)(Progress::RunFinished {
+            run_id: summary.run_id.clone(),
+            outcome: summary.outcome,
+            status: summary.status,
+        });
+        Ok(summary)
+    }
+
+    /// Checks `phase`'s gates in order, recording each verdict (and what it observed
+    /// of a host); the first that blocks is returned.
+    fn phase_gates(
+        &mut self,
+        phase: &crate::plan::Phase,
+    ) -> Result<Option<crate::run::gates::Blocked>> {
+        let prepared = self.prepared;
+        let now = self.now();
+        refresh_stale_vm_facts(
+            &mut self.session,
+            &phase.gates,
+            prepared.config.as_ref(),
+            &mut self.arm_requests,
+            now,
+        )?;
+        for gate in &phase.gates {
+            let verdict = crate::run::gates::check(
+                gate,
+                &prepared.plan.base_dir,
+                &prepared.choices,
+                self.session.state(),
+            )
+            .map_err(|b| crate::run::gates::Blocked {
+                gate: self.hide.apply(b.gate),
+                reason: self.hide.apply(b.reason),
+            });
+            let now = self.now();
+            let seen = observed(gate, &prepared.choices);
+            let passed = verdict.is_ok();
+            let observe = |s: &mut crate::state::model::StateFile| {
+                if let Some((host, kind)) = &seen {
+                    crate::facts::observe(s, host, kind, passed, now);
+                }
+            };
+            let message = match &verdict {
+                Ok(()) => format!("phase {}: gate {} passed", phase.id, gate_name(gate)),
+                Err(b) => format!("phase {}: gate {} blocked: {}", phase.id, b.gate, b.reason),
+            };
+            self.session.record_facts(
+                NewEvent::new(EventKind::GateChecked, message),
+                observe,
+                now,
+            )?;
+            if let Err(blocked) = verdict {
+                return Ok(Some(blocked));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs `step`'s attempts, `earlier` attempts having been made before this run,
+    /// retrying by its policy.
+    fn step(
+        &mut self,
+        phase: &crate::plan::Phase,
+        step: &crate::plan::Step,
+        earlier: u32,
+    ) -> Result<StepEnd> {
+        let Some(action) = self.prepared.actions.get(&step.id) else {
             return Err(EngineError::Usage(format!(
                 "step `{}` does not apply with these flags",
                 step.id
             )));
         };
         let policy = RetryPolicy::for_step(step.retries, step.retry_delay_seconds);
-        let index = session
+        let index = self
+            .session
             .deployment()
             .record()
-            .steps
-            .iter()
-            .filter(|s| s.status == crate::state::model::StepStatus::Completed)
-            .count()
+            .count(StepStatus::Completed)
             + 1;
         let mut tries = 0;
         loop {
             tries += 1;
-            let attempt_no = next.attempts.len() as u32 + tries;
-            let log_rel = format!("logs/{run_id}/{}-{attempt_no}.log", step.id);
-            let log_path = layout.root.join(&log_rel);
-            let (attempt, _) =
-                session.start_step(&step.id, None, Some(log_rel), Timestamp::now())?;
-            progress(Progress::StepStarted {
-                run_id: run_id.clone(),
-                step: step.id.clone(),
-                title: step.title.clone(),
-                phase: phase.id.clone(),
-                attempt,
-                index,
-                total,
-            });
-            let cmd = step_command(
-                action,
-                &plan.base_dir,
-                ansible.as_deref(),
-                &inventory,
-                &env_base,
-                &step.id,
-                &secrets,
-            );
-            let finished = run_logged(
-                &mut session,
-                &step.id,
-                &cmd,
-                &log_path,
-                stop,
-                progress,
-                store.fs(),
-            );
-            let finished = match finished {
-                Ok(f) => f,
-                Err(e) => runner::Finished {
-                    exit_code: None,
-                    stopped: false,
-                    error: Some(StepError::message(format!("the step could not run: {e}"))),
-                },
-            };
-            let now = Timestamp::now();
+            let (attempt, finished) = self.attempt(phase, step, action, earlier + tries, index)?;
+            let now = self.now();
             if finished.stopped {
-                progress(Progress::StepFinished {
-                    step: step.id.clone(),
-                    outcome: AttemptOutcome::Interrupted,
-                    error: None,
-                });
-                break;
+                self.report_step(step, AttemptOutcome::Interrupted, None);
+                return Ok(StepEnd::Next);
             }
-            match finished.error {
-                None => {
-                    session.complete_step(&step.id, now)?;
-                    if !step.proves.is_empty() {
-                        record_proved(&mut session, step, config.as_ref(), now)?;
-                    }
-                    progress(Progress::StepFinished {
-                        step: step.id.clone(),
-                        outcome: AttemptOutcome::Success,
-                        error: None,
-                    });
-                    if step.requires_restart && session.next_step().is_some() {
-                        let summary = session.finish_awaiting_restart(
-                            &step.id,
-                            args.boot_id.clone(),
-                            Timestamp::now(),
-                        )?;
-                        progress(Progress::RunFinished {
-                            run_id: summary.run_id.clone(),
-                            outcome: summary.outcome,
-                            status: summary.status,
-                        });
-                        return Ok(Ended::Ran(summary));
-                    }
-                    break;
+            let Some(error) = finished.error else {
+                self.session.complete_step(&step.id, now)?;
+                if !step.proves.is_empty() {
+                    record_proved(&mut self.session, step, self.prepared.config.as_ref(), now)?;
                 }
-                Some(error) => {
-                    session.fail_step(&step.id, error.clone(), now)?;
-                    progress(Progress::StepFinished {
-                        step: step.id.clone(),
-                        outcome: AttemptOutcome::Failed,
-                        error: Some(error),
-                    });
-                    match policy.delay_before(tries + 1) {
-                        Some(delay) if !stop.load(Ordering::SeqCst) => {
-                            progress(Progress::Retrying {
-                                step: step.id.clone(),
-                                next_attempt: attempt + 1,
-                                delay_seconds: delay.as_secs(),
-                            });
-                            if !wait_unless_stopped(delay, stop) {
-                                break;
-                            }
-                            session.rerun_failed_step(&step.id)?;
-                        }
-                        _ => break,
-                    }
+                self.report_step(step, AttemptOutcome::Success, None);
+                if step.requires_restart && self.session.next_step().is_some() {
+                    return Ok(StepEnd::AwaitingRestart);
                 }
+                return Ok(StepEnd::Next);
+            };
+            self.session.fail_step(&step.id, error.clone(), now)?;
+            self.report_step(step, AttemptOutcome::Failed, Some(error));
+            let Some(delay) = policy.delay_before(tries + 1).filter(|_| !self.stopped()) else {
+                return Ok(StepEnd::Failed);
+            };
+            (self.progress)(Progress::Retrying {
+                step: step.id.clone(),
+                next_attempt: attempt + 1,
+                delay_seconds: delay.as_secs(),
+            });
+            if !wait_unless_stopped(delay, self.stop) {
+                return Ok(StepEnd::Failed);
             }
-        }
-        if session
-            .deployment()
-            .record()
-            .step(&step.id)
-            .is_some_and(|s| s.status == crate::state::model::StepStatus::Failed)
-        {
-            break;
+            self.session.rerun_failed_step(&step.id)?;
         }
     }
-    let summary = session.finish(Timestamp::now())?;
-    progress(Progress::RunFinished {
-        run_id: summary.run_id.clone(),
-        outcome: summary.outcome,
-        status: summary.status,
-    });
-    Ok(Ended::Ran(summary))
+
+    /// One attempt, numbered `attempt_no`: recorded running, its process run with
+    /// its own log, and how it ended (not yet recorded).
+    fn attempt(
+        &mut self,
+        phase: &crate::plan::Phase,
+        step: &crate::plan::Step,
+        action: &Action,
+        attempt_no: u32,
+        index: usize,
+    ) -> Result<(u32, runner::Finished)> {
+        let log_rel = format!("logs/{}/{}-{attempt_no}.log", self.run_id, step.id);
+        let log_path = self.store.layout().root.join(&log_rel);
+        let now = self.now();
+        let (attempt, _) = self
+            .session
+            .start_step(&step.id, None, Some(log_rel), now)?;
+        (self.progress)(Progress::StepStarted {
+            run_id: self.run_id.clone(),
+            step: step.id.clone(),
+            title: step.title.clone(),
+            phase: phase.id.clone(),
+            attempt,
+            index,
+            total: self.total,
+        });
+        let cmd = step_command(
+            action,
+            &self.prepared.plan.base_dir,
+            self.prepared.ansible.as_deref(),
+            &self.prepared.inventory,
+            &self.env_base,
+            &step.id,
+            &self.secrets,
+        );
+        let finished = self
+            .run_logged(&step.id, &cmd, &log_path)
+            .unwrap_or_else(|e| runner::Finished {
+                exit_code: None,
+                stopped: false,
+                error: Some(StepError::message(format!("the step could not run: {e}"))),
+            });
+        Ok((attempt, finished))
+    }
+
+    /// Runs one attempt's process with its log file, recording the child's pid once
+    /// spawned and forwarding its output.
+    fn run_logged(
+        &mut self,
+        step: &str,
+        cmd: &StepCommand,
+        log_path: &Path,
+    ) -> Result<runner::Finished> {
+        if let Some(dir) = log_path.parent() {
+            self.store
+                .fs()
+                .create_dir_all(dir)
+                .map_err(|e| EngineError::io("create the folder", dir, e))?;
+        }
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode_0600()
+            .open(log_path)
+            .map_err(|e| EngineError::io("open the log file", log_path, e))?;
+        let (progress, session, clock) = (&mut *self.progress, &mut self.session, self.args.clock);
+        let mut out = |o: Output| {
+            progress(Progress::Output {
+                step: step.to_string(),
+                output: o,
+            })
+        };
+        let mut on_spawn = |p| session.set_step_process(step, p, clock()).map(|_| ());
+        runner::run(cmd, &mut log, &mut out, self.stop, &mut on_spawn)
+    }
+
+    fn report_step(
+        &mut self,
+        step: &crate::plan::Step,
+        outcome: AttemptOutcome,
+        error: Option<StepError>,
+    ) {
+        (self.progress)(Progress::StepFinished {
+            step: step.id.clone(),
+            outcome,
+            error,
+        });
+    }
 }
 
 /// Writes a built-in plan's files and the callback plugin, where they differ.
@@ -710,40 +893,6 @@ fn step_path(step: &crate::plan::Step) -> &str {
         Action::Playbook { path, .. } => path,
         Action::Command { .. } => "",
     }
-}
-
-/// Runs one attempt with its log file, recording the child's pid once spawned.
-fn run_logged(
-    session: &mut RunSession,
-    step: &str,
-    cmd: &StepCommand,
-    log_path: &Path,
-    stop: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
-    fs: &dyn FileOps,
-) -> Result<runner::Finished> {
-    if let Some(dir) = log_path.parent() {
-        fs.create_dir_all(dir)
-            .map_err(|e| EngineError::io("create the folder", dir, e))?;
-    }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode_0600()
-        .open(log_path)
-        .map_err(|e| EngineError::io("open the log file", log_path, e))?;
-    let mut out = |o: Output| {
-        progress(Progress::Output {
-            step: step.to_string(),
-            output: o,
-        })
-    };
-    let mut on_spawn = |p| {
-        session
-            .set_step_process(step, p, Timestamp::now())
-            .map(|_| ())
-    };
-    runner::run(cmd, &mut log, &mut out, stop, &mut on_spawn)
 }
 
 trait Mode0600 {
@@ -818,12 +967,10 @@ fn step_command(
 /// and the secrets the window gave for this run only (an SSH password).
 fn run_secrets(
     choices: &crate::plan::Choices,
+    inherited: &BTreeMap<String, String>,
     secret_env: &BTreeMap<String, String>,
 ) -> Vec<String> {
-    let inherited: BTreeMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    secret_named(&inherited)
+    secret_named(inherited)
         .chain(secret_named(&choices.vars))
         .chain(secret_env.values().cloned())
         .collect()
