@@ -277,13 +277,99 @@ pub fn run_and_report(cli: Cli) -> u8 {
 
 /// Runs a command; returns its exit code.
 pub fn run(cli: Cli) -> Result<u8> {
-    let env = match &cli.global.env {
+    let (store, wait) = open_store(&cli.global, cli.command.writes())?;
+    let now = Timestamp::now();
+    match cli.command {
+        Command::Deploy { run, yes: _ } => {
+            run_deployment(&store, RunKind::Deploy, Vec::new(), run, wait)
+        }
+        Command::Resume { run } => run_deployment(&store, RunKind::Resume, Vec::new(), run, wait),
+        Command::Retry { steps, run } => run_deployment(&store, RunKind::Retry, steps, run, wait),
+        Command::Cancel => cancel(&store),
+        Command::Setup { python } => setup(&store, &python),
+        Command::Plan(PlanCommand::Show {
+            plan,
+            flags,
+            vars,
+            json,
+        }) => {
+            let plan_ref = crate::plan::builtin::PlanRef::parse(plan.as_deref())?;
+            let plan = plan_ref.load(&store.layout().root.join("plans"))?;
+            let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
+            let view = crate::plan::outline::outline(&plan, &choices);
+            show(json, &view, crate::plan::outline::render)
+        }
+        Command::Status { json } => {
+            let loaded = store.load(now)?;
+            let holder = store.lock_holder();
+            let view = status::view(store.layout(), loaded.as_ref(), holder.as_ref(), now);
+            show(json, &view, status::render)
+        }
+        Command::History { json } => {
+            let runs = all_runs(&store, now)?;
+            if json {
+                show(true, &history::rows(&runs), |_| String::new())
+            } else {
+                show(false, &runs, |r| history::render_history(r))
+            }
+        }
+        Command::ShowRun { run_id, json } => show(
+            json,
+            &history::find_run(&store, &run_id, now)?,
+            history::render_run,
+        ),
+        Command::DiffRuns { run_a, run_b, json } => {
+            let a = history::find_run(&store, &run_a, now)?;
+            let b = history::find_run(&store, &run_b, now)?;
+            show(json, &history::diff(&a, &b), history::render_diff)
+        }
+        Command::Events { run, follow, json } => {
+            print_events(&store, run.as_deref(), follow, json)?;
+            Ok(exit::SUCCESS)
+        }
+        Command::Migrate {
+            dry_run,
+            from,
+            json,
+        } => {
+            let report = match from {
+                Some(path) => ops::import(&store, &path, dry_run, wait, now)?,
+                None => ops::migrate_in_place(&store, dry_run, wait, now)?,
+            };
+            show(json, &report, render_migration)
+        }
+        Command::Recover { from_backup, from } => {
+            let source = match (from_backup, from) {
+                (_, Some(path)) => RecoverSource::File(path),
+                _ => RecoverSource::Backup,
+            };
+            let r = ops::recover(&store, source, wait, now)?;
+            show(false, &r, render_recovery)
+        }
+        Command::Validate {
+            reset_affected,
+            yes,
+            json,
+        } => validate(&store, reset_affected, yes, json, wait, now),
+        Command::Facts { refresh, json } => facts(&store, refresh, json, wait, now),
+        Command::CleanState { yes } => clean_state(&store, yes, wait, now),
+        Command::Cleanup { older_than } => {
+            let r = ops::cleanup(&store, older_than, wait, now)?;
+            show(false, &r, |r| render_cleanup(r, older_than))
+        }
+    }
+}
+
+/// The environment's store, with the lock wait `--lock-timeout` asks for (saying so
+/// while it waits), and logging set up for it.
+fn open_store(global: &GlobalArgs, writes: bool) -> Result<(Store, LockWait)> {
+    let env = match &global.env {
         Some(name) => EnvName::parse(name)?,
         None => EnvName::default_env(),
     };
     let layout = Layout::new(installer_home_from_process()?, env);
-    init_logging(&layout, cli.command.writes());
-    let wait = match cli.global.lock_timeout {
+    init_logging(&layout, writes);
+    let wait = match global.lock_timeout {
         None | Some(0) => LockWait::NoWait,
         Some(s) => LockWait::Timeout(Duration::from_secs(s)),
     };
@@ -295,249 +381,190 @@ pub fn run(cli: Cli) -> Result<u8> {
             eprintln!("thinkube-deploy: waiting for the lock held by {who}");
         }),
     );
-    let now = Timestamp::now();
-    match cli.command {
-        Command::Deploy { run, yes: _ } => {
-            return run_deployment(&store, RunKind::Deploy, Vec::new(), run, wait);
-        }
-        Command::Resume { run } => {
-            return run_deployment(&store, RunKind::Resume, Vec::new(), run, wait);
-        }
-        Command::Retry { steps, run } => {
-            return run_deployment(&store, RunKind::Retry, steps, run, wait);
-        }
-        Command::Cancel => return cancel(&store),
-        Command::Setup { python } => {
-            emit(&format!(
-                "Installing {} into {}...\n",
-                crate::run::setup::ANSIBLE_CORE,
-                store.layout().home.join("venv").display()
-            ));
-            match crate::run::setup::install_ansible(&store.layout().home, &python, store.fs())? {
-                crate::run::setup::SetupOutcome::AlreadyInstalled(p) => {
-                    emit(&format!("Already installed: {}\n", p.display()))
-                }
-                crate::run::setup::SetupOutcome::Installed(p) => {
-                    emit(&format!("Installed: {}\n", p.display()))
-                }
-            };
-        }
-        Command::Plan(PlanCommand::Show {
-            plan,
-            flags,
-            vars,
-            json,
-        }) => {
-            let plan_ref = crate::plan::builtin::PlanRef::parse(plan.as_deref())?;
-            let plan = plan_ref.load(&store.layout().root.join("plans"))?;
-            let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
-            let view = crate::plan::outline::outline(&plan, &choices);
-            if json {
-                emit_json(&view);
-            } else {
-                emit(&crate::plan::outline::render(&view));
-            }
-        }
-        Command::Status { json } => {
-            let loaded = store.load(now)?;
-            let view = status::view(
-                store.layout(),
-                loaded.as_ref(),
-                store.lock_holder().as_ref(),
-                now,
-            );
-            if json {
-                emit_json(&view);
-            } else {
-                emit(&status::render(&view));
-            }
-        }
-        Command::History { json } => {
-            let runs = all_runs(&store, now)?;
-            if json {
-                emit_json(&history::rows(&runs));
-            } else {
-                emit(&history::render_history(&runs));
-            }
-        }
-        Command::ShowRun { run_id, json } => {
-            let run = history::find_run(&store, &run_id, now)?;
-            if json {
-                emit_json(&run);
-            } else {
-                emit(&history::render_run(&run));
-            }
-        }
-        Command::DiffRuns { run_a, run_b, json } => {
-            let a = history::find_run(&store, &run_a, now)?;
-            let b = history::find_run(&store, &run_b, now)?;
-            let diff = history::diff(&a, &b);
-            if json {
-                emit_json(&diff);
-            } else {
-                emit(&history::render_diff(&diff));
-            }
-        }
-        Command::Events { run, follow, json } => {
-            print_events(&store, run.as_deref(), follow, json)?;
-        }
-        Command::Migrate {
-            dry_run,
-            from,
-            json,
-        } => {
-            let report = match from {
-                Some(path) => ops::import(&store, &path, dry_run, wait, now)?,
-                None => ops::migrate_in_place(&store, dry_run, wait, now)?,
-            };
-            if json {
-                emit_json(&report);
-            } else {
-                let mut text = format!("{}\n", report.message);
-                for note in &report.notes {
-                    text.push_str(&format!("  note: {note}\n"));
-                }
-                emit(&text);
-            }
-        }
-        Command::Recover { from_backup, from } => {
-            let source = match (from_backup, from) {
-                (_, Some(path)) => RecoverSource::File(path),
-                _ => RecoverSource::Backup,
-            };
-            let r = ops::recover(&store, source, wait, now)?;
-            let aside = r
-                .moved_aside
-                .map(|p| format!("; the unreadable file was moved to {}", p.display()))
-                .unwrap_or_default();
-            emit(&format!(
-                "Restored the state from {}{aside} (serial {}).\n",
-                r.restored_from.display(),
-                r.serial
-            ));
-        }
-        Command::Validate {
-            reset_affected,
-            yes,
-            json,
-        } => {
-            let Some(found) =
-                crate::facts::validate::check_environment(&store, crate::facts::PROBE_TIMEOUT)?
-            else {
-                emit("There is no deployment to validate.\n");
-                return Ok(exit::SUCCESS);
-            };
-            let mut reset = Vec::new();
-            let wants_reset = reset_affected
-                && found.iter().any(|m| m.affects_step.is_some())
-                && (yes
-                    || confirm(
-                        "Mark the earliest affected step and every later one pending, so that resume runs them again?",
-                    )?);
-            if wants_reset {
-                reset = crate::facts::validate::reset_affected(&store, &found, wait, now)?;
-            }
-            if json {
-                emit_json(&serde_json::json!({ "mismatches": found, "reset": reset }));
-            } else if found.is_empty() {
-                emit("The state matches reality: no mismatch found.\n");
-            } else {
-                let mut text = String::new();
-                for m in &found {
-                    text.push_str(&format!(
-                        "✗ {}\n    affects: {}\n    what to do: {}\n",
-                        m.detail,
-                        m.affects_step
-                            .as_deref()
-                            .map_or("no step yet".to_string(), |s| format!(
-                                "step `{s}` and later"
-                            )),
-                        m.what_to_do
-                    ));
-                }
-                if !reset.is_empty() {
-                    text.push_str(&format!(
-                        "Marked pending: {}. Run `thinkube-deploy resume` to run them again.\n",
-                        reset.join(", ")
-                    ));
-                }
-                emit(&text);
-            }
-            return Ok(if found.is_empty() {
-                exit::SUCCESS
-            } else {
-                exit::FAILED
+    Ok((store, wait))
+}
+
+/// Prints `value` as JSON with `--json`, else as `render` writes it for a person.
+fn show<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    render: impl FnOnce(&T) -> String,
+) -> Result<u8> {
+    if json {
+        emit_json(value);
+    } else {
+        emit(&render(value));
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn setup(store: &Store, python: &str) -> Result<u8> {
+    use crate::run::setup::{ANSIBLE_CORE, SetupOutcome, install_ansible};
+    let home = &store.layout().home;
+    emit(&format!(
+        "Installing {ANSIBLE_CORE} into {}...\n",
+        home.join("venv").display()
+    ));
+    match install_ansible(home, python, store.fs())? {
+        SetupOutcome::AlreadyInstalled(p) => emit(&format!("Already installed: {}\n", p.display())),
+        SetupOutcome::Installed(p) => emit(&format!("Installed: {}\n", p.display())),
+    };
+    Ok(exit::SUCCESS)
+}
+
+fn render_migration(report: &ops::MigrateReport) -> String {
+    let mut text = format!("{}\n", report.message);
+    for note in &report.notes {
+        text.push_str(&format!("  note: {note}\n"));
+    }
+    text
+}
+
+fn render_recovery(r: &ops::RecoverReport) -> String {
+    let aside = r
+        .moved_aside
+        .as_ref()
+        .map(|p| format!("; the unreadable file was moved to {}", p.display()))
+        .unwrap_or_default();
+    format!(
+        "Restored the state from {}{aside} (serial {}).\n",
+        r.restored_from.display(),
+        r.serial
+    )
+}
+
+fn render_cleanup(r: &ops::CleanupReport, older_than: u32) -> String {
+    let mut text = if r.archived.is_empty() {
+        format!("No finished runs older than {older_than} days.\n")
+    } else {
+        format!(
+            "Moved {} run(s) to {}.\n",
+            r.archived.len(),
+            r.archive_dir.display()
+        )
+    };
+    for p in &r.unreadable {
+        text.push_str(&format!(
+            "  left unreadable run file in place: {}\n",
+            p.display()
+        ));
+    }
+    text
+}
+
+/// `validate`: compares the state with reality; exits 1 when they differ.
+fn validate(
+    store: &Store,
+    reset_affected: bool,
+    yes: bool,
+    json: bool,
+    wait: LockWait,
+    now: Timestamp,
+) -> Result<u8> {
+    use crate::facts::validate::{check_environment, reset_affected as reset};
+    let Some(found) = check_environment(store, crate::facts::PROBE_TIMEOUT)? else {
+        emit("There is no deployment to validate.\n");
+        return Ok(exit::SUCCESS);
+    };
+    let wants_reset = reset_affected
+        && found.iter().any(|m| m.affects_step.is_some())
+        && (yes
+            || confirm(
+                "Mark the earliest affected step and every later one pending, so that resume runs them again?",
+            )?);
+    let reset = if wants_reset {
+        reset(store, &found, wait, now)?
+    } else {
+        Vec::new()
+    };
+    if json {
+        emit_json(&serde_json::json!({ "mismatches": found, "reset": reset }));
+    } else {
+        emit(&render_mismatches(&found, &reset));
+    }
+    Ok(if found.is_empty() {
+        exit::SUCCESS
+    } else {
+        exit::FAILED
+    })
+}
+
+fn render_mismatches(found: &[crate::facts::validate::Mismatch], reset: &[String]) -> String {
+    if found.is_empty() {
+        return "The state matches reality: no mismatch found.\n".to_string();
+    }
+    let mut text = String::new();
+    for m in found {
+        let affects = m
+            .affects_step
+            .as_deref()
+            .map_or("no step yet".to_string(), |s| {
+                format!("step `{s}` and later")
             });
-        }
-        Command::Facts { refresh, json } => {
-            if refresh {
-                let summary = crate::facts::refresh_configured(&store, wait, now)?;
-                if !json {
-                    for line in &summary {
-                        emit(&format!("{line}\n"));
-                    }
-                }
+        text.push_str(&format!(
+            "✗ {}\n    affects: {affects}\n    what to do: {}\n",
+            m.detail, m.what_to_do
+        ));
+    }
+    if !reset.is_empty() {
+        text.push_str(&format!(
+            "Marked pending: {}. Run `thinkube-deploy resume` to run them again.\n",
+            reset.join(", ")
+        ));
+    }
+    text
+}
+
+/// `facts`: the cached facts (after a refresh with `--refresh`).
+fn facts(store: &Store, refresh: bool, json: bool, wait: LockWait, now: Timestamp) -> Result<u8> {
+    if refresh {
+        let summary = crate::facts::refresh_configured(store, wait, now)?;
+        if !json {
+            for line in &summary {
+                emit(&format!("{line}\n"));
             }
-            let (facts, runtime) = crate::facts::cached(&store, now)?;
-            if json {
-                let refresh = facts.iter().find(|f| f.key == "azure/refresh");
-                let arm = refresh.and_then(|f| f.value.get("arm_requests").cloned());
-                // Set when a run's gates refreshed the VM facts: that run's total.
-                let in_run = refresh.and_then(|f| {
-                    Some(serde_json::json!({
-                        "run_id": f.value.get("run_id")?,
-                        "requests": f.value.get("arm_requests_in_run")?,
-                    }))
-                });
-                emit_json(&serde_json::json!({
-                    "facts": facts,
-                    "arm_requests_last_refresh": arm,
-                    "arm_requests_last_run": in_run,
-                    "runtime": runtime,
-                }));
-            } else {
-                emit(&crate::facts::render(&facts));
-                emit(&crate::facts::render_runtime(&runtime, now));
-            }
-        }
-        Command::CleanState { yes } => {
-            if !yes
-                && !confirm(
-                    "Archive the current deployment's progress into history and clear it? Inventory and configuration are kept.",
-                )?
-            {
-                emit("Nothing changed.\n");
-                return Ok(exit::SUCCESS);
-            }
-            let r = ops::clean_state(&store, wait, now)?;
-            match r.archived_to {
-                Some(p) => emit(&format!(
-                    "Progress archived to {} and cleared; inventory and configuration kept.\n",
-                    p.display()
-                )),
-                None => emit("There is no progress to clear.\n"),
-            };
-        }
-        Command::Cleanup { older_than } => {
-            let r = ops::cleanup(&store, older_than, wait, now)?;
-            let mut text = if r.archived.is_empty() {
-                format!("No finished runs older than {older_than} days.\n")
-            } else {
-                format!(
-                    "Moved {} run(s) to {}.\n",
-                    r.archived.len(),
-                    r.archive_dir.display()
-                )
-            };
-            for p in r.unreadable {
-                text.push_str(&format!(
-                    "  left unreadable run file in place: {}\n",
-                    p.display()
-                ));
-            }
-            emit(&text);
         }
     }
+    let (facts, runtime) = crate::facts::cached(store, now)?;
+    if json {
+        let refresh = facts.iter().find(|f| f.key == "azure/refresh");
+        let arm = refresh.and_then(|f| f.value.get("arm_requests").cloned());
+        // Set when a run's gates refreshed the VM facts: that run's total.
+        let in_run = refresh.and_then(|f| {
+            Some(serde_json::json!({
+                "run_id": f.value.get("run_id")?,
+                "requests": f.value.get("arm_requests_in_run")?,
+            }))
+        });
+        emit_json(&serde_json::json!({
+            "facts": facts,
+            "arm_requests_last_refresh": arm,
+            "arm_requests_last_run": in_run,
+            "runtime": runtime,
+        }));
+    } else {
+        emit(&crate::facts::render(&facts));
+        emit(&crate::facts::render_runtime(&runtime, now));
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn clean_state(store: &Store, yes: bool, wait: LockWait, now: Timestamp) -> Result<u8> {
+    if !yes
+        && !confirm(
+            "Archive the current deployment's progress into history and clear it? Inventory and configuration are kept.",
+        )?
+    {
+        emit("Nothing changed.\n");
+        return Ok(exit::SUCCESS);
+    }
+    match ops::clean_state(store, wait, now)?.archived_to {
+        Some(p) => emit(&format!(
+            "Progress archived to {} and cleared; inventory and configuration kept.\n",
+            p.display()
+        )),
+        None => emit("There is no progress to clear.\n"),
+    };
     Ok(exit::SUCCESS)
 }
 
