@@ -387,12 +387,11 @@ impl RunSession {
         let record = self.deployment.record().clone();
         let run = self.run.clone();
         let event = event.run(Some(&self.run.run_id));
-        self.writer.commit(now, vec![event], |s| {
-            s.deployment = record;
-            s.current_run = Some(run);
-            change(s);
-            Ok(())
-        })
+        self.writer
+            .commit_replacing(now, vec![event], record, Some(run), |s| {
+                change(s);
+                Ok(())
+            })
     }
 
     /// Records an event of this run (a gate's verdict, say) without changing a step.
@@ -470,11 +469,8 @@ impl RunSession {
         let record = self.deployment.record().clone();
         let run = self.run.clone();
         let event = event.run(Some(&self.run.run_id));
-        self.writer.commit(now, vec![event], |s| {
-            s.deployment = record;
-            s.current_run = Some(run);
-            Ok(())
-        })
+        self.writer
+            .commit_replacing(now, vec![event], record, Some(run), |_| Ok(()))
     }
 
     /// Ends the run: a step still running is recorded as interrupted (the run was

@@ -25,8 +25,8 @@ use crate::state::lifecycle::AnyDeployment;
 use crate::state::lock::{self, Identity, LockGuard, LockHolder, LockWait};
 use crate::state::migrate::{self, Converted};
 use crate::state::model::{
-    AttemptOutcome, DeploymentStatus, Event, EventKind, NewEvent, ProcessRef, RunOutcome,
-    RunRecord, SCHEMA_VERSION, StateFile, StepStatus,
+    AttemptOutcome, DeploymentRecord, DeploymentStatus, Event, EventKind, NewEvent, ProcessRef,
+    RunOutcome, RunRecord, SCHEMA_VERSION, StateFile, StepStatus,
 };
 use crate::timestamp::Timestamp;
 
@@ -388,6 +388,47 @@ impl Writer {
     {
         let mut next = self.state.clone();
         change(&mut next)?;
+        self.commit_next(now, events, next)
+    }
+
+    /// Commits the state with `deployment` and `run` in place of the stored ones,
+    /// and `change` applied to the rest. Unlike [`Writer::commit`], the parts being
+    /// replaced are not copied first: a run's commits copy its records once, not twice.
+    pub fn commit_replacing<F>(
+        &mut self,
+        now: Timestamp,
+        events: Vec<NewEvent>,
+        deployment: DeploymentRecord,
+        run: Option<RunRecord>,
+        change: F,
+    ) -> Result<u64>
+    where
+        F: FnOnce(&mut StateFile) -> Result<()>,
+    {
+        let s = &self.state;
+        let mut next = StateFile {
+            schema_version: s.schema_version,
+            lineage: s.lineage,
+            serial: s.serial,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            deployment,
+            current_run: run,
+            facts: s.facts.clone(),
+            last_event_seq: s.last_event_seq,
+            recent_events: Vec::new(),
+        };
+        change(&mut next)?;
+        self.commit_next(now, events, next)
+    }
+
+    /// Checks `next`, numbers it and its events, and makes it durable.
+    fn commit_next(
+        &mut self,
+        now: Timestamp,
+        events: Vec<NewEvent>,
+        mut next: StateFile,
+    ) -> Result<u64> {
         crate::state::lifecycle::check_invariants(&next.deployment)
             .map_err(|e| EngineError::Internal(format!("the change would break the state: {e}")))?;
         let mut events = events;
