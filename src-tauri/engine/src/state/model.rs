@@ -491,7 +491,6 @@ pub enum EventKind {
     StepStarted,
     StepCompleted,
     StepFailed,
-    StepSkipped,
     StepInterrupted,
     StepsReset,
     AwaitingRestart,
