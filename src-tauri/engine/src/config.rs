@@ -66,7 +66,7 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn ssh_port(&self) -> u16 {
+    pub(crate) fn ssh_port(&self) -> u16 {
         self.port.unwrap_or(22)
     }
 }
@@ -320,7 +320,7 @@ impl InstallerConfig {
     }
 
     /// The Ansible inventory for these answers (YAML; no password ever).
-    pub fn inventory_yaml(&self) -> String {
+    pub(crate) fn inventory_yaml(&self) -> String {
         let quote = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
         let mut out =
             String::from("# Written by the Thinkube installer from installer-config.json.\nall:\n");
@@ -358,7 +358,7 @@ impl InstallerConfig {
 }
 
 /// The configuration file of an environment.
-pub fn config_file(layout: &Layout) -> std::path::PathBuf {
+pub(crate) fn config_file(layout: &Layout) -> std::path::PathBuf {
     layout.root.join("installer-config.json")
 }
 

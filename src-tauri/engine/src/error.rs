@@ -11,11 +11,11 @@ use crate::state::lock::LockHolder;
 pub mod exit {
     pub const SUCCESS: u8 = 0;
     pub const FAILED: u8 = 1;
-    pub const BAD_INPUT: u8 = 2;
+    pub(crate) const BAD_INPUT: u8 = 2;
     pub const LOCKED: u8 = 3;
-    pub const UNREADABLE: u8 = 4;
-    pub const GATE_BLOCKED: u8 = 5;
-    pub const STOPPED: u8 = 130;
+    pub(crate) const UNREADABLE: u8 = 4;
+    pub(crate) const GATE_BLOCKED: u8 = 5;
+    pub(crate) const STOPPED: u8 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use crate::error::EngineError;
 
 /// The environment variable that moves the installer home (tests always set it).
-pub const HOME_ENV_VAR: &str = "THINKUBE_INSTALLER_HOME";
+pub(crate) const HOME_ENV_VAR: &str = "THINKUBE_INSTALLER_HOME";
 
 /// The installer home: `$THINKUBE_INSTALLER_HOME` when set and non-empty, else
 /// `~/.thinkube-installer`.
 ///
 /// Takes the two inputs explicitly so tests never depend on the process environment.
-pub fn installer_home(
+pub(crate) fn installer_home(
     env_value: Option<&std::ffi::OsStr>,
     user_home: Option<&Path>,
 ) -> Result<PathBuf, EngineError> {
@@ -104,7 +104,7 @@ impl Layout {
         self.root.join("deployment-state.json.bak")
     }
     /// The file a writer holds an exclusive lock on; never renamed over.
-    pub fn lock_file(&self) -> PathBuf {
+    pub(crate) fn lock_file(&self) -> PathBuf {
         self.root.join("deployment-state.lock")
     }
     /// Who holds the lock: written by the holder, read by everyone for messages.
@@ -123,10 +123,10 @@ impl Layout {
         self.runs_dir().join(format!("{run_id}.json"))
     }
     /// Runs moved out of history by `cleanup`, and deployments archived by `clean-state`.
-    pub fn archive_dir(&self) -> PathBuf {
+    pub(crate) fn archive_dir(&self) -> PathBuf {
         self.root.join("archive")
     }
-    pub fn logs_dir(&self) -> PathBuf {
+    pub(crate) fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }
     /// The Ansible inventory the wizard writes; `clean-state` never touches it.

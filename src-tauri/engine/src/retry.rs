@@ -15,7 +15,7 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// A step with `retries: N` and `retry_delay_seconds: D`: doubling waits.
-    pub fn for_step(retries: u32, delay_seconds: u64) -> Self {
+    pub(crate) fn for_step(retries: u32, delay_seconds: u64) -> Self {
         Self {
             attempts: retries + 1,
             delay: Duration::from_secs(delay_seconds),

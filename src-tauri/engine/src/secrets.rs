@@ -3,7 +3,7 @@
 //! before it reaches a log, the state, an event or the window.
 
 /// Whether a key names something secret; such values are never copied.
-pub fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase().replace(['-', '.'], "_");
     [
         "password",
@@ -22,7 +22,7 @@ pub fn is_secret_key(key: &str) -> bool {
 }
 
 /// The values of `pairs` whose names look secret.
-pub fn secret_named<'a>(
+pub(crate) fn secret_named<'a>(
     pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
 ) -> impl Iterator<Item = String> {
     pairs
@@ -32,11 +32,11 @@ pub fn secret_named<'a>(
 }
 
 /// What a secret is replaced with in a step's output.
-pub const MASK: &str = "********";
+pub(crate) const MASK: &str = "********";
 
 /// Shorter values are not hidden: masking every "1" or "no" would garble the log
 /// and hide nothing worth hiding.
-pub const MIN_SECRET_CHARS: usize = 4;
+pub(crate) const MIN_SECRET_CHARS: usize = 4;
 
 /// Hides secret values (an SSH password, a client secret, a variable named like a
 /// secret) in a step's output: in the value as it is and as it appears inside a JSON
@@ -67,7 +67,7 @@ impl Redactor {
         Self { patterns }
     }
 
-    pub fn apply(&self, line: String) -> String {
+    pub(crate) fn apply(&self, line: String) -> String {
         if !self.patterns.iter().any(|p| line.contains(p.as_str())) {
             return line;
         }

@@ -28,7 +28,7 @@ impl Timestamp {
     }
 
     /// A file's modification time, say; `None` when before 1970 or out of range.
-    pub fn from_system_time(t: std::time::SystemTime) -> Option<Self> {
+    pub(crate) fn from_system_time(t: std::time::SystemTime) -> Option<Self> {
         let since = t.duration_since(std::time::UNIX_EPOCH).ok()?;
         OffsetDateTime::UNIX_EPOCH
             .checked_add(time::Duration::try_from(since).ok()?)
@@ -62,7 +62,7 @@ impl Timestamp {
     /// For people: to the second, in the local time zone (`TZ`, else the system's),
     /// with its offset, always 25 characters: `2026-01-01 14:30:05 +0530`. Files and
     /// JSON keep RFC 3339 UTC.
-    pub fn local_display(self) -> String {
+    pub(crate) fn local_display(self) -> String {
         let format = time::macros::format_description!(
             "[year]-[month]-[day] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
         );
@@ -71,7 +71,7 @@ impl Timestamp {
     }
 
     /// Whole seconds from `self` until `later` (negative if `later` is earlier).
-    pub fn seconds_until(self, later: Timestamp) -> i64 {
+    pub(crate) fn seconds_until(self, later: Timestamp) -> i64 {
         (later.0 - self.0).whole_seconds()
     }
 }

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use thinkube_engine::migrate::import_k0rdent;
+use thinkube_engine::state::migrate::import_k0rdent;
 use thinkube_engine::timestamp::Timestamp;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use thinkube_engine::store::parse_state;
+use thinkube_engine::state::store::parse_state;
 use thinkube_engine::timestamp::Timestamp;
 
 fuzz_target!(|data: &[u8]| {

@@ -138,7 +138,7 @@ pub fn view(
 }
 
 /// The human view of `facts`.
-pub fn render(facts: &[FactView]) -> String {
+pub(crate) fn render(facts: &[FactView]) -> String {
     if facts.is_empty() {
         return "No infrastructure facts are cached. `thinkube-deploy facts --refresh` asks the configured sources.\n"
             .to_string();
@@ -163,7 +163,7 @@ pub fn render(facts: &[FactView]) -> String {
 }
 
 /// The human view of the runtime facts: what steps and gates saw, per host.
-pub fn render_runtime(facts: &[RuntimeFact], now: Timestamp) -> String {
+pub(crate) fn render_runtime(facts: &[RuntimeFact], now: Timestamp) -> String {
     if facts.is_empty() {
         return String::new();
     }
@@ -183,7 +183,7 @@ pub fn render_runtime(facts: &[RuntimeFact], now: Timestamp) -> String {
 }
 
 /// The files the cached facts came from, with their checksums now (`None`: gone).
-pub fn current_checksums(state: &StateFile) -> BTreeMap<String, Option<String>> {
+pub(crate) fn current_checksums(state: &StateFile) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     for f in &state.facts.infrastructure {
         if let Some(path) = f.value.get("source_file").and_then(|v| v.as_str())
@@ -198,7 +198,7 @@ pub fn current_checksums(state: &StateFile) -> BTreeMap<String, Option<String>> 
 
 /// A Terraform state's outputs, as read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TfState {
+pub(crate) struct TfState {
     pub path: PathBuf,
     pub sha256: String,
     pub terraform_version: Option<String>,
@@ -209,7 +209,7 @@ pub struct TfState {
 }
 
 /// Reads a local `terraform.tfstate` (format version 4).
-pub fn read_tfstate(path: &Path) -> Result<TfState> {
+pub(crate) fn read_tfstate(path: &Path) -> Result<TfState> {
     let bad = |reason: String| {
         EngineError::Usage(format!(
             "the Terraform state {} {reason}; check `terraform.state_path` in the configuration",
@@ -262,7 +262,11 @@ pub fn read_tfstate(path: &Path) -> Result<TfState> {
 }
 
 /// Whether a host's port answers, within `timeout`.
-pub fn probe(address: &str, port: u16, timeout: Duration) -> std::result::Result<(), String> {
+pub(crate) fn probe(
+    address: &str,
+    port: u16,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
     let addrs: Vec<_> = (address, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {address}: {e}"))?
@@ -290,7 +294,7 @@ pub struct Refresh {
 }
 
 /// Asks every configured source once. Does not write.
-pub fn gather(
+pub(crate) fn gather(
     config: &InstallerConfig,
     now: Timestamp,
     probe_timeout: Duration,
@@ -521,7 +525,7 @@ impl Refresh {
 }
 
 /// The facts of each source asked replace its old ones.
-pub fn apply(state: &mut StateFile, refresh: Refresh) {
+pub(crate) fn apply(state: &mut StateFile, refresh: Refresh) {
     state.facts.infrastructure.retain(|f| {
         !refresh
             .replaced_prefixes
@@ -532,7 +536,13 @@ pub fn apply(state: &mut StateFile, refresh: Refresh) {
 }
 
 /// Records what a gate saw about a host: when it was checked, and when last true.
-pub fn observe(state: &mut StateFile, host: &str, kind: &str, seen_true: bool, now: Timestamp) {
+pub(crate) fn observe(
+    state: &mut StateFile,
+    host: &str,
+    kind: &str,
+    seen_true: bool,
+    now: Timestamp,
+) {
     let facts = &mut state.facts.runtime;
     let fact = match facts.iter_mut().find(|f| f.host == host && f.kind == kind) {
         Some(f) => f,
@@ -553,7 +563,7 @@ pub fn observe(state: &mut StateFile, host: &str, kind: &str, seen_true: bool, n
 }
 
 /// Whether the VM facts these names need are missing or older than their time-to-live.
-pub fn vms_stale(state: &StateFile, vms: &[String], now: Timestamp) -> bool {
+pub(crate) fn vms_stale(state: &StateFile, vms: &[String], now: Timestamp) -> bool {
     vms.iter().any(|vm| {
         let key = format!("vm/{vm}");
         state
@@ -568,7 +578,7 @@ pub fn vms_stale(state: &StateFile, vms: &[String], now: Timestamp) -> bool {
 }
 
 /// Asks Azure only (for a `vm_running` gate whose facts are stale).
-pub fn gather_vms(config: &InstallerConfig, now: Timestamp) -> Result<Refresh> {
+pub(crate) fn gather_vms(config: &InstallerConfig, now: Timestamp) -> Result<Refresh> {
     let azure_only = InstallerConfig {
         terraform: None,
         hosts: Vec::new(),

@@ -231,7 +231,7 @@ pub fn check_environment(store: &Store, probe_timeout: Duration) -> Result<Optio
 }
 
 /// The deployment's plan, when it can be loaded (for mapping hosts to phases).
-pub fn deployment_plan(store: &Store, state: &StateFile) -> Option<Plan> {
+pub(crate) fn deployment_plan(store: &Store, state: &StateFile) -> Option<Plan> {
     let d = &state.deployment;
     let spec = d.plan_source.clone().or(d.plan_id.clone())?;
     PlanRef::parse(Some(&spec))
@@ -242,7 +242,7 @@ pub fn deployment_plan(store: &Store, state: &StateFile) -> Option<Plan> {
 
 /// Marks the earliest affected step (in plan order) and every later one pending.
 /// Returns the steps reset.
-pub fn reset_affected(
+pub(crate) fn reset_affected(
     store: &Store,
     mismatches: &[Mismatch],
     wait: LockWait,

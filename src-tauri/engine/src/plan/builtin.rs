@@ -21,7 +21,7 @@ macro_rules! embed {
     };
 }
 
-pub const BUILTINS: &[BuiltinPlan] = &[
+pub(crate) const BUILTINS: &[BuiltinPlan] = &[
     BuiltinPlan {
         name: "demo",
         files: embed!("demo":
@@ -51,7 +51,7 @@ pub const BUILTINS: &[BuiltinPlan] = &[
 ];
 
 /// The plan used when none is named.
-pub const DEFAULT_PLAN: &str = "demo";
+pub(crate) const DEFAULT_PLAN: &str = "demo";
 
 pub fn find(name: &str) -> Option<&'static BuiltinPlan> {
     BUILTINS.iter().find(|b| b.name == name)
@@ -74,7 +74,7 @@ impl BuiltinPlan {
 
     /// Writes the plan's files under `dir` (0600 files, 0700 folders), replacing
     /// any that differ. Returns the folder.
-    pub fn materialize(&self, dir: &Path, fs: &dyn FileOps) -> Result<PathBuf> {
+    pub(crate) fn materialize(&self, dir: &Path, fs: &dyn FileOps) -> Result<PathBuf> {
         for (rel, content) in self.files {
             let path = dir.join(rel);
             if fs.read(&path).ok().flatten().as_deref() == Some(content.as_bytes()) {

@@ -30,7 +30,7 @@ pub struct PlanError {
 }
 
 /// Largest plan file we read: plans are small; anything bigger is a mistake.
-pub const MAX_PLAN_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_PLAN_BYTES: usize = 1024 * 1024;
 
 // ---- the file format -------------------------------------------------------------
 
@@ -249,7 +249,7 @@ pub enum Action {
 }
 
 /// Most automatic retries a step may ask for.
-pub const MAX_RETRIES: u32 = 10;
+pub(crate) const MAX_RETRIES: u32 = 10;
 
 /// Where a plan's files are: on disk beside the plan, or embedded in the binary.
 pub trait PlanFiles {
@@ -257,7 +257,7 @@ pub trait PlanFiles {
 }
 
 /// A plan file on disk: its files are beside it.
-pub struct DiskFiles<'a>(pub &'a Path);
+pub(crate) struct DiskFiles<'a>(pub &'a Path);
 
 impl PlanFiles for DiskFiles<'_> {
     fn exists(&self, relative: &Path) -> bool {
@@ -627,7 +627,7 @@ fn check_id(ctx: &Ctx, id: &Spanned<String>, what: &str) -> Result<(), PlanError
 }
 
 /// The `${NAME}` references in a string.
-pub fn var_refs(text: &str) -> Result<Vec<String>, String> {
+pub(crate) fn var_refs(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find("${") {
@@ -648,7 +648,7 @@ pub fn var_refs(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// Replaces `${NAME}` with values; every name must have one.
-pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
+pub(crate) fn substitute(text: &str, values: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = text;
     while let Some(i) = rest.find("${") {
@@ -820,7 +820,11 @@ impl Plan {
     }
 
     /// The step's action with variables substituted (what actually runs).
-    pub fn resolved_action(&self, step: &Step, choices: &Choices) -> Result<Action, ChoiceError> {
+    pub(crate) fn resolved_action(
+        &self,
+        step: &Step,
+        choices: &Choices,
+    ) -> Result<Action, ChoiceError> {
         let sub = |t: &str| {
             substitute(t, &choices.vars)
                 .map_err(|e| ChoiceError(format!("step `{}`: {e}", step.id)))
@@ -846,7 +850,7 @@ impl Plan {
 
     /// The deployment this plan starts, with these choices. Every applicable step's
     /// variables must have values.
-    pub fn planned(
+    pub(crate) fn planned(
         &self,
         deployment_id: &str,
         choices: &Choices,
@@ -900,7 +904,7 @@ impl Plan {
 }
 
 /// What a step runs, for people.
-pub fn describe(action: &Action) -> String {
+pub(crate) fn describe(action: &Action) -> String {
     match action {
         Action::Playbook { path, .. } => format!("playbook {path}"),
         Action::Command { argv, .. } => format!("command {}", argv.join(" ")),
@@ -908,7 +912,7 @@ pub fn describe(action: &Action) -> String {
 }
 
 /// sha256 of a step's definition, to tell when it changed since it ran.
-pub fn step_digest(step: &Step, resolved: Option<&Action>) -> String {
+pub(crate) fn step_digest(step: &Step, resolved: Option<&Action>) -> String {
     let value = serde_json::json!({
         "action": resolved.unwrap_or(&step.action),
         "requires_restart": step.requires_restart,

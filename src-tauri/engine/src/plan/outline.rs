@@ -122,7 +122,7 @@ pub fn outline(plan: &Plan, choices: &Choices) -> PlanOutline {
 }
 
 /// The human view of `plan show`.
-pub fn render(v: &PlanOutline) -> String {
+pub(crate) fn render(v: &PlanOutline) -> String {
     let mut out = format!("Plan {} ({}): {}\n", v.id, v.source, v.title);
     for f in &v.flags {
         let value = f.value.map_or("null".to_string(), |b| b.to_string());

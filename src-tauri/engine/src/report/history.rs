@@ -12,7 +12,7 @@ use crate::timestamp::Timestamp;
 
 /// The runs to list: finished ones from `runs/` and the state's latest run if it is
 /// not there yet (still running). Oldest first.
-pub fn runs_with_current(
+pub(crate) fn runs_with_current(
     mut finished: Vec<RunRecord>,
     state: Option<&StateFile>,
 ) -> Vec<RunRecord> {
@@ -26,7 +26,7 @@ pub fn runs_with_current(
 
 /// Every run of the environment, oldest first, and the run files that could not be
 /// read (to report, not to stop on).
-pub fn all_runs(
+pub(crate) fn all_runs(
     store: &crate::state::store::Store,
     now: Timestamp,
 ) -> crate::Result<(Vec<RunRecord>, Vec<crate::state::store::UnreadableFile>)> {
@@ -124,7 +124,7 @@ pub fn rows(runs: &[RunRecord]) -> Vec<HistoryRow> {
         .collect()
 }
 
-pub fn render_history(runs: &[RunRecord]) -> String {
+pub(crate) fn render_history(runs: &[RunRecord]) -> String {
     if runs.is_empty() {
         return "No runs yet.\n".into();
     }
@@ -151,7 +151,7 @@ pub fn render_history(runs: &[RunRecord]) -> String {
     out
 }
 
-pub fn render_run(r: &RunRecord) -> String {
+pub(crate) fn render_run(r: &RunRecord) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Run {} ({:?})", r.run_id, r.kind);
     let _ = writeln!(
@@ -289,7 +289,7 @@ fn step_outcomes(r: &RunRecord) -> BTreeMap<String, Value> {
         .collect()
 }
 
-pub fn render_diff(d: &RunDiff) -> String {
+pub(crate) fn render_diff(d: &RunDiff) -> String {
     if d.differences.is_empty() {
         return format!(
             "Runs {} and {} do not differ in plan, configuration or outcomes.\n",

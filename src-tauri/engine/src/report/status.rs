@@ -240,7 +240,7 @@ fn symbol(status: StepStatus) -> &'static str {
 
 /// The human view: phases with a symbol per step, a progress line, the last error,
 /// the lock, and what to do next.
-pub fn render(v: &StatusView) -> String {
+pub(crate) fn render(v: &StatusView) -> String {
     let mut out = String::new();
     let d = &v.deployment;
     let env = if v.environment == "default" {

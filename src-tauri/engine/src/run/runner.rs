@@ -23,10 +23,10 @@ use crate::state::lock::start_ticks;
 use crate::state::model::{ProcessRef, StepError};
 
 /// Lines of output kept for a failed step's error.
-pub const TAIL_LINES: usize = 20;
+pub(crate) const TAIL_LINES: usize = 20;
 
 /// How long a stopped step's processes get to exit after SIGTERM before SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// One process to run.
 #[derive(Debug, Clone)]
@@ -332,7 +332,7 @@ fn spawn_reader(
 }
 
 /// Sends a signal to a process group (the step and everything it started).
-pub fn signal_group(pgid: u32, signal: libc::c_int) {
+pub(crate) fn signal_group(pgid: u32, signal: libc::c_int) {
     if let Ok(pgid) = libc::pid_t::try_from(pgid) {
         // SAFETY: kill(2) with a negative pid signals a process group; no memory is
         // involved. An error (the group is gone) is fine to ignore.
@@ -344,7 +344,7 @@ pub fn signal_group(pgid: u32, signal: libc::c_int) {
 
 /// Where `ansible-playbook` is: `configured` (THINKUBE_ANSIBLE_PLAYBOOK), then the
 /// installer's own environment (`<home>/venv`), then PATH.
-pub fn find_ansible_playbook(
+pub(crate) fn find_ansible_playbook(
     configured: Option<&Path>,
     home: &Path,
     path_var: Option<&std::ffi::OsStr>,

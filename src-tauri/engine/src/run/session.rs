@@ -332,7 +332,7 @@ impl RunSession {
     }
 
     /// Records the pid of the process running a step, once spawned.
-    pub fn set_step_process(
+    pub(crate) fn set_step_process(
         &mut self,
         step: &str,
         process: ProcessRef,
@@ -370,7 +370,7 @@ impl RunSession {
 
     /// Makes a step that just failed runnable again (an automatic retry); its
     /// failed attempt stays in its history.
-    pub fn rerun_failed_step(&mut self, step: &str) -> Result<u64> {
+    pub(crate) fn rerun_failed_step(&mut self, step: &str) -> Result<u64> {
         self.deployment.rerun_failed_step(step)?;
         let event = NewEvent::new(EventKind::StepsReset, "automatic retry").step(step);
         self.commit(Timestamp::now(), event)
@@ -378,7 +378,7 @@ impl RunSession {
 
     /// Records what the run learned about the infrastructure (a gate's refresh of
     /// stale facts, what a gate saw), with its event, without changing a step.
-    pub fn record_facts(
+    pub(crate) fn record_facts(
         &mut self,
         event: NewEvent,
         change: impl FnOnce(&mut crate::state::model::StateFile),
@@ -401,7 +401,7 @@ impl RunSession {
 
     /// Ends the run after `step`, which asked for a restart: the deployment waits
     /// for the machine's boot id to change. Releases the lock.
-    pub fn finish_awaiting_restart(
+    pub(crate) fn finish_awaiting_restart(
         self,
         step: &str,
         boot_id: Option<String>,

@@ -15,14 +15,14 @@ pub const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
 
 /// What `setup` did.
 #[derive(Debug)]
-pub enum SetupOutcome {
+pub(crate) enum SetupOutcome {
     AlreadyInstalled(PathBuf),
     Installed(PathBuf),
 }
 
 /// Creates `<home>/venv` with `python` and installs [`ANSIBLE_CORE`] into it, unless
 /// it is there already. Files are private to the user (umask 077).
-pub fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Result<SetupOutcome> {
+pub(crate) fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Result<SetupOutcome> {
     let venv = home.join("venv");
     let playbook = venv.join("bin/ansible-playbook");
     let marker = venv.join("thinkube-ansible-core");

@@ -12,13 +12,13 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Mode of every file the installer writes.
-pub const FILE_MODE: u32 = 0o600;
+pub(crate) const FILE_MODE: u32 = 0o600;
 /// Mode of every folder the installer creates.
-pub const DIR_MODE: u32 = 0o700;
+pub(crate) const DIR_MODE: u32 = 0o700;
 
 /// Prefix of temporary files; leftovers (from a crash mid-write) are removed by the
 /// next writer, which holds the lock.
-pub const TEMP_PREFIX: &str = ".tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 
 /// The file operations of the store: primitives, and the durable protocol built on
 /// them once (the provided methods), so a simulated file system that implements only
@@ -162,7 +162,7 @@ pub fn parent_of(path: &Path) -> &Path {
 }
 
 /// A unique temporary name beside `path`.
-pub fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())

@@ -319,7 +319,7 @@ impl Deployment<InProgress> {
 
     /// Records the definition a step is about to run (its digest), clearing a
     /// "changed since it ran" notice: from now on it ran this definition.
-    pub fn record_definition(
+    pub(crate) fn record_definition(
         &mut self,
         step_id: &str,
         digest: &str,
@@ -331,7 +331,7 @@ impl Deployment<InProgress> {
     }
 
     /// Records the pid of the process running a step once it has been spawned.
-    pub fn set_step_process(
+    pub(crate) fn set_step_process(
         &mut self,
         step_id: &str,
         process: ProcessRef,
@@ -343,7 +343,7 @@ impl Deployment<InProgress> {
 
     /// Makes a step that just failed runnable again within the same run (an
     /// automatic retry). Its failed attempt stays in its history.
-    pub fn rerun_failed_step(&mut self, step_id: &str) -> Result<(), TransitionError> {
+    pub(crate) fn rerun_failed_step(&mut self, step_id: &str) -> Result<(), TransitionError> {
         let step = self.step_mut(step_id)?;
         if step.status != StepStatus::Failed {
             return Err(TransitionError::WrongStepStatus {
@@ -422,7 +422,7 @@ impl Deployment<InProgress> {
     /// Marks every running step whose process `is_gone` interrupted. Used on load:
     /// a writer holds the lock, so a running step left in the file belongs to a
     /// process that died without recording its end.
-    pub fn interrupt_dead_steps(
+    pub(crate) fn interrupt_dead_steps(
         &mut self,
         is_gone: impl Fn(Option<ProcessRef>) -> bool,
         now: Timestamp,
@@ -451,7 +451,7 @@ impl Deployment<InProgress> {
     }
 
     /// Whether any step is still running.
-    pub fn has_running(&self) -> bool {
+    pub(crate) fn has_running(&self) -> bool {
         self.record
             .steps
             .iter()
@@ -563,7 +563,7 @@ pub struct RestartStillDue {
 impl Deployment<AwaitingRestart> {
     /// Continues once the machine has restarted: `current_boot_id` must differ from
     /// the one recorded (an unknown recorded boot id is taken as restarted).
-    pub fn continue_after_restart(
+    pub(crate) fn continue_after_restart(
         mut self,
         current_boot_id: &str,
     ) -> Result<Deployment<InProgress>, (Self, RestartStillDue)> {
@@ -607,7 +607,7 @@ macro_rules! each_state {
 
 /// How a deployment's steps changed to match a plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlanChanges {
+pub(crate) struct PlanChanges {
     /// Steps new in the plan (pending, or skipped if they do not apply).
     pub added: Vec<String>,
     /// Steps no longer in the plan, removed from the list (recorded in the trail).
@@ -626,7 +626,7 @@ impl PlanChanges {
     }
 
     /// One sentence per kind of change, for the trail and the user.
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (list, what) in [
             (&self.added, "new in the plan"),
@@ -651,7 +651,10 @@ impl AnyDeployment {
     /// takes the plan's digest, phases and configuration, and derives the status
     /// again. Attempts are never dropped; a removed step's are in the trail.
     /// A deployment that has not started is returned as it is.
-    pub fn replan(self, plan: &PlannedDeployment) -> (AnyDeployment, PlanChanges, Vec<StepRecord>) {
+    pub(crate) fn replan(
+        self,
+        plan: &PlannedDeployment,
+    ) -> (AnyDeployment, PlanChanges, Vec<StepRecord>) {
         let mut changes = PlanChanges::default();
         // Not started: the plan is applied by `start`. A step still running (its
         // process outlived its runner): nothing may change until it ends.
@@ -802,7 +805,10 @@ impl AnyDeployment {
     /// pending again, so the next resume runs them. The deployment becomes
     /// interrupted (failed, if an earlier step failed). Refused while a step runs or
     /// before the deployment started; returns the steps reset.
-    pub fn reset_from(self, from: &str) -> Result<(Self, Vec<String>), (Self, TransitionError)> {
+    pub(crate) fn reset_from(
+        self,
+        from: &str,
+    ) -> Result<(Self, Vec<String>), (Self, TransitionError)> {
         let status = self.status();
         let refuse = |d: Self, e| Err((d, e));
         if matches!(status, DeploymentStatus::NotStarted)
@@ -860,7 +866,7 @@ impl AnyDeployment {
 }
 
 /// Checks a stored deployment's invariants without taking it (see `from_record`).
-pub fn check_invariants(r: &DeploymentRecord) -> Result<(), InvariantViolation> {
+pub(crate) fn check_invariants(r: &DeploymentRecord) -> Result<(), InvariantViolation> {
     let fail = |msg: String| Err(InvariantViolation(msg));
     let mut seen = HashSet::new();
     for step in &r.steps {

@@ -106,7 +106,7 @@ pub fn acquire(
 }
 
 /// Like `acquire`, calling `on_wait` once when it starts waiting for another holder.
-pub fn acquire_notifying(
+pub(crate) fn acquire_notifying(
     layout: &Layout,
     fs: Arc<dyn FileOps>,
     operation: &str,
@@ -213,14 +213,14 @@ fn flock_holder(file: &File) -> Option<u32> {
 }
 
 /// The recorded holder of the lock, whether or not it is still alive.
-pub fn read_holder(layout: &Layout, fs: &dyn FileOps) -> Option<LockHolder> {
+pub(crate) fn read_holder(layout: &Layout, fs: &dyn FileOps) -> Option<LockHolder> {
     let bytes = fs.read(&layout.lock_info_file()).ok()??;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// The holder of the lock if its process is alive: what `status` reports. Never
 /// takes or waits for the lock.
-pub fn live_holder(layout: &Layout, fs: &dyn FileOps) -> Option<LockHolder> {
+pub(crate) fn live_holder(layout: &Layout, fs: &dyn FileOps) -> Option<LockHolder> {
     read_holder(layout, fs).filter(|h| process_alive(h.process()))
 }
 
@@ -252,7 +252,7 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
 
 /// Whether a process is still running: it exists, is not a zombie, and (when its
 /// start time was recorded) is the same process, not a later one with its pid.
-pub fn process_alive(process: ProcessRef) -> bool {
+pub(crate) fn process_alive(process: ProcessRef) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", process.pid)) else {
         return false;
     };

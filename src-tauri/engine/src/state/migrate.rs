@@ -37,7 +37,7 @@ pub struct Converted {
 }
 
 impl Converted {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.from_version {
             1 => "the earlier installer's queue format (version 1)".into(),
             2 => "the earlier installer's v2 format".into(),
@@ -47,7 +47,7 @@ impl Converted {
 }
 
 /// Which version a JSON state is in.
-pub fn detect(value: &Value) -> Result<u32, String> {
+pub(crate) fn detect(value: &Value) -> Result<u32, String> {
     let Some(obj) = value.as_object() else {
         return Err(format!(
             "it is JSON but not an object (it is {}); a state file is a JSON object",
@@ -220,7 +220,7 @@ struct V2State {
 /// v2 -> v3: playbooks become steps with their statuses and errors. A playbook in
 /// `failedIds` (or with status `failed`) is failed, and then so is the deployment:
 /// the earlier installer showed "complete" here; we never do.
-pub fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Value, String> {
+pub(crate) fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Value, String> {
     let v2: V2State = serde_json::from_value(value)
         .map_err(|e| format!("it looks like the earlier installer's v2 format but {e}"))?;
     let saved_at = v2
@@ -420,7 +420,7 @@ fn split_secrets(vars: &BTreeMap<String, Value>) -> (serde_json::Map<String, Val
 
 /// The k0rdent-azure plan's steps: (step id, phase id, title). The same ids as the
 /// built-in `k0rdent-azure` plan, so an imported deployment continues with it.
-pub const K0RDENT_STEPS: &[(&str, &str, &str)] = &[
+pub(crate) const K0RDENT_STEPS: &[(&str, &str, &str)] = &[
     ("prepare_deployment", "azure", "Prepare deployment"),
     ("setup_network", "azure", "Set up Azure network"),
     ("create_vms", "azure", "Create VMs"),
@@ -443,7 +443,7 @@ pub const K0RDENT_STEPS: &[(&str, &str, &str)] = &[
 ];
 
 /// Phase titles of the k0rdent-azure plan.
-pub const K0RDENT_PHASES: &[(&str, &str)] = &[
+pub(crate) const K0RDENT_PHASES: &[(&str, &str)] = &[
     ("azure", "Azure infrastructure"),
     ("vpn", "WireGuard VPN"),
     ("kubernetes", "k0s and k0rdent"),
@@ -541,7 +541,7 @@ pub struct K0rdentImport {
 }
 
 /// Time-to-live of imported VM facts: they are stale after five minutes.
-pub const VM_FACT_TTL_SECONDS: u64 = 300;
+pub(crate) const VM_FACT_TTL_SECONDS: u64 = 300;
 
 /// Reads a k0rdent-azure-setup `deployment-state.yaml`.
 pub fn import_k0rdent(

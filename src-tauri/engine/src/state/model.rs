@@ -16,7 +16,7 @@ use crate::timestamp::Timestamp;
 
 /// The schema version this program writes. Older versions are migrated on load;
 /// newer ones are refused (exit 4) and left untouched.
-pub const SCHEMA_VERSION: u32 = 3;
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 /// The whole state file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

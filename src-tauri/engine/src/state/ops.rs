@@ -21,7 +21,7 @@ use crate::timestamp::Timestamp;
 
 /// A deployment archived by `clean-state` (`archive/deployments/*.json`).
 #[derive(Debug, Serialize, serde::Deserialize)]
-pub struct ArchivedDeployment {
+pub(crate) struct ArchivedDeployment {
     pub archived_at: Timestamp,
     pub lineage: uuid::Uuid,
     pub serial: u64,
@@ -324,7 +324,7 @@ pub struct MigrateReport {
 }
 
 /// Converts the state file of this environment to the current format now.
-pub fn migrate_in_place(
+pub(crate) fn migrate_in_place(
     store: &Store,
     dry_run: bool,
     wait: LockWait,
