@@ -897,7 +897,7 @@ impl TerminalProgress {
             P::Output {
                 output: crate::run::runner::Output::Task { event },
                 ..
-            } if event.event == "task_start" => {
+            } if event.event == crate::run::runner::EventName::TaskStart => {
                 if let Some(bar) = &self.bar {
                     bar.set_message(format!(
                         "{} — {}",
@@ -962,7 +962,7 @@ fn progress_line(p: &deploy::Progress) -> Option<String> {
         P::Output {
             output: crate::run::runner::Output::Task { event },
             ..
-        } if event.event == "task_start" => {
+        } if event.event == crate::run::runner::EventName::TaskStart => {
             format!("      {}\n", event.human())
         }
         P::Output {

@@ -53,7 +53,8 @@ pub enum Stream {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnsibleEvent {
-    pub event: String,
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
+    pub event: EventName,
     #[serde(default)]
     pub host: Option<String>,
     #[serde(default)]
@@ -71,6 +72,84 @@ pub struct AnsibleEvent {
     pub rc: Option<i64>,
 }
 
+/// What a line of our callback plugin (`ansible/callback_plugins/thinkube_json.py`)
+/// reports. A name this program does not know is kept as it is (`Other`), so a newer
+/// plugin's lines still reach the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum EventName {
+    PlaybookStart,
+    PlayStart,
+    TaskStart,
+    Ok,
+    Changed,
+    Failed,
+    Unreachable,
+    Skipped,
+    ItemOk,
+    ItemFailed,
+    ItemSkipped,
+    Stats,
+    Other(String),
+}
+
+impl EventName {
+    const NAMES: [(&'static str, EventName); 12] = [
+        ("playbook_start", EventName::PlaybookStart),
+        ("play_start", EventName::PlayStart),
+        ("task_start", EventName::TaskStart),
+        ("ok", EventName::Ok),
+        ("changed", EventName::Changed),
+        ("failed", EventName::Failed),
+        ("unreachable", EventName::Unreachable),
+        ("skipped", EventName::Skipped),
+        ("item_ok", EventName::ItemOk),
+        ("item_failed", EventName::ItemFailed),
+        ("item_skipped", EventName::ItemSkipped),
+        ("stats", EventName::Stats),
+    ];
+
+    /// The plugin's name for it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventName::Other(name) => name,
+            known => Self::NAMES
+                .iter()
+                .find(|(_, n)| n == known)
+                .map_or("", |(name, _)| name),
+        }
+    }
+
+    /// A task failed on a host (or for a loop item), or the host was unreachable.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            EventName::Failed | EventName::Unreachable | EventName::ItemFailed
+        )
+    }
+}
+
+impl From<String> for EventName {
+    fn from(name: String) -> Self {
+        Self::NAMES
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map_or(EventName::Other(name), |(_, n)| n.clone())
+    }
+}
+
+impl From<&str> for EventName {
+    fn from(name: &str) -> Self {
+        EventName::from(name.to_string())
+    }
+}
+
+impl From<EventName> for String {
+    fn from(name: EventName) -> Self {
+        name.as_str().to_string()
+    }
+}
+
 impl AnsibleEvent {
     /// The event as a log line a person reads.
     pub fn human(&self) -> String {
@@ -86,14 +165,17 @@ impl AnsibleEvent {
             .as_deref()
             .map(|i| format!(" (item={i})"))
             .unwrap_or_default();
-        match self.event.as_str() {
-            "play_start" => format!("PLAY [{}]", self.play.as_deref().unwrap_or("")),
-            "task_start" => format!("TASK [{}]", self.task.as_deref().unwrap_or("")),
-            "failed" if self.ignore_errors == Some(true) => {
+        match &self.event {
+            EventName::PlayStart => format!("PLAY [{}]", self.play.as_deref().unwrap_or("")),
+            EventName::TaskStart => format!("TASK [{}]", self.task.as_deref().unwrap_or("")),
+            EventName::Failed if self.ignore_errors == Some(true) => {
                 format!("failed: [{host}]{msg} (ignored)")
             }
-            "stats" | "playbook_start" => String::new(),
-            other => format!("{}: [{host}]{item}{msg}", other.replace("item_", "")),
+            EventName::Stats | EventName::PlaybookStart => String::new(),
+            other => format!(
+                "{}: [{host}]{item}{msg}",
+                other.as_str().trim_start_matches("item_")
+            ),
         }
     }
 }
@@ -200,10 +282,8 @@ pub fn run(
                 match event {
                     Some(event) => {
                         saw_events = true;
-                        if matches!(
-                            event.event.as_str(),
-                            "failed" | "unreachable" | "item_failed"
-                        ) && event.ignore_errors != Some(true)
+                        if event.event.is_failure()
+                            && event.ignore_errors != Some(true)
                             && failure.is_none()
                         {
                             failure = Some(event.clone());
@@ -259,8 +339,10 @@ pub fn run(
     };
     let error = match failure {
         Some(f) => StepError {
-            message: match f.event.as_str() {
-                "unreachable" => format!("host unreachable: {}", f.msg.clone().unwrap_or_default()),
+            message: match f.event {
+                EventName::Unreachable => {
+                    format!("host unreachable: {}", f.msg.clone().unwrap_or_default())
+                }
                 _ => f
                     .msg
                     .clone()
@@ -374,4 +456,25 @@ pub(crate) fn find_ansible_playbook(
         "ansible-playbook is not installed: run `thinkube-deploy setup` to install ansible-core into {}, or put ansible-playbook on PATH",
         home.join("venv").display()
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_read_and_write_as_the_plugin_spells_them() {
+        for (name, known) in EventName::NAMES {
+            assert_eq!(EventName::from(name), known);
+            assert_eq!(known.as_str(), name);
+            let json = serde_json::to_string(&known).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+        }
+        let newer: AnsibleEvent =
+            serde_json::from_str(r#"{"event":"item_retry","host":"h","msg":"again"}"#).unwrap();
+        assert_eq!(newer.event, EventName::Other("item_retry".into()));
+        assert_eq!(newer.human(), "retry: [h]: again");
+        assert!(!newer.event.is_failure());
+        assert!(EventName::from("item_failed").is_failure());
+    }
 }
