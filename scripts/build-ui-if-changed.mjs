@@ -6,7 +6,8 @@
 // app crate's build script watches ui/dist, so an unconditional UI build makes cargo
 // rebuild the desktop app (a minute or two on 2 cores) at every launch.
 //
-// The inputs are the contents (SHA-256) of ui/ without ui/dist, package.json,
+// The inputs are the contents (SHA-256) of ui/ without ui/dist and any node_modules
+// folder (vitest's cache lives in ui/node_modules), package.json,
 // package-lock.json and the installed packages' lock (node_modules/.package-lock.json).
 // Their listing is kept in target/launch-stamps/ui.json, written only after a build
 // succeeded and removed before a build starts, so a failed or interrupted build is
@@ -30,11 +31,15 @@ function sha256(path) {
   return createHash('sha256').update(readFileSync(path)).digest('hex')
 }
 
-function walk(dir, skip, out) {
+/** Folders below ui/ that are not the build's input: its output, and tools' caches
+ * (vitest keeps its results in ui/node_modules/.vite). */
+const NOT_INPUTS = ['dist', 'node_modules']
+
+function walk(dir, top, out) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name)
-    if (path === skip) continue
-    if (entry.isDirectory()) walk(path, skip, out)
+    if (entry.isDirectory() && (entry.name === 'node_modules' || (dir === top && NOT_INPUTS.includes(entry.name)))) continue
+    if (entry.isDirectory()) walk(path, top, out)
     else if (entry.isFile()) out.push(path)
   }
 }
@@ -42,7 +47,7 @@ function walk(dir, skip, out) {
 /** The build's inputs: relative path (with `/`) -> SHA-256 of the contents. */
 function inputs(root) {
   const files = []
-  walk(join(root, 'ui'), join(root, 'ui', 'dist'), files)
+  walk(join(root, 'ui'), join(root, 'ui'), files)
   for (const extra of EXTRA_INPUTS) {
     if (existsSync(join(root, extra))) files.push(join(root, extra))
   }

@@ -75,8 +75,11 @@ test('a changed npm lock file rebuilds the UI; files outside its inputs do not',
   t.after(() => rmSync(root, { recursive: true, force: true }))
   assert.equal(launch(root).status, 0)
 
-  // The build's own output, the cargo target folder and the Rust sources are not inputs.
+  // The build's own output, tools' caches (vitest writes its results under
+  // ui/node_modules), the cargo target folder and the Rust sources are not inputs.
   writeFileSync(join(root, 'ui', 'dist', 'other.js'), 'x\n')
+  mkdirSync(join(root, 'ui', 'node_modules', '.vite', 'vitest'), { recursive: true })
+  writeFileSync(join(root, 'ui', 'node_modules', '.vite', 'vitest', 'results.json'), '{}\n')
   mkdirSync(join(root, 'target'), { recursive: true })
   writeFileSync(join(root, 'target', 'x'), 'x\n')
   mkdirSync(join(root, 'src-tauri'), { recursive: true })
