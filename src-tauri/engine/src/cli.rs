@@ -527,14 +527,16 @@ fn facts(store: &Store, refresh: bool, json: bool, wait: LockWait, now: Timestam
     }
     let (facts, runtime) = crate::facts::cached(store, now)?;
     if json {
-        let refresh = facts.iter().find(|f| f.key == "azure/refresh");
-        let arm = refresh.and_then(|f| f.value.get("arm_requests").cloned());
+        use crate::state::fact_keys::{AzureRefresh, FactKey};
+        use serde::Deserialize;
+        let refresh: Option<AzureRefresh> = facts
+            .iter()
+            .find(|f| f.key == FactKey::AzureRefresh.text())
+            .and_then(|f| AzureRefresh::deserialize(&f.value).ok());
+        let arm = refresh.as_ref().map(|r| r.arm_requests);
         // Set when a run's gates refreshed the VM facts: that run's total.
-        let in_run = refresh.and_then(|f| {
-            Some(serde_json::json!({
-                "run_id": f.value.get("run_id")?,
-                "requests": f.value.get("arm_requests_in_run")?,
-            }))
+        let in_run = refresh.and_then(|r| {
+            Some(serde_json::json!({ "run_id": r.run_id?, "requests": r.arm_requests_in_run? }))
         });
         emit_json(&serde_json::json!({
             "facts": facts,

@@ -10,6 +10,7 @@
 pub mod readiness;
 pub mod validate;
 
+use crate::state::fact_keys::{self as keys, AzureRefresh, FactKey, HostFact, VmFact};
 use std::collections::BTreeMap;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -302,7 +303,7 @@ pub(crate) fn gather(
     let fresh = config.freshness;
     let mut r = Refresh::default();
     if let Some(tf) = &config.terraform {
-        r.replaced_prefixes.push("terraform/".into());
+        r.replaced_prefixes.push(keys::TERRAFORM_PREFIX.into());
         let reference = serde_json::json!({
             "backend": tf.backend,
             "state_path": tf.state_path,
@@ -326,7 +327,7 @@ pub(crate) fn gather(
                     .and_then(|t| serde_json::to_value(t).ok())
                     .unwrap_or_default();
                 r.facts.push(InfraFact {
-                    key: "terraform/state".into(),
+                    key: FactKey::TerraformState.text(),
                     source: FactSource::Terraform,
                     value,
                     fetched_at: now,
@@ -335,7 +336,7 @@ pub(crate) fn gather(
                 });
                 for (name, v) in &st.outputs {
                     r.facts.push(InfraFact {
-                        key: format!("terraform/output/{name}"),
+                        key: FactKey::TerraformOutput(name.clone()).text(),
                         source: FactSource::Terraform,
                         value: serde_json::json!({ "value": v, "source_file": source_file }),
                         fetched_at: now,
@@ -352,7 +353,7 @@ pub(crate) fn gather(
                 // A remote backend's outputs need its credentials, which we never hold:
                 // only the reference is recorded.
                 r.facts.push(InfraFact {
-                    key: "terraform/state".into(),
+                    key: FactKey::TerraformState.text(),
                     source: FactSource::Terraform,
                     value: reference,
                     fetched_at: now,
@@ -366,19 +367,19 @@ pub(crate) fn gather(
         }
     }
     if let (TargetKind::Azure, Some(azure)) = (config.target, &config.azure) {
-        r.replaced_prefixes.push("vm/".into());
-        r.replaced_prefixes.push("azure/".into());
+        r.replaced_prefixes.push(keys::VM_PREFIX.into());
+        r.replaced_prefixes.push(keys::AZURE_PREFIX.into());
         let (vms, requests) = azure_vms(azure)?;
         let count = vms.len();
         for vm in vms {
             r.facts.push(InfraFact {
-                key: format!("vm/{}", vm.name),
+                key: FactKey::Vm(vm.name).text(),
                 source: FactSource::Azure,
-                value: serde_json::json!({
-                    "power_state": vm.power_state,
-                    "provisioning_state": vm.provisioning_state,
-                    "private_ips": vm.private_ips,
-                    "public_ips": vm.public_ips,
+                value: keys::to_value(&VmFact {
+                    power_state: Some(vm.power_state),
+                    provisioning_state: vm.provisioning_state,
+                    private_ips: vm.private_ips,
+                    public_ips: vm.public_ips,
                 }),
                 fetched_at: now,
                 ttl_seconds: fresh.vm_seconds,
@@ -386,13 +387,15 @@ pub(crate) fn gather(
             });
         }
         r.facts.push(InfraFact {
-            key: "azure/refresh".into(),
+            key: FactKey::AzureRefresh.text(),
             source: FactSource::Azure,
-            value: serde_json::json!({
-                "subscription_id": azure.subscription_id,
-                "resource_group": azure.resource_group,
-                "vms": count,
-                "arm_requests": requests,
+            value: keys::to_value(&AzureRefresh {
+                subscription_id: azure.subscription_id.clone(),
+                resource_group: azure.resource_group.clone(),
+                vms: count,
+                arm_requests: requests,
+                run_id: None,
+                arm_requests_in_run: None,
             }),
             fetched_at: now,
             ttl_seconds: fresh.vm_seconds,
@@ -405,19 +408,19 @@ pub(crate) fn gather(
         r.arm_requests = requests;
     }
     if config.target != TargetKind::Local && !config.hosts.is_empty() {
-        r.replaced_prefixes.push("host/".into());
+        r.replaced_prefixes.push(keys::HOST_PREFIX.into());
         let mut up = 0;
         for h in &config.hosts {
             let result = probe(h.address.trim(), h.ssh_port(), probe_timeout);
             up += usize::from(result.is_ok());
             r.facts.push(InfraFact {
-                key: format!("host/{}", h.name),
+                key: FactKey::Host(h.name.clone()).text(),
                 source: FactSource::Inventory,
-                value: serde_json::json!({
-                    "address": h.address.trim(),
-                    "port": h.ssh_port(),
-                    "reachable": result.is_ok(),
-                    "error": result.err(),
+                value: keys::to_value(&HostFact {
+                    address: h.address.trim().to_string(),
+                    port: h.ssh_port(),
+                    reachable: result.is_ok(),
+                    error: result.err(),
                 }),
                 fetched_at: now,
                 ttl_seconds: fresh.probe_seconds,
@@ -565,15 +568,9 @@ pub(crate) fn observe(
 /// Whether the VM facts these names need are missing or older than their time-to-live.
 pub(crate) fn vms_stale(state: &StateFile, vms: &[String], now: Timestamp) -> bool {
     vms.iter().any(|vm| {
-        let key = format!("vm/{vm}");
-        state
-            .facts
-            .infrastructure
-            .iter()
-            .find(|f| f.key == key)
-            .is_none_or(|f| {
-                f.fetched_at.seconds_until(now) > i64::try_from(f.ttl_seconds).unwrap_or(i64::MAX)
-            })
+        keys::find(&state.facts.infrastructure, &FactKey::Vm(vm.clone())).is_none_or(|f| {
+            f.fetched_at.seconds_until(now) > i64::try_from(f.ttl_seconds).unwrap_or(i64::MAX)
+        })
     })
 }
 

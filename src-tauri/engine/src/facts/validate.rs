@@ -120,16 +120,9 @@ fn vm_mismatches(
     plan: Option<&Plan>,
     earliest: Option<&str>,
 ) -> Vec<Mismatch> {
-    let cached: Vec<(String, String)> = state
-        .facts
-        .infrastructure
-        .iter()
-        .filter_map(|f| {
-            let name = f.key.strip_prefix("vm/")?;
-            let power = f.value.get("power_state")?.as_str()?;
-            Some((name.to_string(), power.to_string()))
-        })
-        .filter(|(_, power)| power == "running")
+    let cached: Vec<String> = crate::state::fact_keys::vms(&state.facts.infrastructure)
+        .filter(|(_, vm)| vm.is_running())
+        .map(|(name, _)| name)
         .collect();
     if cached.is_empty() || earliest.is_none() {
         return Vec::new();
@@ -152,28 +145,26 @@ fn vm_mismatches(
 /// The VMs seen running (`cached`) against a fresh refresh's `vm/NAME` facts.
 fn compare_vms(
     state: &StateFile,
-    cached: &[(String, String)],
+    cached: &[String],
     now: &[crate::state::model::InfraFact],
     plan: Option<&Plan>,
     earliest: Option<&str>,
 ) -> Vec<Mismatch> {
     let mut out = Vec::new();
-    for (name, _) in cached {
-        let seen = now
-            .iter()
-            .find(|f| f.key == format!("vm/{name}"))
-            .and_then(|f| {
-                f.value
-                    .get("power_state")
-                    .and_then(|p| p.as_str())
-                    .map(String::from)
-            });
-        let (kind, detail) = match seen.as_deref() {
-            Some("running") => continue,
+    for name in cached {
+        let seen = crate::state::fact_keys::vm(now, name);
+        let (kind, detail) = match seen
+            .as_ref()
+            .map(|v| (v.is_running(), v.power_state.as_deref()))
+        {
+            Some((true, _)) => continue,
             None => (MismatchKind::VmGone, format!("VM {name} no longer exists")),
-            Some(power) => (
+            Some((false, power)) => (
                 MismatchKind::VmNotRunning,
-                format!("VM {name} is {power}, not running"),
+                format!(
+                    "VM {name} is {}, not running",
+                    power.unwrap_or("in an unknown power state")
+                ),
             ),
         };
         let affected = plan
@@ -298,9 +289,12 @@ mod tests {
 
     fn vm(name: &str, power: &str) -> InfraFact {
         InfraFact {
-            key: format!("vm/{name}"),
+            key: crate::state::fact_keys::FactKey::Vm(name.to_string()).text(),
             source: FactSource::Azure,
-            value: serde_json::json!({ "power_state": power }),
+            value: crate::state::fact_keys::to_value(&crate::state::fact_keys::VmFact {
+                power_state: Some(power.to_string()),
+                ..Default::default()
+            }),
             fetched_at: Timestamp::parse("2026-11-22T10:00:00Z").unwrap(),
             ttl_seconds: 300,
             checksum: None,
@@ -325,11 +319,7 @@ mod tests {
             &crate::plan::DiskFiles(std::path::Path::new("/p")),
         )
         .unwrap();
-        let cached = vec![
-            ("ctl".to_string(), "running".to_string()),
-            ("worker".to_string(), "running".to_string()),
-            ("gpu".to_string(), "running".to_string()),
-        ];
+        let cached = vec!["ctl".to_string(), "worker".to_string(), "gpu".to_string()];
         let fresh = vec![vm("ctl", "deallocated"), vm("gpu", "running")];
         let found = compare_vms(&state, &cached, &fresh, Some(&plan), Some("create"));
         let got: Vec<(MismatchKind, &str, Option<&str>)> = found

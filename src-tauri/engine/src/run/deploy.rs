@@ -163,14 +163,10 @@ fn reachability(
     }
     let mut problems = Vec::new();
     for h in &cfg.hosts {
-        let vm = state.and_then(|s| {
-            s.facts
-                .infrastructure
-                .iter()
-                .find(|f| f.key == format!("vm/{}", h.name))
-                .and_then(|f| f.value.get("power_state")?.as_str().map(String::from))
-        });
-        if let Some(power) = vm.filter(|p| p != "running") {
+        let vm = state
+            .and_then(|s| crate::state::fact_keys::vm(&s.facts.infrastructure, &h.name))
+            .and_then(|v| v.power_state);
+        if let Some(power) = vm.filter(|p| p != crate::state::fact_keys::VmFact::RUNNING) {
             problems.push(format!("VM {} is {power}", h.name));
             continue;
         }
@@ -270,9 +266,14 @@ fn refresh_stale_vm_facts(
         Ok(mut refresh) => {
             *arm_requests += refresh.arm_requests;
             let run_id = session.run_id().to_string();
-            if let Some(f) = refresh.facts.iter_mut().find(|f| f.key == "azure/refresh") {
-                f.value["run_id"] = run_id.into();
-                f.value["arm_requests_in_run"] = (*arm_requests).into();
+            let key = crate::state::fact_keys::FactKey::AzureRefresh.text();
+            if let Some(f) = refresh.facts.iter_mut().find(|f| f.key == key)
+                && let Some(mut r) =
+                    crate::state::fact_keys::value::<crate::state::fact_keys::AzureRefresh>(f)
+            {
+                r.run_id = Some(run_id);
+                r.arm_requests_in_run = Some(*arm_requests);
+                f.value = crate::state::fact_keys::to_value(&r);
             }
             let message = format!(
                 "{} (this run: {} ARM requests so far)",

@@ -101,13 +101,9 @@ pub fn check(
         Gate::VmRunning { vms } => {
             for vm in vms {
                 let vm = sub(vm);
-                let key = format!("vm/{vm}");
-                let fact = state.facts.infrastructure.iter().find(|f| f.key == key);
-                let power = fact
-                    .and_then(|f| f.value.get("power_state"))
-                    .and_then(|v| v.as_str());
-                match power {
-                    Some("running") => {}
+                let fact = crate::state::fact_keys::vm(&state.facts.infrastructure, &vm);
+                match fact.as_ref().and_then(|f| f.power_state.as_deref()) {
+                    Some(crate::state::fact_keys::VmFact::RUNNING) => {}
                     Some(other) => {
                         return Err(Blocked {
                             gate: format!("vm_running {vm}"),

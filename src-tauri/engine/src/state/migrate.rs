@@ -645,12 +645,15 @@ pub fn import_k0rdent(
     let mut facts = Facts::default();
     for (name, vm) in &k.vm_states.0 {
         facts.infrastructure.push(InfraFact {
-            key: format!("vm/{name}"),
+            key: crate::state::fact_keys::FactKey::Vm(name.clone()).text(),
             source: FactSource::Azure,
-            value: serde_json::json!({
-                "public_ip": vm.public_ip,
-                "private_ip": vm.private_ip,
-                "state": vm.state,
+            // k0rdent-azure-setup records ARM's provisioning state, not the power
+            // state: a vm_running gate asks Azure rather than trust it.
+            value: crate::state::fact_keys::to_value(&crate::state::fact_keys::VmFact {
+                power_state: None,
+                provisioning_state: vm.state.clone(),
+                private_ips: vm.private_ip.iter().cloned().collect(),
+                public_ips: vm.public_ip.iter().cloned().collect(),
             }),
             fetched_at: time(&vm.last_checked).or(last_updated).unwrap_or(now),
             ttl_seconds: VM_FACT_TTL_SECONDS,

@@ -159,7 +159,14 @@ fn golden_k0rdent_import() {
         (vm["key"].as_str(), vm["fetched_at"].as_str()),
         (Some("vm/k0s-worker-1"), Some("2025-07-20T08:50:12Z"))
     );
-    assert_eq!(vm["value"]["state"], "Creating");
+    // k0rdent recorded ARM's provisioning state: kept as that, with no power state,
+    // so a vm_running gate does not take it for a running VM.
+    let worker = thinkube_engine::state::fact_keys::vm(&k.facts.infrastructure, "k0s-worker-1")
+        .expect("the worker's VM fact reads as a VM fact");
+    assert_eq!(worker.provisioning_state.as_deref(), Some("Creating"));
+    assert_eq!(worker.power_state, None);
+    assert!(!worker.is_running());
+    assert_eq!(worker.private_ips, ["10.240.1.13"]);
 }
 
 #[test]

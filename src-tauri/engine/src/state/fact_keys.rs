@@ -1,0 +1,180 @@
+//! The infrastructure facts' keys and the shapes of their values, in one place. The
+//! state file stores a fact as a key string and a JSON value (`state::model::InfraFact`);
+//! everything that writes or reads one goes through these types, never through a
+//! string or a field name of its own.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::state::model::InfraFact;
+
+/// Which fact. Its stored form is the key text: `vm/NAME`, `host/NAME`,
+/// `azure/refresh`, `terraform/state`, `terraform/output/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FactKey {
+    /// An Azure VM ([`VmFact`]).
+    Vm(String),
+    /// An inventory host's SSH port, probed ([`HostFact`]).
+    Host(String),
+    /// The last Azure refresh ([`AzureRefresh`]).
+    AzureRefresh,
+    /// The Terraform state: where it is, its checksum.
+    TerraformState,
+    /// One Terraform output (`{ value, source_file }`).
+    TerraformOutput(String),
+    /// A key this program does not know: kept as it is.
+    Other(String),
+}
+
+/// The sources whose refresh replaces every fact under a prefix.
+pub const VM_PREFIX: &str = "vm/";
+pub const HOST_PREFIX: &str = "host/";
+pub const AZURE_PREFIX: &str = "azure/";
+pub const TERRAFORM_PREFIX: &str = "terraform/";
+
+impl FactKey {
+    pub fn parse(key: &str) -> FactKey {
+        if let Some(name) = key.strip_prefix(VM_PREFIX) {
+            FactKey::Vm(name.to_string())
+        } else if let Some(name) = key.strip_prefix(HOST_PREFIX) {
+            FactKey::Host(name.to_string())
+        } else if key == "azure/refresh" {
+            FactKey::AzureRefresh
+        } else if key == "terraform/state" {
+            FactKey::TerraformState
+        } else if let Some(name) = key.strip_prefix("terraform/output/") {
+            FactKey::TerraformOutput(name.to_string())
+        } else {
+            FactKey::Other(key.to_string())
+        }
+    }
+
+    /// The stored key text.
+    pub fn text(&self) -> String {
+        match self {
+            FactKey::Vm(name) => format!("{VM_PREFIX}{name}"),
+            FactKey::Host(name) => format!("{HOST_PREFIX}{name}"),
+            FactKey::AzureRefresh => "azure/refresh".to_string(),
+            FactKey::TerraformState => "terraform/state".to_string(),
+            FactKey::TerraformOutput(name) => format!("terraform/output/{name}"),
+            FactKey::Other(key) => key.clone(),
+        }
+    }
+}
+
+/// What a `vm/NAME` fact says of one VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmFact {
+    /// `running`, `deallocated`, `stopped`, ... or `unknown` when Azure did not say;
+    /// absent when the source knows only how the VM was provisioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_state: Option<String>,
+    /// ARM's `provisioningState` (`Succeeded`, `Creating`, ...).
+    #[serde(default)]
+    pub provisioning_state: Option<String>,
+    #[serde(default)]
+    pub private_ips: Vec<String>,
+    #[serde(default)]
+    pub public_ips: Vec<String>,
+}
+
+impl VmFact {
+    pub const RUNNING: &'static str = "running";
+
+    pub fn is_running(&self) -> bool {
+        self.power_state.as_deref() == Some(Self::RUNNING)
+    }
+}
+
+/// What a `host/NAME` fact says: whether the host's SSH port answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFact {
+    pub address: String,
+    pub port: u16,
+    pub reachable: bool,
+    pub error: Option<String>,
+}
+
+/// What the `azure/refresh` fact says of the last refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureRefresh {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub vms: usize,
+    /// ARM requests this refresh made.
+    pub arm_requests: u32,
+    /// Set when a run's gates made the refresh: that run, and its requests so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm_requests_in_run: Option<u32>,
+}
+
+/// The fact stored under `key`.
+pub fn find<'a>(facts: &'a [InfraFact], key: &FactKey) -> Option<&'a InfraFact> {
+    let text = key.text();
+    facts.iter().find(|f| f.key == text)
+}
+
+/// A fact's value read as `T`; `None` when it has another shape.
+pub fn value<T: DeserializeOwned>(fact: &InfraFact) -> Option<T> {
+    T::deserialize(&fact.value).ok()
+}
+
+/// A value as stored in a fact.
+pub fn to_value<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_default()
+}
+
+/// What the facts say of VM `name`, if anything.
+pub fn vm(facts: &[InfraFact], name: &str) -> Option<VmFact> {
+    find(facts, &FactKey::Vm(name.to_string())).and_then(value)
+}
+
+/// Every VM the facts know, with what they say.
+pub fn vms(facts: &[InfraFact]) -> impl Iterator<Item = (String, VmFact)> + '_ {
+    facts.iter().filter_map(|f| match FactKey::parse(&f.key) {
+        FactKey::Vm(name) => Some((name, value(f)?)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_read_back_as_they_are_written() {
+        for key in [
+            FactKey::Vm("k0s-1".into()),
+            FactKey::Host("ctl".into()),
+            FactKey::AzureRefresh,
+            FactKey::TerraformState,
+            FactKey::TerraformOutput("vpn_ip".into()),
+            FactKey::Other("later/kind".into()),
+        ] {
+            assert_eq!(FactKey::parse(&key.text()), key);
+        }
+        assert_eq!(FactKey::parse("vm/a").text(), "vm/a");
+    }
+
+    #[test]
+    fn a_vm_fact_without_a_power_state_is_not_running() {
+        let imported: VmFact =
+            serde_json::from_value(serde_json::json!({"provisioning_state": "Succeeded"})).unwrap();
+        assert!(!imported.is_running());
+        assert_eq!(imported.power_state, None);
+        let running = VmFact {
+            power_state: Some("running".into()),
+            ..VmFact::default()
+        };
+        assert!(running.is_running());
+        // What a refresh has always written reads as it was.
+        let stored = serde_json::json!({
+            "power_state": "deallocated", "provisioning_state": null,
+            "private_ips": ["10.0.0.4"], "public_ips": []
+        });
+        let fact: VmFact = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(to_value(&fact), stored);
+    }
+}
