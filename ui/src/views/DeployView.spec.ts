@@ -2,7 +2,7 @@ import { flushPromises, mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
-import { snapshot, step } from '../test-support'
+import { byLabel, byRole, snapshot, step } from '../test-support'
 
 const api = vi.hoisted(() => ({
   launchInfo: vi.fn(), getState: vi.fn(), backendRetry: vi.fn(), startRun: vi.fn(), cancelRun: vi.fn(),
@@ -119,13 +119,13 @@ describe('DeployView', () => {
     await flushPromises()
     expect(api.startRun).toHaveBeenCalledTimes(1)
     expect(api.startRun.mock.calls[0]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: null })
-    await w.find('input[type=password]').setValue('s3cret')
-    await w.find('form.password').trigger('submit')
+    await byLabel(w, /^SSH password/).setValue('s3cret')
+    await byRole(w, 'form').trigger('submit')
     await flushPromises()
     expect(api.startRun).toHaveBeenCalledTimes(2)
     expect(api.startRun.mock.calls[1]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: 's3cret' })
     expect(store.needsPassword).toBe(false)
-    expect(w.find('input[type=password]').exists()).toBe(false)
+    expect(() => byLabel(w, /^SSH password/)).toThrow()
 
     // The app keeps the password in memory: a later run does not send it again.
     await store.startRun('resume')

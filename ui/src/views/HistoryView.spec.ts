@@ -8,6 +8,7 @@ const api = vi.hoisted(() => ({ history: vi.fn(), runDetails: vi.fn(), diffRuns:
 vi.mock('../api', () => ({ api }))
 
 import HistoryView from './HistoryView.vue'
+import { allByRole, byRole } from '../test-support'
 
 beforeEach(() => {
   for (const f of Object.values(api)) f.mockReset()
@@ -31,19 +32,20 @@ describe('HistoryView', () => {
     let answer: (l: HistoryListing) => void = () => {}
     api.history.mockReturnValue(new Promise((ok) => (answer = ok)))
     const w = mount(HistoryView)
-    expect(w.find('[role=status]').text()).toBe('Loading the history…')
+    expect(byRole(w, 'status').text()).toBe('Loading the history…')
     answer(listing([]))
     await flushPromises()
-    expect(w.find('[role=status]').exists()).toBe(false)
-    expect(w.find('.empty').text()).toBe('No runs yet.')
+    expect(allByRole(w, 'status')).toHaveLength(0)
+    expect(w.text()).toContain('No runs yet.')
+    expect(allByRole(w, 'table')).toHaveLength(0)
   })
 
   it('shows the error the backend gave, as it is', async () => {
     api.history.mockRejectedValue({ code: 'unreadable_state', message: 'the state file is damaged: run recover' })
     const w = mount(HistoryView)
     await flushPromises()
-    expect(w.find('.error').text()).toBe('the state file is damaged: run recover')
-    expect(w.find('table').exists()).toBe(false)
+    expect(byRole(w, 'alert').text()).toBe('the state file is damaged: run recover')
+    expect(allByRole(w, 'table')).toHaveLength(0)
   })
 
   it('lists runs newest first with outcome and duration', async () => {
@@ -68,8 +70,7 @@ describe('HistoryView', () => {
     ]))
     const w = mount(HistoryView)
     await flushPromises()
-    const warning = w.find('[data-testid=unreadable-runs]')
-    expect(warning.attributes('role')).toBe('alert')
+    const warning = byRole(w, 'alert')
     expect(warning.text()).toContain('/h/runs/run-torn.json: EOF while parsing')
     expect(warning.text()).toContain('left as they are')
     expect(w.findAll('tbody tr')).toHaveLength(1)
@@ -89,11 +90,11 @@ describe('HistoryView', () => {
     api.runDetails.mockResolvedValue(record)
     const w = mount(HistoryView)
     await flushPromises()
-    await w.find('button.link').trigger('click')
+    await byRole(w, 'button', 'run-1').trigger('click')
     await flushPromises()
     expect(api.runDetails).toHaveBeenCalledWith('run-1')
-    const details = w.find('.run-details')
-    expect(details.find('h3').text()).toBe('Run run-1')
+    const details = byRole(w, 'region', 'Run run-1')
+    expect(byRole(details, 'heading').text()).toBe('Run run-1')
     expect(details.text()).toContain('flags gpu')
     expect(texts(details, 'li')).toEqual(['a (attempt 1): completed', 'b (attempt 1): failed — apt is locked'])
   })
@@ -103,9 +104,9 @@ describe('HistoryView', () => {
     api.diffRuns.mockResolvedValue({ run_a: 'run-3', run_b: 'run-2', differences: [{ field: 'flags', a: ['gpu'], b: [] }] })
     const w = mount(HistoryView)
     await flushPromises()
-    const compare = w.findAll('button').find((b) => b.text() === 'Compare the two chosen runs')!
+    const compare = byRole(w, 'button', 'Compare the two chosen runs')
     expect(compare.attributes('disabled')).toBeDefined()
-    const boxes = w.findAll('input[type=checkbox]')
+    const boxes = allByRole(w, 'checkbox')
     await boxes[0]!.setValue(true)
     await boxes[1]!.setValue(true)
     // A third cannot be chosen while two are.
@@ -114,8 +115,8 @@ describe('HistoryView', () => {
     await compare.trigger('click')
     await flushPromises()
     expect(api.diffRuns).toHaveBeenCalledWith('run-3', 'run-2')
-    const diff = w.find('.run-diff')
-    expect(diff.find('h3').text()).toBe('run-3 ↔ run-2')
+    const diff = byRole(w, 'region', 'Differences between runs')
+    expect(byRole(diff, 'heading').text()).toBe('run-3 ↔ run-2')
     expect(texts(diff, 'tbody tr')).toEqual(['flags["gpu"][]'])
   })
 
@@ -124,9 +125,9 @@ describe('HistoryView', () => {
     api.diffRuns.mockResolvedValue({ run_a: 'run-2', run_b: 'run-1', differences: [] })
     const w = mount(HistoryView)
     await flushPromises()
-    for (const box of w.findAll('input[type=checkbox]')) await box.setValue(true)
-    await w.findAll('button').find((b) => b.text() === 'Compare the two chosen runs')!.trigger('click')
+    for (const box of allByRole(w, 'checkbox')) await box.setValue(true)
+    await byRole(w, 'button', 'Compare the two chosen runs').trigger('click')
     await flushPromises()
-    expect(w.find('.run-diff .empty').text()).toBe('No differences.')
+    expect(byRole(w, 'region', 'Differences between runs').text()).toContain('No differences.')
   })
 })
