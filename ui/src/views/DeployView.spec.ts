@@ -44,7 +44,7 @@ describe('DeployView', () => {
     expect(w.text()).toContain('node1')
     expect(w.find('.tail').text()).toContain('last line')
     api.startRun.mockResolvedValue(null)
-    await w.find('button[aria-label="Retry Title b"]').trigger('click')
+    await byRole(w, 'button', 'Retry Title b').trigger('click')
     expect(api.startRun).toHaveBeenCalledWith({ kind: 'retry', steps: ['b'], ssh_password: null }, expect.any(Function))
     expect(w.findAll('button').map((b) => b.text())).toContain('Retry failed')
     expect(w.findAll('button').map((b) => b.text())).not.toContain('Resume')
@@ -70,7 +70,7 @@ describe('DeployView', () => {
     store.launch = launch()
     store.snapshot = snapshot([step('a', 'running')], { lockPid: 4242 })
     const w = mount(DeployView)
-    expect(w.find('[data-testid=read-only]').text()).toContain('pid 4242')
+    expect(byRole(w, 'status', /^Read-only: pid 4242/).text()).toContain('running deploy')
     const resume = w.findAll('button').find((b) => b.text() === 'Resume')
     expect(resume?.attributes('disabled')).toBeDefined()
   })
@@ -91,7 +91,7 @@ describe('DeployView', () => {
     for (let attempt = 1; attempt <= 5; attempt++) {
       report({ attempt, of: 5, problems: [missing] })
       await flushPromises()
-      expect(w.find('[data-testid=readiness-status]').text()).toContain(`attempt ${attempt} of 5`)
+      expect(byRole(w, 'status').text()).toContain(`attempt ${attempt} of 5`)
     }
     expect(w.text()).toContain('there is no inventory')
     expect(w.text()).not.toContain('Start deployment')
