@@ -44,7 +44,7 @@ type Queryable = { findAll: (selector: string) => DOMWrapper<Element>[] }
 
 const IMPLICIT_ROLES: Record<string, string> = {
   button: 'button', a: 'link', table: 'table', tr: 'row', form: 'form', textarea: 'textbox',
-  h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', section: 'region', ul: 'list', li: 'listitem',
+  fieldset: 'group', h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', section: 'region', ul: 'list', li: 'listitem',
 }
 const INPUT_ROLES: Record<string, string> = {
   checkbox: 'checkbox', radio: 'radio', button: 'button', submit: 'button', text: 'textbox', email: 'textbox',
@@ -63,6 +63,7 @@ function roleOf(el: Element): string | null {
 export function accessibleName(el: Element): string {
   const label = el.getAttribute('aria-label')
   if (label) return label
+  if (el.tagName === 'FIELDSET') return (el.querySelector('legend')?.textContent ?? '').trim()
   const id = el.getAttribute('id')
   // The component may not be attached to the document: look from the top of its tree.
   const root = el.getRootNode() as ParentNode

@@ -8,6 +8,7 @@ const api = vi.hoisted(() => ({
 vi.mock('../api', () => ({ api }))
 
 import ConfigWizard from './ConfigWizard.vue'
+import { byRole } from '../test-support'
 
 const outline = {
   id: 'demo', title: 'Demo deployment', source: 'built-in', digest: 'x', phases: [],
@@ -35,14 +36,14 @@ describe('ConfigWizard', () => {
     ])
     const w = mount(ConfigWizard)
     await flushPromises()
-    await w.find('input[value=ssh]').setValue(true)
+    await byRole(w, 'radio', 'Servers over SSH').setValue(true)
     await click(w, 'Next')
     await click(w, 'Add a host')
     await click(w, 'Next')
-    expect(w.find('[aria-label=Problems]').text()).toContain('is not an IP address')
+    expect(byRole(w, 'alert', 'Problems').text()).toContain('is not an IP address')
     // Problems of later pages wait for their page.
-    expect(w.find('[aria-label=Problems]').text()).not.toContain('SSH user')
-    expect(w.find('legend').text()).toBe('Hosts')
+    expect(byRole(w, 'alert', 'Problems').text()).not.toContain('SSH user')
+    expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
   })
 
   it('shows the plan flags with what they enable, and saves through the engine', async () => {
@@ -52,9 +53,9 @@ describe('ConfigWizard', () => {
     await flushPromises()
     await click(w, 'Next')
     expect(w.text()).toContain('report — Write a report page')
-    await w.find('input[aria-label="Variable demo_port"]').setValue('9000')
+    await byRole(w, 'textbox', 'Variable demo_port').setValue('9000')
     await click(w, 'Next')
-    expect(w.find('section.review').text()).toContain('demo_port=9000')
+    expect(byRole(w, 'region', 'Review').text()).toContain('demo_port=9000')
     await click(w, 'Save')
     expect(api.saveConfig).toHaveBeenCalledWith(expect.objectContaining({ target: 'local', plan: 'demo', vars: { demo_port: '9000' } }))
   })
@@ -65,6 +66,6 @@ describe('ConfigWizard', () => {
     await flushPromises()
     api.checkConfig.mockResolvedValue([])
     await click(w, 'Next')
-    expect(w.find('[role=alert]').text()).toContain('plan.yaml:3:1')
+    expect(byRole(w, 'alert').text()).toContain('plan.yaml:3:1')
   })
 })

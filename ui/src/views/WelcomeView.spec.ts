@@ -1,7 +1,7 @@
 import { flushPromises, mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
-import { emptySnapshot, snapshot, step } from '../test-support'
+import { byRole, emptySnapshot, snapshot, step } from '../test-support'
 
 const api = vi.hoisted(() => ({ startRun: vi.fn(), cleanState: vi.fn(), getState: vi.fn(), restoreMirror: vi.fn() }))
 vi.mock('../api', () => ({ api }))
@@ -63,6 +63,6 @@ describe('WelcomeView', () => {
       problem: { code: 'unreadable', message: 'cannot be read. Run `thinkube-deploy recover --from-backup`' },
     }
     const w = mount(WelcomeView)
-    expect(w.find('[role=alert]').text()).toContain('recover --from-backup')
+    expect(byRole(w, 'alert').text()).toContain('recover --from-backup')
   })
 })
