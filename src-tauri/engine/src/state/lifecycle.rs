@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 
 use crate::state::model::{
     Attempt, AttemptOutcome, Configuration, DeploymentRecord, DeploymentStatus, PhaseRecord,
-    ProcessRef, RestartRecord, StepError, StepRecord, StepStatus,
+    ProcessRef, RestartRecord, StepError, StepNotice, StepRecord, StepStatus,
 };
 use crate::timestamp::Timestamp;
 
@@ -682,7 +682,7 @@ impl AnyDeployment {
                             if s.notice.is_none() {
                                 changes.no_longer_applicable.push(s.id.clone());
                             }
-                            s.notice = Some(format!("no longer enabled: {reason}"));
+                            s.notice = Some(StepNotice::NoLongerEnabled(reason.clone()).text());
                         }
                         (Some(reason), StepStatus::Skipped) => s.skip_reason = Some(reason.clone()),
                         (Some(reason), _) => {
@@ -701,14 +701,13 @@ impl AnyDeployment {
                                 && s.definition_digest.is_some()
                                 && p.definition_digest != s.definition_digest;
                             if changed {
-                                if s.notice.as_deref() != Some("changed since it ran") {
+                                let notice = s.notice.as_deref().and_then(StepNotice::parse);
+                                if notice != Some(StepNotice::ChangedSinceRun) {
                                     changes.changed_since_run.push(s.id.clone());
                                 }
-                                s.notice = Some("changed since it ran".into());
-                            } else if s
-                                .notice
-                                .as_deref()
-                                .is_some_and(|n| n.starts_with("no longer enabled"))
+                                s.notice = Some(StepNotice::ChangedSinceRun.text());
+                            } else if let Some(StepNotice::NoLongerEnabled(_)) =
+                                s.notice.as_deref().and_then(StepNotice::parse)
                             {
                                 s.notice = None;
                             }

@@ -220,7 +220,8 @@ pub struct StepRecord {
     #[serde(default)]
     pub attempts: Vec<Attempt>,
     /// Something to know about a completed step: "changed since it ran" (its plan
-    /// definition differs from the one that ran) or "no longer enabled: ...".
+    /// definition differs from the one that ran) or "no longer enabled: ..."
+    /// ([`StepNotice`] writes and reads these).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<String>,
 }
@@ -285,6 +286,39 @@ pub struct ProcessRef {
     pub pid: u32,
     /// Field 22 of /proc/PID/stat; `null` when unknown.
     pub start_ticks: Option<u64>,
+}
+
+/// Why a completed step carries a notice. Stored as its text in `StepRecord::notice`
+/// (the state format keeps a string); code matches on this, never on the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepNotice {
+    /// The plan's flags no longer enable it (with the skip reason).
+    NoLongerEnabled(String),
+    /// Its definition in the plan changed after it ran.
+    ChangedSinceRun,
+}
+
+impl StepNotice {
+    const NO_LONGER_ENABLED: &'static str = "no longer enabled: ";
+    const CHANGED_SINCE_RUN: &'static str = "changed since it ran";
+
+    /// The text stored and shown.
+    pub fn text(&self) -> String {
+        match self {
+            StepNotice::NoLongerEnabled(reason) => format!("{}{reason}", Self::NO_LONGER_ENABLED),
+            StepNotice::ChangedSinceRun => Self::CHANGED_SINCE_RUN.to_string(),
+        }
+    }
+
+    /// The notice a stored text says, if it is one this program writes.
+    pub fn parse(text: &str) -> Option<StepNotice> {
+        if text == Self::CHANGED_SINCE_RUN {
+            Some(StepNotice::ChangedSinceRun)
+        } else {
+            text.strip_prefix(Self::NO_LONGER_ENABLED)
+                .map(|r| StepNotice::NoLongerEnabled(r.to_string()))
+        }
+    }
 }
 
 /// What went wrong in a failed attempt.
@@ -551,5 +585,25 @@ impl StateFile {
             last_event_seq: 0,
             recent_events: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_notices_read_back_from_their_stored_text() {
+        for notice in [
+            StepNotice::ChangedSinceRun,
+            StepNotice::NoLongerEnabled("gpu not enabled".into()),
+        ] {
+            assert_eq!(StepNotice::parse(&notice.text()), Some(notice));
+        }
+        assert_eq!(
+            StepNotice::NoLongerEnabled("gpu not enabled".into()).text(),
+            "no longer enabled: gpu not enabled"
+        );
+        assert_eq!(StepNotice::parse("a note from elsewhere"), None);
     }
 }
