@@ -31,15 +31,13 @@ function sha256(path) {
   return createHash('sha256').update(readFileSync(path)).digest('hex')
 }
 
-/** Folders below ui/ that are not the build's input: its output, and tools' caches
- * (vitest keeps its results in ui/node_modules/.vite). */
-const NOT_INPUTS = ['dist', 'node_modules']
-
-function walk(dir, top, out) {
+/** Every file below `dir`, except in `skip` (the build's output) and in node_modules
+ * folders (tools' caches: vitest keeps its results in ui/node_modules/.vite). */
+function walk(dir, skip, out) {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const path = join(dir, entry.name)
-    if (entry.isDirectory() && (entry.name === 'node_modules' || (dir === top && NOT_INPUTS.includes(entry.name)))) continue
-    if (entry.isDirectory()) walk(path, top, out)
+    if (entry.isDirectory() && (path === skip || entry.name === 'node_modules')) continue
+    if (entry.isDirectory()) walk(path, skip, out)
     else if (entry.isFile()) out.push(path)
   }
 }
@@ -47,7 +45,7 @@ function walk(dir, top, out) {
 /** The build's inputs: relative path (with `/`) -> SHA-256 of the contents. */
 function inputs(root) {
   const files = []
-  walk(join(root, 'ui'), join(root, 'ui'), files)
+  walk(join(root, 'ui'), join(root, 'ui', 'dist'), files)
   for (const extra of EXTRA_INPUTS) {
     if (existsSync(join(root, extra))) files.push(join(root, extra))
   }

@@ -308,10 +308,11 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::History { json } => {
             let runs = all_runs(&store, now)?;
             if json {
-                show(true, &history::rows(&runs), |_| String::new())
+                emit_json(&history::rows(&runs));
             } else {
-                show(false, &runs, |r| history::render_history(r))
+                emit(&history::render_history(&runs));
             }
+            Ok(exit::SUCCESS)
         }
         Command::ShowRun { run_id, json } => show(
             json,
@@ -343,8 +344,8 @@ pub fn run(cli: Cli) -> Result<u8> {
                 (_, Some(path)) => RecoverSource::File(path),
                 _ => RecoverSource::Backup,
             };
-            let r = ops::recover(&store, source, wait, now)?;
-            show(false, &r, render_recovery)
+            emit(&render_recovery(&ops::recover(&store, source, wait, now)?));
+            Ok(exit::SUCCESS)
         }
         Command::Validate {
             reset_affected,
@@ -355,7 +356,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::CleanState { yes } => clean_state(&store, yes, wait, now),
         Command::Cleanup { older_than } => {
             let r = ops::cleanup(&store, older_than, wait, now)?;
-            show(false, &r, |r| render_cleanup(r, older_than))
+            emit(&render_cleanup(&r, older_than));
+            Ok(exit::SUCCESS)
         }
     }
 }
@@ -527,12 +529,11 @@ fn facts(store: &Store, refresh: bool, json: bool, wait: LockWait, now: Timestam
     }
     let (facts, runtime) = crate::facts::cached(store, now)?;
     if json {
-        use crate::state::fact_keys::{AzureRefresh, FactKey};
-        use serde::Deserialize;
+        use crate::state::fact_keys::{AzureRefresh, FactKey, value};
         let refresh: Option<AzureRefresh> = facts
             .iter()
             .find(|f| f.key == FactKey::AzureRefresh.text())
-            .and_then(|f| AzureRefresh::deserialize(&f.value).ok());
+            .and_then(|f| value(&f.value));
         let arm = refresh.as_ref().map(|r| r.arm_requests);
         // Set when a run's gates refreshed the VM facts: that run's total.
         let in_run = refresh.and_then(|r| {

@@ -268,8 +268,9 @@ fn refresh_stale_vm_facts(
             let run_id = session.run_id().to_string();
             let key = crate::state::fact_keys::FactKey::AzureRefresh.text();
             if let Some(f) = refresh.facts.iter_mut().find(|f| f.key == key)
-                && let Some(mut r) =
-                    crate::state::fact_keys::value::<crate::state::fact_keys::AzureRefresh>(f)
+                && let Some(mut r) = crate::state::fact_keys::value::<
+                    crate::state::fact_keys::AzureRefresh,
+                >(&f.value)
             {
                 r.run_id = Some(run_id);
                 r.arm_requests_in_run = Some(*arm_requests);
@@ -315,8 +316,8 @@ pub fn execute(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Ended> {
     let now = (args.clock)();
-    let prepared = prepare(store, args, now)?;
-    let request = Request::new(args.kind, args.steps.clone(), prepared.planned.clone());
+    let (prepared, planned) = prepare(store, args, now)?;
+    let request = Request::new(args.kind, args.steps.clone(), planned);
     let ctx = RunContext {
         program: args.program.clone(),
         boot_id: args.boot_id.clone(),
@@ -346,7 +347,6 @@ struct Prepared {
     plans_dir: PathBuf,
     plan: crate::plan::Plan,
     choices: crate::plan::Choices,
-    planned: crate::state::lifecycle::PlannedDeployment,
     /// Each applicable step's action, variables substituted.
     actions: BTreeMap<String, Action>,
     /// `ansible-playbook`, when a step is a playbook.
@@ -360,8 +360,13 @@ struct Prepared {
 
 /// Loads the state, the configuration and the plan; resolves flags, variables, each
 /// step's action, Ansible and the inventory; and, resuming a remote deployment,
-/// checks that its hosts answer. Writes nothing.
-fn prepare(store: &Store, args: &DeployArgs, now: Timestamp) -> Result<Prepared> {
+/// checks that its hosts answer. Returns that, and the deployment the plan describes.
+/// Writes nothing.
+fn prepare(
+    store: &Store,
+    args: &DeployArgs,
+    now: Timestamp,
+) -> Result<(Prepared, crate::state::lifecycle::PlannedDeployment)> {
     let layout = store.layout();
     let loaded = store.load(now)?.map(|l| l.state);
     let config = crate::config::load(layout)?;
@@ -409,18 +414,18 @@ fn prepare(store: &Store, args: &DeployArgs, now: Timestamp) -> Result<Prepared>
             return Err(EngineError::NotReachable { problems });
         }
     }
-    Ok(Prepared {
+    let prepared = Prepared {
         plan_ref,
         plans_dir,
         plan,
         choices,
-        planned,
         actions,
         ansible,
         callback_dir: layout.root.join("ansible/callback_plugins"),
         inventory,
         config,
-    })
+    };
+    Ok((prepared, planned))
 }
 
 /// The plan named, else the deployment's own, else the default.

@@ -117,8 +117,8 @@ pub fn find<'a>(facts: &'a [InfraFact], key: &FactKey) -> Option<&'a InfraFact> 
 }
 
 /// A fact's value read as `T`; `None` when it has another shape.
-pub fn value<T: DeserializeOwned>(fact: &InfraFact) -> Option<T> {
-    T::deserialize(&fact.value).ok()
+pub fn value<T: DeserializeOwned>(value: &serde_json::Value) -> Option<T> {
+    T::deserialize(value).ok()
 }
 
 /// A value as stored in a fact.
@@ -128,13 +128,13 @@ pub fn to_value<T: Serialize>(value: &T) -> serde_json::Value {
 
 /// What the facts say of VM `name`, if anything.
 pub fn vm(facts: &[InfraFact], name: &str) -> Option<VmFact> {
-    find(facts, &FactKey::Vm(name.to_string())).and_then(value)
+    find(facts, &FactKey::Vm(name.to_string())).and_then(|f| value(&f.value))
 }
 
 /// Every VM the facts know, with what they say.
 pub fn vms(facts: &[InfraFact]) -> impl Iterator<Item = (String, VmFact)> + '_ {
     facts.iter().filter_map(|f| match FactKey::parse(&f.key) {
-        FactKey::Vm(name) => Some((name, value(f)?)),
+        FactKey::Vm(name) => Some((name, value(&f.value)?)),
         _ => None,
     })
 }
