@@ -100,11 +100,14 @@ pub trait FileOps: Send + Sync {
             Err(e) => return Err(e),
         }
         // A state file put here by hand may have another mode; the backup is ours.
-        self.make_private(&tmp)
-            .and_then(|()| self.rename_entry(&tmp, backup))
-            .inspect_err(|_| {
-                let _ = self.remove(&tmp);
-            })
+        let result = self
+            .make_private(&tmp)
+            .and_then(|()| self.rename_entry(&tmp, backup));
+        // When `backup` already is a name of the same file (a writer was killed
+        // between its snapshot and its replace), POSIX makes the rename a successful
+        // no-op and `tmp` stays: remove it either way (its name is ours alone).
+        let _ = self.remove(&tmp);
+        result
     }
 
     /// Makes a file's content durable; a missing file is fine.
@@ -281,6 +284,27 @@ mod tests {
         RealFs.replace(&target, b"v2").unwrap();
         assert_eq!(fs::read(&backup).unwrap(), b"v1");
         assert_eq!(fs::read(&target).unwrap(), b"v2");
+    }
+
+    /// A writer killed between its snapshot and its replace leaves the backup as a
+    /// second name of the state file; the next snapshot then renames a link onto a
+    /// link of the same file, which POSIX makes a successful no-op (seen in CI as a
+    /// temporary file left by a writer that ended normally).
+    #[test]
+    fn a_second_snapshot_of_the_same_content_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("s");
+        let backup = dir.path().join("s.bak");
+        RealFs.replace(&target, b"v1").unwrap();
+        RealFs.snapshot(&target, &backup).unwrap();
+        RealFs.snapshot(&target, &backup).unwrap();
+        assert_eq!(fs::read(&backup).unwrap(), b"v1");
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["s", "s.bak"]);
     }
 
     #[test]
