@@ -19,6 +19,9 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
     ]
     .iter()
     .any(|s| k.contains(s))
+        // Short forms count only as a whole word (`db_pass`, `root_pwd`), so
+        // `compass` or `bypass_proxy` are not taken for secrets.
+        || k.split('_').any(|w| ["pass", "pwd", "pw", "creds", "pat"].contains(&w))
 }
 
 /// The values of `pairs` whose names look secret.
@@ -39,8 +42,11 @@ pub(crate) const MASK: &str = "********";
 pub(crate) const MIN_SECRET_CHARS: usize = 4;
 
 /// Hides secret values (an SSH password, a client secret, a variable named like a
-/// secret) in a step's output: in the value as it is and as it appears inside a JSON
-/// string (our Ansible callback's lines), before anything is written or sent.
+/// secret) in a step's output, before anything is written or sent: in every form
+/// the runner sees it in. That is the value as it is; inside a JSON string as serde
+/// writes it and as Python's `json.dumps` writes it (non-ASCII as `\u00e4`), which
+/// is what our Ansible callback prints; and, for a multi-line secret (a private
+/// key), each of its lines, since output is masked line by line.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     /// Longest first, so a secret that contains another is hidden whole.
@@ -51,16 +57,14 @@ impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
         let mut patterns = Vec::new();
         for secret in secrets {
-            if secret.chars().count() < MIN_SECRET_CHARS {
-                continue;
-            }
-            if let Ok(quoted) = serde_json::to_string(&secret) {
-                let escaped = &quoted[1..quoted.len() - 1];
-                if escaped != secret {
-                    patterns.push(escaped.to_string());
+            let lines = secret.lines().map(|l| l.trim_end_matches('\r').to_string());
+            for value in std::iter::once(secret.clone()).chain(lines) {
+                if value.chars().count() < MIN_SECRET_CHARS {
+                    continue;
                 }
+                patterns.extend(json_forms(&value));
+                patterns.push(value);
             }
-            patterns.push(secret);
         }
         patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         patterns.dedup();
@@ -75,6 +79,43 @@ impl Redactor {
             .iter()
             .fold(line, |l, p| l.replace(p.as_str(), MASK))
     }
+
+    /// The texts hidden, longest first.
+    pub(crate) fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
+    /// Bytes of the longest text hidden (0 when none).
+    pub(crate) fn longest(&self) -> usize {
+        self.patterns.first().map_or(0, String::len)
+    }
+}
+
+/// How `value` appears inside a JSON string, where that differs from the value:
+/// as serde_json escapes it, and with every non-ASCII character as `\uXXXX`
+/// (UTF-16, lowercase hex), as Python's `json.dumps` does by default.
+fn json_forms(value: &str) -> Vec<String> {
+    let mut forms = Vec::new();
+    if let Ok(quoted) = serde_json::to_string(value) {
+        let escaped = quoted[1..quoted.len() - 1].to_string();
+        let mut ascii = String::with_capacity(escaped.len());
+        for c in escaped.chars() {
+            if c.is_ascii() {
+                ascii.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    ascii.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+        for form in [escaped, ascii] {
+            if form != value && !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+    }
+    forms
 }
 
 #[cfg(test)]
@@ -90,10 +131,23 @@ mod tests {
             "github_token",
             "private_key",
             "ssh.passphrase",
+            "db_pass",
+            "passwd",
+            "root_pwd",
+            "credentials",
+            "MY_PRIVATE_KEY",
+            "git_pat",
         ] {
             assert!(is_secret_key(k), "{k}");
         }
-        for k in ["microk8s_channel", "public_key", "resource_group"] {
+        for k in [
+            "microk8s_channel",
+            "public_key",
+            "resource_group",
+            "compass",
+            "bypass_proxy",
+            "path",
+        ] {
             assert!(!is_secret_key(k), "{k}");
         }
     }
@@ -119,5 +173,29 @@ mod tests {
         assert_eq!(r.apply("abcdefgh abcd".into()), "******** ********");
         assert_eq!(r.apply("no, not now".into()), "no, not now");
         assert_eq!(Redactor::default().apply("abcd".into()), "abcd");
+    }
+
+    #[test]
+    fn a_non_ascii_secret_is_hidden_as_python_json_writes_it() {
+        let r = Redactor::new(["Pässwörd".to_string(), "🔑key1".to_string()]);
+        assert_eq!(
+            r.apply(r#"{"msg":"pw P\u00e4ssw\u00f6rd"}"#.into()),
+            r#"{"msg":"pw ********"}"#
+        );
+        assert_eq!(
+            r.apply(r#"{"msg":"\ud83d\udd11key1"}"#.into()),
+            r#"{"msg":"********"}"#
+        );
+        assert_eq!(r.apply("pw Pässwörd".into()), "pw ********");
+    }
+
+    #[test]
+    fn each_line_of_a_multi_line_secret_is_hidden() {
+        let key = "-----BEGIN KEY-----\r\nAAAAB3NzaC1yc2E\nZZZZQQQQ\n-----END KEY-----\n";
+        let r = Redactor::new([key.to_string()]);
+        for line in ["AAAAB3NzaC1yc2E", "  ZZZZQQQQ", "-----BEGIN KEY-----"] {
+            assert!(!r.apply(line.into()).contains("AAAA"), "{line}");
+            assert!(r.apply(line.into()).contains(MASK), "{line}");
+        }
     }
 }

@@ -811,7 +811,12 @@ impl<'a> Run<'a> {
                 exit_code: None,
                 stopped: false,
                 error: Some(StepError::message(format!("the step could not run: {e}"))),
+                notes: Vec::new(),
             });
+        for note in &finished.notes {
+            let event = NewEvent::new(EventKind::StepNote, note.clone()).step(&step.id);
+            self.session.record(event, self.now())?;
+        }
         Ok((attempt, finished))
     }
 

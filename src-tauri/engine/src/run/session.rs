@@ -6,6 +6,7 @@
 //! its entry in the run's `steps_attempted`. The runner only executes steps.
 
 use crate::error::{EngineError, Result};
+use crate::state::bounds;
 use crate::state::lifecycle::{AnyDeployment, Deployment, InProgress, PlannedDeployment};
 use crate::state::lock::LockWait;
 use crate::state::model::{
@@ -461,8 +462,9 @@ impl RunSession {
         {
             a.outcome = outcome;
             a.finished_at = Some(now);
-            a.error = error;
+            a.error = error.map(bounds::step_error);
         }
+        bounds::drop_older_run_tails(&mut self.run);
     }
 
     fn commit(&mut self, now: Timestamp, event: NewEvent) -> Result<u64> {

@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::marker::PhantomData;
 
+use crate::state::bounds;
 use crate::state::model::{
     Attempt, AttemptOutcome, Configuration, DeploymentRecord, DeploymentStatus, PhaseRecord,
     ProcessRef, RestartRecord, StepError, StepNotice, StepRecord, StepStatus,
@@ -407,7 +408,7 @@ impl Deployment<InProgress> {
         attempt.outcome = outcome;
         attempt.finished_at = Some(now);
         attempt.process = None;
-        attempt.error = error;
+        attempt.error = error.map(bounds::step_error);
         let status = match outcome {
             AttemptOutcome::Success => StepStatus::Completed,
             AttemptOutcome::Failed => StepStatus::Failed,
@@ -415,6 +416,7 @@ impl Deployment<InProgress> {
         };
         let step = self.step_mut(step_id)?;
         step.status = status;
+        bounds::drop_older_tails(step);
         tracing::info!(step = step_id, to = status.as_str(), "step finished");
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! The stored state and its durable change. Nothing here starts a process or reads
 //! the outside world: `run` drives these types, never the other way round.
 
+pub mod bounds;
 pub mod fact_keys;
 pub mod fsops;
 pub mod lifecycle;

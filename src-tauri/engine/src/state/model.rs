@@ -526,6 +526,9 @@ pub enum EventKind {
     StepCompleted,
     StepFailed,
     StepInterrupted,
+    /// Something to know about an attempt besides its outcome (processes it left
+    /// running, a log that could not be written).
+    StepNote,
     StepsReset,
     AwaitingRestart,
     StateMigrated,

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::error::{EngineError, Result};
 use crate::paths::Layout;
+use crate::state::bounds;
 use crate::state::fsops::{FileOps, RealFs, TEMP_PREFIX};
 use crate::state::lifecycle::AnyDeployment;
 use crate::state::lock::{self, Identity, LockGuard, LockHolder, LockWait};
@@ -466,7 +467,7 @@ impl Writer {
                 run_id: e.run_id,
                 kind: e.kind,
                 step: e.step,
-                message: e.message,
+                message: bounds::cut(&e.message, bounds::MESSAGE_BYTES),
             })
             .collect();
         next.last_event_seq = self.state.last_event_seq + next.recent_events.len() as u64;

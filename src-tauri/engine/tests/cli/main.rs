@@ -13,6 +13,7 @@ mod deploy;
 mod disk_full;
 mod facts;
 mod history;
+mod hostile;
 mod kill_loop;
 mod layering;
 mod locking;
