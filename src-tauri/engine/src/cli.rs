@@ -43,9 +43,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub env: Option<String>,
     /// Wait up to SECONDS for another process's lock instead of exiting with 3
-    #[arg(long, global = true, value_name = "SECONDS")]
+    #[arg(long, global = true, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_LOCK_TIMEOUT_SECONDS))]
     pub lock_timeout: Option<u64>,
 }
+
+/// Longest `--lock-timeout`: a week.
+const MAX_LOCK_TIMEOUT_SECONDS: u64 = 7 * 24 * 3600;
 
 /// `--flag NAME=true|false`.
 fn parse_flag(text: &str) -> std::result::Result<(String, bool), String> {

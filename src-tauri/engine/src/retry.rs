@@ -50,7 +50,9 @@ impl RetryPolicy {
         let factor = self
             .backoff
             .powi(i32::try_from(next - 2).unwrap_or(i32::MAX));
-        Some(self.delay.mul_f64(factor.min(1e6)))
+        // Never panics: a wait too long for a Duration is the longest one.
+        let seconds = self.delay.as_secs_f64() * factor.min(1e6);
+        Some(Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX))
     }
 }
 

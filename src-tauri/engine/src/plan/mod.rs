@@ -251,6 +251,9 @@ pub enum Action {
 /// Most automatic retries a step may ask for.
 pub(crate) const MAX_RETRIES: u32 = 10;
 
+/// Longest first wait before an automatic retry (later waits double it).
+pub(crate) const MAX_RETRY_DELAY_SECONDS: u64 = 3600;
+
 /// Where a plan's files are: on disk beside the plan, or embedded in the binary.
 pub trait PlanFiles {
     fn exists(&self, relative: &Path) -> bool;
@@ -542,7 +545,16 @@ pub fn parse(
                 when: condition(&rs.when)?,
                 requires_restart: rs.requires_restart,
                 retries,
-                retry_delay_seconds: rs.retry_delay_seconds.unwrap_or(5),
+                retry_delay_seconds: match rs.retry_delay_seconds {
+                    Some(d) if d > MAX_RETRY_DELAY_SECONDS => {
+                        return Err(ctx.err(
+                            &rs.id.referenced,
+                            format!("step `{}`: `retry_delay_seconds: {d}` is too long; at most {MAX_RETRY_DELAY_SECONDS} (one hour)", rs.id.value),
+                        ));
+                    }
+                    Some(d) => d,
+                    None => 5,
+                },
                 proves: match &rs.proves {
                     None => Vec::new(),
                     Some(p) => {

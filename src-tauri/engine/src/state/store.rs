@@ -456,7 +456,25 @@ impl Writer {
             events.insert(0, NewEvent::new(EventKind::TrailRepaired, message));
         }
         // A change may raise the serial (recovery never lets it go back), never lower it.
-        next.serial = next.serial.max(self.state.serial) + 1;
+        let exhausted = |what: &str| EngineError::Unreadable {
+            path: self.store.layout.state_file(),
+            reason: format!(
+                "its {what} is at the largest number a state can hold (it was edited by hand?)"
+            ),
+        };
+        next.serial = next
+            .serial
+            .max(self.state.serial)
+            .checked_add(1)
+            .ok_or_else(|| exhausted("serial"))?;
+        if self
+            .state
+            .last_event_seq
+            .checked_add(events.len() as u64 + 1)
+            .is_none()
+        {
+            return Err(exhausted("last event number"));
+        }
         next.updated_at = now;
         next.recent_events = events
             .into_iter()

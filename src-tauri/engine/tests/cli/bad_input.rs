@@ -329,3 +329,29 @@ fn a_playbook_missing_from_the_checkout_exits_1_naming_it_and_nothing_runs_or_is
         );
     assert!(!home.path().exists(), "a refused deploy wrote files");
 }
+
+/// Numbers at the edge of u64 once panicked (exit 101): a retry delay accepted by the
+/// plan's validation, a lock wait, a hand-edited serial. Each is refused at the edge
+/// with what to change, and nothing is written.
+#[test]
+fn numbers_too_large_are_refused_without_a_panic() {
+    let home = Home::new();
+    let text = "id: big\nphases:\n  - id: p\n    steps:\n      - id: s\n        command: [\"false\"]\n        retries: 1\n        retry_delay_seconds: 18446744073709551615\n";
+    let dir = plan_dir(&home, &[("plan.yaml", text)]);
+    let plan = dir.join("plan.yaml");
+    home.run(&["deploy", "--plan", plan.to_str().unwrap()])
+        .expect(2, &["retry_delay_seconds", "at most 3600"]);
+    assert!(!home.state_file().exists(), "a refused plan wrote a state");
+
+    home.run(&["--lock-timeout", "18446744073709551615", "status"])
+        .expect(2, &["--lock-timeout", "18446744073709551615"]);
+
+    let mut state: serde_json::Value = serde_json::from_slice(&valid_state()).unwrap();
+    state["serial"] = serde_json::json!(u64::MAX);
+    let bytes = serde_json::to_vec_pretty(&state).unwrap();
+    home.write_state(&bytes);
+    home.run(&["clean-state", "--yes"])
+        .expect(4, &["serial", "largest number", "recover --from-backup"]);
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), bytes);
+    assert_eq!(home.status_json()["deployment"]["status"], "failed");
+}
