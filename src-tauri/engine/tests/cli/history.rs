@@ -258,3 +258,43 @@ fn history_shows_local_times_to_the_second_in_aligned_columns() {
         serde_json::from_str(&home.run(&["history", "--json"]).stdout).unwrap();
     assert_eq!(rows[1]["started_at"], "2026-03-01T23:59:59Z");
 }
+
+/// A run file whose `run_id` was `../deployment-state` once made `cleanup` move the
+/// live state into `archive/`. Ids read from files are checked against the file's
+/// name before they make a path: such a run is named as unreadable and left alone.
+#[test]
+fn a_run_id_that_is_a_path_never_moves_another_file() {
+    let home = Home::new();
+    let store = home.store();
+    let old = run_deployment(&store, &STEPS, Some("b"), &[], at("2020-01-01T00:00:00Z"));
+    run_deployment(&store, &STEPS, None, &[], at("2020-01-02T00:00:00Z"));
+    let runs = home.layout().runs_dir();
+    let mut run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runs.join(format!("{old}.json"))).unwrap()).unwrap();
+    run["run_id"] = serde_json::json!("../deployment-state");
+    let hostile = runs.join("hostile.json");
+    let bytes = serde_json::to_vec_pretty(&run).unwrap();
+    std::fs::write(&hostile, &bytes).unwrap();
+
+    let r = home.run(&["cleanup", "--older-than", "30"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("Moved 1 run(s)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("left unreadable run file in place") && r.stdout.contains("hostile.json"),
+        "{}",
+        r.stdout
+    );
+    // The live state is where it was, and still the same deployment.
+    assert!(home.state_file().is_file());
+    assert_eq!(home.status_json()["deployment"]["status"], "completed");
+    assert_eq!(std::fs::read(&hostile).unwrap(), bytes);
+    assert!(!home.path().join("archive/deployment-state.json").exists());
+
+    let h = home.run(&["history", "--json"]);
+    assert_eq!(h.code, 0, "{}", h.stderr);
+    assert!(
+        h.stderr.contains("hostile.json") && h.stderr.contains("is not the file's name"),
+        "{}",
+        h.stderr
+    );
+}
