@@ -375,6 +375,14 @@ fn prepare(
         .as_ref()
         .map(|s| &s.deployment)
         .filter(|d| d.id.is_some());
+    // Nothing to resume or retry is said before anything else is looked for (the
+    // plan, Ansible): it is the answer whatever else is missing.
+    if current.is_none() && args.kind != RunKind::Deploy {
+        return Err(crate::run::session::nothing_to(
+            args.kind,
+            DeploymentStatus::NotStarted,
+        ));
+    }
     let plan_ref = which_plan(args, current)?;
     let plans_dir = layout.root.join("plans");
     let plan = plan_ref.load(&plans_dir)?;

@@ -221,19 +221,7 @@ impl RunSession {
                     deployment_id: d.record().id.clone(),
                 });
             }
-            (Request::Resume { .. }, _) => {
-                return Err(EngineError::Usage(format!(
-                    "there is nothing to resume: the deployment is {}{}",
-                    status.as_str(),
-                    match status {
-                        DeploymentStatus::Failed =>
-                            "; run `thinkube-deploy retry` to run the failed steps again",
-                        DeploymentStatus::NotStarted =>
-                            "; run `thinkube-deploy deploy` to start one",
-                        _ => "",
-                    }
-                )));
-            }
+            (Request::Resume { .. }, _) => return Err(nothing_to(RunKind::Resume, status)),
             (Request::Retry { steps, .. }, AnyDeployment::Failed(d)) => {
                 (retried(d.retry(&steps), &mut events)?, RunKind::Retry)
             }
@@ -243,12 +231,7 @@ impl RunSession {
             (Request::Retry { steps, .. }, AnyDeployment::Completed(d)) => {
                 (retried(d.retry(&steps), &mut events)?, RunKind::Retry)
             }
-            (Request::Retry { .. }, _) => {
-                return Err(EngineError::Usage(format!(
-                    "there is nothing to retry: the deployment is {}",
-                    status.as_str()
-                )));
-            }
+            (Request::Retry { .. }, _) => return Err(nothing_to(RunKind::Retry, status)),
         };
         let record = deployment.record();
         let run = RunRecord {
@@ -614,4 +597,20 @@ fn retried<S: crate::state::lifecycle::LifecycleState>(
         format!("to run again: {}", pending.join(", ")),
     ));
     Ok(d)
+}
+
+/// The refusal of a `resume` or `retry` that has nothing to do, with the way on.
+pub(crate) fn nothing_to(kind: RunKind, status: DeploymentStatus) -> EngineError {
+    let hint = match (kind, status) {
+        (RunKind::Resume, DeploymentStatus::Failed) => {
+            "; run `thinkube-deploy retry` to run the failed steps again"
+        }
+        (_, DeploymentStatus::NotStarted) => "; run `thinkube-deploy deploy` to start one",
+        _ => "",
+    };
+    EngineError::Usage(format!(
+        "there is nothing to {}: the deployment is {}{hint}",
+        kind.as_str(),
+        status.as_str()
+    ))
 }

@@ -355,3 +355,28 @@ fn numbers_too_large_are_refused_without_a_panic() {
     assert_eq!(std::fs::read(home.state_file()).unwrap(), bytes);
     assert_eq!(home.status_json()["deployment"]["status"], "failed");
 }
+
+/// `resume` or `retry` with no deployment said "ansible-playbook is not installed"
+/// (exit 1) when Ansible was missing too. Nothing to do is the answer whatever else
+/// is missing: exit 2, the way on, and no state written.
+#[test]
+fn resume_and_retry_with_no_deployment_say_so_before_looking_for_ansible() {
+    let home = Home::new();
+    let missing = home.outside("no-ansible/ansible-playbook");
+    for (args, says) in [
+        (&["resume"][..], "there is nothing to resume"),
+        (&["retry"][..], "there is nothing to retry"),
+        (&["retry", "s1"][..], "there is nothing to retry"),
+    ] {
+        let r = Run::from(
+            home.command(args)
+                .env("THINKUBE_ANSIBLE_PLAYBOOK", &missing)
+                .env("PATH", "/usr/bin:/bin")
+                .output()
+                .unwrap(),
+        );
+        r.expect(2, &[says, "thinkube-deploy deploy"]);
+        assert!(!r.stderr.contains("ansible-playbook"), "{}", r.stderr);
+        assert!(!home.state_file().exists(), "{args:?} wrote a state");
+    }
+}
