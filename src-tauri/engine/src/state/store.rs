@@ -148,7 +148,7 @@ impl Store {
                     path,
                     format!(
                         "its run_id {:?} is not the file's name (letters, digits, `-` and `_`); the file was left alone",
-                        bounds_cut(&run.run_id)
+                        quoted_id(&run.run_id)
                     ),
                 )),
                 Ok(None) => {}
@@ -241,7 +241,7 @@ pub(crate) fn read_state_bytes(fs: &dyn FileOps, path: &Path) -> Result<Option<V
 pub(crate) type UnreadableFile = (PathBuf, String);
 
 /// An id quoted in a message, cut to a readable length.
-fn bounds_cut(id: &str) -> String {
+fn quoted_id(id: &str) -> String {
     id.chars().take(120).collect()
 }
 
@@ -568,7 +568,7 @@ impl Writer {
                 path: layout.state_file(),
                 reason: format!(
                     "its current run's id {:?} is not a run id (letters, digits, `-` and `_`)",
-                    bounds_cut(&run.run_id)
+                    quoted_id(&run.run_id)
                 ),
             });
         }

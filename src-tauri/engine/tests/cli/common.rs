@@ -1,8 +1,9 @@
 //! Helpers: a fresh installer home per test, the real binary, and states built
 //! through the engine's own API.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 
 use thinkube_engine::paths::{EnvName, Layout};
 use thinkube_engine::state::lifecycle::{
@@ -346,4 +347,21 @@ pub fn one_completed_step(home: &Home) -> String {
         &[],
         at("2026-01-01T00:00:00Z"),
     )
+}
+
+/// Starts `deploy` of `plan` and returns once a step has printed `child-started`
+/// (its process is running), with the rest of the output to read.
+pub fn start_blocked(home: &Home, plan: &Path) -> (Child, std::io::Lines<BufReader<ChildStdout>>) {
+    let mut child = home
+        .command(&["deploy", "--plan", plan.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("child-started") {
+            break;
+        }
+    }
+    (child, lines)
 }

@@ -1,9 +1,7 @@
 //! `deploy`, `resume`, `retry` and `cancel` with real `ansible-playbook` on
 //! localhost and real command steps.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Stdio};
 
 use crate::common::*;
 
@@ -306,22 +304,6 @@ phases:
 ",
     )]);
     dir.join("plan.yaml")
-}
-
-/// Starts `deploy` and returns once its first step's process is running.
-fn start_blocked(home: &Home, plan: &Path) -> (Child, std::io::Lines<BufReader<ChildStdout>>) {
-    let mut child = home
-        .command(&["deploy", "--plan", plan.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("child-started") {
-            break;
-        }
-    }
-    (child, lines)
 }
 
 #[test]

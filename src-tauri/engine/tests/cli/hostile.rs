@@ -2,7 +2,6 @@
 //! daemons that keep the step's pipes open, pipes closed early, secrets in other
 //! encodings. Each test is named after the promise a hostile step once broke.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use crate::common::*;
@@ -165,17 +164,7 @@ fn a_step_that_closed_its_output_still_stops_on_sigterm() {
         &home,
         "echo child-started; exec >/dev/null 2>&1; sleep 300; echo ran > ran.txt",
     );
-    let mut child = home
-        .command(&["deploy", "--plan", plan.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("child-started") {
-            break;
-        }
-    }
+    let (mut child, _lines) = start_blocked(&home, &plan);
     // The step's output is closed once `sleep` runs; until then the runner may still
     // read. Either way a SIGTERM must end the run.
     // SAFETY: kill(2) of the deploy process this test started.
