@@ -354,6 +354,14 @@ fn numbers_too_large_are_refused_without_a_panic() {
         .expect(4, &["serial", "largest number", "recover --from-backup"]);
     assert_eq!(std::fs::read(home.state_file()).unwrap(), bytes);
     assert_eq!(home.status_json()["deployment"]["status"], "failed");
+
+    state["serial"] = serde_json::json!(7);
+    state["last_event_seq"] = serde_json::json!(u64::MAX);
+    let bytes = serde_json::to_vec_pretty(&state).unwrap();
+    home.write_state(&bytes);
+    home.run(&["clean-state", "--yes"])
+        .expect(4, &["last event number", "largest number"]);
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), bytes);
 }
 
 /// `resume` or `retry` with no deployment said "ansible-playbook is not installed"
