@@ -642,7 +642,7 @@ fn print_events(store: &Store, run: Option<&str>, follow: bool, json: bool) -> R
     let mut offset: u64 = 0;
     let mut pending = Vec::new();
     loop {
-        if let Ok(mut f) = std::fs::File::open(&path) {
+        if let Ok(Some(mut f)) = crate::state::fsops::open_regular(&path) {
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             if len < offset {
                 offset = 0; // truncated (torn line dropped): read again, skipping seen seqs
@@ -758,15 +758,9 @@ impl Write for LazyLogWriter {
             return Ok(buf.len());
         };
         if guard.is_none() && log.root.is_dir() {
-            use crate::state::fsops::{FILE_MODE, FileOps, RealFs};
-            use std::os::unix::fs::OpenOptionsExt;
+            use crate::state::fsops::{FileOps, RealFs, open_append_regular};
             if RealFs.create_dir_all(&log.dir).is_ok() {
-                *guard = std::fs::OpenOptions::new()
-                    .append(true)
-                    .create(true)
-                    .mode(FILE_MODE)
-                    .open(log.dir.join("engine.log"))
-                    .ok();
+                *guard = open_append_regular(&log.dir.join("engine.log")).ok();
             }
         }
         match guard.as_mut() {

@@ -404,21 +404,12 @@ pub fn save(store: &Store, config: &InstallerConfig, now: Timestamp) -> Result<(
 }
 
 fn read_limited(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(EngineError::io("read", path, e)),
-        Ok(m) if m.len() > MAX_BYTES => {
-            return Err(EngineError::Usage(format!(
-                "{} is {} bytes; it can be at most {MAX_BYTES} bytes",
-                path.display(),
-                m.len()
-            )));
+    crate::state::fsops::read_regular(path, MAX_BYTES).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+            EngineError::Usage(format!("{} cannot be used: {e}", path.display()))
         }
-        Ok(_) => {}
-    }
-    std::fs::read(path)
-        .map(Some)
-        .map_err(|e| EngineError::io("read", path, e))
+        _ => EngineError::io("read", path, e),
+    })
 }
 
 /// Checks that an inventory can be used: not too large, UTF-8, and for YAML a

@@ -190,7 +190,10 @@ pub(crate) fn current_checksums(state: &StateFile) -> BTreeMap<String, Option<St
         if let Some(path) = f.value.get("source_file").and_then(|v| v.as_str())
             && !out.contains_key(path)
         {
-            let sum = std::fs::read(path).ok().map(|b| crate::plan::sha256(&b));
+            let sum = crate::state::fsops::read_regular(Path::new(path), MAX_TFSTATE_BYTES)
+                .ok()
+                .flatten()
+                .map(|b| crate::plan::sha256(&b));
             out.insert(path.to_string(), sum);
         }
     }
@@ -217,14 +220,9 @@ pub(crate) fn read_tfstate(path: &Path) -> Result<TfState> {
             path.display()
         ))
     };
-    let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
-    if meta.len() > MAX_TFSTATE_BYTES {
-        return Err(bad(format!(
-            "is {} bytes; at most {MAX_TFSTATE_BYTES} are read",
-            meta.len()
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let bytes = crate::state::fsops::read_regular(path, MAX_TFSTATE_BYTES)
+        .map_err(|e| bad(format!("cannot be read ({e})")))?
+        .ok_or_else(|| bad("does not exist".into()))?;
     let doc: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("is not JSON ({e})")))?;
     let version = doc.get("version").and_then(|v| v.as_u64());

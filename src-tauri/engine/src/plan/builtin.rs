@@ -104,7 +104,9 @@ impl PlanRef {
     pub fn parse(spec: Option<&str>) -> Result<Self> {
         let spec = spec.unwrap_or(DEFAULT_PLAN);
         let path = Path::new(spec);
-        if path.is_file() {
+        // Anything there but a folder is taken as the plan file the user meant (a
+        // named pipe is then refused by name, not mistaken for a built-in's name).
+        if path.exists() && !path.is_dir() {
             return Ok(Self::File(path.to_path_buf()));
         }
         if let Some(b) = find(spec) {
@@ -131,18 +133,30 @@ impl PlanRef {
                 )?)
             }
             PlanRef::File(path) => {
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| EngineError::io("read the plan", path, e))?;
-                if meta.len() > plan::MAX_PLAN_BYTES as u64 {
-                    return Err(EngineError::Usage(format!(
-                        "{} is {} bytes; plans are at most {} bytes",
-                        path.display(),
-                        meta.len(),
-                        plan::MAX_PLAN_BYTES
-                    )));
-                }
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| EngineError::io("read the plan", path, e))?;
+                let bytes = crate::state::fsops::read_regular(path, plan::MAX_PLAN_BYTES as u64)
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                            EngineError::Usage(format!(
+                                "the plan {} cannot be used: {e} (plans are at most {} bytes)",
+                                path.display(),
+                                plan::MAX_PLAN_BYTES
+                            ))
+                        }
+                        _ => EngineError::io("read the plan", path, e),
+                    })?
+                    .ok_or_else(|| {
+                        EngineError::io(
+                            "read the plan",
+                            path,
+                            std::io::Error::from(std::io::ErrorKind::NotFound),
+                        )
+                    })?;
+                let text = String::from_utf8(bytes).map_err(|_| {
+                    EngineError::Usage(format!(
+                        "the plan {} is not UTF-8 text; a plan is a YAML file",
+                        path.display()
+                    ))
+                })?;
                 let base = path
                     .parent()
                     .filter(|p| !p.as_os_str().is_empty())

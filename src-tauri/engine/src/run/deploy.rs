@@ -518,14 +518,14 @@ fn checked_actions(
 /// `-i` for ansible-playbook: `--inventory`, else the wizard's, else `localhost,`.
 fn inventory(args: &DeployArgs, layout: &crate::paths::Layout) -> Result<String> {
     let path = match &args.inventory {
-        Some(p) if !p.is_file() => {
+        Some(p) if !p.exists() => {
             return Err(EngineError::Usage(format!(
                 "the inventory {} does not exist",
                 p.display()
             )));
         }
         Some(p) => Some(p.clone()),
-        None if layout.inventory_file().is_file() => Some(layout.inventory_file()),
+        None if layout.inventory_file().exists() => Some(layout.inventory_file()),
         None => None,
     };
     if let Some(p) = &path {
@@ -842,11 +842,7 @@ impl<'a> Run<'a> {
                 .create_dir_all(dir)
                 .map_err(|e| EngineError::io("create the folder", dir, e))?;
         }
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode_0600()
-            .open(log_path)
+        let mut log = crate::state::fsops::open_append_regular(log_path)
             .map_err(|e| EngineError::io("open the log file", log_path, e))?;
         let (progress, session, clock) = (&mut *self.progress, &mut self.session, self.args.clock);
         let mut out = |o: Output| {
@@ -911,17 +907,6 @@ fn step_path(step: &crate::plan::Step) -> &str {
     match &step.action {
         Action::Playbook { path, .. } => path,
         Action::Command { .. } => "",
-    }
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for std::fs::OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(crate::state::fsops::FILE_MODE)
     }
 }
 

@@ -174,17 +174,121 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
     parent_of(path).join(format!("{TEMP_PREFIX}{name}.{}", &suffix[..12]))
 }
 
+/// Opens a file for reading only if it is a regular file: the open does not block
+/// (a named pipe with no writer would hang the reader, perhaps while it holds the
+/// lock), and anything but a regular file (a FIFO, a socket, a device, a folder) is
+/// refused with an error that names what it is. `Ok(None)` when it does not exist.
+pub fn open_regular(path: &Path) -> io::Result<Option<File>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Err(not_regular("a folder")),
+        Err(e) => return Err(e),
+    };
+    check_regular(&file)?;
+    Ok(Some(file))
+}
+
+fn check_regular(file: &File) -> io::Result<()> {
+    let kind = file.metadata()?.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    use std::os::unix::fs::FileTypeExt;
+    Err(not_regular(if kind.is_dir() {
+        "a folder"
+    } else if kind.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a file"
+    }))
+}
+
+fn not_regular(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("it is {what}, not a regular file; put the file itself there"),
+    )
+}
+
+/// Opens (creating it 0600 if missing) a regular file to append to, without
+/// blocking on a named pipe and refusing anything but a regular file.
+pub fn open_append_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EISDIR) => not_regular("a folder"),
+            Some(libc::ENXIO) => not_regular("a named pipe (FIFO)"),
+            _ => e,
+        })?;
+    check_regular(&file)?;
+    Ok(file)
+}
+
+/// Opens (creating it 0600 if missing) a regular file for reading and writing, as
+/// the lock file is, refusing anything but a regular file.
+pub fn open_rw_regular(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EISDIR) => not_regular("a folder"),
+            _ => e,
+        })?;
+    check_regular(&file)?;
+    Ok(file)
+}
+
+/// Reads a whole regular file (see [`open_regular`]), refusing one larger than
+/// `max` bytes before reading it. `Ok(None)` when it does not exist.
+pub fn read_regular(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it is {len} bytes, more than the {max} bytes such a file can be"),
+        ));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // A file that grows while it is read is still cut at the limit.
+    file.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("it is more than the {max} bytes such a file can be"),
+        ));
+    }
+    Ok(Some(buf))
+}
+
 impl FileOps for RealFs {
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
-        match File::open(path) {
-            Ok(mut f) => {
-                let mut buf = Vec::new();
-                f.read_to_end(&mut buf)?;
-                Ok(Some(buf))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let Some(mut f) = open_regular(path)? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        Ok(Some(buf))
     }
 
     fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -5,8 +5,7 @@
 //! blocks the next start. Readers never take the lock: they read the info file and
 //! check whether its process still exists.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{File, TryLockError};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::paths::Layout;
-use crate::state::fsops::{FILE_MODE, FileOps};
+use crate::state::fsops::FileOps;
 use crate::state::model::ProcessRef;
 use crate::timestamp::Timestamp;
 
@@ -118,13 +117,7 @@ pub(crate) fn acquire_notifying(
     fs.create_dir_all(&layout.root)
         .map_err(|e| EngineError::io("create the folder", &layout.root, e))?;
     let path = layout.lock_file();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .open(&path)
+    let file = crate::state::fsops::open_rw_regular(&path)
         .map_err(|e| EngineError::io("open the lock file", &path, e))?;
     let deadline = match wait {
         LockWait::NoWait => None,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
+use crate::state::fsops::read_regular;
 use crate::state::lifecycle::AnyDeployment;
 use crate::state::lock::LockWait;
 use crate::state::migrate::{self, import_k0rdent};
@@ -15,7 +16,7 @@ use crate::state::model::{
     StateFile,
 };
 use crate::state::store::{
-    Loaded, Store, Writer, migration_backup_path, parse_state, valid_run_id,
+    Loaded, MAX_STATE_BYTES, Store, Writer, migration_backup_path, parse_state, valid_run_id,
 };
 use crate::timestamp::Timestamp;
 
@@ -209,11 +210,26 @@ pub fn recover(
         RecoverSource::File(p) => (p, None),
         RecoverSource::Document { bytes, origin } => (PathBuf::from(origin), Some(bytes)),
     };
+    let cannot_serve = |reason: String| EngineError::Unreadable {
+        path: source_path.clone(),
+        reason: format!("{reason}. It cannot serve to recover either; nothing was changed"),
+    };
     let read = match document {
+        Some(bytes) if bytes.len() as u64 > MAX_STATE_BYTES => {
+            return Err(cannot_serve(format!(
+                "it is {} bytes; a state file this program writes stays far below {MAX_STATE_BYTES} bytes, so this is not one",
+                bytes.len()
+            )));
+        }
         Some(bytes) => Some(bytes),
-        None => fs
-            .read(&source_path)
-            .map_err(|e| EngineError::io("read", &source_path, e))?,
+        // Read as the state itself is read: a regular file within the state's size
+        // limit, so what is installed is what the next command can read.
+        None => read_regular(&source_path, MAX_STATE_BYTES).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                cannot_serve(e.to_string())
+            }
+            _ => EngineError::io("read", &source_path, e),
+        })?,
     };
     let Some(source_bytes) = read else {
         return Err(EngineError::Usage(format!(
@@ -222,18 +238,17 @@ pub fn recover(
         )));
     };
     parse_state(&source_bytes, &source_path, now, uuid::Uuid::new_v4()).map_err(|e| match e {
-        EngineError::Unreadable { reason, .. } => EngineError::Unreadable {
-            path: source_path.clone(),
-            reason: format!("{reason}. It cannot serve to recover either; nothing was changed"),
-        },
+        EngineError::Unreadable { reason, .. } => cannot_serve(reason),
         other => other,
     })?;
-    // The serial must never go back: take the highest one the unreadable file
-    // still shows, if any.
-    let floor = std::fs::read(&state_path)
-        .ok()
-        .as_deref()
-        .and_then(scan_serial)
+    // The serial must never go back: take the highest one the unreadable file or
+    // the backup still shows (a zeroed state shows none; the backup is the state
+    // one commit before the last).
+    let seen = |p: &Path| fs.read(p).ok().flatten().and_then(|b| scan_serial(&b));
+    let floor = seen(&state_path)
+        .into_iter()
+        .chain(seen(&layout.backup_file()).map(|s| s.saturating_add(1)))
+        .max()
         .unwrap_or(0);
     let moved_aside = match exists {
         false => None,
@@ -415,13 +430,27 @@ pub fn import(
         path: path.to_path_buf(),
         reason,
     };
-    let bytes = std::fs::read(path).map_err(|e| EngineError::io("read", path, e))?;
-    if bytes.len() > MAX_IMPORT_BYTES {
-        return Err(bad(format!(
-            "it is {} bytes, too large to be a state file",
-            bytes.len()
-        )));
-    }
+    let bytes = match crate::state::fsops::read_regular(path, MAX_IMPORT_BYTES as u64) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            return Err(EngineError::io(
+                "read",
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+            ) =>
+        {
+            return Err(bad(format!(
+                "{e}; it is too large or not a file, so not a state file"
+            )));
+        }
+        Err(e) => return Err(EngineError::io("read", path, e)),
+    };
     let text = String::from_utf8(bytes).map_err(|_| bad("it is not UTF-8 text".into()))?;
     let shown = path.display().to_string();
     let (deployment, facts, keys_left, format) = match serde_json::from_str::<serde_json::Value>(

@@ -2,6 +2,7 @@
 //! what to do, and the file is byte-for-byte unchanged.
 
 use crate::common::*;
+use std::path::{Path, PathBuf};
 
 /// A valid state file's bytes, made by the engine.
 fn valid_state() -> Vec<u8> {
@@ -387,4 +388,96 @@ fn resume_and_retry_with_no_deployment_say_so_before_looking_for_ansible() {
         assert!(!r.stderr.contains("ansible-playbook"), "{}", r.stderr);
         assert!(!home.state_file().exists(), "{args:?} wrote a state");
     }
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {path:?}"
+    );
+}
+
+/// Named pipes where files should be hung commands, some while holding the lock
+/// (`status`, which must never block, hung on the lock info file). Each is now
+/// refused or skipped at once, naming what is wrong, and nothing is changed.
+#[test]
+fn fifos_where_files_should_be_are_named_not_waited_on() {
+    let says = "named pipe (FIFO), not a regular file";
+
+    // recover --from a FIFO, over an unreadable state: exit 4, the state untouched.
+    let home = Home::new();
+    home.write_state(b"{ not json");
+    let fifo = home.outside("state.fifo");
+    mkfifo(&fifo);
+    home.run_within(30, &["recover", "--from", fifo.to_str().unwrap()])
+        .expect(4, &[says, "nothing was changed"]);
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), b"{ not json");
+
+    // The lock info file, a run file and the events: status answers, history names
+    // the run file and goes on.
+    let home = Home::new();
+    home.write_state(&valid_state());
+    mkfifo(&home.layout().lock_info_file());
+    std::fs::create_dir_all(home.layout().runs_dir()).unwrap();
+    mkfifo(&home.layout().runs_dir().join("r-fifo.json"));
+    let r = home.run_within(30, &["status", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = home.run_within(30, &["history"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("r-fifo.json") && r.stderr.contains(says),
+        "{}",
+        r.stderr
+    );
+    mkfifo(&home.layout().events_file());
+    home.run_within(30, &["events"])
+        .expect(1, &["events.jsonl", says]);
+    let before = std::fs::read(home.state_file()).unwrap();
+    home.run_within(30, &["clean-state", "--yes"])
+        .expect(1, &["events.jsonl", says]);
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), before);
+
+    // The lock file itself, the configuration, and a plan given as a FIFO.
+    let home = Home::new();
+    home.create();
+    mkfifo(&home.path().join("deployment-state.lock"));
+    home.run_within(30, &["clean-state", "--yes"])
+        .expect(1, &["lock file", says]);
+    let home = Home::new();
+    home.create();
+    mkfifo(&home.path().join("installer-config.json"));
+    let plan = dir_plan(&home);
+    home.run_within(30, &["deploy", "--plan", plan.to_str().unwrap()])
+        .expect(2, &["installer-config.json", says]);
+    assert!(!home.state_file().exists());
+    let fifo_plan = home.outside("plan.fifo");
+    mkfifo(&fifo_plan);
+    let home = Home::new();
+    home.run_within(30, &["deploy", "--plan", fifo_plan.to_str().unwrap()])
+        .expect(2, &["plan.fifo", says]);
+    assert!(!home.state_file().exists());
+    let fifo_inventory = home.outside("inventory.fifo.yaml");
+    mkfifo(&fifo_inventory);
+    let plan = dir_plan(&home);
+    home.run_within(
+        30,
+        &[
+            "deploy",
+            "--plan",
+            plan.to_str().unwrap(),
+            "--inventory",
+            fifo_inventory.to_str().unwrap(),
+        ],
+    )
+    .expect(2, &["inventory.fifo.yaml", says]);
+    assert!(!home.state_file().exists());
+}
+
+fn dir_plan(home: &Home) -> PathBuf {
+    let text =
+        "id: ok\nphases:\n  - id: p\n    steps:\n      - id: s\n        command: [\"true\"]\n";
+    plan_dir(home, &[("plan.yaml", text)]).join("plan.yaml")
 }

@@ -80,6 +80,30 @@ impl Home {
         Run::from(self.command(args).output().expect("run thinkube-deploy"))
     }
 
+    /// Runs the binary and fails the test (killing the process) if it has not
+    /// finished within `seconds`: for cases where the bug was a hang.
+    pub fn run_within(&self, seconds: u64, args: &[&str]) -> Run {
+        let child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run thinkube-deploy");
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(seconds)) {
+            Ok(out) => Run::from(out.expect("wait for thinkube-deploy")),
+            Err(_) => {
+                // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                panic!("`thinkube-deploy {}` hung for {seconds} s", args.join(" "));
+            }
+        }
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         let r = self.run(&["status", "--json"]);
         assert_eq!(r.code, 0, "status failed: {}", r.stderr);

@@ -118,3 +118,61 @@ fn recover_from_a_given_file_and_when_the_state_was_deleted() {
     assert_eq!(v["deployment"]["status"], "completed");
     assert_eq!(v["lineage"], lineage);
 }
+
+fn aside_files(home: &Home) -> usize {
+    std::fs::read_dir(home.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".unreadable-"))
+        .count()
+}
+
+/// A backup over the state's size limit was installed, and then every command
+/// refused the state it had just installed (exit 4). It is refused before anything
+/// moves: the unreadable state stays where it was, nothing is set aside.
+#[test]
+fn recover_from_a_backup_over_the_size_limit_changes_nothing() {
+    let home = Home::new();
+    one_completed_step(&home);
+    let mut big = std::fs::read(home.state_file()).unwrap();
+    big.resize(big.len() + 65 * 1024 * 1024, b' '); // still valid JSON
+    std::fs::write(home.layout().backup_file(), &big).unwrap();
+    home.write_state(b"{garbage");
+    home.run(&["recover", "--from-backup"]).expect(
+        4,
+        &[
+            "bytes",
+            "cannot serve to recover either; nothing was changed",
+        ],
+    );
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), b"{garbage");
+    assert_eq!(aside_files(&home), 0, "the unreadable state was moved");
+    assert_eq!(
+        std::fs::metadata(home.layout().backup_file())
+            .unwrap()
+            .len(),
+        big.len() as u64
+    );
+}
+
+/// `recover --from OLD.json` over a zeroed state lowered the serial (18 -> 9): the
+/// zeroed file shows no serial, so the floor comes from the backup too.
+#[test]
+fn recover_from_an_old_copy_over_a_zeroed_state_never_lowers_the_serial() {
+    let home = Home::new();
+    let store = home.store();
+    let steps = [("a", "p"), ("b", "p")];
+    run_deployment(&store, &steps, Some("b"), &[], at("2026-01-01T00:00:00Z"));
+    let old = home.outside("old.json");
+    std::fs::copy(home.state_file(), &old).unwrap();
+    let old_serial = home.status_json()["serial"].as_u64().unwrap();
+    run_deployment(&store, &steps, None, &[], at("2026-01-02T00:00:00Z"));
+    let last = home.status_json()["serial"].as_u64().unwrap();
+    assert!(last > old_serial);
+    let len = std::fs::metadata(home.state_file()).unwrap().len() as usize;
+    home.write_state(&vec![0u8; len]);
+    let r = home.run(&["recover", "--from", old.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let now = home.status_json()["serial"].as_u64().unwrap();
+    assert!(now > last, "the serial went back from {last} to {now}");
+}
