@@ -75,6 +75,7 @@ impl From<EngineError> for AppError {
             | EngineError::BadImport { .. }
             | EngineError::Transition(_)
             | EngineError::Usage(_)
+            | EngineError::UnfinishedStepsRemoved { .. }
             | EngineError::InvalidPlan(_)
             | EngineError::Choice(_) => ErrorCode::BadInput,
         };

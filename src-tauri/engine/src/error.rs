@@ -83,6 +83,14 @@ pub enum EngineError {
     )]
     StepStillRunning { step: String, pid: u32 },
 
+    /// The plan no longer has steps that failed or were interrupted (exit 2): the
+    /// user decides what happens to them, the plan does not.
+    #[error(
+        "the plan no longer has {}, which did not finish. A step that failed or was interrupted never leaves the record: put it back in the plan and run `thinkube-deploy retry`, or start over with `thinkube-deploy clean-state` (the deployment's history is kept). Nothing ran",
+        .steps.join(", ")
+    )]
+    UnfinishedStepsRemoved { steps: Vec<String> },
+
     /// Bad usage or bad input: a wrong argument, file or choice (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -169,6 +177,7 @@ impl EngineError {
             | Self::BadImport { .. }
             | Self::Transition(_)
             | Self::Usage(_)
+            | Self::UnfinishedStepsRemoved { .. }
             | Self::InvalidPlan(_)
             | Self::Choice(_) => exit::BAD_INPUT,
             Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,

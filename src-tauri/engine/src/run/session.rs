@@ -11,7 +11,7 @@ use crate::state::lifecycle::{AnyDeployment, Deployment, InProgress, PlannedDepl
 use crate::state::lock::LockWait;
 use crate::state::model::{
     AttemptOutcome, DeploymentStatus, EventKind, NewEvent, ProcessRef, RunKind, RunOutcome,
-    RunRecord, RunStep, StepError, StepRecord,
+    RunRecord, RunStep, StepError, StepRecord, StepStatus,
 };
 use crate::state::store::{Store, Writer, new_run_id};
 use crate::timestamp::Timestamp;
@@ -139,6 +139,22 @@ impl RunSession {
             None => current,
             Some(plan) => {
                 let (replanned, changes, removed) = current.replan(plan);
+                let unfinished: Vec<String> = removed
+                    .iter()
+                    .filter(|s| matches!(s.status, StepStatus::Failed | StepStatus::Interrupted))
+                    .map(|s| {
+                        format!(
+                            "step `{}` ({}, {} after {} attempt(s))",
+                            s.id,
+                            s.title,
+                            s.status.as_str(),
+                            s.attempts.len()
+                        )
+                    })
+                    .collect();
+                if !unfinished.is_empty() {
+                    return Err(EngineError::UnfinishedStepsRemoved { steps: unfinished });
+                }
                 if !changes.is_empty() {
                     events.push(NewEvent::new(
                         EventKind::PlanChanged,

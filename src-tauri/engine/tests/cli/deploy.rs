@@ -466,6 +466,62 @@ fn a_changed_plan_is_matched_step_by_step_and_nothing_is_silently_rerun_or_hidde
         .expect(2, &["runs plan `evolving`, not `demo`", "clean-state"]);
 }
 
+/// A failed step removed from the plan disappeared: `resume` then exited 0 and the
+/// deployment was `completed`. It stays in the record and the deployment failed;
+/// every way on names it and says what to choose, until the user chooses.
+#[test]
+fn a_failed_step_removed_from_the_plan_stays_failed_and_is_named() {
+    let home = Home::new();
+    let with_b = |b: &str| {
+        format!(
+            "id: evolving\nphases:\n  - id: p\n    steps:\n{}      - id: b\n        title: Step bee\n        command: [{b}]\n{}",
+            counting_step("a", "count-a"),
+            counting_step("c", "count-c")
+        )
+    };
+    let dir = plan_dir(&home, &[("plan.yaml", &with_b("\"false\""))]);
+    let plan = dir.join("plan.yaml");
+    let plan = plan.to_str().unwrap();
+    assert_eq!(home.run(&["deploy", "--plan", plan]).code, 1);
+    let without_b = format!(
+        "id: evolving\nphases:\n  - id: p\n    steps:\n{}{}",
+        counting_step("a", "count-a"),
+        counting_step("c", "count-c")
+    );
+    std::fs::write(dir.join("plan.yaml"), without_b).unwrap();
+    let before = std::fs::read(home.state_file()).unwrap();
+    for args in [&["resume"][..], &["deploy", "--plan", plan], &["retry"]] {
+        home.run(args).expect(
+            2,
+            &[
+                "step `b` (Step bee, failed after 1 attempt(s))",
+                "never leaves the record",
+                "thinkube-deploy clean-state",
+            ],
+        );
+        assert_eq!(
+            std::fs::read(home.state_file()).unwrap(),
+            before,
+            "{args:?}"
+        );
+    }
+    let v = home.status_json();
+    assert_eq!(v["deployment"]["status"], "failed");
+    assert_eq!(v["steps"][1]["id"], "b");
+    assert_eq!(v["steps"][1]["status"], "failed");
+    assert_eq!(
+        count_lines(&dir.join("count-c")),
+        0,
+        "c ran after a failed b"
+    );
+    // Put back (fixed), it is retried and the deployment finishes.
+    std::fs::write(dir.join("plan.yaml"), with_b("\"true\"")).unwrap();
+    let r = home.run(&["retry"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(home.status_json()["deployment"]["status"], "completed");
+    assert_eq!(count_lines(&dir.join("count-a")), 1);
+}
+
 #[test]
 fn flags_toggled_later_add_steps_and_never_hide_completed_ones() {
     let home = Home::new();
