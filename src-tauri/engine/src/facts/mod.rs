@@ -632,7 +632,7 @@ mod tests {
             );
         }
         let e = read_tfstate(&dir.join("missing")).unwrap_err().to_string();
-        assert!(e.contains("cannot be read"), "{e}");
+        assert!(e.contains("does not exist"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -395,7 +395,14 @@ fn prepare(
             plan.id
         )));
     }
+    // A run that carries on a deployment (anything but `deploy` of a completed one)
+    // needs its secret values again: they were never kept.
+    let carries_on =
+        current.filter(|d| args.kind != RunKind::Deploy || d.status != DeploymentStatus::Completed);
     let choices = choices(&plan, current.map(|d| &d.configuration), args)?;
+    if carries_on.is_some() {
+        secrets_given_again(&plan, args)?;
+    }
     let deployment_id = format!("d-{}", crate::state::store::new_run_id(now));
     let planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
     let actions = checked_actions(&plan, &plan_ref, &choices)?;
@@ -474,6 +481,34 @@ fn choices(
     flags.extend(args.flags.clone());
     vars.extend(args.vars.clone());
     Ok(plan.choose(&flags, &vars)?)
+}
+
+/// A secret-named variable's value given at `deploy` is never kept, so a later run
+/// must be given it again: its plan default never silently takes its place.
+fn secrets_given_again(plan: &crate::plan::Plan, args: &DeployArgs) -> Result<()> {
+    let missing: Vec<&str> = plan
+        .vars
+        .iter()
+        .filter(|v| v.default.is_some() && crate::secrets::is_secret_key(&v.name))
+        .filter(|v| !args.vars.contains_key(&v.name))
+        .map(|v| v.name.as_str())
+        .collect();
+    match missing.as_slice() {
+        [] => Ok(()),
+        names => Err(EngineError::Usage(format!(
+            "{} looks secret, so the value this deployment started with was not kept, and the plan's default is not used in its place: give it again ({}), the same value or the default on purpose. Nothing ran",
+            names
+                .iter()
+                .map(|n| format!("variable `{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            names
+                .iter()
+                .map(|n| format!("--var {n}=VALUE"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ))),
+    }
 }
 
 /// Each applicable step's action, with every playbook it names checked to exist.

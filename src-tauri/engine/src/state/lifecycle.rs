@@ -71,6 +71,10 @@ pub enum TransitionError {
         "nothing to retry: no step has failed (name steps to run them again, or use `resume` to continue)"
     )]
     NothingToRetry,
+    #[error(
+        "step `{step}` comes after `{failed}`, which failed, and steps run in plan order: retry both (`thinkube-deploy retry {failed} {step}`), or every failed step (`thinkube-deploy retry`)"
+    )]
+    AfterAFailure { step: String, failed: String },
 }
 
 /// A stored deployment that breaks an invariant; loading refuses it.
@@ -167,6 +171,18 @@ impl<S: LifecycleState> Deployment<S> {
                     step: id.clone(),
                     status: step.status.as_str(),
                     action: "retried",
+                });
+            }
+            let earlier_failure = self
+                .record
+                .steps
+                .iter()
+                .take_while(|s| s.id != *id)
+                .find(|s| s.status == StepStatus::Failed && !targets.contains(&s.id));
+            if let Some(failed) = earlier_failure {
+                return Err(TransitionError::AfterAFailure {
+                    step: id.clone(),
+                    failed: failed.id.clone(),
                 });
             }
         }
@@ -278,11 +294,19 @@ impl Settled {
 
 impl Deployment<InProgress> {
     /// The first step (in plan order) that still has to run: pending or interrupted.
+    /// The first step in plan order that is to run, unless a failed step comes
+    /// before it: plan order holds, nothing runs past a failure.
     pub fn next_runnable(&self) -> Option<&StepRecord> {
         self.record
             .steps
             .iter()
-            .find(|s| matches!(s.status, StepStatus::Pending | StepStatus::Interrupted))
+            .find(|s| {
+                matches!(
+                    s.status,
+                    StepStatus::Pending | StepStatus::Interrupted | StepStatus::Failed
+                )
+            })
+            .filter(|s| s.status != StepStatus::Failed)
     }
 
     /// Records that a step starts: a new `running` attempt. Returns its number.
@@ -1061,6 +1085,49 @@ mod tests {
             }
         );
         assert_eq!(statuses(back.record()), [("a", "failed"), ("b", "pending")]);
+    }
+
+    /// `retry c` ran a pending c while an earlier b was still failed. A named step
+    /// after an untouched failure is refused, and a run never passes a failed step.
+    #[test]
+    fn a_retry_never_runs_a_step_past_an_earlier_failure() {
+        let failed_at_b = || {
+            let mut d = started(&[("a", None), ("b", None), ("c", None)]);
+            d.start_step("a", "r1", None, None, now()).unwrap();
+            d.complete_step("a", now()).unwrap();
+            d.start_step("b", "r1", None, None, now()).unwrap();
+            d.fail_step("b", StepError::message("boom"), now()).unwrap();
+            let Settled::Failed(failed) = d.settle(now()) else {
+                panic!()
+            };
+            failed
+        };
+        let (back, err) = failed_at_b().retry(&["c".into()]).unwrap_err();
+        assert_eq!(
+            err,
+            TransitionError::AfterAFailure {
+                step: "c".into(),
+                failed: "b".into()
+            }
+        );
+        assert!(
+            err.to_string().contains("thinkube-deploy retry b c"),
+            "{err}"
+        );
+        assert_eq!(
+            statuses(back.record()),
+            [("a", "completed"), ("b", "failed"), ("c", "pending")]
+        );
+        // Both named: b first.
+        let both = failed_at_b().retry(&["c".into(), "b".into()]).unwrap();
+        assert_eq!(both.next_runnable().unwrap().id, "b");
+        // An earlier completed step run again: it runs, and nothing after the
+        // failed b does.
+        let mut again = failed_at_b().retry(&["a".into()]).unwrap();
+        assert_eq!(again.next_runnable().unwrap().id, "a");
+        again.start_step("a", "r2", None, None, now()).unwrap();
+        again.complete_step("a", now()).unwrap();
+        assert!(again.next_runnable().is_none(), "ran past the failed b");
     }
 
     #[test]

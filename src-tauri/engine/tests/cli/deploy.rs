@@ -881,6 +881,55 @@ fn vm_running_passes_when_the_cached_facts_say_so() {
     );
 }
 
+/// A secret-named variable's plan default silently replaced, on `retry`, the value
+/// given at `deploy`. It is asked for again; the default never stands in for it.
+#[test]
+fn a_secret_given_at_deploy_is_never_replaced_by_the_plans_default_on_retry() {
+    let home = Home::new();
+    let text = "id: secret-default
+vars:
+  - name: db_pass
+    default: plan-default-5e1d
+phases:
+  - id: p
+    steps:
+      - id: uses-it
+        command: [sh, -c, \"test \\\"$PW\\\" != plan-default-5e1d && echo ok >> used\"]
+        env: {PW: \"${db_pass}\"}
+      - id: later
+        command: [sh, -c, \"test -f ready && test \\\"$PW\\\" != plan-default-5e1d\"]
+        env: {PW: \"${db_pass}\"}
+";
+    let dir = plan_dir(&home, &[("plan.yaml", text)]);
+    let plan = dir.join("plan.yaml");
+    let given = "db_pass=Given-91c2-never-stored";
+    let r = home.run(&["deploy", "--plan", plan.to_str().unwrap(), "--var", given]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(count_lines(&dir.join("used")), 1);
+    std::fs::write(dir.join("ready"), "").unwrap();
+    let before = std::fs::read(home.state_file()).unwrap();
+    for args in [&["retry"][..], &["retry", "uses-it", "later"], &["resume"]] {
+        home.run(args).expect(
+            2,
+            &[
+                "variable `db_pass` looks secret",
+                "--var db_pass=VALUE",
+                "Nothing ran",
+            ],
+        );
+        assert_eq!(
+            std::fs::read(home.state_file()).unwrap(),
+            before,
+            "{args:?}"
+        );
+    }
+    let r = home.run(&["retry", "--var", given]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(home.status_json()["deployment"]["status"], "completed");
+    // A completed deployment needs nothing: `deploy` says so without asking.
+    assert!(home.run(&["deploy"]).stdout.contains("already completed"));
+}
+
 #[test]
 fn secrets_given_as_variables_are_never_written_and_asked_for_again() {
     let home = Home::new();
