@@ -668,15 +668,19 @@ impl<'a> Run<'a> {
                 )));
             };
             if self.gates_passed.as_deref() != Some(phase.id.as_str()) {
-                if let Some(blocked) = self.phase_gates(phase)? {
-                    let now = self.now();
-                    let summary = self.finish(|s| s.finish(now))?;
-                    return Ok(Ended::Blocked {
-                        gate: blocked.gate,
-                        reason: blocked.reason,
-                        phase: phase.id.clone(),
-                        summary,
-                    });
+                match self.phase_gates(phase)? {
+                    GatesEnd::Passed => {}
+                    GatesEnd::Stopped => break,
+                    GatesEnd::Blocked(blocked) => {
+                        let now = self.now();
+                        let summary = self.finish(|s| s.finish(now))?;
+                        return Ok(Ended::Blocked {
+                            gate: blocked.gate,
+                            reason: blocked.reason,
+                            phase: phase.id.clone(),
+                            summary,
+                        });
+                    }
                 }
                 self.gates_passed = Some(phase.id.clone());
             }
@@ -708,10 +712,7 @@ impl<'a> Run<'a> {
 
     /// Checks `phase`'s gates in order, recording each verdict (and what it observed
     /// of a host); the first that blocks is returned.
-    fn phase_gates(
-        &mut self,
-        phase: &crate::plan::Phase,
-    ) -> Result<Option<crate::run::gates::Blocked>> {
+    fn phase_gates(&mut self, phase: &crate::plan::Phase) -> Result<GatesEnd> {
         let prepared = self.prepared;
         let now = self.now();
         refresh_stale_vm_facts(
@@ -727,11 +728,18 @@ impl<'a> Run<'a> {
                 &prepared.plan.base_dir,
                 &prepared.choices,
                 self.session.state(),
+                self.stop,
+                &self.hide,
             )
             .map_err(|b| crate::run::gates::Blocked {
                 gate: self.hide.apply(b.gate),
                 reason: self.hide.apply(b.reason),
             });
+            // A stop while a gate was checked ends the run before the phase; the
+            // gate's verdict is not recorded (it was cut short).
+            if self.stopped() {
+                return Ok(GatesEnd::Stopped);
+            }
             let now = self.now();
             let seen = observed(gate, &prepared.choices);
             let passed = verdict.is_ok();
@@ -750,10 +758,10 @@ impl<'a> Run<'a> {
                 now,
             )?;
             if let Err(blocked) = verdict {
-                return Ok(Some(blocked));
+                return Ok(GatesEnd::Blocked(blocked));
             }
         }
-        Ok(None)
+        Ok(GatesEnd::Passed)
     }
 
     /// Runs `step`'s attempts, `earlier` attempts having been made before this run,
@@ -943,6 +951,14 @@ fn step_path(step: &crate::plan::Step) -> &str {
         Action::Playbook { path, .. } => path,
         Action::Command { .. } => "",
     }
+}
+
+/// How a phase's gates ended.
+enum GatesEnd {
+    Passed,
+    Blocked(crate::run::gates::Blocked),
+    /// A stop came while a gate was checked.
+    Stopped,
 }
 
 /// Waits `delay`, waking early when asked to stop. Returns false if stopped.

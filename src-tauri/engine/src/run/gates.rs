@@ -2,6 +2,7 @@
 //! phase with exit 5, records an event, and changes no step.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use crate::plan::{Choices, Gate, substitute};
@@ -15,12 +16,16 @@ pub struct Blocked {
 }
 
 /// Checks one gate. Strings may use the plan's `${VAR}`s; relative paths and
-/// commands start in the plan's folder.
+/// commands start in the plan's folder. A command gate runs as a step does (its own
+/// process group, bounded output, `hide` applied) and ends when `stop` is set; the
+/// caller then looks at `stop`, not at the verdict.
 pub fn check(
     gate: &Gate,
     base_dir: &Path,
     choices: &Choices,
     state: &StateFile,
+    stop: &AtomicBool,
+    hide: &crate::secrets::Redactor,
 ) -> Result<(), Blocked> {
     let sub = |t: &str| substitute(t, &choices.vars).unwrap_or_else(|_| t.to_string());
     match gate {
@@ -40,28 +45,50 @@ pub fn check(
         Gate::Command { argv } => {
             let argv: Vec<String> = argv.iter().map(|a| sub(a)).collect();
             let name = format!("command {}", argv.join(" "));
-            let out = std::process::Command::new(&argv[0])
-                .args(&argv[1..])
-                .current_dir(base_dir)
-                .stdin(std::process::Stdio::null())
-                .output()
-                .map_err(|e| Blocked {
-                    gate: name.clone(),
-                    reason: format!("could not run it: {e}"),
-                })?;
-            if out.status.success() {
+            let cmd = crate::run::runner::StepCommand {
+                program: argv[0].clone().into(),
+                args: argv[1..].iter().map(Into::into).collect(),
+                env: Default::default(),
+                cwd: Some(base_dir.to_path_buf()),
+                ansible: false,
+                redact: hide.clone(),
+            };
+            let mut last = String::new();
+            let mut out = |o: crate::run::runner::Output| {
+                if let crate::run::runner::Output::Line {
+                    stream: crate::run::runner::Stream::Stderr,
+                    line,
+                } = o
+                    && !line.trim().is_empty()
+                {
+                    let mut end = line.len().min(crate::state::bounds::LINE_BYTES);
+                    while !line.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    last = line[..end].to_string();
+                }
+            };
+            let finished = crate::run::runner::run(
+                &cmd,
+                &mut std::io::sink(),
+                &mut out,
+                stop,
+                &mut |_| Ok(()),
+            )
+            .map_err(|e| Blocked {
+                gate: name.clone(),
+                reason: format!("could not run it: {e}"),
+            })?;
+            if finished.error.is_none() && !finished.stopped {
                 return Ok(());
             }
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
+            let last = Some(last)
+                .filter(|l| !l.is_empty())
                 .map(|l| format!(": {l}"))
                 .unwrap_or_default();
             Err(Blocked {
                 gate: name,
-                reason: format!("it {}{last}", describe_exit(out.status)),
+                reason: format!("it {}{last}", describe_exit(finished.exit_code)),
             })
         }
         Gate::FileExists { path } => {
@@ -125,8 +152,8 @@ pub fn check(
     }
 }
 
-fn describe_exit(status: std::process::ExitStatus) -> String {
-    match status.code() {
+fn describe_exit(code: Option<i32>) -> String {
+    match code {
         Some(c) => format!("exited with code {c}"),
         None => "was killed by a signal".into(),
     }

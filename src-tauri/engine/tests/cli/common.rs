@@ -89,19 +89,8 @@ impl Home {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run thinkube-deploy");
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(std::time::Duration::from_secs(seconds)) {
-            Ok(out) => Run::from(out.expect("wait for thinkube-deploy")),
-            Err(_) => {
-                // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                panic!("`thinkube-deploy {}` hung for {seconds} s", args.join(" "));
-            }
-        }
+        let what = format!("`thinkube-deploy {}`", args.join(" "));
+        Run::from(within(seconds, &what, child, Child::wait_with_output))
     }
 
     pub fn status_json(&self) -> serde_json::Value {
@@ -388,4 +377,31 @@ pub fn start_blocked(home: &Home, plan: &Path) -> (Child, std::io::Lines<BufRead
         }
     }
     (child, lines)
+}
+
+/// Waits for `child` to end, failing the test (and killing it) if it has not
+/// within `seconds`: for cases where the bug was a hang.
+pub fn wait_within(seconds: u64, what: &str, child: Child) -> std::process::ExitStatus {
+    within(seconds, what, child, |mut c| c.wait())
+}
+
+fn within<T: Send + 'static>(
+    seconds: u64,
+    what: &str,
+    child: Child,
+    wait: impl FnOnce(Child) -> std::io::Result<T> + Send + 'static,
+) -> T {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(wait(child));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(seconds)) {
+        Ok(out) => out.expect("wait for the child"),
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{what} hung for {seconds} s");
+        }
+    }
 }

@@ -366,6 +366,48 @@ fn cancel_from_another_process_stops_the_running_deployment() {
     );
 }
 
+/// `cancel` while a command gate ran did not stop the run: the gate went on and
+/// the phase's first step still ran. The gate's process is stopped, its verdict
+/// is not recorded, and no step starts.
+#[test]
+fn cancel_during_a_command_gate_stops_the_run_before_any_step() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "id: gated\nphases:\n  - id: p\n    gates:\n      - command: [sh, -c, \"echo in > gate-entered; exec sleep 600\"]\n    steps:\n      - id: s\n        command: [sh, -c, \"echo run >> count-s\"]\n",
+        )],
+    );
+    let entered = dir.join("gate-entered");
+    let c = std::ffi::CString::new(entered.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let runner = home
+        .command(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Opening the pipe returns once the gate's command has opened it to write.
+    let mut line = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::open(&entered).unwrap(), &mut line).unwrap();
+    assert_eq!(line, "in\n");
+    let r = home.run(&["cancel"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let status = wait_within(60, "deploy after cancel during a gate", runner);
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        !dir.join("count-s").exists(),
+        "the phase's step ran after cancel"
+    );
+    let v = home.status_json();
+    assert_eq!(v["deployment"]["status"], "interrupted");
+    assert_eq!(v["steps"][0]["status"], "pending");
+    let events = home.run(&["events"]).stdout;
+    assert!(!events.contains("gate command"), "{events}");
+}
+
 #[test]
 fn sigkill_of_the_runner_mid_step_then_resume_finishes() {
     let home = Home::new();
