@@ -121,7 +121,7 @@ impl RunSession {
         let asked = request.kind();
         let operation = asked.as_str();
         let mut writer = store.open_writer(operation, ctx.wait, now)?;
-        wait_for_orphans(&mut writer)?;
+        writer.wait_for_orphans()?;
         let current = AnyDeployment::from_record(writer.state().deployment.clone())
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         let mut events = Vec::new();
@@ -204,18 +204,10 @@ impl RunSession {
                     .map_err(|(_, e)| EngineError::RestartDue(e))?;
                 (d, kind)
             }
-            (_, AnyDeployment::InProgress(d)) => {
+            (_, AnyDeployment::InProgress(_)) => {
                 // Only possible when a step's process outlived the runner that
                 // started it: that process still works on the deployment.
-                let (step, pid) = d
-                    .record()
-                    .steps
-                    .iter()
-                    .find_map(|s| {
-                        let p = s.attempts.last().and_then(|a| a.process)?;
-                        Some((s.id.clone(), p.pid))
-                    })
-                    .unwrap_or_default();
+                let (step, pid) = writer.orphaned_step().unwrap_or_default();
                 return Err(EngineError::StepStillRunning { step, pid });
             }
             (Request::Deploy { .. }, AnyDeployment::Failed(d)) => {
@@ -549,38 +541,6 @@ fn conclude(
         status,
         serial,
     })
-}
-
-/// How long `begin` waits for a step's process left by a runner that died (it gets
-/// SIGTERM when its runner dies, so it is normally on its way out).
-const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Waits up to [`ORPHAN_GRACE`] for running steps' processes to exit, then records
-/// the ones that did as interrupted.
-fn wait_for_orphans(writer: &mut Writer) -> Result<()> {
-    let alive: Vec<ProcessRef> = writer
-        .state()
-        .deployment
-        .steps
-        .iter()
-        .filter_map(|s| {
-            s.attempts
-                .last()
-                .filter(|a| a.outcome == AttemptOutcome::Running)
-                .and_then(|a| a.process)
-        })
-        .filter(|p| crate::state::lock::process_alive(*p))
-        .collect();
-    if alive.is_empty() {
-        return Ok(());
-    }
-    let deadline = std::time::Instant::now() + ORPHAN_GRACE;
-    while alive.iter().any(|p| crate::state::lock::process_alive(*p))
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    writer.interrupt_dead_run(Timestamp::now())
 }
 
 fn failed_steps(record: &crate::state::model::DeploymentRecord) -> Vec<String> {

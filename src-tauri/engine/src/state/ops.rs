@@ -41,6 +41,12 @@ pub struct CleanReport {
 /// configuration stays in the state; `inventory.yaml` is not touched.
 pub fn clean_state(store: &Store, wait: LockWait, now: Timestamp) -> Result<CleanReport> {
     let mut w = store.open_writer("clean-state", wait, now)?;
+    // A step's process that outlived its runner still works on this deployment:
+    // clearing it would let the next deploy run the same step beside it.
+    w.wait_for_orphans()?;
+    if let Some((step, pid)) = w.orphaned_step() {
+        return Err(EngineError::StepStillRunning { step, pid });
+    }
     let state = w.state().clone();
     let d = &state.deployment;
     if d.id.is_none() && d.steps.is_empty() && state.current_run.is_none() {

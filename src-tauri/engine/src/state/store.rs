@@ -658,6 +658,28 @@ impl Writer {
         Ok(())
     }
 
+    /// Waits up to [`ORPHAN_GRACE`] for the processes of steps still recorded
+    /// running (left by a runner that died; they get SIGTERM when it dies) to exit,
+    /// then records the ones that did as interrupted. Those still alive stay
+    /// running: see [`Writer::orphaned_step`].
+    pub(crate) fn wait_for_orphans(&mut self) -> Result<()> {
+        let deadline = std::time::Instant::now() + ORPHAN_GRACE;
+        while self.orphaned_step().is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.interrupt_dead_run(Timestamp::now())
+    }
+
+    /// A step still recorded running whose process is alive, with its pid: it
+    /// still works on the deployment, so nothing may change it.
+    pub(crate) fn orphaned_step(&self) -> Option<(String, u32)> {
+        self.state.deployment.steps.iter().find_map(|s| {
+            let a = s.attempts.last()?;
+            let p = a.process.filter(|_| a.outcome == AttemptOutcome::Running)?;
+            lock::process_alive(p).then(|| (s.id.clone(), p.pid))
+        })
+    }
+
     /// A run left `running` by a process that died: record it (and its running
     /// steps) as interrupted, and keep the run in history.
     pub(crate) fn interrupt_dead_run(&mut self, now: Timestamp) -> Result<()> {
@@ -701,6 +723,9 @@ impl Writer {
         Ok(())
     }
 }
+
+/// How long a writer waits for a step's process left by a runner that died.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What `reconcile_dead` found.
 #[derive(Debug)]

@@ -291,7 +291,7 @@ fn requests_that_make_no_sense_here_are_refused() {
 }
 
 #[test]
-fn a_step_whose_process_outlived_its_runner_blocks_the_next_run() {
+fn a_step_whose_process_outlived_its_runner_blocks_the_next_run_and_clean_state() {
     let home = Home::new();
     let store = home.store();
     let mut s = begin(&store, deploy()).unwrap();
@@ -308,6 +308,17 @@ fn a_step_whose_process_outlived_its_runner_blocks_the_next_run() {
         "{err}"
     );
     assert_eq!(steps_of(&home)[0].1, "running");
+    // clean-state cleared it, and a new deploy then ran the same step beside the
+    // live process: it is refused the same way, and the state is unchanged.
+    let before = std::fs::read(home.state_file()).unwrap();
+    home.run(&["clean-state", "--yes"]).expect(
+        3,
+        &[
+            &format!("step `a` is still running in pid {}", me.pid),
+            "kill",
+        ],
+    );
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), before);
 }
 
 #[test]
