@@ -59,7 +59,8 @@ impl From<EngineError> for AppError {
         let code = match &e {
             EngineError::Locked { .. }
             | EngineError::StepStillRunning { .. }
-            | EngineError::CancelTimedOut { .. } => ErrorCode::Locked,
+            | EngineError::CancelTimedOut { .. }
+            | EngineError::StoppedWaiting { .. } => ErrorCode::Locked,
             EngineError::PlaybookMissing { .. } => ErrorCode::PlaybookMissing,
             EngineError::Internal(_) => ErrorCode::Internal,
             EngineError::Unreadable { .. }

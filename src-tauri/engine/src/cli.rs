@@ -253,12 +253,78 @@ impl Command {
 
 /// Entry point of the `thinkube-deploy` binary.
 pub fn main() -> ExitCode {
+    // From the first moment: a SIGTERM while the command line is parsed still
+    // ends a deployment as stopped (130), not killed (143).
+    signals::listen();
     let cli = Cli::parse();
     ExitCode::from(run_and_report(cli))
 }
 
+/// SIGINT and SIGTERM. Until the command is known they are only noted; a run
+/// (deploy, resume, retry) then treats them as "stop" (the step is stopped and
+/// recorded interrupted, exit 130); any other command ends at once as the signal's
+/// default action would.
+mod signals {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    const UNDECIDED: u8 = 0;
+    const RUN: u8 = 1;
+    const OTHER: u8 = 2;
+
+    static STOP: AtomicBool = AtomicBool::new(false);
+    static MODE: AtomicU8 = AtomicU8::new(UNDECIDED);
+    static LAST: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+    static INSTALL: Once = Once::new();
+
+    pub(super) fn listen() {
+        INSTALL.call_once(|| {
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // SAFETY: the handler only touches atomics and, for a command that
+                // is not a run, emulates the default action; both are
+                // async-signal-safe.
+                let _ = unsafe {
+                    signal_hook::low_level::register(signal, move || {
+                        STOP.store(true, Ordering::SeqCst);
+                        LAST.store(signal, Ordering::SeqCst);
+                        if MODE.load(Ordering::SeqCst) == OTHER {
+                            let _ = signal_hook::low_level::emulate_default_handler(signal);
+                        }
+                    })
+                };
+            }
+        });
+    }
+
+    /// Whether a signal asked this process to stop.
+    pub(super) fn requested() -> bool {
+        STOP.load(Ordering::SeqCst)
+    }
+
+    /// This command is a run: signals ask it to stop. Returns the flag.
+    pub(super) fn for_a_run() -> &'static AtomicBool {
+        listen();
+        MODE.store(RUN, Ordering::SeqCst);
+        &STOP
+    }
+
+    /// This command is not a run: a signal noted so far ends it now, later ones at
+    /// once.
+    pub(super) fn for_other() {
+        MODE.store(OTHER, Ordering::SeqCst);
+        let last = LAST.load(Ordering::SeqCst);
+        if STOP.load(Ordering::SeqCst) && last != 0 {
+            let _ = signal_hook::low_level::emulate_default_handler(last);
+            std::process::exit(128 + last);
+        }
+    }
+}
+
 /// Runs a parsed command line and prints an error as one line with its causes.
 pub fn run_and_report(cli: Cli) -> u8 {
+    // An error may quote a value built from a secret (a playbook path made of a
+    // `--var`): it is masked before the terminal and the log see it.
+    let hide = secrets_of(&cli);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -272,6 +338,7 @@ pub fn run_and_report(cli: Cli) -> u8 {
                 }
                 source = cause.source();
             }
+            let line = hide.apply(line);
             tracing::error!("{line}");
             eprintln!("{line}");
             e.exit_code()
@@ -279,8 +346,32 @@ pub fn run_and_report(cli: Cli) -> u8 {
     }
 }
 
+/// The secret values this command line and this process's environment carry: the
+/// secret-named `--var`s and environment variables.
+fn secrets_of(cli: &Cli) -> crate::secrets::Redactor {
+    let vars: &[(String, String)] = match &cli.command {
+        Command::Deploy { run, .. } | Command::Resume { run } | Command::Retry { run, .. } => {
+            &run.vars
+        }
+        Command::Plan(PlanCommand::Show { vars, .. }) => vars,
+        _ => &[],
+    };
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    crate::secrets::Redactor::new(
+        crate::secrets::secret_named(vars.iter().map(|(k, v)| (k, v))).chain(
+            crate::secrets::secret_named(env.iter().map(|(k, v)| (k, v))),
+        ),
+    )
+}
+
 /// Runs a command; returns its exit code.
 pub fn run(cli: Cli) -> Result<u8> {
+    match &cli.command {
+        Command::Deploy { .. } | Command::Resume { .. } | Command::Retry { .. } => {}
+        _ => signals::for_other(),
+    }
     let (store, wait) = open_store(&cli.global, cli.command.writes())?;
     let now = Timestamp::now();
     match cli.command {
@@ -379,14 +470,14 @@ fn open_store(global: &GlobalArgs, writes: bool) -> Result<(Store, LockWait)> {
         None | Some(0) => LockWait::NoWait,
         Some(s) => LockWait::Timeout(Duration::from_secs(s)),
     };
-    let store = Store::new(layout, Identity::new(PROGRAM)).with_lock_wait_notice(
-        std::sync::Arc::new(move |holder| {
+    let store = Store::new(layout, Identity::new(PROGRAM))
+        .with_lock_wait_notice(std::sync::Arc::new(move |holder| {
             let who = holder.map_or("another process".to_string(), |h| {
                 format!("pid {} ({}, since {})", h.pid, h.operation, h.since)
             });
             eprintln!("thinkube-deploy: waiting for the lock held by {who}");
-        }),
-    );
+        }))
+        .with_stop_requested(std::sync::Arc::new(signals::requested));
     Ok((store, wait))
 }
 
@@ -785,11 +876,13 @@ fn run_deployment(
     run: RunArgs,
     wait: LockWait,
 ) -> Result<u8> {
-    use std::sync::atomic::AtomicBool;
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone())
-            .map_err(|e| EngineError::io("listen for signals on", "this process", e))?;
+    let stop = signals::for_a_run();
+    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+        eprintln!(
+            "thinkube-deploy: stopped before the {} began; nothing ran",
+            kind.as_str()
+        );
+        return Ok(exit::STOPPED);
     }
     let args = deploy::DeployArgs {
         steps,

@@ -107,6 +107,13 @@ pub enum EngineError {
     )]
     CancelTimedOut { pid: u32 },
 
+    /// A signal came while waiting for another process's lock (exit 130).
+    #[error(
+        "stopped while waiting for the lock on {}; nothing ran and nothing was changed",
+        .path.display()
+    )]
+    StoppedWaiting { path: PathBuf },
+
     /// A step's playbook is not where the plan says (exit 1); nothing ran.
     #[error("step `{step}`: playbook {} does not exist; check the plan{hint}. Nothing ran", .path.display())]
     PlaybookMissing {
@@ -181,6 +188,7 @@ impl EngineError {
             | Self::InvalidPlan(_)
             | Self::Choice(_) => exit::BAD_INPUT,
             Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,
+            Self::StoppedWaiting { .. } => exit::STOPPED,
             Self::DeploymentFailed { .. }
             | Self::RestartDue(_)
             | Self::AnsibleMissing(_)

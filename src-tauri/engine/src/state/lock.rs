@@ -101,7 +101,9 @@ pub fn acquire(
     identity: &Identity,
     now: Timestamp,
 ) -> Result<LockGuard> {
-    acquire_notifying(layout, fs, operation, wait, identity, now, &|_| {})
+    acquire_notifying(layout, fs, operation, wait, identity, now, &|_| {}, &|| {
+        false
+    })
 }
 
 /// Like `acquire`, calling `on_wait` once when it starts waiting for another holder.
@@ -113,6 +115,7 @@ pub(crate) fn acquire_notifying(
     identity: &Identity,
     now: Timestamp,
     on_wait: &dyn Fn(Option<&LockHolder>),
+    stopped: &dyn Fn() -> bool,
 ) -> Result<LockGuard> {
     fs.create_dir_all(&layout.root)
         .map_err(|e| EngineError::io("create the folder", &layout.root, e))?;
@@ -136,6 +139,11 @@ pub(crate) fn acquire_notifying(
                     continue;
                 }
                 if deadline.is_some_and(|d| Instant::now() < d) {
+                    if stopped() {
+                        return Err(EngineError::StoppedWaiting {
+                            path: layout.root.clone(),
+                        });
+                    }
                     if !announced {
                         on_wait(read_holder(layout, fs.as_ref()).as_ref());
                         announced = true;

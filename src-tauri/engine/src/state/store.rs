@@ -49,7 +49,13 @@ pub struct Store {
     fs: Arc<dyn FileOps>,
     identity: Identity,
     on_lock_wait: Option<LockWaitNotice>,
+    /// Whether this process was asked to stop (a signal): a writer waiting for the
+    /// lock gives up then.
+    stop_requested: Option<StopRequested>,
 }
+
+/// Tells a waiting writer that the process was asked to stop.
+pub(crate) type StopRequested = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Store {
     pub fn new(layout: Layout, identity: Identity) -> Self {
@@ -63,7 +69,14 @@ impl Store {
             fs,
             identity,
             on_lock_wait: None,
+            stop_requested: None,
         }
+    }
+
+    /// A writer waiting for the lock gives up when `stopped` says so.
+    pub(crate) fn with_stop_requested(mut self, stopped: StopRequested) -> Self {
+        self.stop_requested = Some(stopped);
+        self
     }
 
     /// Tells `notice` when a writer starts waiting for the lock (`--lock-timeout`).
@@ -108,6 +121,7 @@ impl Store {
             &self.identity,
             now,
             &notice,
+            &|| self.stop_requested.as_ref().is_some_and(|f| f()),
         )
     }
 

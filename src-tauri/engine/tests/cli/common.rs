@@ -405,3 +405,14 @@ fn within<T: Send + 'static>(
         }
     }
 }
+
+/// Kills a child when dropped, so a failing test does not leave it running (and
+/// holding the test harness's output open).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::common::*;
+use std::io::{BufRead, BufReader};
 
 fn count_lines(path: &Path) -> usize {
     std::fs::read_to_string(path)
@@ -343,6 +344,49 @@ fn sigint_stops_the_step_records_it_interrupted_and_exits_130() {
     let outcomes = attempt_outcomes(&home, "wait");
     use thinkube_engine::state::model::AttemptOutcome::*;
     assert_eq!(outcomes, [Interrupted, Success]);
+}
+
+/// A SIGTERM before the run had set up its signal handling killed it (exit 143):
+/// a deploy waiting for another's lock now stops at once, exit 130, nothing ran.
+#[test]
+fn sigterm_while_waiting_for_the_lock_stops_with_130_and_nothing_runs() {
+    let home = Home::new();
+    let plan = blocking_plan(&home);
+    let (first, _lines) = start_blocked(&home, &plan);
+    let mut first = KillOnDrop(first);
+    let mut second = home
+        .command(&["--lock-timeout", "600", "resume"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(second.stderr.take().unwrap()).lines();
+    for line in stderr.by_ref() {
+        if line.unwrap().contains("waiting for the lock held by") {
+            break;
+        }
+    }
+    thinkube_engine::state::lock::signal_process(second.id(), 15); // SIGTERM
+    let status = wait_within(
+        30,
+        "a deploy told to stop while waiting for the lock",
+        second,
+    );
+    assert_eq!(status.code(), Some(130));
+    let rest: Vec<String> = stderr.map_while(|l| l.ok()).collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("stopped while waiting for the lock") && l.contains("nothing ran")),
+        "{rest:?}"
+    );
+    assert_eq!(
+        home.status_json()["steps"][0]["status"],
+        "running",
+        "the first run was disturbed"
+    );
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    assert_eq!(first.0.wait().unwrap().code(), Some(0));
+    assert_eq!(count_lines(&plan.parent().unwrap().join("count-wait")), 1);
 }
 
 #[test]

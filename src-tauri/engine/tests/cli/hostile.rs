@@ -240,3 +240,42 @@ phases:
     let tail = home.status_json()["steps"][1]["last_error"]["output_tail"].to_string();
     assert!(tail.contains("pw ********"), "{tail}");
 }
+
+/// An error message that quotes a value built from a secret (a playbook path made
+/// of `${vault_password}`) reached the terminal and `logs/engine.log` as it was.
+#[test]
+fn an_error_built_from_a_secret_is_masked_on_the_terminal_and_in_the_log() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "id: p\nvars:\n  - name: vault_password\nphases:\n  - id: one\n    steps:\n      - id: site\n        playbook: \"books/${vault_password}/site.yaml\"\n",
+        )],
+    );
+    let secret = "Vault-6d1f-never-shown";
+    home.create(); // so the error is logged too
+    let r = home.run(&[
+        "deploy",
+        "--plan",
+        dir.join("plan.yaml").to_str().unwrap(),
+        "--var",
+        &format!("vault_password={secret}"),
+    ]);
+    r.expect(1, &["does not exist", "books/********/site.yaml"]);
+    assert!(
+        !r.stderr.contains(secret) && !r.stdout.contains(secret),
+        "{}",
+        r.stderr
+    );
+    for file in crate::migration::walk(home.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).into_owned();
+        assert!(
+            !text.contains(secret),
+            "the secret is in {}",
+            file.display()
+        );
+    }
+    let log = std::fs::read_to_string(home.path().join("logs/engine.log")).unwrap();
+    assert!(log.contains("books/********/site.yaml"), "{log}");
+}
