@@ -643,6 +643,10 @@ pub(crate) fn var_refs(text: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find("${") {
+        if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+            rest = &rest[i + 2..]; // `$${` is a literal `${`
+            continue;
+        }
         let after = &rest[i + 2..];
         let Some(end) = after.find('}') else {
             return Err(format!("`{text}` has `${{` without a closing `}}`"));
@@ -650,7 +654,7 @@ pub(crate) fn var_refs(text: &str) -> Result<Vec<String>, String> {
         let name = &after[..end];
         if !valid_name(name) {
             return Err(format!(
-                "`${{{name}}}` in `{text}` is not a variable reference"
+                "`${{{name}}}` in `{text}` is not a variable reference; write `$${{` for a literal `${{`"
             ));
         }
         out.push(name.to_string());
@@ -664,6 +668,13 @@ pub(crate) fn substitute(text: &str, values: &BTreeMap<String, String>) -> Resul
     let mut out = String::new();
     let mut rest = text;
     while let Some(i) = rest.find("${") {
+        // `$${` is a literal `${` (for the shell's own `${#T}` or `${HOME}`).
+        if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+            out.push_str(&rest[..i]);
+            out.push('{');
+            rest = &rest[i + 2..];
+            continue;
+        }
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
         let end = after
@@ -869,10 +880,24 @@ impl Plan {
         answers: BTreeMap<String, serde_json::Value>,
     ) -> Result<PlannedDeployment, ChoiceError> {
         let mut steps = Vec::new();
+        let without_secrets = Choices {
+            flags: choices.flags.clone(),
+            vars: choices
+                .vars
+                .iter()
+                .map(|(k, v)| match crate::secrets::is_secret_key(k) {
+                    true => (k.clone(), format!("${{{k}}}")),
+                    false => (k.clone(), v.clone()),
+                })
+                .collect(),
+        };
         for (phase, step) in self.steps() {
             let skip_reason = self.skip_reason(phase, step, &choices.flags);
+            // The digest is taken with secret values left out (as their `${NAME}`):
+            // an unsalted hash of a step holding a short secret gives the secret away.
             let action = if skip_reason.is_none() {
-                Some(self.resolved_action(step, choices)?)
+                self.resolved_action(step, choices)?;
+                Some(self.resolved_action(step, &without_secrets)?)
             } else {
                 None
             };
@@ -1106,6 +1131,36 @@ phases:
         retries: 2
 ";
 
+    /// `definition_digest` was an unsalted sha256 over the step with its secret
+    /// substituted, so a short secret could be found offline by trying values. It
+    /// is taken with secrets left as `${NAME}`: the same whatever the secret, and
+    /// still different when an ordinary variable changes.
+    #[test]
+    fn a_steps_digest_does_not_depend_on_a_secrets_value() {
+        let yaml = "id: d\nvars:\n  - name: db_password\n  - name: host\nphases:\n  - id: p\n    steps:\n      - id: s\n        command: [sh, -c, \"login ${host} ${db_password}\"]\n";
+        let plan = parse_with(yaml, &[]).unwrap();
+        let digest = |pw: &str, host: &str| {
+            let vars = BTreeMap::from([
+                ("db_password".to_string(), pw.to_string()),
+                ("host".to_string(), host.to_string()),
+            ]);
+            let choices = plan.choose(&BTreeMap::new(), &vars).unwrap();
+            let planned = plan.planned("d1", &choices, BTreeMap::new()).unwrap();
+            planned.steps[0].definition_digest.clone().unwrap()
+        };
+        assert_eq!(digest("1234", "a"), digest("hunter2", "a"));
+        assert_ne!(digest("1234", "a"), digest("1234", "b"));
+        let with_placeholder = step_digest(
+            &plan.phases[0].steps[0],
+            Some(&Action::Command {
+                argv: vec!["sh".into(), "-c".into(), "login a ${db_password}".into()],
+                env: BTreeMap::new(),
+                cwd: None,
+            }),
+        );
+        assert_eq!(digest("1234", "a"), with_placeholder);
+    }
+
     #[test]
     fn flags_decide_applicability_and_vars_are_substituted() {
         let plan = parse_with(GOOD, &["ok.yaml"]).unwrap();
@@ -1196,6 +1251,17 @@ phases:
     fn substitution_reports_unclosed_and_missing() {
         let vals = BTreeMap::from([("a".to_string(), "1".to_string())]);
         assert_eq!(substitute("x${a}y${a}", &vals).unwrap(), "x1y1");
+        // `$${` is a literal `${` (the shell's `${#T}`); `$$` alone stays as it is.
+        assert_eq!(
+            substitute("n=$${#T} $$ ${a}", &vals).unwrap(),
+            "n=${#T} $$ 1"
+        );
+        assert_eq!(var_refs("$${#T} ${a}").unwrap(), ["a"]);
+        assert!(
+            var_refs("${#T}")
+                .unwrap_err()
+                .contains("write `$${` for a literal")
+        );
         assert!(
             substitute("${b}", &vals)
                 .unwrap_err()

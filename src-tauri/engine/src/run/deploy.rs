@@ -544,10 +544,33 @@ fn checked_actions(
                     },
                 });
             }
+            // A literal path must stay inside the plan's folder once links are
+            // followed too (the plan's own check sees only the path's text).
+            if !matches!(plan_ref, PlanRef::Builtin(_)) && path == step_path(step) {
+                outside_plan_folder(&plan.base_dir, &full, &step.id)?;
+            }
         }
         actions.insert(step.id.clone(), action);
     }
     Ok(actions)
+}
+
+/// Refuses a playbook that a symbolic link takes outside the plan's folder.
+fn outside_plan_folder(base: &Path, full: &Path, step: &str) -> Result<()> {
+    let io = |e| EngineError::io("resolve the playbook path", full, e);
+    let (base_real, real) = (
+        base.canonicalize().map_err(io)?,
+        full.canonicalize().map_err(io)?,
+    );
+    if real.starts_with(&base_real) {
+        return Ok(());
+    }
+    Err(EngineError::Usage(format!(
+        "step `{step}`: playbook {} leads to {} through a symbolic link, outside the plan's folder {}; playbook paths must stay inside it (use a `${{var}}` for a path elsewhere). Nothing ran",
+        full.display(),
+        real.display(),
+        base_real.display()
+    )))
 }
 
 /// `-i` for ansible-playbook: `--inventory`, else the wizard's, else `localhost,`.

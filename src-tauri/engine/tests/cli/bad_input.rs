@@ -481,3 +481,49 @@ fn dir_plan(home: &Home) -> PathBuf {
         "id: ok\nphases:\n  - id: p\n    steps:\n      - id: s\n        command: [\"true\"]\n";
     plan_dir(home, &[("plan.yaml", text)]).join("plan.yaml")
 }
+
+/// A playbook reached through a symbolic link that points outside the plan's
+/// folder was accepted (the plan's check sees only the path's text): refused,
+/// exit 2, naming where the link leads; nothing written.
+#[test]
+fn a_playbook_linked_from_outside_the_plan_folder_is_refused() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "id: p\nphases:\n  - id: one\n    steps:\n      - id: site\n        playbook: site.yaml\n",
+        )],
+    );
+    let elsewhere = home.outside("elsewhere.yaml");
+    std::fs::write(&elsewhere, "- hosts: all\n  tasks: []\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join("site.yaml")).unwrap();
+    home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()])
+        .expect(
+            2,
+            &[
+                "step `site`",
+                "through a symbolic link",
+                "elsewhere.yaml",
+                "Nothing ran",
+            ],
+        );
+    assert!(!home.state_file().exists());
+}
+
+/// There was no way to write a literal `${` in a command (the shell's `${#T}`):
+/// `$${` is one, and `$$` alone is left as it is.
+#[test]
+fn a_literal_dollar_brace_reaches_the_command() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "id: p\nphases:\n  - id: one\n    steps:\n      - id: s\n        command: [sh, -c, \"T=abcd; echo $${#T} > len\"]\n",
+        )],
+    );
+    let r = home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(dir.join("len")).unwrap(), "4\n");
+}
