@@ -30,12 +30,26 @@ pub(crate) fn all_runs(
     store: &crate::state::store::Store,
     now: Timestamp,
 ) -> crate::Result<(Vec<RunRecord>, Vec<crate::state::store::UnreadableFile>)> {
-    let loaded = store.load(now)?;
+    let state = as_readers_see_it(store, now)?;
     let (finished, unreadable) = store.read_runs()?;
-    Ok((
-        runs_with_current(finished, loaded.as_ref().map(|l| &l.state)),
-        unreadable,
-    ))
+    Ok((runs_with_current(finished, state.as_ref()), unreadable))
+}
+
+/// The state as a reader shows it: a run whose process died as it ended (the way
+/// `status` shows it and the next writer records it).
+fn as_readers_see_it(
+    store: &crate::state::store::Store,
+    now: Timestamp,
+) -> crate::Result<Option<StateFile>> {
+    let loaded = store.load(now)?.map(|l| l.state);
+    Ok(match &loaded {
+        Some(s) if store.lock_holder().is_none() => {
+            crate::state::store::reconcile_dead(s, crate::state::lock::process_alive)
+                .map(|r| r.state)
+                .or(loaded)
+        }
+        _ => loaded,
+    })
 }
 
 /// What the app's History screen shows: every run, newest last, and the run files
@@ -79,15 +93,13 @@ pub fn find_run(
     run_id: &str,
     now: Timestamp,
 ) -> crate::Result<RunRecord> {
-    let loaded = store.load(now)?;
-    store
-        .read_run(run_id, loaded.as_ref().map(|l| &l.state))?
-        .ok_or_else(|| {
-            crate::EngineError::Usage(format!(
-                "there is no run `{run_id}` in environment `{}`; `thinkube-deploy history` lists them",
-                store.layout().env
-            ))
-        })
+    let state = as_readers_see_it(store, now)?;
+    store.read_run(run_id, state.as_ref())?.ok_or_else(|| {
+        crate::EngineError::Usage(format!(
+            "there is no run `{run_id}` in environment `{}`; `thinkube-deploy history` lists them",
+            store.layout().env
+        ))
+    })
 }
 
 /// A row of `history --json`.

@@ -175,7 +175,7 @@ pub fn view(
         }
     };
     let reconciled = if holder.is_none() {
-        reconcile_dead(state, now, lock::process_alive).map(|r| r.state)
+        reconcile_dead(state, lock::process_alive).map(|r| r.state)
     } else {
         None
     };

@@ -697,7 +697,7 @@ impl Writer {
     /// A run left `running` by a process that died: record it (and its running
     /// steps) as interrupted, and keep the run in history.
     pub(crate) fn interrupt_dead_run(&mut self, now: Timestamp) -> Result<()> {
-        let Some(r) = reconcile_dead(&self.state, now, lock::process_alive) else {
+        let Some(r) = reconcile_dead(&self.state, lock::process_alive) else {
             return Ok(());
         };
         if let Some(run) = &r.dead_run {
@@ -755,13 +755,18 @@ pub(crate) struct Reconciled {
 /// left running settles; a run still marked running ends with the outcome its
 /// deployment settled on. `None` when nothing changes.
 ///
+/// When the process died is not known, only that it was after the last commit it
+/// made: that moment (`updated_at`) is recorded as the end of what it left running,
+/// never the time of looking, so every reader and the next writer tell the same
+/// story however often they look.
+///
 /// Writers apply it on open (they hold the lock, so no earlier writer lives);
-/// `status` applies it to what it shows when nobody holds the lock.
+/// `status` and `history` apply it to what they show when nobody holds the lock.
 pub(crate) fn reconcile_dead(
     state: &StateFile,
-    now: Timestamp,
     alive: impl Fn(ProcessRef) -> bool,
 ) -> Option<Reconciled> {
+    let now = state.updated_at;
     let mut next = state.clone();
     let mut interrupted_steps = Vec::new();
     if let Ok(AnyDeployment::InProgress(mut d)) =

@@ -374,3 +374,46 @@ fn a_deployment_awaiting_restart_continues_only_after_one() {
         ("a".to_string(), "completed".to_string(), 1)
     );
 }
+
+/// After a SIGKILL, `status` said interrupted while `history` and `show-run` said
+/// running, and `status` gave `finished_at` as the time of asking (different at
+/// every call). Every reader now tells the same story, with the end taken as the
+/// last moment the dead run recorded, and the next writer records that same story.
+#[test]
+fn a_run_whose_process_died_reads_the_same_everywhere_and_every_time() {
+    let home = Home::new();
+    let store = home.store();
+    let mut s = begin(&store, deploy()).unwrap();
+    let run_id = s.run_id().to_string();
+    s.start_step("a", None, None, at("2026-01-01T00:00:01Z"))
+        .unwrap();
+    drop(s); // as a SIGKILL leaves it: no end recorded, no process known
+    let first = home.status_json();
+    let second = home.status_json();
+    assert_eq!(first["current_run"]["outcome"], "interrupted");
+    let end = &first["current_run"]["finished_at"];
+    assert!(end.is_string(), "{first}");
+    assert_eq!(
+        second["current_run"]["finished_at"], *end,
+        "finished_at moves"
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&home.run(&["history", "--json"]).stdout).unwrap();
+    let row = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["run_id"] == run_id.as_str())
+        .unwrap();
+    assert_eq!(row["outcome"], "interrupted", "{history}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&home.run(&["show-run", &run_id, "--json"]).stdout).unwrap();
+    assert_eq!(shown["outcome"], "interrupted", "{shown}");
+    assert_eq!(shown["finished_at"], *end);
+    // The next writer records what the readers showed.
+    assert_eq!(home.run(&["clean-state", "--yes"]).code, 0);
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.layout().run_file(&run_id)).unwrap()).unwrap();
+    assert_eq!(run["outcome"], "interrupted");
+    assert_eq!(run["finished_at"], *end);
+}
