@@ -427,7 +427,7 @@ pub fn check_inventory(path: &Path) -> Result<()> {
     let text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8 text".into()))?;
     let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
     if is_yaml {
-        let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| {
+        let value: serde_json::Value = crate::yaml::from_str(&text).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!(" at line {}, column {}", l.line(), l.column()))

@@ -31,5 +31,6 @@ pub mod run;
 pub mod secrets;
 pub mod state;
 pub mod timestamp;
+pub(crate) mod yaml;
 
 pub use error::{EngineError, Result};

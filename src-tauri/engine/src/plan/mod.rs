@@ -315,7 +315,7 @@ pub fn parse(
             ),
         });
     }
-    let raw: RawPlan = serde_saphyr::from_str(text).map_err(|e| {
+    let raw: RawPlan = crate::yaml::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
         PlanError {
             file: file.to_path_buf(),

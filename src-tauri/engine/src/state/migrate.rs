@@ -549,7 +549,7 @@ pub fn import_k0rdent(
     source_path: &str,
     now: Timestamp,
 ) -> Result<K0rdentImport, String> {
-    let k: K0rdentState = serde_saphyr::from_str(yaml)
+    let k: K0rdentState = crate::yaml::from_str(yaml)
         .map_err(|e| format!("it is not a k0rdent-azure-setup deployment state: {e}"))?;
     let time = |t: &Option<String>| t.as_deref().and_then(|t| Timestamp::parse(t).ok());
     let mut notes = Vec::new();

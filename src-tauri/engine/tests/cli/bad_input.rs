@@ -527,3 +527,26 @@ fn a_literal_dollar_brace_reaches_the_command() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(std::fs::read_to_string(dir.join("len")).unwrap(), "4\n");
 }
+
+/// A valid inventory that uses one anchor for 150 hosts was refused as invalid
+/// YAML (the parser's alias-to-anchor ratio); Ansible reads it, and so do we.
+#[test]
+fn an_inventory_using_one_anchor_many_times_is_accepted() {
+    let home = Home::new();
+    let mut text =
+        String::from("all:\n  vars:\n    base: &base\n      ansible_connection: local\n  hosts:\n");
+    for i in 0..150 {
+        text.push_str(&format!("    host{i}:\n      <<: *base\n"));
+    }
+    let inventory = home.outside("inventory.yaml");
+    std::fs::write(&inventory, text).unwrap();
+    let plan = dir_plan(&home);
+    let r = home.run(&[
+        "deploy",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--inventory",
+        inventory.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}

@@ -91,7 +91,10 @@ fn room(file: &Path) -> String {
 /// says so (`true`). `error` names every room's error type and `lib`/`main` assemble
 /// the crate: they are not checked.
 const LAYERS: &[(&[&str], bool)] = &[
-    (&["error", "paths", "timestamp", "retry", "secrets"], true),
+    (
+        &["error", "paths", "timestamp", "retry", "secrets", "yaml"],
+        true,
+    ),
     (&["state"], false),
     (&["plan"], false),
     (&["config", "facts"], true),
