@@ -64,6 +64,7 @@ impl From<EngineError> for AppError {
             EngineError::PlaybookMissing { .. } => ErrorCode::PlaybookMissing,
             EngineError::Internal(_) => ErrorCode::Internal,
             EngineError::Unreadable { .. }
+            | EngineError::RunUnreadable { .. }
             | EngineError::StateNotPermitted { .. }
             | EngineError::NewerSchema { .. } => ErrorCode::Unreadable,
             EngineError::DeploymentFailed { .. } => ErrorCode::DeploymentFailed,

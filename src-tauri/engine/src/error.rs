@@ -45,6 +45,11 @@ pub enum EngineError {
     Unreadable { path: PathBuf, reason: String },
 
     #[error(
+        "the run file {path} cannot be read: {reason}. It was left untouched, and the deployment's state is not affected; move the file out of runs/ if it is damaged (`thinkube-deploy history` lists the other runs)"
+    )]
+    RunUnreadable { path: PathBuf, reason: String },
+
+    #[error(
         "the state file {path} cannot be read by this user (permission denied); it was left untouched. Check its owner and mode: it should belong to the user running the installer, with mode 0600"
     )]
     StateNotPermitted { path: PathBuf },
@@ -195,9 +200,10 @@ impl EngineError {
             | Self::Internal(_)
             | Self::CancelTimedOut { .. }
             | Self::PlaybookMissing { .. } => exit::FAILED,
-            Self::Unreadable { .. } | Self::NewerSchema { .. } | Self::StateNotPermitted { .. } => {
-                exit::UNREADABLE
-            }
+            Self::Unreadable { .. }
+            | Self::RunUnreadable { .. }
+            | Self::NewerSchema { .. }
+            | Self::StateNotPermitted { .. } => exit::UNREADABLE,
             Self::Io { .. } => exit::FAILED,
             Self::NotReachable { .. } => exit::GATE_BLOCKED,
         }

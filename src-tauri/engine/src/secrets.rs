@@ -5,6 +5,11 @@
 /// Whether a key names something secret; such values are never copied.
 pub(crate) fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase().replace(['-', '.'], "_");
+    // The shell's working folders: a path, never a secret (masking it garbled every
+    // message that named a file under the folder a command ran in).
+    if matches!(k.as_str(), "pwd" | "oldpwd") {
+        return false;
+    }
     [
         "password",
         "passwd",
@@ -147,6 +152,8 @@ mod tests {
             "compass",
             "bypass_proxy",
             "path",
+            "PWD",
+            "OLDPWD",
         ] {
             assert!(!is_secret_key(k), "{k}");
         }

@@ -198,8 +198,13 @@ fn check_regular(file: &File) -> io::Result<()> {
     if kind.is_file() {
         return Ok(());
     }
+    Err(not_regular(kind_name(kind)))
+}
+
+/// What a file that is not a regular file is, for messages.
+pub(crate) fn kind_name(kind: fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
-    Err(not_regular(if kind.is_dir() {
+    if kind.is_dir() {
         "a folder"
     } else if kind.is_fifo() {
         "a named pipe (FIFO)"
@@ -207,9 +212,11 @@ fn check_regular(file: &File) -> io::Result<()> {
         "a socket"
     } else if kind.is_block_device() || kind.is_char_device() {
         "a device"
+    } else if kind.is_symlink() {
+        "a symbolic link"
     } else {
-        "not a file"
-    }))
+        "a regular file"
+    }
 }
 
 fn not_regular(what: &str) -> io::Error {

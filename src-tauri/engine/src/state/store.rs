@@ -189,7 +189,7 @@ impl Store {
             return Ok(None);
         }
         let path = self.layout.run_file(run_id);
-        read_json(self.fs.as_ref(), &path).map_err(|reason| EngineError::Unreadable {
+        read_json(self.fs.as_ref(), &path).map_err(|reason| EngineError::RunUnreadable {
             path: path.clone(),
             reason,
         })
@@ -230,7 +230,10 @@ pub(crate) fn read_state_bytes(fs: &dyn FileOps, path: &Path) -> Result<Option<V
         if !meta.is_file() {
             return Err(EngineError::Unreadable {
                 path: path.to_path_buf(),
-                reason: "it is not a regular file".into(),
+                reason: format!(
+                    "it is {}, not a regular file",
+                    crate::state::fsops::kind_name(meta.file_type())
+                ),
             });
         }
         if meta.len() > MAX_STATE_BYTES {

@@ -550,3 +550,63 @@ fn an_inventory_using_one_anchor_many_times_is_accepted() {
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+/// Messages that pointed the wrong way: a corrupt run file was called "the state
+/// file" with `recover --from-backup` as the cure; a state path that is a folder
+/// did not say so; and a refused `resume` in a fresh home must create nothing.
+#[test]
+fn messages_name_the_file_that_is_wrong_and_what_it_is() {
+    let home = Home::new();
+    let store = home.store();
+    let run_id = run_deployment(
+        &store,
+        &[("a", "p")],
+        Some("a"),
+        &[],
+        at("2026-01-01T00:00:00Z"),
+    );
+    run_deployment(&store, &[("a", "p")], None, &[], at("2026-01-02T00:00:00Z"));
+    let run_file = home.layout().run_file(&run_id);
+    std::fs::write(&run_file, b"{ torn").unwrap();
+    let state = std::fs::read(home.state_file()).unwrap();
+    let r = home.run(&["show-run", &run_id]);
+    r.expect(4, &["the run file", "runs/", "state is not affected"]);
+    assert!(!r.stderr.contains("recover --from-backup"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&run_file).unwrap(), b"{ torn");
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), state);
+
+    let home = Home::new();
+    home.create();
+    std::fs::create_dir(home.state_file()).unwrap();
+    home.run(&["status"]).expect(
+        4,
+        &[
+            "deployment-state.json",
+            "it is a folder, not a regular file",
+        ],
+    );
+
+    let home = Home::new();
+    home.run(&["resume"])
+        .expect(2, &["there is nothing to resume"]);
+    assert!(!home.path().exists(), "a refused resume created the home");
+}
+
+/// The shell's `PWD` was taken for a secret (`pwd` is a short form of password),
+/// so every message naming a file under the folder a command ran in showed
+/// `********` in place of that folder.
+#[test]
+fn the_working_folder_is_not_taken_for_a_secret() {
+    let home = Home::new();
+    let cwd = home.outside("");
+    let missing = home.outside("no-such-plan.yaml");
+    let r = Run::from(
+        home.command(&["deploy", "--plan", missing.to_str().unwrap()])
+            .current_dir(&cwd)
+            .env("PWD", &cwd)
+            .output()
+            .unwrap(),
+    );
+    r.expect(2, &[missing.to_str().unwrap()]);
+    assert!(!r.stderr.contains("********"), "{}", r.stderr);
+}
