@@ -18,6 +18,7 @@ mod kill_loop;
 mod layering;
 mod locking;
 mod migration;
+mod model;
 mod permissions;
 mod power_loss;
 mod recover;
