@@ -84,3 +84,44 @@ fn a_full_disk_fails_the_command_clearly_and_keeps_the_state() {
     let v: serde_json::Value = serde_json::from_str(&run(&["status", "--json"]).stdout).unwrap();
     assert_eq!(v["deployment"]["status"], "not_started");
 }
+
+/// Log write errors were silent: on a full disk a step's log was cut short or
+/// empty without a word. With the logs on a full disk (a 64 KiB tmpfs) and the
+/// state on a disk with room, a step printing 1 MB still runs; the output and the
+/// attempt's `step_note` event say the log is incomplete.
+#[test]
+fn a_log_that_cannot_be_written_is_said_to_be_incomplete() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("disk_full: not root, so no tmpfs can be mounted; skipped");
+        return;
+    }
+    let home = Home::new();
+    home.create();
+    let logs = home.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&logs)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "running as root, a tmpfs must mount");
+    let _mounted = Mounted(logs.clone());
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "id: p\nphases:\n  - id: one\n    steps:\n      - id: loud\n        command: [sh, -c, \"head -c 1000000 /dev/zero | tr '\\\\0' x; echo\"]\n",
+        )],
+    );
+    let r = home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        said.contains("the step's log could not be written"),
+        "{}",
+        &said[said.len().saturating_sub(2000)..]
+    );
+    let events = home.run(&["events"]).stdout;
+    assert!(events.contains("log could not be written"), "{events}");
+}
