@@ -414,7 +414,8 @@ fn read_limited(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// Checks that an inventory can be used: not too large, UTF-8, and for YAML a
 /// mapping of groups. The message names the file and what to do.
-pub fn check_inventory(path: &Path) -> Result<()> {
+/// Returns the digest of the content it checked.
+pub fn check_inventory(path: &Path) -> Result<String> {
     let bad = |reason: String| {
         EngineError::Usage(format!(
             "the inventory {} {reason}; fix it or give another with --inventory PATH",
@@ -424,6 +425,7 @@ pub fn check_inventory(path: &Path) -> Result<()> {
     let Some(bytes) = read_limited(path)? else {
         return Err(bad("does not exist".into()));
     };
+    let digest = crate::plan::sha256(&bytes);
     let text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8 text".into()))?;
     let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
     if is_yaml {
@@ -440,7 +442,7 @@ pub fn check_inventory(path: &Path) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    Ok(digest)
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub fn check(store: &Store, now: Timestamp) -> Vec<NotReady> {
     }
     let inventory = store.layout().inventory_file();
     let problem = match config::check_inventory(&inventory) {
-        Ok(()) => None,
+        Ok(_) => None,
         Err(EngineError::Usage(m)) if !inventory.exists() => Some(format!(
             "there is no inventory at {}: {m}. Open the configuration and save it to write one",
             inventory.display()

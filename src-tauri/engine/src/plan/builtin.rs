@@ -107,7 +107,10 @@ impl PlanRef {
         // Anything there but a folder is taken as the plan file the user meant (a
         // named pipe is then refused by name, not mistaken for a built-in's name).
         if path.exists() && !path.is_dir() {
-            return Ok(Self::File(path.to_path_buf()));
+            // Absolute once, here: the deployment records it, and `resume` or
+            // `retry` from another folder must find the same plan.
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            return Ok(Self::File(path));
         }
         if let Some(b) = find(spec) {
             return Ok(Self::Builtin(b));

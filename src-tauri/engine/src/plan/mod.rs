@@ -926,6 +926,7 @@ impl Plan {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 answers,
+                inventory: None,
             },
             phases: self
                 .phases

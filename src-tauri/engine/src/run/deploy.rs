@@ -22,8 +22,8 @@ use crate::run::session::{Begun, Request, RunContext, RunSession, RunSummary};
 use crate::secrets::{Redactor, secret_named};
 use crate::state::lock::LockWait;
 use crate::state::model::{
-    AttemptOutcome, DeploymentRecord, DeploymentStatus, EventKind, NewEvent, RunKind, RunOutcome,
-    StepError, StepStatus,
+    AttemptOutcome, DeploymentRecord, DeploymentStatus, EventKind, InputFile, NewEvent, RunKind,
+    RunOutcome, StepError, StepStatus,
 };
 use crate::state::store::Store;
 use crate::timestamp::Timestamp;
@@ -404,7 +404,7 @@ fn prepare(
         secrets_given_again(&plan, args)?;
     }
     let deployment_id = format!("d-{}", crate::state::store::new_run_id(now));
-    let planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
+    let mut planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
     let actions = checked_actions(&plan, &plan_ref, &choices)?;
     let needs_ansible = actions
         .values()
@@ -418,7 +418,8 @@ fn prepare(
             )
         })
         .transpose()?;
-    let inventory = inventory(args, layout)?;
+    let (inventory, recorded) = inventory(args, layout, current)?;
+    planned.configuration.inventory = recorded;
     // Resuming a remote deployment: its steps run against the inventory's hosts, so
     // check they answer (and that their VMs run, when the facts know them) before
     // anything runs, rather than letting a step fail confusingly.
@@ -573,23 +574,61 @@ fn outside_plan_folder(base: &Path, full: &Path, step: &str) -> Result<()> {
     )))
 }
 
-/// `-i` for ansible-playbook: `--inventory`, else the wizard's, else `localhost,`.
-fn inventory(args: &DeployArgs, layout: &crate::paths::Layout) -> Result<String> {
-    let path = match &args.inventory {
-        Some(p) if !p.exists() => {
+/// `-i` for ansible-playbook, and the inventory as the deployment records it:
+/// `--inventory` (made absolute); else the one this deployment started with, which
+/// must not have changed since unless it is the wizard's own (`<home>/inventory.yaml`,
+/// changed on purpose from the window); else the wizard's; else `localhost,`.
+fn inventory(
+    args: &DeployArgs,
+    layout: &crate::paths::Layout,
+    current: Option<&DeploymentRecord>,
+) -> Result<(String, Option<InputFile>)> {
+    let recorded = current.and_then(|d| d.configuration.inventory.as_ref());
+    let path = match (&args.inventory, recorded) {
+        (Some(p), _) if !p.exists() => {
             return Err(EngineError::Usage(format!(
                 "the inventory {} does not exist",
                 p.display()
             )));
         }
-        Some(p) => Some(p.clone()),
-        None if layout.inventory_file().exists() => Some(layout.inventory_file()),
-        None => None,
+        (Some(p), _) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        (None, Some(r)) if !Path::new(&r.path).exists() => {
+            return Err(EngineError::Usage(format!(
+                "the inventory {} this deployment runs against is gone; put it back, or give the one to use now with --inventory PATH",
+                r.path
+            )));
+        }
+        (None, Some(r)) => Some(PathBuf::from(&r.path)),
+        (None, None) if layout.inventory_file().exists() => Some(layout.inventory_file()),
+        (None, None) => None,
     };
-    if let Some(p) = &path {
-        crate::config::check_inventory(p)?;
+    let Some(path) = path else {
+        return Ok(("localhost,".to_string(), None));
+    };
+    let sha256 = crate::config::check_inventory(&path)?;
+    if let Some(r) = recorded
+        && args.inventory.is_none()
+        && r.sha256 != sha256
+        && path != layout.inventory_file()
+    {
+        return Err(EngineError::Usage(format!(
+            "the inventory {} changed since this deployment started ({} then, {} now): run it against the inventory as it is now with `--inventory {}`, or put the earlier one back. Nothing ran",
+            r.path,
+            short_digest(&r.sha256),
+            short_digest(&sha256),
+            r.path
+        )));
     }
-    Ok(path.map_or_else(|| "localhost,".to_string(), |p| p.display().to_string()))
+    let record = InputFile {
+        path: path.display().to_string(),
+        sha256,
+    };
+    Ok((record.path.clone(), Some(record)))
+}
+
+fn short_digest(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
 }
 
 /// How one step ended, for the loop over steps.

@@ -178,6 +178,21 @@ pub struct Configuration {
     /// Other wizard answers (target kind, hosts, SSH user, ...).
     #[serde(default)]
     pub answers: BTreeMap<String, serde_json::Value>,
+    /// The inventory the deployment runs against (`None`: this machine, `localhost,`):
+    /// `resume` and `retry` use exactly this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub inventory: Option<InputFile>,
+}
+
+/// A file a deployment was started with: its absolute path and the digest of its
+/// content then, to tell whether it changed since.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputFile {
+    pub path: String,
+    pub sha256: String,
 }
 
 impl Configuration {

@@ -1291,3 +1291,81 @@ fn demo_deploy_on_a_taken_port_names_what_holds_it_and_demo_port() {
     );
     drop(holder);
 }
+
+/// `deploy --inventory FILE` then `retry` ran against `<home>/inventory.yaml` (or
+/// `localhost,`), and `--plan RELATIVE` was kept relative to the folder `deploy`
+/// ran in. The deployment now owns both: `retry` from another folder runs the same
+/// plan against the same inventory, and an inventory changed since is refused until
+/// it is given again on purpose.
+#[test]
+fn retry_runs_the_deployments_own_plan_and_inventory_from_any_folder() {
+    let home = Home::new();
+    let book = "- hosts: all\n  gather_facts: false\n  vars:\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n  tasks:\n    - ansible.builtin.shell: \"echo {{ inventory_hostname }} >> seen; test -f ready\"\n      args:\n        chdir: \"{{ playbook_dir }}\"\n";
+    let dir = plan_dir(
+        &home,
+        &[
+            (
+                "plan.yaml",
+                "id: own\nphases:\n  - id: p\n    steps:\n      - id: s\n        playbook: book.yaml\n",
+            ),
+            ("book.yaml", book),
+        ],
+    );
+    let alpha = "all:\n  hosts:\n    alpha:\n      ansible_connection: local\n";
+    let inventory = home.outside("alpha.yaml");
+    std::fs::write(&inventory, alpha).unwrap();
+    let root = dir.parent().unwrap();
+    let relative = dir.strip_prefix(root).unwrap().join("plan.yaml");
+    let r = Run::from(
+        home.command(&[
+            "deploy",
+            "--plan",
+            relative.to_str().unwrap(),
+            "--inventory",
+            "alpha.yaml",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    // The wizard's inventory, which retry used to take instead.
+    home.create();
+    std::fs::write(
+        home.layout().inventory_file(),
+        "all:\n  hosts:\n    wrong:\n      ansible_connection: local\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("ready"), "").unwrap();
+    let elsewhere = home.outside("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let in_elsewhere =
+        |args: &[&str]| Run::from(home.command(args).current_dir(&elsewhere).output().unwrap());
+    let r = in_elsewhere(&["retry"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("seen")).unwrap(),
+        "alpha\nalpha\n"
+    );
+    // Changed since: refused, until given again on purpose.
+    std::fs::write(&inventory, format!("{alpha}  vars:\n    extra: 1\n")).unwrap();
+    in_elsewhere(&["retry", "s"]).expect(
+        2,
+        &[
+            "alpha.yaml changed since this deployment started",
+            "--inventory",
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("seen")).unwrap(),
+        "alpha\nalpha\n"
+    );
+    let r = in_elsewhere(&["retry", "s", "--inventory", inventory.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("seen")).unwrap(),
+        "alpha\nalpha\nalpha\n"
+    );
+    let v = home.status_json();
+    assert_eq!(v["deployment"]["status"], "completed");
+}
