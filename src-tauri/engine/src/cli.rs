@@ -906,7 +906,7 @@ fn run_deployment(
             emit(&text);
         }
     };
-    let ended = deploy::execute(store, &args, &stop, &mut print)?;
+    let ended = deploy::execute(store, &args, stop, &mut print)?;
     let stopped = stop.load(std::sync::atomic::Ordering::SeqCst);
     Ok(match ended {
         deploy::Ended::AlreadyCompleted { deployment_id } => {

@@ -101,12 +101,21 @@ pub fn acquire(
     identity: &Identity,
     now: Timestamp,
 ) -> Result<LockGuard> {
-    acquire_notifying(layout, fs, operation, wait, identity, now, &|_| {}, &|| {
-        false
-    })
+    let waiting = Waiting {
+        on_wait: &|_| {},
+        stopped: &|| false,
+    };
+    acquire_notifying(layout, fs, operation, wait, identity, now, &waiting)
 }
 
-/// Like `acquire`, calling `on_wait` once when it starts waiting for another holder.
+/// What a writer waiting for the lock is told and asks: `on_wait` once when it
+/// starts waiting for another holder; `stopped` whether to give up (a signal).
+pub(crate) struct Waiting<'a> {
+    pub on_wait: &'a dyn Fn(Option<&LockHolder>),
+    pub stopped: &'a dyn Fn() -> bool,
+}
+
+/// Like `acquire`, told and asked as `waiting` says while it waits.
 pub(crate) fn acquire_notifying(
     layout: &Layout,
     fs: Arc<dyn FileOps>,
@@ -114,9 +123,9 @@ pub(crate) fn acquire_notifying(
     wait: LockWait,
     identity: &Identity,
     now: Timestamp,
-    on_wait: &dyn Fn(Option<&LockHolder>),
-    stopped: &dyn Fn() -> bool,
+    waiting: &Waiting<'_>,
 ) -> Result<LockGuard> {
+    let Waiting { on_wait, stopped } = *waiting;
     fs.create_dir_all(&layout.root)
         .map_err(|e| EngineError::io("create the folder", &layout.root, e))?;
     let path = layout.lock_file();

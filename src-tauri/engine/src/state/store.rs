@@ -120,8 +120,10 @@ impl Store {
             wait,
             &self.identity,
             now,
-            &notice,
-            &|| self.stop_requested.as_ref().is_some_and(|f| f()),
+            &lock::Waiting {
+                on_wait: &notice,
+                stopped: &|| self.stop_requested.as_ref().is_some_and(|f| f()),
+            },
         )
     }
 

@@ -399,8 +399,8 @@ fn step(world: &mut World, model: &mut Model, op: &Op) -> Result<(), TestCaseErr
                 wait_for_step_process_to_end(world);
             } else {
                 let r = world.run(&["cancel".into()]);
-                prop_assert_eq!(r.code, 0, "cancel: {}", r.stderr);
                 let status = wait_within(60, "a cancelled run", child);
+                prop_assert_eq!(r.code, 0, "cancel: {}", r.stderr);
                 prop_assert_eq!(status.code(), Some(130), "cancelled run of pid {}", pid);
             }
             let i = trial.steps.iter().position(|(m, _)| m == n).unwrap();
