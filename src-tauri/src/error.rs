@@ -69,7 +69,9 @@ impl From<EngineError> for AppError {
             | EngineError::NewerSchema { .. } => ErrorCode::Unreadable,
             EngineError::DeploymentFailed { .. } => ErrorCode::DeploymentFailed,
             EngineError::Io { .. } => ErrorCode::Io,
-            EngineError::AnsibleMissing(_) => ErrorCode::AnsibleMissing,
+            EngineError::AnsibleMissing(_) | EngineError::ToolMissing { .. } => {
+                ErrorCode::AnsibleMissing
+            }
             EngineError::RestartDue(_) => ErrorCode::RestartDue,
             EngineError::NotReachable { .. } => ErrorCode::NotReachable,
             EngineError::NoHome

@@ -131,6 +131,12 @@ pub enum EngineError {
     #[error("{0}")]
     AnsibleMissing(String),
 
+    /// A program the steps need is not installed (exit 1); nothing ran.
+    #[error(
+        "{why}, and `{tool}` is not installed: install it (`sudo apt-get install {tool}`, or `scripts/ensure-system` in a checkout), then run the command again. Nothing ran"
+    )]
+    ToolMissing { tool: &'static str, why: String },
+
     #[error(
         "the deployment was not resumed: {}. Nothing ran and no step changed; fix it (is the VPN connected? are the VMs started?), then resume",
         .problems.join("; ")
@@ -197,6 +203,7 @@ impl EngineError {
             Self::DeploymentFailed { .. }
             | Self::RestartDue(_)
             | Self::AnsibleMissing(_)
+            | Self::ToolMissing { .. }
             | Self::Internal(_)
             | Self::CancelTimedOut { .. }
             | Self::PlaybookMissing { .. } => exit::FAILED,

@@ -711,6 +711,13 @@ pub(crate) fn signal_group(pgid: u32, signal: libc::c_int) {
 
 /// Where `ansible-playbook` is: `configured` (THINKUBE_ANSIBLE_PLAYBOOK), then the
 /// installer's own environment (`<home>/venv`), then PATH.
+/// A program of this name in one of `path_var`'s folders.
+pub(crate) fn on_path(name: &str, path_var: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    std::env::split_paths(path_var?)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
 pub(crate) fn find_ansible_playbook(
     configured: Option<&Path>,
     home: &Path,
@@ -729,13 +736,8 @@ pub(crate) fn find_ansible_playbook(
     if own.is_file() {
         return Ok(own);
     }
-    if let Some(paths) = path_var {
-        for dir in std::env::split_paths(paths) {
-            let candidate = dir.join("ansible-playbook");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
+    if let Some(found) = on_path("ansible-playbook", path_var) {
+        return Ok(found);
     }
     Err(EngineError::AnsibleMissing(format!(
         "ansible-playbook is not installed: run `thinkube-deploy setup` to install ansible-core into {}, or put ansible-playbook on PATH",

@@ -1369,3 +1369,61 @@ fn retry_runs_the_deployments_own_plan_and_inventory_from_any_folder() {
     let v = home.status_json();
     assert_eq!(v["deployment"]["status"], "completed");
 }
+
+/// `sshpass`, which Ansible needs for password logins, was checked by nothing: the
+/// first step failed. An inventory that logs in with a password is now refused up
+/// front when `sshpass` is not on PATH (exit 1, nothing written), and runs when it is.
+#[test]
+fn a_password_login_without_sshpass_is_refused_before_anything_runs() {
+    let home = Home::new();
+    let book = "- hosts: all\n  gather_facts: false\n  vars:\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n  tasks:\n    - ansible.builtin.debug: {msg: hi}\n";
+    let dir = plan_dir(
+        &home,
+        &[
+            (
+                "plan.yaml",
+                "id: pw\nphases:\n  - id: p\n    steps:\n      - id: s\n        playbook: book.yaml\n",
+            ),
+            ("book.yaml", book),
+        ],
+    );
+    let inventory = home.outside("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        "all:\n  hosts:\n    here:\n      ansible_connection: local\n      ansible_password: \"{{ lookup('env', 'NOT_SET') }}\"\n",
+    )
+    .unwrap();
+    let plan = dir.join("plan.yaml");
+    let args = [
+        "deploy",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--inventory",
+        inventory.to_str().unwrap(),
+    ];
+    let empty = home.outside("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = Run::from(home.command(&args).env("PATH", &empty).output().unwrap());
+    r.expect(
+        1,
+        &[
+            "logs in to its hosts with a password",
+            "`sshpass` is not installed",
+            "Nothing ran",
+        ],
+    );
+    assert!(
+        !home.state_file().exists(),
+        "a refused deploy wrote a state"
+    );
+    let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("sshpass").is_file());
+    if !on_path {
+        eprintln!(
+            "sshpass is not installed here (scripts/ensure-system installs it): the run with it was skipped"
+        );
+        return;
+    }
+    let r = home.run(&args);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
