@@ -224,10 +224,14 @@ impl InstallerConfig {
                     format!("hosts[{i}].address"),
                     format!("`{}` is not an IP address or a DNS name", h.address),
                 ));
-            } else if !addresses.insert(address.to_ascii_lowercase()) {
+            } else if !addresses.insert((address.to_ascii_lowercase(), h.ssh_port())) {
+                // The same address with another port is another machine (behind NAT).
                 out.push(problem(
                     format!("hosts[{i}].address"),
-                    format!("{address} is already the address of another host"),
+                    format!(
+                        "{address} port {} is already the address of another host",
+                        h.ssh_port()
+                    ),
                 ));
             }
         }
@@ -484,6 +488,13 @@ mod tests {
             ["hosts[1].name", "hosts[1].address"]
         );
         assert_eq!(fields(&ssh(&[])), ["hosts"]);
+        // The same address with another SSH port is another machine (behind NAT);
+        // with the same port it is a duplicate.
+        let mut nat = ssh(&[("a", "203.0.113.5"), ("b", "203.0.113.5")]);
+        nat.hosts[1].port = Some(2222);
+        assert!(fields(&nat).is_empty(), "{:?}", nat.problems());
+        nat.hosts[0].port = Some(2222);
+        assert_eq!(fields(&nat), ["hosts[1].address"]);
     }
 
     #[test]
