@@ -179,11 +179,24 @@ pub async fn start_run(
             .plan
             .clone()
             .or_else(|| cfg.as_ref().map(|c| c.plan.clone())),
-        _ => None,
+        // The window has no `--plan` to accept a plan that changed since the
+        // deployment last ran it: it runs the deployment's own plan as it is now
+        // (what changed is matched by id and shown, as with `--plan`).
+        _ => state
+            .store
+            .load(Timestamp::now())
+            .ok()
+            .flatten()
+            .and_then(|l| l.state.deployment.plan_source),
     };
+    // The window runs against the wizard's inventory as it is now: the wizard is
+    // where its user changes the hosts, on purpose (the CLI needs `--inventory`).
+    let inventory =
+        Some(state.store.layout().inventory_file()).filter(|p| cfg.is_some() && p.exists());
     let args = DeployArgs {
         steps: request.steps,
         plan,
+        inventory,
         flags: cfg.as_ref().map(|c| c.flags.clone()).unwrap_or_default(),
         vars: cfg.as_ref().map(|c| c.vars.clone()).unwrap_or_default(),
         secret_env,

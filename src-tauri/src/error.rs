@@ -80,6 +80,7 @@ impl From<EngineError> for AppError {
             | EngineError::Transition(_)
             | EngineError::Usage(_)
             | EngineError::UnfinishedStepsRemoved { .. }
+            | EngineError::HostKeys(_)
             | EngineError::InvalidPlan(_)
             | EngineError::Choice(_) => ErrorCode::BadInput,
         };

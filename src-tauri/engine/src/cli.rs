@@ -96,6 +96,18 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Show each host's key fingerprint and record it as trusted after confirmation
+    Trust {
+        /// Hosts to trust (default: every host whose key is not trusted yet)
+        hosts: Vec<String>,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum PlanCommand {
     /// Phases and steps, each marked applicable or not and why
     Show {
@@ -210,6 +222,17 @@ pub enum Command {
         #[arg(long, value_name = "DAYS", default_value_t = 90)]
         older_than: u32,
     },
+    /// The inventory's SSH hosts: address, whether each answers, its host key's
+    /// fingerprint and whether that key is trusted
+    Hosts {
+        #[command(subcommand)]
+        action: Option<HostsCommand>,
+        /// The inventory (default: the deployment's, else <home>/inventory.yaml)
+        #[arg(long, value_name = "PATH", global = true)]
+        inventory: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare the recorded state with reality; list every mismatch (exit 1 when any)
     Validate {
         /// Mark the earliest affected step and every later one pending
@@ -247,6 +270,7 @@ impl Command {
             Command::Recover { .. } | Command::CleanState { .. } | Command::Cleanup { .. } => true,
             Command::Facts { refresh, .. } => *refresh,
             Command::Validate { reset_affected, .. } => *reset_affected,
+            Command::Hosts { .. } => false,
         }
     }
 }
@@ -448,6 +472,11 @@ pub fn run(cli: Cli) -> Result<u8> {
             json,
         } => validate(&store, reset_affected, yes, json, wait, now),
         Command::Facts { refresh, json } => facts(&store, refresh, json, wait, now),
+        Command::Hosts {
+            action,
+            inventory,
+            json,
+        } => hosts(&store, action, inventory, json, now),
         Command::CleanState { yes } => clean_state(&store, yes, wait, now),
         Command::Cleanup { older_than } => {
             let r = ops::cleanup(&store, older_than, wait, now)?;
@@ -768,6 +797,127 @@ fn print_events(store: &Store, run: Option<&str>, follow: bool, json: bool) -> R
             }
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `hosts` and `hosts trust`.
+fn hosts(
+    store: &Store,
+    action: Option<HostsCommand>,
+    inventory: Option<PathBuf>,
+    json: bool,
+    now: Timestamp,
+) -> Result<u8> {
+    use crate::facts::host_keys::{self, Trust};
+    let home = store.layout().home.clone();
+    let recorded = store
+        .load(now)?
+        .and_then(|l| l.state.deployment.configuration.inventory)
+        .map(|i| PathBuf::from(i.path));
+    let Some(path) = inventory
+        .or(recorded)
+        .or_else(|| Some(store.layout().inventory_file()).filter(|p| p.exists()))
+    else {
+        return Err(EngineError::Usage(
+            "there is no inventory to read hosts from: give one with --inventory PATH, or add hosts in the installer's window".into(),
+        ));
+    };
+    let hosts = host_keys::ssh_hosts(&path)?;
+    let views = host_keys::check(&home, &hosts);
+    match action {
+        None => {
+            if json {
+                emit_json(&views);
+            } else {
+                let mut text = String::new();
+                for v in &views {
+                    text.push_str(&format!(
+                        "{:<16} {}:{:<6} {:<11} {}{}\n",
+                        v.host.name,
+                        v.host.address,
+                        v.host.port,
+                        match v.trust {
+                            Trust::Trusted => "trusted",
+                            Trust::Unknown => "not trusted",
+                            Trust::Changed => "CHANGED",
+                            Trust::Unreachable => "no answer",
+                        },
+                        v.fingerprint.as_deref().unwrap_or("-"),
+                        v.problem
+                            .as_deref()
+                            .map(|p| format!(" ({p})"))
+                            .unwrap_or_default()
+                    ));
+                }
+                if views.is_empty() {
+                    text.push_str("The inventory has no hosts reached over SSH.\n");
+                }
+                emit(&text);
+            }
+            Ok(exit::SUCCESS)
+        }
+        Some(HostsCommand::Trust { hosts: named, yes }) => {
+            if let Some(unknown) = named
+                .iter()
+                .find(|n| !views.iter().any(|v| &v.host.name == *n))
+            {
+                return Err(EngineError::Usage(format!(
+                    "there is no host `{unknown}` in {}; `thinkube-deploy hosts` lists them",
+                    path.display()
+                )));
+            }
+            let chosen: Vec<_> = views
+                .into_iter()
+                .filter(|v| named.is_empty() || named.contains(&v.host.name))
+                .collect();
+            if let Some(refused) = host_keys::refusal(&home, &chosen)
+                .filter(|_| chosen.iter().any(|v| v.trust == Trust::Changed))
+            {
+                return Err(refused);
+            }
+            for v in chosen.iter().filter(|v| v.trust == Trust::Unreachable) {
+                eprintln!(
+                    "thinkube-deploy: {} ({}:{}) did not answer, so its key cannot be read: {}",
+                    v.host.name,
+                    v.host.address,
+                    v.host.port,
+                    v.problem.as_deref().unwrap_or("no answer")
+                );
+            }
+            let new: Vec<_> = chosen
+                .iter()
+                .filter(|v| v.trust == Trust::Unknown)
+                .collect();
+            if new.is_empty() {
+                emit("Nothing to trust: every host that answered is trusted already.\n");
+                return Ok(exit::SUCCESS);
+            }
+            let list: String = new
+                .iter()
+                .map(|v| {
+                    format!(
+                        "  {} ({}:{}) {} {}\n",
+                        v.host.name,
+                        v.host.address,
+                        v.host.port,
+                        v.key_type.as_deref().unwrap_or("?"),
+                        v.fingerprint.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect();
+            emit(&format!("Host keys to trust:\n{list}"));
+            if !yes && !confirm("Do these fingerprints match the hosts' own?")? {
+                emit("Nothing was trusted.\n");
+                return Ok(exit::BAD_INPUT);
+            }
+            let trusted = host_keys::trust(&home, &chosen)?;
+            emit(&format!(
+                "Trusted {} in {}.\n",
+                trusted.join(", "),
+                host_keys::known_hosts_file(&home).display()
+            ));
+            Ok(exit::SUCCESS)
+        }
     }
 }
 

@@ -96,6 +96,10 @@ pub enum EngineError {
     )]
     UnfinishedStepsRemoved { steps: Vec<String> },
 
+    /// A host's SSH key is not trusted, or changed (exit 2); nothing ran.
+    #[error("{0}")]
+    HostKeys(String),
+
     /// Bad usage or bad input: a wrong argument, file or choice (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -196,6 +200,7 @@ impl EngineError {
             | Self::Transition(_)
             | Self::Usage(_)
             | Self::UnfinishedStepsRemoved { .. }
+            | Self::HostKeys(_)
             | Self::InvalidPlan(_)
             | Self::Choice(_) => exit::BAD_INPUT,
             Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,

@@ -7,6 +7,7 @@
 //! touches the network: it shows what is cached, its age, and whether it is stale
 //! (older than its time-to-live, or its source file changed since).
 
+pub mod host_keys;
 pub mod readiness;
 pub mod validate;
 

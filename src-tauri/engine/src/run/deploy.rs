@@ -386,6 +386,20 @@ fn prepare(
     let plan_ref = which_plan(args, current)?;
     let plans_dir = layout.root.join("plans");
     let plan = plan_ref.load(&plans_dir)?;
+    // The deployment's own plan, changed since it last ran: the change is taken only
+    // when asked for with `--plan`.
+    if args.plan.is_none()
+        && let Some(d) = current
+        && let Some(then) = d.plan_digest.as_deref()
+        && then != plan.digest
+    {
+        let source = d.plan_source.as_deref().unwrap_or(&plan.id);
+        return Err(EngineError::Usage(format!(
+            "the plan {source} changed since this deployment last ran it ({} then, {} now): see it with `thinkube-deploy plan show --plan {source}`, then run it as it is now with `--plan {source}` (steps are matched by id, and what changed is shown), or put the earlier one back. Nothing ran",
+            short_digest(then),
+            short_digest(&plan.digest)
+        )));
+    }
     if let Some(d) = current
         && d.plan_id.as_deref() != Some(plan.id.as_str())
     {
@@ -419,6 +433,16 @@ fn prepare(
         })
         .transpose()?;
     let (inventory, recorded) = inventory(args, layout, current)?;
+    // Every host that answers must offer the key that was trusted.
+    if needs_ansible && let Some(r) = &recorded {
+        use crate::facts::host_keys;
+        let hosts = host_keys::ssh_hosts(Path::new(&r.path))?;
+        if let Some(refused) =
+            host_keys::refusal(&layout.home, &host_keys::check(&layout.home, &hosts))
+        {
+            return Err(refused);
+        }
+    }
     if needs_ansible
         && logs_in_with_password(config.as_ref(), recorded.as_ref())
         && runner::on_path("sshpass", args.path_var.as_deref()).is_none()
@@ -585,8 +609,8 @@ fn outside_plan_folder(base: &Path, full: &Path, step: &str) -> Result<()> {
 
 /// `-i` for ansible-playbook, and the inventory as the deployment records it:
 /// `--inventory` (made absolute); else the one this deployment started with, which
-/// must not have changed since unless it is the wizard's own (`<home>/inventory.yaml`,
-/// changed on purpose from the window); else the wizard's; else `localhost,`.
+/// must not have changed since; else the wizard's; else `localhost,`. (The window
+/// passes the wizard's inventory explicitly: its user changes it there on purpose.)
 fn inventory(
     args: &DeployArgs,
     layout: &crate::paths::Layout,
@@ -618,7 +642,6 @@ fn inventory(
     if let Some(r) = recorded
         && args.inventory.is_none()
         && r.sha256 != sha256
-        && path != layout.inventory_file()
     {
         return Err(EngineError::Usage(format!(
             "the inventory {} changed since this deployment started ({} then, {} now): run it against the inventory as it is now with `--inventory {}`, or put the earlier one back. Nothing ran",
@@ -1086,6 +1109,13 @@ fn base_env(
         ("ANSIBLE_RETRY_FILES_ENABLED".into(), "false".into()),
         ("ANSIBLE_LOCALHOST_WARNING".into(), "false".into()),
         ("ANSIBLE_INVENTORY_UNPARSED_WARNING".into(), "false".into()),
+        // Host keys are checked, strictly, against the installer's own known_hosts
+        // (trusted with `thinkube-deploy hosts trust`); never turned off.
+        ("ANSIBLE_HOST_KEY_CHECKING".into(), "True".into()),
+        (
+            "ANSIBLE_SSH_COMMON_ARGS".into(),
+            crate::facts::host_keys::ssh_common_args(home),
+        ),
         ("PYTHONUNBUFFERED".into(), "1".into()),
     ])
 }

@@ -576,7 +576,11 @@ fn a_failed_step_removed_from_the_plan_stays_failed_and_is_named() {
     );
     std::fs::write(dir.join("plan.yaml"), without_b).unwrap();
     let before = std::fs::read(home.state_file()).unwrap();
-    for args in [&["resume"][..], &["deploy", "--plan", plan], &["retry"]] {
+    for args in [
+        &["resume", "--plan", plan][..],
+        &["deploy", "--plan", plan],
+        &["retry", "--plan", plan],
+    ] {
         home.run(args).expect(
             2,
             &[
@@ -602,7 +606,7 @@ fn a_failed_step_removed_from_the_plan_stays_failed_and_is_named() {
     );
     // Put back (fixed), it is retried and the deployment finishes.
     std::fs::write(dir.join("plan.yaml"), with_b("\"true\"")).unwrap();
-    let r = home.run(&["retry"]);
+    let r = home.run(&["retry", "--plan", plan]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(home.status_json()["deployment"]["status"], "completed");
     assert_eq!(count_lines(&dir.join("count-a")), 1);
@@ -1426,4 +1430,46 @@ fn a_password_login_without_sshpass_is_refused_before_anything_runs() {
     }
     let r = home.run(&args);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+/// A plan file changed since the deployment last ran it was taken by `retry` and
+/// `resume` without a word. It is now refused (exit 2, both digests, the way to see
+/// it and to accept it) until given with `--plan`; then what changed is matched.
+#[test]
+fn a_plan_changed_since_the_last_run_needs_plan_to_be_taken() {
+    let home = Home::new();
+    let v1 = format!(
+        "id: evolving\nphases:\n  - id: p\n    steps:\n{}      - id: b\n        command: [sh, -c, \"test -f ready\"]\n",
+        counting_step("a", "count-a")
+    );
+    let dir = plan_dir(&home, &[("plan.yaml", &v1)]);
+    let plan = dir.join("plan.yaml");
+    let plan = plan.to_str().unwrap();
+    assert_eq!(home.run(&["deploy", "--plan", plan]).code, 1);
+    std::fs::write(
+        dir.join("plan.yaml"),
+        format!("{v1}{}", counting_step("c", "count-c")),
+    )
+    .unwrap();
+    std::fs::write(dir.join("ready"), "").unwrap();
+    let before = std::fs::read(home.state_file()).unwrap();
+    for args in [&["retry"][..], &["resume"], &["deploy"]] {
+        home.run(args).expect(
+            2,
+            &[
+                "plan.yaml changed since this deployment last ran it",
+                "--plan",
+                "Nothing ran",
+            ],
+        );
+        assert_eq!(
+            std::fs::read(home.state_file()).unwrap(),
+            before,
+            "{args:?}"
+        );
+    }
+    let r = home.run(&["retry", "--plan", plan]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(count_lines(&dir.join("count-c")), 1);
+    assert_eq!(count_lines(&dir.join("count-a")), 1);
 }

@@ -25,5 +25,6 @@ mod recover;
 mod schema;
 mod session;
 mod simfs;
+mod ssh;
 mod status;
 mod trail;

@@ -82,6 +82,9 @@ struct Model {
     steps: Vec<(usize, St)>,
     /// Whether the plan file has step `EDITED`.
     plan_has_edited: bool,
+    /// Whether the plan the deployment last ran had it: `resume` and `retry`
+    /// without `--plan` refuse a plan changed since (exit 2).
+    ran_with_edited: bool,
     fails: [bool; STEPS],
     runs: [u64; STEPS],
 }
@@ -92,6 +95,7 @@ impl Model {
             started: false,
             steps: Vec::new(),
             plan_has_edited: true,
+            ran_with_edited: true,
             fails: [false; STEPS],
             runs: [0; STEPS],
         }
@@ -166,6 +170,7 @@ impl Model {
             return match op {
                 Op::Deploy | Op::StopAt(..) => {
                     self.started = true;
+                    self.ran_with_edited = self.plan_has_edited;
                     self.steps = self
                         .plan_steps()
                         .into_iter()
@@ -175,6 +180,11 @@ impl Model {
                 }
                 _ => (2, false),
             };
+        }
+        if !matches!(op, Op::Deploy | Op::StopAt(..))
+            && self.plan_has_edited != self.ran_with_edited
+        {
+            return (2, false);
         }
         let Ok(replanned) = self.replanned() else {
             return (2, false);
@@ -186,7 +196,7 @@ impl Model {
             m.steps = before.clone();
             (code, false)
         };
-        match (op, status) {
+        let (code, runs) = match (op, status) {
             (Op::Deploy | Op::StopAt(..), "interrupted") | (Op::Resume, "interrupted") => (0, true),
             (Op::Deploy, "failed") => refused(self, 1),
             // deploy of a completed deployment keeps what the plan changed.
@@ -215,7 +225,13 @@ impl Model {
                 (0, true)
             }
             _ => unreachable!("{op:?} is not a run"),
+        };
+        // A run that goes ahead (or a deploy that keeps what the plan changed)
+        // records the plan as it is now.
+        if runs || (code == 0 && changed && matches!(op, Op::Deploy)) {
+            self.ran_with_edited = self.plan_has_edited;
         }
+        (code, runs)
     }
 }
 
@@ -344,6 +360,16 @@ fn step(world: &mut World, model: &mut Model, op: &Op) -> Result<(), TestCaseErr
             // The backup is the state one commit back: take the steps it shows.
             let v = world.home.status_json();
             model.started = v["deployment"]["status"] != "not_started";
+            // Which of the plan's two shapes the recovered deployment last ran.
+            let now = thinkube_engine::plan::sha256(plan_text(model).as_bytes());
+            if v["deployment"]["plan_digest"]
+                .as_str()
+                .is_some_and(|d| d != now)
+            {
+                model.ran_with_edited = !model.plan_has_edited;
+            } else {
+                model.ran_with_edited = model.plan_has_edited;
+            }
             model.steps = v["steps"]
                 .as_array()
                 .unwrap()
@@ -386,10 +412,7 @@ fn step(world: &mut World, model: &mut Model, op: &Op) -> Result<(), TestCaseErr
             if !reaches || code != 0 {
                 return Ok(());
             }
-            let args = match model.started {
-                false => world.deploy_args(),
-                true => vec!["resume".to_string()],
-            };
+            let args = world.deploy_args();
             let child = world.start_blocked_at(*n, &args);
             let pid = child.id();
             if *kill {

@@ -1,0 +1,402 @@
+//! SSH host keys, trusted explicitly. The installer keeps its own `known_hosts`
+//! (`<home>/known_hosts`, 0600) and every SSH connection Ansible makes for it checks
+//! against that file strictly (`StrictHostKeyChecking=yes`): host key checking is
+//! never turned off. A key is trusted only by `thinkube-deploy hosts trust`, after
+//! its fingerprint was shown.
+//!
+//! The keys a host offers are read with `ssh-keyscan`, their fingerprints made by
+//! `ssh-keygen -l` (so they read exactly as OpenSSH prints them), and `known_hosts`
+//! lines are written in OpenSSH's own format (`[address]:port type key` for a port
+//! other than 22).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{EngineError, Result};
+
+/// How long a host gets to answer on its SSH port and to offer its keys.
+const SCAN_SECONDS: u64 = 5;
+
+/// A host of the inventory reached over SSH.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshHost {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+}
+
+impl SshHost {
+    /// The host as `known_hosts` names it.
+    fn known_as(&self) -> String {
+        match self.port {
+            22 => self.address.clone(),
+            p => format!("[{}]:{p}", self.address),
+        }
+    }
+}
+
+/// Whether a host's key is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// Its key is in the installer's `known_hosts`.
+    Trusted,
+    /// No key of it is recorded.
+    Unknown,
+    /// A key is recorded for it, and the host now offers another.
+    Changed,
+    /// It did not answer, so its key could not be read.
+    Unreachable,
+}
+
+/// What `hosts` shows of one host.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostKeyView {
+    #[serde(flatten)]
+    pub host: SshHost,
+    pub reachable: bool,
+    /// The SHA256 fingerprint of the key it offers (`SHA256:...`), as `ssh-keygen -l`.
+    pub fingerprint: Option<String>,
+    pub key_type: Option<String>,
+    pub trust: Trust,
+    /// For a changed key: the fingerprint of the key that was trusted.
+    pub trusted_fingerprint: Option<String>,
+    /// The `known_hosts` line that would trust it (never a secret).
+    #[serde(skip)]
+    line: Option<String>,
+    #[serde(skip)]
+    pub problem: Option<String>,
+}
+
+/// The installer's own `known_hosts`.
+pub fn known_hosts_file(home: &Path) -> PathBuf {
+    home.join("known_hosts")
+}
+
+/// The SSH options every Ansible connection of the installer uses.
+pub fn ssh_common_args(home: &Path) -> String {
+    format!(
+        "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes",
+        known_hosts_file(home).display()
+    )
+}
+
+/// The hosts of an inventory (YAML) that Ansible reaches over SSH: every host under
+/// `hosts:` of any group (children too), at `ansible_host` (else its name) and
+/// `ansible_port` (else 22), except those with `ansible_connection: local`.
+pub fn ssh_hosts(inventory: &Path) -> Result<Vec<SshHost>> {
+    let bytes = crate::state::fsops::read_regular(inventory, 4 << 20)
+        .map_err(|e| EngineError::io("read the inventory", inventory, e))?
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let value: serde_json::Value = crate::yaml::from_str(&text).map_err(|e| {
+        EngineError::Usage(format!(
+            "the inventory {} is not valid YAML ({e})",
+            inventory.display()
+        ))
+    })?;
+    // A host may be listed in several groups: its variables are merged (Ansible
+    // merges them too), then each host is read once.
+    let mut vars = BTreeMap::new();
+    collect(&value, &mut vars, 0);
+    Ok(vars
+        .into_iter()
+        .filter(|(_, v)| v.get("ansible_connection").and_then(|c| c.as_str()) != Some("local"))
+        .map(|(name, v)| {
+            let address = v
+                .get("ansible_host")
+                .and_then(|a| a.as_str())
+                .unwrap_or(&name)
+                .to_string();
+            let port = v
+                .get("ansible_port")
+                .and_then(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok()))
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(22);
+            SshHost {
+                name,
+                address,
+                port,
+            }
+        })
+        .collect())
+}
+
+type HostVars = BTreeMap<String, serde_json::Map<String, serde_json::Value>>;
+
+fn collect(group: &serde_json::Value, out: &mut HostVars, depth: usize) {
+    let Some(map) = group.as_object() else {
+        return;
+    };
+    if depth > 32 {
+        return;
+    }
+    for (key, value) in map {
+        match key.as_str() {
+            "hosts" => {
+                for (name, vars) in value.as_object().into_iter().flatten() {
+                    let merged = out.entry(name.clone()).or_default();
+                    for (k, v) in vars.as_object().into_iter().flatten() {
+                        merged.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+            }
+            "vars" => {}
+            "children" => {
+                for child in value.as_object().into_iter().flatten().map(|(_, g)| g) {
+                    collect(child, out, depth + 1);
+                }
+            }
+            // Top level: each key is a group.
+            _ if depth == 0 => collect(value, out, depth + 1),
+            _ => {}
+        }
+    }
+}
+
+/// Reads each host's key and compares it with the installer's `known_hosts`.
+pub fn check(home: &Path, hosts: &[SshHost]) -> Vec<HostKeyView> {
+    let known = std::fs::read_to_string(known_hosts_file(home)).unwrap_or_default();
+    hosts.iter().map(|h| check_one(&known, h)).collect()
+}
+
+fn check_one(known: &str, host: &SshHost) -> HostKeyView {
+    let mut view = HostKeyView {
+        host: host.clone(),
+        reachable: false,
+        fingerprint: None,
+        key_type: None,
+        trust: Trust::Unreachable,
+        trusted_fingerprint: None,
+        line: None,
+        problem: None,
+    };
+    if let Err(e) = crate::facts::probe(&host.address, host.port, Duration::from_secs(SCAN_SECONDS))
+    {
+        view.problem = Some(e);
+        return view;
+    }
+    view.reachable = true;
+    let offered = match scan(host) {
+        Ok(keys) => keys,
+        Err(e) => {
+            view.problem = Some(e);
+            return view;
+        }
+    };
+    // The key Ansible's ssh will be shown first is the one it checks; ed25519 is
+    // what current OpenSSH servers offer and clients prefer, so show that one.
+    let Some((key_type, blob)) = offered
+        .iter()
+        .find(|(t, _)| t == "ssh-ed25519")
+        .or(offered.first())
+        .cloned()
+    else {
+        view.problem = Some("it answers but offers no SSH host key".into());
+        return view;
+    };
+    let name = host.known_as();
+    let line = format!("{name} {key_type} {blob}");
+    view.fingerprint = fingerprint(&line);
+    view.key_type = Some(key_type.clone());
+    view.line = Some(line);
+    let recorded: Vec<(&str, &str)> = known
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let hosts = parts.next()?;
+            let t = parts.next()?;
+            let b = parts.next()?;
+            hosts.split(',').any(|h| h == name).then_some((t, b))
+        })
+        .collect();
+    view.trust = if recorded
+        .iter()
+        .any(|(t, b)| offered.iter().any(|(ot, ob)| ot == t && ob == b))
+    {
+        Trust::Trusted
+    } else if recorded.is_empty() {
+        Trust::Unknown
+    } else {
+        view.trusted_fingerprint = recorded
+            .first()
+            .and_then(|(t, b)| fingerprint(&format!("{name} {t} {b}")));
+        Trust::Changed
+    };
+    view
+}
+
+/// The keys a host offers: (type, base64 blob).
+fn scan(host: &SshHost) -> std::result::Result<Vec<(String, String)>, String> {
+    let out = Command::new("ssh-keyscan")
+        .args([
+            "-T",
+            &SCAN_SECONDS.to_string(),
+            "-p",
+            &host.port.to_string(),
+        ])
+        .arg(&host.address)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run ssh-keyscan ({e}); install openssh-client"))?;
+    let keys: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let _host = parts.next()?;
+            Some((parts.next()?.to_string(), parts.next()?.to_string()))
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(format!(
+            "it did not offer an SSH host key on port {} within {SCAN_SECONDS} s",
+            host.port
+        ));
+    }
+    Ok(keys)
+}
+
+/// `SHA256:...` of a `known_hosts` line, as `ssh-keygen -l` prints it.
+fn fingerprint(line: &str) -> Option<String> {
+    let mut child = Command::new("ssh-keygen")
+        .args(["-l", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()?
+        .write_all(format!("{line}\n").as_bytes())
+        .ok()?;
+    let out = child.wait_with_output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .map(str::to_string)
+}
+
+/// Records the keys of `views` that are not trusted yet (and not changed: a
+/// changed key is never replaced here) in the installer's `known_hosts`. Returns
+/// the hosts recorded.
+pub fn trust(home: &Path, views: &[HostKeyView]) -> Result<Vec<String>> {
+    let path = known_hosts_file(home);
+    let lines: Vec<&HostKeyView> = views
+        .iter()
+        .filter(|v| v.trust == Trust::Unknown && v.line.is_some())
+        .collect();
+    if lines.is_empty() {
+        return Ok(Vec::new());
+    }
+    use crate::state::fsops::FileOps;
+    crate::state::fsops::RealFs
+        .create_dir_all(home)
+        .map_err(|e| EngineError::io("create the folder", home, e))?;
+    let mut file = crate::state::fsops::open_append_regular(&path)
+        .map_err(|e| EngineError::io("open", &path, e))?;
+    let mut text = String::new();
+    for v in &lines {
+        text.push_str(v.line.as_deref().unwrap_or_default());
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| EngineError::io("write", &path, e))?;
+    Ok(lines.iter().map(|v| v.host.name.clone()).collect())
+}
+
+/// The refusal for hosts whose key is not trusted, or changed; `None` when every
+/// host that answers is trusted (a host that does not answer is left to fail its
+/// step as unreachable).
+pub fn refusal(home: &Path, views: &[HostKeyView]) -> Option<EngineError> {
+    let changed: Vec<String> = views
+        .iter()
+        .filter(|v| v.trust == Trust::Changed)
+        .map(|v| {
+            format!(
+                "{} ({}:{}) now offers {} but {} was trusted",
+                v.host.name,
+                v.host.address,
+                v.host.port,
+                v.fingerprint.as_deref().unwrap_or("?"),
+                v.trusted_fingerprint.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    if !changed.is_empty() {
+        let first = views.iter().find(|v| v.trust == Trust::Changed)?;
+        return Some(EngineError::HostKeys(format!(
+            "the SSH host key changed: {}. This may be an attack (someone between you and the host); nothing ran. If you know why it changed (the host was reinstalled), remove the old key with `ssh-keygen -R '{}' -f {}`, then check and trust the new one with `thinkube-deploy hosts trust {}`",
+            changed.join("; "),
+            first.host.known_as(),
+            known_hosts_file(home).display(),
+            first.host.name
+        )));
+    }
+    let unknown: Vec<&HostKeyView> = views.iter().filter(|v| v.trust == Trust::Unknown).collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    Some(EngineError::HostKeys(format!(
+        "the SSH host key of {} is not trusted yet; nothing ran. Check each fingerprint (on the host: `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and trust them with `thinkube-deploy hosts trust {}`",
+        unknown
+            .iter()
+            .map(|v| format!(
+                "{} ({}:{}, {} {})",
+                v.host.name,
+                v.host.address,
+                v.host.port,
+                v.key_type.as_deref().unwrap_or("?"),
+                v.fingerprint.as_deref().unwrap_or("?")
+            ))
+            .collect::<Vec<_>>()
+            .join(", "),
+        unknown
+            .iter()
+            .map(|v| v.host.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_hosts_are_read_from_groups_and_children_and_local_ones_left_out() {
+        let dir = std::env::temp_dir().join(format!("thinkube-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inv = dir.join("inventory.yaml");
+        std::fs::write(
+            &inv,
+            "all:\n  vars:\n    ansible_user: t\n  hosts:\n    here: {ansible_connection: local}\n    a: {ansible_host: 10.0.0.1}\n  children:\n    workers:\n      hosts:\n        b: {ansible_host: 10.0.0.2, ansible_port: 2222}\n        a: {}\n",
+        )
+        .unwrap();
+        let hosts = ssh_hosts(&inv).unwrap();
+        assert_eq!(
+            hosts,
+            [
+                SshHost {
+                    name: "a".into(),
+                    address: "10.0.0.1".into(),
+                    port: 22
+                },
+                SshHost {
+                    name: "b".into(),
+                    address: "10.0.0.2".into(),
+                    port: 2222
+                },
+            ]
+        );
+        assert_eq!(hosts[1].known_as(), "[10.0.0.2]:2222");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
