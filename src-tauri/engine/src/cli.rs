@@ -97,6 +97,12 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum HostsCommand {
+    /// Pre-flight: each host answers, its key is trusted, the login works, and sudo
+    /// works for a user other than root (exit 2 naming each failure)
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
     /// Show each host's key fingerprint and record it as trusted after confirmation
     Trust {
         /// Hosts to trust (default: every host whose key is not trusted yet)
@@ -823,6 +829,57 @@ fn hosts(
         ));
     };
     let hosts = host_keys::ssh_hosts(&path)?;
+    if let Some(HostsCommand::Check { json }) = action {
+        let password = std::env::var(crate::config::SSH_PASSWORD_ENV).ok();
+        let checks = host_keys::preflight(&home, &hosts, password.as_deref());
+        if json {
+            emit_json(&checks);
+        } else {
+            let mut text = String::new();
+            for c in &checks {
+                let mark = |ok: Option<bool>| match ok {
+                    Some(true) => "✓",
+                    Some(false) => "✗",
+                    None => "-",
+                };
+                text.push_str(&format!(
+                    "{:<16} {}:{:<6} answers {}  key {}  login {}  sudo {}\n",
+                    c.host.name,
+                    c.host.address,
+                    c.host.port,
+                    mark(Some(c.reachable)),
+                    mark(Some(c.trust == Trust::Trusted)),
+                    mark(c.login),
+                    match (c.sudo, c.host.user.as_deref()) {
+                        (None, Some("root")) if c.login == Some(true) => "not needed (root)",
+                        (s, _) => mark(s),
+                    }
+                ));
+                for p in &c.problems {
+                    text.push_str(&format!("    {p}\n"));
+                }
+            }
+            if checks.is_empty() {
+                text.push_str("The inventory has no hosts reached over SSH.\n");
+            }
+            emit(&text);
+        }
+        let failing: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.problems.is_empty())
+            .map(|c| format!("{}: {}", c.host.name, c.problems.join("; ")))
+            .collect();
+        if failing.is_empty() {
+            return Ok(exit::SUCCESS);
+        }
+        eprintln!(
+            "thinkube-deploy: {} of {} host(s) not ready: {}",
+            failing.len(),
+            checks.len(),
+            failing.join(" | ")
+        );
+        return Ok(exit::BAD_INPUT);
+    }
     let views = host_keys::check(&home, &hosts);
     match action {
         None => {
@@ -856,6 +913,7 @@ fn hosts(
             }
             Ok(exit::SUCCESS)
         }
+        Some(HostsCommand::Check { .. }) => Ok(exit::SUCCESS),
         Some(HostsCommand::Trust { hosts: named, yes }) => {
             if let Some(unknown) = named
                 .iter()

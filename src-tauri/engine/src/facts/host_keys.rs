@@ -28,6 +28,14 @@ pub struct SshHost {
     pub name: String,
     pub address: String,
     pub port: u16,
+    /// `ansible_user` (host, else group variables); `None`: the local user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `ansible_ssh_private_key_file`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// The inventory sets a password for it (the value is never read here).
+    pub password: bool,
 }
 
 impl SshHost {
@@ -100,62 +108,90 @@ pub fn ssh_hosts(inventory: &Path) -> Result<Vec<SshHost>> {
             inventory.display()
         ))
     })?;
-    // A host may be listed in several groups: its variables are merged (Ansible
-    // merges them too), then each host is read once.
-    let mut vars = BTreeMap::new();
-    collect(&value, &mut vars, 0);
-    Ok(vars
+    // A host may be listed in several groups: its own variables win over its
+    // groups', as in Ansible; then each host is read once.
+    let mut found = Found::default();
+    for group in value.as_object().into_iter().flatten().map(|(_, g)| g) {
+        collect(group, &mut found, &serde_json::Map::new(), 1);
+    }
+    Ok(found
+        .hosts
         .into_iter()
+        .map(|(name, mut vars)| {
+            for (k, v) in found.groups.remove(&name).unwrap_or_default() {
+                vars.entry(k).or_insert(v);
+            }
+            (name, vars)
+        })
         .filter(|(_, v)| v.get("ansible_connection").and_then(|c| c.as_str()) != Some("local"))
         .map(|(name, v)| {
-            let address = v
-                .get("ansible_host")
-                .and_then(|a| a.as_str())
-                .unwrap_or(&name)
-                .to_string();
+            let text = |k: &str| v.get(k).and_then(|a| a.as_str()).map(str::to_string);
             let port = v
                 .get("ansible_port")
                 .and_then(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok()))
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or(22);
             SshHost {
+                address: text("ansible_host").unwrap_or_else(|| name.clone()),
                 name,
-                address,
                 port,
+                user: text("ansible_user").or_else(|| text("ansible_ssh_user")),
+                key_file: text("ansible_ssh_private_key_file")
+                    .or_else(|| text("ansible_private_key_file")),
+                password: v.contains_key("ansible_password") || v.contains_key("ansible_ssh_pass"),
             }
         })
         .collect())
 }
 
-type HostVars = BTreeMap<String, serde_json::Map<String, serde_json::Value>>;
+type Vars = serde_json::Map<String, serde_json::Value>;
 
-fn collect(group: &serde_json::Value, out: &mut HostVars, depth: usize) {
+/// Hosts' own variables, and the variables their groups give them.
+#[derive(Default)]
+struct Found {
+    hosts: BTreeMap<String, Vars>,
+    groups: BTreeMap<String, Vars>,
+}
+
+fn collect(group: &serde_json::Value, found: &mut Found, inherited: &Vars, depth: usize) {
     let Some(map) = group.as_object() else {
         return;
     };
     if depth > 32 {
         return;
     }
-    for (key, value) in map {
-        match key.as_str() {
-            "hosts" => {
-                for (name, vars) in value.as_object().into_iter().flatten() {
-                    let merged = out.entry(name.clone()).or_default();
-                    for (k, v) in vars.as_object().into_iter().flatten() {
-                        merged.entry(k.clone()).or_insert_with(|| v.clone());
-                    }
-                }
-            }
-            "vars" => {}
-            "children" => {
-                for child in value.as_object().into_iter().flatten().map(|(_, g)| g) {
-                    collect(child, out, depth + 1);
-                }
-            }
-            // Top level: each key is a group.
-            _ if depth == 0 => collect(value, out, depth + 1),
-            _ => {}
+    // A group's own variables win over its parents'.
+    let mut vars = inherited.clone();
+    for (k, v) in map
+        .get("vars")
+        .and_then(|v| v.as_object())
+        .into_iter()
+        .flatten()
+    {
+        vars.insert(k.clone(), v.clone());
+    }
+    for (name, own) in map
+        .get("hosts")
+        .and_then(|h| h.as_object())
+        .into_iter()
+        .flatten()
+    {
+        let host = found.hosts.entry(name.clone()).or_default();
+        for (k, v) in own.as_object().into_iter().flatten() {
+            host.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        let from_groups = found.groups.entry(name.clone()).or_default();
+        for (k, v) in &vars {
+            from_groups.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    for (_, child) in map
+        .get("children")
+        .and_then(|c| c.as_object())
+        .into_iter()
+        .flatten()
+    {
+        collect(child, found, &vars, depth + 1);
     }
 }
 
@@ -366,6 +402,149 @@ pub fn refusal(home: &Path, views: &[HostKeyView]) -> Option<EngineError> {
     )))
 }
 
+/// What `hosts check` found of one host: each check that failed, with what to do.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostCheck {
+    #[serde(flatten)]
+    pub host: SshHost,
+    pub reachable: bool,
+    pub trust: Trust,
+    pub fingerprint: Option<String>,
+    /// Whether the login worked (`None`: not tried, because an earlier check failed).
+    pub login: Option<bool>,
+    /// Whether `sudo -n true` worked (`None`: not tried; root needs no sudo).
+    pub sudo: Option<bool>,
+    pub problems: Vec<String>,
+}
+
+/// Pre-flight of each host: it answers on its port, its key is trusted, the login
+/// works (key, agent, or the password in `password`), and sudo works without a
+/// password prompt for a user other than root.
+pub fn preflight(home: &Path, hosts: &[SshHost], password: Option<&str>) -> Vec<HostCheck> {
+    check(home, hosts)
+        .into_iter()
+        .map(|view| {
+            let mut c = HostCheck {
+                host: view.host.clone(),
+                reachable: view.reachable,
+                trust: view.trust,
+                fingerprint: view.fingerprint.clone(),
+                login: None,
+                sudo: None,
+                problems: Vec::new(),
+            };
+            match view.trust {
+                Trust::Unreachable => c.problems.push(format!(
+                    "does not answer on {}:{} ({}): is it on, and is the port right?",
+                    view.host.address,
+                    view.host.port,
+                    view.problem.as_deref().unwrap_or("no answer")
+                )),
+                Trust::Unknown => c.problems.push(format!(
+                    "its host key ({}) is not trusted: check it, then `thinkube-deploy hosts trust {}`",
+                    view.fingerprint.as_deref().unwrap_or("?"),
+                    view.host.name
+                )),
+                Trust::Changed => c.problems.push(format!(
+                    "its host key changed ({} now, {} trusted): this may be an attack; see `thinkube-deploy hosts`",
+                    view.fingerprint.as_deref().unwrap_or("?"),
+                    view.trusted_fingerprint.as_deref().unwrap_or("?")
+                )),
+                Trust::Trusted => {
+                    let login = remote(home, &view.host, password, "true");
+                    c.login = Some(login.is_ok());
+                    match login {
+                        Err(e) => c.problems.push(format!("the login failed: {e}")),
+                        Ok(()) if view.host.user.as_deref() != Some("root") => {
+                            let sudo = remote(home, &view.host, password, "sudo -n true");
+                            c.sudo = Some(sudo.is_ok());
+                            if let Err(e) = sudo {
+                                c.problems.push(format!(
+                                    "sudo asks for a password or is not allowed ({e}): allow the user passwordless sudo, or use root"
+                                ));
+                            }
+                        }
+                        Ok(()) => {}
+                    }
+                }
+            }
+            c
+        })
+        .collect()
+}
+
+/// Runs `command` on the host over SSH as Ansible will connect: strict host key
+/// checking against the installer's `known_hosts`, its user, port and key; with
+/// the password through `sshpass -e` (environment, never an argument) when the
+/// inventory logs in with one.
+fn remote(
+    home: &Path,
+    host: &SshHost,
+    password: Option<&str>,
+    command: &str,
+) -> std::result::Result<(), String> {
+    let mut cmd = match (host.password, password) {
+        (true, None) => {
+            return Err(format!(
+                "it logs in with a password: give it in {} to check the login",
+                crate::config::SSH_PASSWORD_ENV
+            ));
+        }
+        (true, Some(p)) => {
+            let mut c = Command::new("sshpass");
+            c.arg("-e").arg("ssh").env("SSHPASS", p).args([
+                "-o",
+                "PubkeyAuthentication=no",
+                "-o",
+                "PreferredAuthentications=password,keyboard-interactive",
+            ]);
+            c
+        }
+        (false, _) => {
+            let mut c = Command::new("ssh");
+            c.args(["-o", "BatchMode=yes"]);
+            c
+        }
+    };
+    cmd.args(["-o", &format!("ConnectTimeout={SCAN_SECONDS}")])
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            known_hosts_file(home).display()
+        ))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ])
+        .args(["-p", &host.port.to_string()]);
+    if let Some(key) = &host.key_file {
+        cmd.args(["-i", key, "-o", "IdentitiesOnly=yes"]);
+    }
+    if let Some(user) = &host.user {
+        cmd.args(["-l", user]);
+    }
+    let out = cmd
+        .arg(&host.address)
+        .arg("--")
+        .arg(command)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("could not run ssh ({e})"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("ssh failed")
+        .trim()
+        .to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,19 +560,22 @@ mod tests {
         )
         .unwrap();
         let hosts = ssh_hosts(&inv).unwrap();
+        let seen: Vec<(&str, &str, u16, Option<&str>)> = hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    h.address.as_str(),
+                    h.port,
+                    h.user.as_deref(),
+                )
+            })
+            .collect();
         assert_eq!(
-            hosts,
+            seen,
             [
-                SshHost {
-                    name: "a".into(),
-                    address: "10.0.0.1".into(),
-                    port: 22
-                },
-                SshHost {
-                    name: "b".into(),
-                    address: "10.0.0.2".into(),
-                    port: 2222
-                },
+                ("a", "10.0.0.1", 22, Some("t")),
+                ("b", "10.0.0.2", 2222, Some("t"))
             ]
         );
         assert_eq!(hosts[1].known_as(), "[10.0.0.2]:2222");

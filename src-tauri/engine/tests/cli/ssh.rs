@@ -135,7 +135,7 @@ fn setup(port: u16) -> Setup {
     }
 }
 
-/// A new server's key is refused until trusted (exit 2, its fingerprint and the
+/// `hosts check` is the pre-flight of all of this. A new server's key is refused until trusted (exit 2, its fingerprint and the
 /// command named); `hosts trust` records it (0600); the deployment then runs over
 /// SSH with strict checking; a changed key is refused as a possible attack, by
 /// `retry` and by `hosts trust`, with both fingerprints.
@@ -159,6 +159,16 @@ fn host_keys_are_trusted_explicitly_and_a_changed_key_is_refused() {
     assert_eq!(v[0]["reachable"], true);
     assert_eq!(v[0]["trust"], "unknown");
     assert_eq!(v[0]["fingerprint"], expected.as_str());
+
+    s.home.run(&["hosts", "check", "--inventory", inv]).expect(
+        2,
+        &[
+            "1 of 1 host(s) not ready",
+            "srv",
+            "is not trusted",
+            "hosts trust srv",
+        ],
+    );
 
     let deploy = [
         "deploy",
@@ -198,6 +208,26 @@ fn host_keys_are_trusted_explicitly_and_a_changed_key_is_refused() {
     let v: serde_json::Value =
         serde_json::from_str(&s.home.run(&["hosts", "--inventory", inv, "--json"]).stdout).unwrap();
     assert_eq!(v[0]["trust"], "trusted");
+
+    // Pre-flight: answers, trusted, the login works (root needs no sudo).
+    let r = s.home.run(&["hosts", "check", "--inventory", inv]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("login ✓") && r.stdout.contains("not needed (root)"),
+        "{}",
+        r.stdout
+    );
+    // A key the server does not let in: the login is named as what fails.
+    keygen(&s.dir.join("stranger"));
+    let text = std::fs::read_to_string(&s.inventory).unwrap().replace(
+        &s.dir.join("client").display().to_string(),
+        &s.dir.join("stranger").display().to_string(),
+    );
+    let stranger = s.dir.join("stranger-inventory.yaml");
+    std::fs::write(&stranger, text).unwrap();
+    s.home
+        .run(&["hosts", "check", "--inventory", stranger.to_str().unwrap()])
+        .expect(2, &["srv", "the login failed", "Permission denied"]);
 
     let r = s.home.run(&deploy);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
