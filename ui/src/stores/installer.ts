@@ -29,6 +29,9 @@ export const useInstallerStore = defineStore('installer', () => {
   const runEnded = ref<RunEnded | null>(null)
   const logStep = ref<string | null>(null)
   const logs = shallowRef<Record<string, string[]>>({})
+  // Lines are appended in place (a copy per batch would cost O(n) each time), so
+  // whoever shows a log watches this count of changes, not the array.
+  const logVersion = ref(0)
   const needsPassword = ref(false)
   let pendingRun: { kind: RunKind; steps: string[] } | null = null
 
@@ -102,12 +105,14 @@ export const useInstallerStore = defineStore('installer', () => {
         if (e.progress.type === 'step_started') {
           logStep.value = e.progress.step
           logs.value[e.progress.step] = []
+          logVersion.value++
           triggerRef(logs)
         }
         break
       case 'log': {
         const lines = logs.value[e.step] ?? (logs.value[e.step] = [])
         for (const l of e.lines) lines.push(l)
+        logVersion.value++
         triggerRef(logs)
         break
       }
@@ -157,6 +162,7 @@ export const useInstallerStore = defineStore('installer', () => {
     try {
       notice.value = await api.cleanState()
       logs.value = {}
+      logVersion.value++
       logStep.value = null
       runEnded.value = null
       await refresh()
@@ -184,7 +190,7 @@ export const useInstallerStore = defineStore('installer', () => {
 
   return {
     launch, snapshot, loading, error, screen, offer, notice,
-    running, runEnded, logStep, logs, needsPassword,
+    running, runEnded, logStep, logs, logVersion, needsPassword,
     readiness, attempts, readinessError,
     status, hasDeployment, lockedElsewhere,
     init, refresh, checkReadiness, startRun, giveSshPassword, cancel, cleanState,

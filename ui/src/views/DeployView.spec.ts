@@ -1,6 +1,8 @@
 import { flushPromises, mount } from '@vue/test-utils'
 import { createPinia, setActivePinia } from 'pinia'
+import { nextTick } from 'vue'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
+import type { RunEvent } from '../bindings/RunEvent'
 import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
 import { byLabel, byRole, snapshot, step } from '../test-support'
 
@@ -136,5 +138,26 @@ describe('DeployView', () => {
     const stored = Array.from({ length: localStorage.length }, (_, i) => localStorage.getItem(localStorage.key(i) ?? '') ?? '')
     expect(stored.join('')).toContain('"serial":5')
     for (const value of stored) expect(value).not.toContain('s3cret')
+  })
+})
+
+describe('the live log', () => {
+  // The log stayed at "No output yet" / "0 lines" while a step printed: the lines
+  // were appended to the same array, so the page never saw a change.
+  it('shows lines as they arrive, while the step runs', async () => {
+    const store = useInstallerStore()
+    store.launch = launch()
+    store.snapshot = snapshot([step('a', 'running'), step('b', 'pending')], { status: 'in_progress' })
+    store.running = true
+    const w = mount(DeployView)
+    store.onEvent({ type: 'progress', progress: { type: 'step_started', run_id: 'r', step: 'a', title: 'Title a', phase: 'p', index: 1, total: 2, attempt: 1 } } as unknown as RunEvent)
+    store.onEvent({ type: 'log', step: 'a', lines: ['one', 'two', 'three'] })
+    await nextTick()
+    expect(w.find('[data-testid=log-count]').text()).toBe('3 lines')
+    expect(w.text()).toContain('three')
+    store.onEvent({ type: 'log', step: 'a', lines: ['four', 'five'] })
+    await nextTick()
+    expect(w.find('[data-testid=log-count]').text()).toBe('5 lines')
+    expect(w.text()).toContain('five')
   })
 })
