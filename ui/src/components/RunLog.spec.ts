@@ -20,6 +20,17 @@ describe('RunLog', () => {
     expect(first.text()).toBe('1line 1 ERROR')
   })
 
+  // The search carried over to the next step's log and hid it.
+  it('starts each step\'s log with no search left from the step before', async () => {
+    const w = mount(RunLog, { props: { lines, step: 'Install', height: 180 } })
+    await w.find('input[type=search]').setValue('error')
+    expect(w.find('[data-testid=log-count]').text()).toBe('100 of 100000 lines match')
+    await w.setProps({ step: 'Configure', lines: ['configured'] })
+    expect((w.find('input[type=search]').element as HTMLInputElement).value).toBe('')
+    expect(w.find('[data-testid=log-count]').text()).toBe('1 line')
+    expect(w.text()).toContain('configured')
+  })
+
   it('says when there is no output yet', () => {
     const w = mount(RunLog, { props: { lines: [], step: 'Install' } })
     expect(w.text()).toContain('No output yet.')
