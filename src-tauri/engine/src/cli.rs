@@ -935,10 +935,8 @@ fn hosts(
             }
             for v in chosen.iter().filter(|v| v.trust == Trust::Unreachable) {
                 eprintln!(
-                    "thinkube-deploy: {} ({}:{}) did not answer, so its key cannot be read: {}",
-                    v.host.name,
-                    v.host.address,
-                    v.host.port,
+                    "thinkube-deploy: {} did not answer, so its key cannot be read: {}",
+                    v.host.describe(),
                     v.problem.as_deref().unwrap_or("no answer")
                 );
             }
@@ -952,16 +950,7 @@ fn hosts(
             }
             let list: String = new
                 .iter()
-                .map(|v| {
-                    format!(
-                        "  {} ({}:{}) {} {}\n",
-                        v.host.name,
-                        v.host.address,
-                        v.host.port,
-                        v.key_type.as_deref().unwrap_or("?"),
-                        v.fingerprint.as_deref().unwrap_or("?")
-                    )
-                })
+                .map(|v| format!("  {}\n", v.describe()))
                 .collect();
             emit(&format!("Host keys to trust:\n{list}"));
             if !yes && !confirm("Do these fingerprints match the hosts' own?")? {

@@ -39,6 +39,11 @@ pub struct SshHost {
 }
 
 impl SshHost {
+    /// The host for a person: `name (address:port)`.
+    pub fn describe(&self) -> String {
+        format!("{} ({}:{})", self.name, self.address, self.port)
+    }
+
     /// The host as `known_hosts` names it.
     fn known_as(&self) -> String {
         match self.port {
@@ -77,8 +82,21 @@ pub struct HostKeyView {
     /// The `known_hosts` line that would trust it (never a secret).
     #[serde(skip)]
     line: Option<String>,
-    #[serde(skip)]
+    /// Why it could not be checked (it did not answer, offered no key).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+impl HostKeyView {
+    /// The host and the key it offers: `name (address:port) type SHA256:...`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.host.describe(),
+            self.key_type.as_deref().unwrap_or("?"),
+            self.fingerprint.as_deref().unwrap_or("?")
+        )
+    }
 }
 
 /// The installer's own `known_hosts`.
@@ -94,20 +112,21 @@ pub fn ssh_common_args(home: &Path) -> String {
     )
 }
 
-/// The hosts of an inventory (YAML) that Ansible reaches over SSH: every host under
-/// `hosts:` of any group (children too), at `ansible_host` (else its name) and
-/// `ansible_port` (else 22), except those with `ansible_connection: local`.
+/// The hosts of an inventory that Ansible reaches over SSH: every host of any group
+/// (children too), at `ansible_host` (else its name) and `ansible_port` (else 22),
+/// except those with `ansible_connection: local`. YAML inventories (what the wizard
+/// and the earlier installer's frontend write) and INI ones (what its backend wrote:
+/// `[group]`, `[group:vars]`, `[group:children]`) are read; host ranges
+/// (`node[01:10]`) are not expanded.
 pub fn ssh_hosts(inventory: &Path) -> Result<Vec<SshHost>> {
     let bytes = crate::state::fsops::read_regular(inventory, 4 << 20)
         .map_err(|e| EngineError::io("read the inventory", inventory, e))?
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    let value: serde_json::Value = crate::yaml::from_str(&text).map_err(|e| {
-        EngineError::Usage(format!(
-            "the inventory {} is not valid YAML ({e})",
-            inventory.display()
-        ))
-    })?;
+    let value = match crate::yaml::from_str::<serde_json::Value>(&text) {
+        Ok(v) if v.is_object() => v,
+        _ => ini_as_yaml(&text),
+    };
     // A host may be listed in several groups: its own variables win over its
     // groups', as in Ansible; then each host is read once.
     let mut found = Found::default();
@@ -145,6 +164,85 @@ pub fn ssh_hosts(inventory: &Path) -> Result<Vec<SshHost>> {
 }
 
 type Vars = serde_json::Map<String, serde_json::Value>;
+
+/// An INI inventory in the shape of a YAML one, so one reader serves both.
+fn ini_as_yaml(text: &str) -> serde_json::Value {
+    #[derive(Default)]
+    struct Group {
+        hosts: Vars,
+        vars: Vars,
+        children: Vec<String>,
+    }
+    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
+    let (mut group, mut kind) = ("ungrouped".to_string(), "hosts");
+    let pair = |t: &str| {
+        let (k, v) = t.split_once('=')?;
+        let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+        Some((
+            k.trim().to_string(),
+            serde_json::Value::String(v.to_string()),
+        ))
+    };
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let (g, suffix) = name.split_once(':').unwrap_or((name, "hosts"));
+            (group, kind) = (
+                g.to_string(),
+                if suffix == "vars" {
+                    "vars"
+                } else if suffix == "children" {
+                    "children"
+                } else {
+                    "hosts"
+                },
+            );
+            groups.entry(group.clone()).or_default();
+            continue;
+        }
+        let g = groups.entry(group.clone()).or_default();
+        match kind {
+            "vars" => g.vars.extend(pair(line)),
+            "children" => g.children.push(line.to_string()),
+            _ => {
+                let mut tokens = line.split_whitespace();
+                let Some(name) = tokens.next().filter(|n| !n.contains('[')) else {
+                    continue;
+                };
+                let vars: Vars = tokens.filter_map(pair).collect();
+                g.hosts
+                    .insert(name.to_string(), serde_json::Value::Object(vars));
+            }
+        }
+    }
+    // `budget` bounds the groups visited: children may form a cycle, or fan out.
+    fn shaped(
+        name: &str,
+        groups: &BTreeMap<String, Group>,
+        depth: usize,
+        budget: &mut usize,
+    ) -> serde_json::Value {
+        let Some(g) = groups.get(name).filter(|_| depth < 16 && *budget > 0) else {
+            return serde_json::json!({});
+        };
+        *budget -= 1;
+        let children: Vars = g
+            .children
+            .iter()
+            .map(|c| (c.clone(), shaped(c, groups, depth + 1, budget)))
+            .collect();
+        serde_json::json!({"hosts": g.hosts, "vars": g.vars, "children": children})
+    }
+    // `all` gives its variables to every host: make every other group its child.
+    let mut root = Vars::new();
+    let mut all = groups.remove("all").unwrap_or_default();
+    all.children.extend(groups.keys().cloned());
+    groups.insert("all".into(), all);
+    root.insert("all".into(), shaped("all", &groups, 0, &mut 10_000));
+    serde_json::Value::Object(root)
+}
 
 /// Hosts' own variables, and the variables their groups give them.
 #[derive(Default)]
@@ -197,7 +295,11 @@ fn collect(group: &serde_json::Value, found: &mut Found, inherited: &Vars, depth
 
 /// Reads each host's key and compares it with the installer's `known_hosts`.
 pub fn check(home: &Path, hosts: &[SshHost]) -> Vec<HostKeyView> {
-    let known = std::fs::read_to_string(known_hosts_file(home)).unwrap_or_default();
+    let known = crate::state::fsops::read_regular(&known_hosts_file(home), 16 << 20)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     hosts.iter().map(|h| check_one(&known, h)).collect()
 }
 
@@ -357,10 +459,8 @@ pub fn refusal(home: &Path, views: &[HostKeyView]) -> Option<EngineError> {
         .filter(|v| v.trust == Trust::Changed)
         .map(|v| {
             format!(
-                "{} ({}:{}) now offers {} but {} was trusted",
-                v.host.name,
-                v.host.address,
-                v.host.port,
+                "{} now offers {} but {} was trusted",
+                v.host.describe(),
                 v.fingerprint.as_deref().unwrap_or("?"),
                 v.trusted_fingerprint.as_deref().unwrap_or("?")
             )
@@ -384,14 +484,7 @@ pub fn refusal(home: &Path, views: &[HostKeyView]) -> Option<EngineError> {
         "the SSH host key of {} is not trusted yet; nothing ran. Check each fingerprint (on the host: `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) and trust them with `thinkube-deploy hosts trust {}`",
         unknown
             .iter()
-            .map(|v| format!(
-                "{} ({}:{}, {} {})",
-                v.host.name,
-                v.host.address,
-                v.host.port,
-                v.key_type.as_deref().unwrap_or("?"),
-                v.fingerprint.as_deref().unwrap_or("?")
-            ))
+            .map(|v| v.describe())
             .collect::<Vec<_>>()
             .join(", "),
         unknown
@@ -435,9 +528,7 @@ pub fn preflight(home: &Path, hosts: &[SshHost], password: Option<&str>) -> Vec<
             };
             match view.trust {
                 Trust::Unreachable => c.problems.push(format!(
-                    "does not answer on {}:{} ({}): is it on, and is the port right?",
-                    view.host.address,
-                    view.host.port,
+                    "does not answer ({}): is it on, and is the port right?",
                     view.problem.as_deref().unwrap_or("no answer")
                 )),
                 Trust::Unknown => c.problems.push(format!(
@@ -580,5 +671,64 @@ mod tests {
         );
         assert_eq!(hosts[1].known_as(), "[10.0.0.2]:2222");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn read(name: &str, text: &str) -> Vec<(String, String, u16, Option<String>, bool)> {
+        let dir =
+            std::env::temp_dir().join(format!("thinkube-hosts-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let inv = dir.join(name);
+        std::fs::write(&inv, text).unwrap();
+        let hosts = ssh_hosts(&inv).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        hosts
+            .into_iter()
+            .map(|h| (h.name, h.address, h.port, h.user, h.password))
+            .collect()
+    }
+
+    /// The shape the earlier installer's frontend writes
+    /// (frontend/src/utils/inventoryGenerator.js at 25e44f0): a host defined with
+    /// its variables under `baremetal`, listed again as `{}` under `arch`, `k8s`
+    /// and `overlay_nodes`; the controller local; the user in `all.vars`.
+    #[test]
+    fn the_earlier_installers_yaml_inventory_is_read_as_ansible_reads_it() {
+        let text = "all:\n  vars:\n    ansible_user: thinkube\n    ansible_become_pass: \"{{ lookup('env', 'ANSIBLE_BECOME_PASSWORD') }}\"\n  children:\n    arch:\n      children:\n        x86_64:\n          hosts:\n            node1: {}\n            controller: {}\n    baremetal:\n      hosts:\n        node1:\n          ansible_host: 192.168.1.101\n          lan_ip: 192.168.1.101\n          arch: x86_64\n    management:\n      hosts:\n        controller:\n          ansible_connection: local\n          ansible_host: 127.0.0.1\n    k8s:\n      children:\n        k8s_control_plane:\n          hosts:\n            node1: {}\n    overlay_nodes:\n      hosts:\n        node1: {}\n        controller: {}\n";
+        assert_eq!(
+            read("inventory.yaml", text),
+            [(
+                "node1".into(),
+                "192.168.1.101".into(),
+                22,
+                Some("thinkube".into()),
+                false
+            )]
+        );
+    }
+
+    /// The INI its backend wrote (backend/main_old.py, `generate_inventory`): an INI
+    /// inventory was taken for bad YAML and every deploy against it was refused.
+    #[test]
+    fn an_ini_inventory_is_read_too() {
+        let text = "# Generated by thinkube installer\n[all:vars]\nansible_user=thinkube\nansible_become=yes\n\n[baremetal]\nnode1 ansible_host=192.168.1.101\nnode2 ansible_host=192.168.1.102 ansible_port=2222 ansible_password='x'\nhere ansible_connection=local\nweb[01:10]\n\n[microk8s_control_plane]\nnode1\n\n[microk8s:children]\nmicrok8s_control_plane\nmicrok8s\n";
+        assert_eq!(
+            read("hosts", text),
+            [
+                (
+                    "node1".into(),
+                    "192.168.1.101".into(),
+                    22,
+                    Some("thinkube".into()),
+                    false
+                ),
+                (
+                    "node2".into(),
+                    "192.168.1.102".into(),
+                    2222,
+                    Some("thinkube".into()),
+                    true
+                ),
+            ]
+        );
     }
 }

@@ -433,24 +433,28 @@ fn prepare(
         })
         .transpose()?;
     let (inventory, recorded) = inventory(args, layout, current)?;
-    // Every host that answers must offer the key that was trusted.
+    // The inventory's SSH hosts, read once: a password login needs `sshpass`, and
+    // every host that answers must offer the key that was trusted.
     if needs_ansible && let Some(r) = &recorded {
         use crate::facts::host_keys;
         let hosts = host_keys::ssh_hosts(Path::new(&r.path))?;
+        let wizard_password = config.as_ref().is_some_and(|c| {
+            c.ssh_auth == crate::config::SshAuth::Password
+                && c.target != crate::config::TargetKind::Local
+        });
+        if (wizard_password || hosts.iter().any(|h| h.password))
+            && runner::on_path("sshpass", args.path_var.as_deref()).is_none()
+        {
+            return Err(EngineError::ToolMissing {
+                tool: "sshpass",
+                why: "the inventory logs in to its hosts with a password, which Ansible does through `sshpass`".into(),
+            });
+        }
         if let Some(refused) =
             host_keys::refusal(&layout.home, &host_keys::check(&layout.home, &hosts))
         {
             return Err(refused);
         }
-    }
-    if needs_ansible
-        && logs_in_with_password(config.as_ref(), recorded.as_ref())
-        && runner::on_path("sshpass", args.path_var.as_deref()).is_none()
-    {
-        return Err(EngineError::ToolMissing {
-            tool: "sshpass",
-            why: "the inventory logs in to its hosts with a password, which Ansible does through `sshpass`".into(),
-        });
     }
     planned.configuration.inventory = recorded;
     // Resuming a remote deployment: its steps run against the inventory's hosts, so
@@ -656,27 +660,6 @@ fn inventory(
         sha256,
     };
     Ok((record.path.clone(), Some(record)))
-}
-
-/// Whether Ansible will log in with a password: the wizard says so, or the
-/// inventory sets one.
-fn logs_in_with_password(
-    config: Option<&crate::config::InstallerConfig>,
-    inventory: Option<&InputFile>,
-) -> bool {
-    let wizard = config.is_some_and(|c| {
-        c.ssh_auth == crate::config::SshAuth::Password
-            && c.target != crate::config::TargetKind::Local
-    });
-    wizard
-        || inventory
-            .and_then(|i| crate::state::fsops::read_regular(Path::new(&i.path), 4 << 20).ok()?)
-            .is_some_and(|bytes| {
-                let text = String::from_utf8_lossy(&bytes);
-                ["ansible_password", "ansible_ssh_pass"]
-                    .iter()
-                    .any(|k| text.contains(k))
-            })
 }
 
 fn short_digest(digest: &str) -> &str {

@@ -610,3 +610,36 @@ fn the_working_folder_is_not_taken_for_a_secret() {
     r.expect(2, &[missing.to_str().unwrap()]);
     assert!(!r.stderr.contains("********"), "{}", r.stderr);
 }
+
+/// An INI inventory (what the earlier installer's backend wrote) must deploy: the
+/// host key check reads its hosts too, and took it for invalid YAML.
+#[test]
+fn an_ini_inventory_deploys() {
+    let home = Home::new();
+    let inventory = home.outside("hosts");
+    std::fs::write(
+        &inventory,
+        "[all:vars]\nansible_become=no\n\n[here]\nlocalhost ansible_connection=local\n",
+    )
+    .unwrap();
+    let book = "- hosts: all\n  gather_facts: false\n  vars:\n    ansible_python_interpreter: \"{{ ansible_playbook_python }}\"\n  tasks:\n    - ansible.builtin.debug: {msg: hi}\n";
+    let dir = plan_dir(
+        &home,
+        &[
+            (
+                "plan.yaml",
+                "id: p\nphases:\n  - id: one\n    steps:\n      - id: s\n        playbook: book.yaml\n",
+            ),
+            ("book.yaml", book),
+        ],
+    );
+    let plan = dir.join("plan.yaml");
+    let r = home.run(&[
+        "deploy",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--inventory",
+        inventory.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}

@@ -416,3 +416,15 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The sequence numbers of `events --json` output, in file order.
+pub fn event_seqs(json_lines: &str) -> Vec<u64> {
+    json_lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}

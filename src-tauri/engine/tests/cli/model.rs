@@ -513,15 +513,7 @@ fn check(world: &mut World, model: &Model, op: &Op) -> Result<(), TestCaseError>
         prop_assert_eq!(world.count(n), model.runs[n], "{:?}: runs of s{}", op, n);
     }
     let events = world.run(&["events".into(), "--json".into()]);
-    let seqs: Vec<u64> = events
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seqs = event_seqs(&events.stdout);
     let expected_seqs: Vec<u64> = (1..=seqs.len() as u64).collect();
     prop_assert_eq!(seqs, expected_seqs, "{:?}: event numbers", op);
     Ok(())

@@ -61,14 +61,7 @@ fn recover_from_backup_moves_the_bad_file_aside_and_never_lowers_the_serial() {
     let events = home.run(&["events", "--json"]).stdout;
     assert!(events.contains("\"state_recovered\""), "{events}");
     // Event sequence numbers stay unique after a restore of an older copy.
-    let seqs: Vec<u64> = events
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seqs = event_seqs(&events);
     let mut sorted = seqs.clone();
     sorted.dedup();
     assert_eq!(seqs, sorted, "sequence numbers repeat or go back");

@@ -236,6 +236,35 @@ fn host_keys_are_trusted_explicitly_and_a_changed_key_is_refused() {
         "the step did not run over SSH"
     );
 
+    // An inventory that also sets a password: Ansible goes through `sshpass`, which
+    // the up-front check found (the key still logs in).
+    if std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("sshpass").is_file())
+    {
+        assert_eq!(s.home.run(&["clean-state", "--yes"]).code, 0);
+        std::fs::remove_file(s.dir.join("ran-over-ssh")).unwrap();
+        let with_password = s.dir.join("password-inventory.yaml");
+        let text = std::fs::read_to_string(&s.inventory).unwrap();
+        std::fs::write(
+            &with_password,
+            format!("{text}      ansible_password: not-the-way-in\n"),
+        )
+        .unwrap();
+        let r = s.home.run(&[
+            "deploy",
+            "--plan",
+            s.plan.to_str().unwrap(),
+            "--inventory",
+            with_password.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        assert!(s.dir.join("ran-over-ssh").exists());
+    } else {
+        eprintln!(
+            "ssh: sshpass is not installed (scripts/ensure-system installs it): the run through it was skipped"
+        );
+    }
+
     // The server gets another key (reinstalled, or someone in between).
     drop(sshd);
     keygen(&s.dir.join("hostkey2"));
