@@ -126,6 +126,22 @@ pub enum PlanCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Whether the plan can run as chosen: every playbook exists and loads in Ansible
+    /// with the checkout's configuration and the inventory, every play matches a host,
+    /// and every variable a playbook requires has a value (exit 2 listing each problem)
+    Check {
+        #[arg(long, value_name = "PATH|NAME")]
+        plan: Option<String>,
+        #[arg(long = "flag", value_name = "NAME=true|false", value_parser = parse_flag)]
+        flags: Vec<(String, bool)>,
+        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// The inventory (default: <home>/inventory.yaml, else localhost)
+        #[arg(long, value_name = "PATH")]
+        inventory: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +173,22 @@ pub enum Command {
         /// The Python to create the environment with
         #[arg(long, default_value = "python3")]
         python: String,
+    },
+    /// Put the checkout a plan's playbooks come from at <home>/sources/NAME, at the
+    /// commit the plan pins (cloned from its repository, or from a local clone,
+    /// mirror or bundle with --from)
+    Source {
+        /// The plan whose upstream to check out (default: thinkube)
+        #[arg(long, value_name = "PATH|NAME", default_value = "thinkube")]
+        plan: String,
+        /// Clone or fetch from here instead of the plan's repository
+        #[arg(long, value_name = "PATH|URL")]
+        from: Option<String>,
+        /// Another commit than the plan's pin (deployments then name the difference)
+        #[arg(long, value_name = "COMMIT")]
+        commit: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Show a plan
     #[command(subcommand)]
@@ -271,7 +303,7 @@ impl Command {
             | Command::Events { .. } => false,
             Command::Migrate { dry_run, .. } => !dry_run,
             Command::Plan(_) | Command::Cancel => false,
-            Command::Setup { .. } => true,
+            Command::Setup { .. } | Command::Source { .. } => true,
             Command::Deploy { .. } | Command::Resume { .. } | Command::Retry { .. } => true,
             Command::Recover { .. } | Command::CleanState { .. } | Command::Cleanup { .. } => true,
             Command::Facts { refresh, .. } => *refresh,
@@ -383,7 +415,7 @@ fn secrets_of(cli: &Cli) -> crate::secrets::Redactor {
         Command::Deploy { run, .. } | Command::Resume { run } | Command::Retry { run, .. } => {
             &run.vars
         }
-        Command::Plan(PlanCommand::Show { vars, .. }) => vars,
+        Command::Plan(PlanCommand::Show { vars, .. } | PlanCommand::Check { vars, .. }) => vars,
         _ => &[],
     };
     let env: Vec<(String, String)> = std::env::vars_os()
@@ -423,6 +455,29 @@ pub fn run(cli: Cli) -> Result<u8> {
             let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
             let view = crate::plan::outline::outline(&plan, &choices);
             show(json, &view, crate::plan::outline::render)
+        }
+        Command::Plan(PlanCommand::Check {
+            plan,
+            flags,
+            vars,
+            inventory,
+            json,
+        }) => plan_check(&store, plan.as_deref(), flags, vars, inventory, json),
+        Command::Source {
+            plan,
+            from,
+            commit,
+            json,
+        } => {
+            let plan_ref = crate::plan::builtin::PlanRef::parse(Some(&plan))?;
+            let plan = plan_ref.load(&store.layout().root.join("plans"))?;
+            let fetched = crate::run::source::fetch(
+                &store.layout().home,
+                &plan,
+                from.as_deref(),
+                commit.as_deref(),
+            )?;
+            show(json, &fetched, render_fetched)
         }
         Command::Status { json } => {
             let loaded = store.load(now)?;
@@ -530,11 +585,85 @@ fn show<T: serde::Serialize>(
     Ok(exit::SUCCESS)
 }
 
+fn render_fetched(f: &crate::run::source::Fetched) -> String {
+    let how = if f.cloned {
+        "cloned from"
+    } else {
+        "updated from"
+    };
+    let mut out = format!(
+        "{} is at {} ({how} {})\n",
+        f.dir.display(),
+        f.commit,
+        f.from
+    );
+    if let Some(pin) = &f.pinned {
+        out.push_str(&format!(
+            "note: the plan pins {pin}; deployments refuse this checkout until it is back at the pin (use --var playbooks_root=PATH to run another commit on purpose)\n"
+        ));
+    }
+    out
+}
+
+fn plan_check(
+    store: &Store,
+    plan: Option<&str>,
+    flags: Vec<(String, bool)>,
+    vars: Vec<(String, String)>,
+    inventory: Option<PathBuf>,
+    json: bool,
+) -> Result<u8> {
+    let layout = store.layout();
+    let plan_ref = crate::plan::builtin::PlanRef::parse(plan)?;
+    let plan = plan_ref.load(&layout.root.join("plans"))?;
+    let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
+    let inventory = match inventory {
+        Some(p) if !p.is_file() => {
+            return Err(EngineError::Usage(format!(
+                "the inventory {} does not exist",
+                p.display()
+            )));
+        }
+        Some(p) => Some(std::path::absolute(&p).unwrap_or(p)),
+        None => Some(layout.inventory_file()).filter(|p| p.is_file()),
+    };
+    if let Some(inv) = &inventory {
+        crate::config::check_inventory(inv)?;
+    }
+    let ansible = crate::run::runner::find_ansible_playbook(
+        std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
+            .map(PathBuf::from)
+            .as_deref(),
+        &layout.home,
+        std::env::var_os("PATH").as_deref(),
+    )?;
+    let report = crate::run::plan_check::check(
+        &plan,
+        &choices,
+        &crate::run::plan_check::CheckInputs {
+            home: &layout.home,
+            env_root: &layout.root,
+            ansible_playbook: &ansible,
+            inventory: inventory.as_deref(),
+        },
+    )?;
+    show(json, &report, crate::run::plan_check::render)?;
+    if report.problems.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    eprintln!(
+        "thinkube-deploy: the plan check found {} problem{} (listed above); fix them and run `thinkube-deploy plan check` again",
+        report.problems.len(),
+        if report.problems.len() == 1 { "" } else { "s" }
+    );
+    Ok(exit::BAD_INPUT)
+}
+
 fn setup(store: &Store, python: &str) -> Result<u8> {
-    use crate::run::setup::{ANSIBLE_CORE, SetupOutcome, install_ansible};
+    use crate::run::setup::{ANSIBLE_CORE, ANSIBLE_PACKAGE, SetupOutcome, install_ansible};
     let home = &store.layout().home;
     emit(&format!(
-        "Installing {ANSIBLE_CORE} into {}...\n",
+        "Installing {ANSIBLE_CORE} and {ANSIBLE_PACKAGE} (its collections; about 500 MB) into {}...\n",
         home.join("venv").display()
     ));
     match install_ansible(home, python, store.fs())? {

@@ -407,7 +407,7 @@ pub fn save(store: &Store, config: &InstallerConfig, now: Timestamp) -> Result<(
     Ok(())
 }
 
-fn read_limited(path: &Path) -> Result<Option<Vec<u8>>> {
+pub(crate) fn read_limited(path: &Path) -> Result<Option<Vec<u8>>> {
     crate::state::fsops::read_regular(path, MAX_BYTES).map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
             EngineError::Usage(format!("{} cannot be used: {e}", path.display()))

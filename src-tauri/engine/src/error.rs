@@ -100,6 +100,15 @@ pub enum EngineError {
     #[error("{0}")]
     HostKeys(String),
 
+    /// An upstream plan's checkout is missing, at another commit or changed (exit 2);
+    /// nothing ran.
+    #[error("{0}")]
+    Checkout(String),
+
+    /// `plan check` found problems (exit 2), each named with its file.
+    #[error("the plan check found {} problem{}, so nothing ran:\n  {}\nFix them (`thinkube-deploy plan check` lists them again), then run again", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, .problems.join("\n  "))]
+    PlanCheck { problems: Vec<String> },
+
     /// Bad usage or bad input: a wrong argument, file or choice (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -201,6 +210,8 @@ impl EngineError {
             | Self::Usage(_)
             | Self::UnfinishedStepsRemoved { .. }
             | Self::HostKeys(_)
+            | Self::Checkout(_)
+            | Self::PlanCheck { .. }
             | Self::InvalidPlan(_)
             | Self::Choice(_) => exit::BAD_INPUT,
             Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,

@@ -222,28 +222,34 @@ mod tests {
         let plan = find("thinkube")
             .map(|b| PlanRef::Builtin(b).load(Path::new("/p")).unwrap())
             .unwrap();
-        let vars = BTreeMap::from([("playbooks_root".into(), "/src/thinkube".into())]);
-        let choices = plan.choose(&BTreeMap::new(), &vars).unwrap();
-        let planned = plan.planned("d", &choices, BTreeMap::new()).unwrap();
-        let skipped: Vec<&str> = planned
-            .steps
-            .iter()
-            .filter(|s| s.skip_reason.is_some())
-            .map(|s| s.id.as_str())
-            .collect();
-        assert_eq!(skipped, ["microk8s-join-workers", "gpu-operator"]);
-        for id in [
-            "microk8s",
-            "coredns",
-            "acme-certificates",
-            "keycloak",
-            "harbor",
-            "juicefs",
-            "argocd",
-            "thinkube-control",
-        ] {
-            assert!(planned.steps.iter().any(|s| s.id == id), "{id}");
-        }
+        let skipped_with = |flags: &[(&str, bool)]| -> Vec<String> {
+            let flags = flags.iter().map(|(f, on)| (f.to_string(), *on)).collect();
+            let choices = plan.choose(&flags, &BTreeMap::new()).unwrap();
+            let planned = plan.planned("d", &choices, BTreeMap::new()).unwrap();
+            planned
+                .steps
+                .into_iter()
+                .filter(|s| s.skip_reason.is_some())
+                .map(|s| s.id)
+                .collect()
+        };
+        // ZeroTier, one server, no DGX Spark: what the defaults say.
+        assert_eq!(
+            skipped_with(&[]),
+            [
+                "dgx-spark-tune",
+                "tailscale-setup",
+                "k8s-join-workers",
+                "tailscale-operator"
+            ]
+        );
+        assert_eq!(
+            skipped_with(&[("tailscale", true), ("workers", true), ("dgx_spark", true)]),
+            ["zerotier-setup"]
+        );
+        let upstream = plan.upstream.as_ref().unwrap();
+        assert_eq!(upstream.name(), "thinkube");
+        assert_eq!(upstream.commit.len(), 40);
         let k = find("k0rdent-azure")
             .map(|b| PlanRef::Builtin(b).load(Path::new("/p")).unwrap())
             .unwrap();

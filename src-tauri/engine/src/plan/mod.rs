@@ -47,7 +47,16 @@ struct RawPlan {
     flags: Vec<Spanned<RawFlag>>,
     #[serde(default)]
     vars: Vec<Spanned<RawVar>>,
+    #[serde(default)]
+    upstream: Option<Spanned<RawUpstream>>,
     phases: Vec<Spanned<RawPhase>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    repository: String,
+    commit: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -147,8 +156,32 @@ pub struct Plan {
     pub digest: String,
     pub flags: Vec<FlagDef>,
     pub vars: Vec<VarDef>,
+    /// The repository and commit whose playbooks the plan runs, when it runs another
+    /// project's: its playbook paths are then relative to a checkout of it.
+    pub upstream: Option<Upstream>,
     pub phases: Vec<Phase>,
 }
+
+/// `upstream:` of a plan: the project its playbooks come from, pinned to a commit.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Upstream {
+    pub repository: String,
+    /// 40 hexadecimal digits.
+    pub commit: String,
+}
+
+impl Upstream {
+    /// The checkout's folder name: the repository's last path segment.
+    pub fn name(&self) -> &str {
+        let r = self.repository.trim_end_matches('/');
+        let r = r.strip_suffix(".git").unwrap_or(r);
+        r.rsplit(['/', ':']).next().unwrap_or(r)
+    }
+}
+
+/// The variable that points an upstream plan at a checkout of one's own.
+pub const PLAYBOOKS_ROOT: &str = "playbooks_root";
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FlagDef {
@@ -380,6 +413,10 @@ pub fn parse(
             description: v.value.description.clone(),
         });
     }
+    let upstream = match &raw.upstream {
+        None => None,
+        Some(u) => Some(upstream(&ctx, u)?),
+    };
     let condition = |w: &Option<Spanned<String>>| -> Result<Option<Condition>, PlanError> {
         let Some(w) = w else { return Ok(None) };
         let text = w.value.trim();
@@ -472,8 +509,10 @@ pub fn parse(
                         ));
                     }
                     if var_refs(&pb.value).map(|v| v.is_empty()).unwrap_or(false) {
-                        let rel = inside_plan(&ctx, pb)?;
-                        if !files.exists(&rel) {
+                        let rel = inside_plan(&ctx, pb, upstream.is_some())?;
+                        // An upstream plan's playbooks are in the checkout, checked
+                        // when a deployment starts and by `plan check`.
+                        if upstream.is_none() && !files.exists(&rel) {
                             return Err(ctx.err(&pb.referenced, format!(
                                 "playbook `{}` does not exist (looked in {}); fix the path, which is relative to the plan file",
                                 pb.value,
@@ -596,8 +635,41 @@ pub fn parse(
         digest: sha256(text.as_bytes()),
         flags,
         vars,
+        upstream,
         phases,
     })
+}
+
+fn upstream(ctx: &Ctx, u: &Spanned<RawUpstream>) -> Result<Upstream, PlanError> {
+    let raw = &u.value;
+    let commit_ok = raw.commit.len() == 40 && raw.commit.chars().all(|c| c.is_ascii_hexdigit());
+    if !commit_ok {
+        return Err(ctx.err(
+            &u.referenced,
+            format!(
+                "upstream commit `{}` is not a full commit id: give all 40 hexadecimal digits (git rev-parse COMMIT prints them)",
+                raw.commit
+            ),
+        ));
+    }
+    let repository = raw.repository.trim();
+    if repository.is_empty() || repository.chars().any(char::is_whitespace) {
+        return Err(ctx.err(
+            &u.referenced,
+            "upstream repository must be a URL or path without spaces, e.g. https://github.com/thinkube/thinkube",
+        ));
+    }
+    let upstream = Upstream {
+        repository: repository.to_string(),
+        commit: raw.commit.to_ascii_lowercase(),
+    };
+    if !valid_name(upstream.name()) && !upstream.name().contains('.') {
+        return Err(ctx.err(
+            &u.referenced,
+            format!("upstream repository `{repository}` does not end in a name for its checkout's folder"),
+        ));
+    }
+    Ok(upstream)
 }
 
 /// The parser's message without its own "error: line N column M: " prefix (the
@@ -692,8 +764,13 @@ pub(crate) fn substitute(text: &str, values: &BTreeMap<String, String>) -> Resul
 }
 
 /// A literal relative path that stays inside the plan's folder.
-fn inside_plan(ctx: &Ctx, path: &Spanned<String>) -> Result<PathBuf, PlanError> {
+fn inside_plan(ctx: &Ctx, path: &Spanned<String>, upstream: bool) -> Result<PathBuf, PlanError> {
     let p = Path::new(&path.value);
+    let (folder, leaves) = if upstream {
+        ("the upstream checkout", "the checkout's folder")
+    } else {
+        ("the plan file", "the plan's folder")
+    };
     let mut depth: i32 = 0;
     for c in p.components() {
         match c {
@@ -701,11 +778,11 @@ fn inside_plan(ctx: &Ctx, path: &Spanned<String>) -> Result<PathBuf, PlanError> 
             Component::CurDir => {}
             Component::ParentDir => depth -= 1,
             Component::RootDir | Component::Prefix(_) => {
-                return Err(ctx.err(&path.referenced, format!("`{}` is an absolute path; playbook paths are relative to the plan file (use a `${{var}}` for a path elsewhere)", path.value)));
+                return Err(ctx.err(&path.referenced, format!("`{}` is an absolute path; playbook paths are relative to {folder} (use a `${{var}}` for a path elsewhere)", path.value)));
             }
         }
         if depth < 0 {
-            return Err(ctx.err(&path.referenced, format!("`{}` leaves the plan's folder; playbook paths must stay inside it (use a `${{var}}` for a path elsewhere)", path.value)));
+            return Err(ctx.err(&path.referenced, format!("`{}` leaves {leaves}; playbook paths must stay inside it (use a `${{var}}` for a path elsewhere)", path.value)));
         }
     }
     Ok(p.to_path_buf())

@@ -13,6 +13,8 @@ pub struct PlanOutline {
     pub title: String,
     pub source: String,
     pub digest: String,
+    /// The project and commit whose playbooks the plan runs, when it runs another's.
+    pub upstream: Option<crate::plan::Upstream>,
     pub flags: Vec<FlagOutline>,
     pub vars: Vec<VarOutline>,
     pub phases: Vec<PhaseOutline>,
@@ -55,6 +57,9 @@ pub struct StepOutline {
     pub title: String,
     /// What it runs, e.g. `playbook playbooks/10_folders.yaml`.
     pub runs: String,
+    /// The playbook as the plan writes it (relative to the plan's folder, or to the
+    /// upstream checkout), for a playbook step.
+    pub playbook: Option<String>,
     pub applicable: bool,
     /// Why it does not apply, when it does not.
     pub reason: Option<String>,
@@ -69,6 +74,7 @@ pub fn outline(plan: &Plan, choices: &Choices) -> PlanOutline {
         title: plan.title.clone(),
         source: plan.source.clone(),
         digest: plan.digest.clone(),
+        upstream: plan.upstream.clone(),
         flags: plan
             .flags
             .iter()
@@ -109,6 +115,10 @@ pub fn outline(plan: &Plan, choices: &Choices) -> PlanOutline {
                             id: s.id.clone(),
                             title: s.title.clone(),
                             runs: crate::plan::describe(&s.action),
+                            playbook: match &s.action {
+                                crate::plan::Action::Playbook { path, .. } => Some(path.clone()),
+                                crate::plan::Action::Command { .. } => None,
+                            },
                             applicable: reason.is_none(),
                             reason,
                             requires_restart: s.requires_restart,
@@ -124,6 +134,12 @@ pub fn outline(plan: &Plan, choices: &Choices) -> PlanOutline {
 /// The human view of `plan show`.
 pub(crate) fn render(v: &PlanOutline) -> String {
     let mut out = format!("Plan {} ({}): {}\n", v.id, v.source, v.title);
+    if let Some(u) = &v.upstream {
+        out.push_str(&format!(
+            "  playbooks from {} at {}\n",
+            u.repository, u.commit
+        ));
+    }
     for f in &v.flags {
         let value = f.value.map_or("null".to_string(), |b| b.to_string());
         out.push_str(&format!(

@@ -334,7 +334,12 @@ pub fn execute(
         .ansible
         .is_some()
         .then_some(prepared.callback_dir.as_path());
-    if let Err(e) = write_run_files(store, &prepared.plan_ref, &prepared.plans_dir, callback_dir) {
+    let written = write_run_files(store, &prepared.plan_ref, &prepared.plans_dir, callback_dir)
+        .and_then(|()| match &prepared.inventory_beside {
+            Some(b) => b.write(store.fs()),
+            None => Ok(()),
+        });
+    if let Err(e) = written {
         let _ = session.finish((args.clock)());
         return Err(e);
     }
@@ -354,6 +359,11 @@ struct Prepared {
     callback_dir: PathBuf,
     /// `-i` for ansible-playbook: the inventory's path, or `localhost,`.
     inventory: String,
+    /// Where the playbooks are, and the working folder of steps and gates.
+    root: crate::run::source::Root,
+    /// The inventory's copy beside the checkout's variable folders, for an upstream
+    /// plan's run (written once the run holds the lock).
+    inventory_beside: Option<crate::run::source::InventoryBeside>,
     /// The wizard's configuration: the hosts a resume checks, the VM source of gates.
     config: Option<crate::config::InstallerConfig>,
 }
@@ -419,7 +429,9 @@ fn prepare(
     }
     let deployment_id = format!("d-{}", crate::state::store::new_run_id(now));
     let mut planned = plan.planned(&deployment_id, &choices, BTreeMap::new())?;
-    let actions = checked_actions(&plan, &plan_ref, &choices)?;
+    let root = crate::run::source::root(&plan, &choices.vars, &layout.home);
+    crate::run::source::check(&plan, &root)?;
+    let actions = checked_actions(&plan, &plan_ref, &choices, root.dir())?;
     let needs_ansible = actions
         .values()
         .any(|a| matches!(a, Action::Playbook { .. }));
@@ -456,6 +468,37 @@ fn prepare(
             return Err(refused);
         }
     }
+    let inventory_beside = recorded.as_ref().and_then(|r| {
+        crate::run::source::inventory_beside(
+            &root,
+            Path::new(&r.path),
+            &layout.root.join("ansible/inventory"),
+        )
+    });
+    let inventory = inventory_beside
+        .as_ref()
+        .map_or(inventory, |b| b.to.display().to_string());
+    // An upstream plan's playbooks are another project's: before anything runs,
+    // check that they load, match hosts and have what they require (`plan check`).
+    if plan.upstream.is_some()
+        && let Some(ansible) = &ansible
+    {
+        let report = crate::run::plan_check::check(
+            &plan,
+            &choices,
+            &crate::run::plan_check::CheckInputs {
+                home: &layout.home,
+                env_root: &layout.root,
+                ansible_playbook: ansible,
+                inventory: recorded.as_ref().map(|r| Path::new(&r.path)),
+            },
+        )?;
+        if !report.problems.is_empty() {
+            return Err(EngineError::PlanCheck {
+                problems: report.problems.iter().map(|p| p.to_string()).collect(),
+            });
+        }
+    }
     planned.configuration.inventory = recorded;
     // Resuming a remote deployment: its steps run against the inventory's hosts, so
     // check they answer (and that their VMs run, when the facts know them) before
@@ -476,6 +519,8 @@ fn prepare(
         ansible,
         callback_dir: layout.root.join("ansible/callback_plugins"),
         inventory,
+        root,
+        inventory_beside,
         config,
     };
     Ok((prepared, planned))
@@ -554,6 +599,7 @@ fn checked_actions(
     plan: &crate::plan::Plan,
     plan_ref: &PlanRef,
     choices: &crate::plan::Choices,
+    root: &Path,
 ) -> Result<BTreeMap<String, Action>> {
     let mut actions = BTreeMap::new();
     for (phase, step) in plan.steps() {
@@ -562,11 +608,11 @@ fn checked_actions(
         }
         let action = plan.resolved_action(step, choices)?;
         if let Action::Playbook { path, .. } = &action {
-            let full = plan.base_dir.join(path);
+            let full = root.join(path);
             let exists = match plan_ref {
                 // A built-in plan's own files are checked in the binary; they are
                 // written to disk only once the run holds the lock.
-                PlanRef::Builtin(b) if path == step_path(step) => {
+                PlanRef::Builtin(b) if path == step_path(step) && plan.upstream.is_none() => {
                     crate::plan::PlanFiles::exists(*b, Path::new(path))
                 }
                 _ => full.is_file(),
@@ -584,8 +630,10 @@ fn checked_actions(
             }
             // A literal path must stay inside the plan's folder once links are
             // followed too (the plan's own check sees only the path's text).
-            if !matches!(plan_ref, PlanRef::Builtin(_)) && path == step_path(step) {
-                outside_plan_folder(&plan.base_dir, &full, &step.id)?;
+            if (!matches!(plan_ref, PlanRef::Builtin(_)) || plan.upstream.is_some())
+                && path == step_path(step)
+            {
+                outside_plan_folder(root, &full, &step.id)?;
             }
         }
         actions.insert(step.id.clone(), action);
@@ -722,6 +770,15 @@ impl<'a> Run<'a> {
             done: record.count(StepStatus::Completed),
         });
         let mut env_base = base_env(&layout.home, &layout.root, &run_id, &prepared.callback_dir);
+        // An upstream checkout's playbooks run with its own Ansible configuration
+        // (roles_path and the like); the environment above still wins over it where
+        // it must (host key checking stays on).
+        if !matches!(prepared.root, crate::run::source::Root::PlanFolder(_)) {
+            let cfg = prepared.root.dir().join("ansible.cfg");
+            if cfg.is_file() {
+                env_base.insert("ANSIBLE_CONFIG".into(), cfg.display().to_string());
+            }
+        }
         env_base.extend(args.secret_env.clone());
         let secrets = run_secrets(&prepared.choices, &args.inherited_env, &args.secret_env);
         // A command gate's arguments and error output may hold a variable's secret too.
@@ -823,7 +880,7 @@ impl<'a> Run<'a> {
         for gate in &phase.gates {
             let verdict = crate::run::gates::check(
                 gate,
-                &prepared.plan.base_dir,
+                prepared.root.dir(),
                 &prepared.choices,
                 self.session.state(),
                 self.stop,
@@ -947,7 +1004,7 @@ impl<'a> Run<'a> {
         });
         let cmd = step_command(
             action,
-            &self.prepared.plan.base_dir,
+            self.prepared.root.dir(),
             self.prepared.ansible.as_deref(),
             &self.prepared.inventory,
             &self.env_base,

@@ -4,6 +4,8 @@
 
 pub mod deploy;
 pub mod gates;
+pub mod plan_check;
 pub mod runner;
 pub mod session;
 pub mod setup;
+pub mod source;

@@ -1,6 +1,8 @@
-//! `setup`: installs the pinned ansible-core into the installer's own virtual
+//! `setup`: installs the pinned ansible-core and the `ansible` community package (its
+//! collections: thinkube's playbooks use them) into the installer's own virtual
 //! environment (`<home>/venv`), where the runner looks for it after
-//! THINKUBE_ANSIBLE_PLAYBOOK and before PATH.
+//! THINKUBE_ANSIBLE_PLAYBOOK and before PATH. The versions installed are recorded in
+//! the venv; a changed pin reinstalls.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -9,9 +11,20 @@ use std::process::Command;
 use crate::error::{EngineError, Result};
 use crate::state::fsops::FileOps;
 
-/// The ansible-core the installer is tested with. 2.19 is the last line that runs
-/// on Python 3.11 (Debian 12's); 2.20 needs 3.12.
-pub const ANSIBLE_CORE: &str = "ansible-core==2.19.14";
+/// The ansible-core the installer is tested with: the line the earlier thinkube
+/// installer pins (`ansible-core>=2.16,<2.17`), which thinkube's playbooks are
+/// written for; it runs on Python 3.10 to 3.12.
+pub const ANSIBLE_CORE: &str = "ansible-core==2.16.14";
+
+/// The community package carrying the collections thinkube's playbooks use
+/// (`ansible>=9,<10` in the earlier installer; ansible-galaxy's server cannot be
+/// reached from every machine, PyPI can).
+pub const ANSIBLE_PACKAGE: &str = "ansible==9.13.0";
+
+/// What the venv's marker file records: the pins, one per line.
+pub fn pins() -> String {
+    format!("{ANSIBLE_CORE}\n{ANSIBLE_PACKAGE}\n")
+}
 
 /// What `setup` did.
 #[derive(Debug)]
@@ -26,9 +39,7 @@ pub(crate) fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Re
     let venv = home.join("venv");
     let playbook = venv.join("bin/ansible-playbook");
     let marker = venv.join("thinkube-ansible-core");
-    if playbook.is_file()
-        && fs.read(&marker).ok().flatten().as_deref() == Some(ANSIBLE_CORE.as_bytes())
-    {
+    if playbook.is_file() && fs.read(&marker).ok().flatten().as_deref() == Some(pins().as_bytes()) {
         return Ok(SetupOutcome::AlreadyInstalled(playbook));
     }
     fs.create_dir_all(home)
@@ -47,8 +58,9 @@ pub(crate) fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Re
             "--disable-pip-version-check",
             "--quiet",
             ANSIBLE_CORE,
+            ANSIBLE_PACKAGE,
         ]),
-        "install ansible-core with",
+        "install ansible-core and the ansible package with",
         &pip.display().to_string(),
     )?;
     if !playbook.is_file() {
@@ -59,7 +71,7 @@ pub(crate) fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Re
     }
     // pip keeps some packages' own modes (0755 compiled modules) whatever the umask.
     make_private_tree(&venv).map_err(|e| EngineError::io("make private", &venv, e))?;
-    fs.replace(&marker, ANSIBLE_CORE.as_bytes())
+    fs.replace(&marker, pins().as_bytes())
         .map_err(|e| EngineError::io("write", &marker, e))?;
     Ok(SetupOutcome::Installed(playbook))
 }

@@ -1236,6 +1236,17 @@ fn setup_installs_the_pinned_ansible_privately_once() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // The collections thinkube's playbooks use came with the `ansible` package.
+    let collections: Vec<_> = std::fs::read_dir(home.path().join("venv/lib"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("site-packages/ansible_collections"))
+        .collect();
+    for c in ["kubernetes/core", "community/general", "ansible/posix"] {
+        assert!(
+            collections.iter().any(|d| d.join(c).is_dir()),
+            "{c} in {collections:?}"
+        );
+    }
     for path in crate::migration::walk(home.path()) {
         let meta = path.symlink_metadata().unwrap();
         if !meta.file_type().is_symlink() {

@@ -27,4 +27,5 @@ mod session;
 mod simfs;
 mod ssh;
 mod status;
+mod thinkube;
 mod trail;

@@ -1,0 +1,417 @@
+//! The built-in thinkube plan against the real repositories (`../shared/upstream/`:
+//! thinkube's playbooks and the earlier thinkube installer, as git bundles): the plan
+//! is the earlier installer's queue, `source` checks out the pinned commit, `plan
+//! check` loads every playbook in the real Ansible with collections, and a
+//! deployment refuses a checkout that is missing, moved or changed. Where the
+//! bundles are not there, each test says it was skipped and why.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+/// The earlier installer's commit whose queue the plan follows.
+const INSTALLER_COMMIT: &str = "25e44f0";
+/// The fixture inventory, in the layout the earlier installer's generator writes.
+const INVENTORY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/data/thinkube/inventory.yaml"
+);
+
+fn bundle(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("THINKUBE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let path = dir.join("upstream").join(format!("{name}.bundle"));
+    if path.is_file() {
+        return Some(path);
+    }
+    eprintln!(
+        "skipped: {} is not here (CI has ../shared; set THINKUBE_SHARED to its folder)",
+        path.display()
+    );
+    None
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "advice.detachedHead=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn clone(bundle: &Path, to: &Path) {
+    let out = Command::new("git")
+        .args(["clone", "--quiet"])
+        .arg(bundle)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A step of the earlier installer's queue, read from its deploy page: the id,
+/// phase, title, playbook, and the condition it is enqueued under (JavaScript).
+#[derive(Debug, Clone)]
+struct Queued {
+    id: String,
+    phase: String,
+    title: String,
+    playbook: String,
+    condition: Option<String>,
+}
+
+/// The queue `buildQueue` of `frontend/src/pages/deploy.tsx` builds.
+fn real_queue(installer: &Path) -> Vec<Queued> {
+    let page = git(
+        installer,
+        &[
+            "show",
+            &format!("{INSTALLER_COMMIT}:frontend/src/pages/deploy.tsx"),
+        ],
+    );
+    let start = page
+        .find("const buildQueue")
+        .expect("buildQueue in deploy.tsx");
+    let end = page[start..]
+        .find("return queue")
+        .expect("end of buildQueue")
+        + start;
+    let quoted = |line: &str, key: &str| {
+        line.strip_prefix(&format!("{key}: '"))
+            .and_then(|r| r.strip_suffix("',").or_else(|| r.strip_suffix('\'')))
+            .map(str::to_string)
+    };
+    let mut conditions: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    let mut current: Option<Queued> = None;
+    for line in page[start..end].lines().map(str::trim) {
+        if let Some(c) = line
+            .strip_prefix("if (")
+            .and_then(|r| r.strip_suffix(") {"))
+        {
+            conditions.push(c.to_string());
+        } else if line.starts_with("} else {") {
+            let last = conditions.pop().expect("else after if");
+            conditions.push(format!("!({last})"));
+        } else if line == "}" {
+            conditions.pop();
+        } else if let Some(id) = quoted(line, "id") {
+            current = Some(Queued {
+                id,
+                phase: String::new(),
+                title: String::new(),
+                playbook: String::new(),
+                condition: conditions.last().cloned(),
+            });
+        } else if let Some(q) = current.as_mut() {
+            if let Some(v) = quoted(line, "phase") {
+                q.phase = v;
+            } else if let Some(v) = quoted(line, "title") {
+                q.title = v;
+            } else if let Some(v) = quoted(line, "name") {
+                q.playbook = v;
+                out.extend(current.take());
+            }
+        }
+    }
+    out
+}
+
+/// Whether the earlier installer enqueues a step under these answers.
+fn enqueued(condition: Option<&str>, tailscale: bool, workers: bool, dgx_spark: bool) -> bool {
+    match condition {
+        None => true,
+        Some("hasDgxSpark") => dgx_spark,
+        Some("hasWorkers") => workers,
+        Some("overlayProvider === 'zerotier'") => !tailscale,
+        Some("!(overlayProvider === 'zerotier')") => tailscale,
+        Some("overlayProvider === 'tailscale'") => tailscale,
+        Some(other) => {
+            panic!("the earlier installer's queue has a condition the test does not know: {other}")
+        }
+    }
+}
+
+#[test]
+fn the_thinkube_plan_is_the_earlier_installers_queue_for_every_answer() {
+    let (Some(installer), Some(thinkube)) = (
+        bundle("thinkube+thinkube-installer"),
+        bundle("thinkube+thinkube"),
+    ) else {
+        return;
+    };
+    let home = Home::new();
+    let dir = home.outside("installer");
+    clone(&installer, &dir);
+    let queue = real_queue(&dir);
+    assert!(queue.len() >= 36, "{queue:?}");
+    for tailscale in [false, true] {
+        for workers in [false, true] {
+            for dgx_spark in [false, true] {
+                let r = home.run(&[
+                    "plan",
+                    "show",
+                    "--plan",
+                    "thinkube",
+                    "--json",
+                    "--flag",
+                    &format!("tailscale={tailscale}"),
+                    "--flag",
+                    &format!("workers={workers}"),
+                    "--flag",
+                    &format!("dgx_spark={dgx_spark}"),
+                ]);
+                assert_eq!(r.code, 0, "{}", r.stderr);
+                let shown: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+                let ours: Vec<(String, String, String, String)> = shown["phases"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|p| {
+                        p["steps"].as_array().unwrap().iter().filter_map(move |s| {
+                            s["applicable"].as_bool().unwrap().then(|| {
+                                (
+                                    s["id"].as_str().unwrap().to_string(),
+                                    p["id"].as_str().unwrap().to_string(),
+                                    s["title"].as_str().unwrap().to_string(),
+                                    s["playbook"].as_str().unwrap().to_string(),
+                                )
+                            })
+                        })
+                    })
+                    .collect();
+                let theirs: Vec<(String, String, String, String)> = queue
+                    .iter()
+                    .filter(|q| enqueued(q.condition.as_deref(), tailscale, workers, dgx_spark))
+                    .map(|q| {
+                        (
+                            q.id.clone(),
+                            q.phase.clone(),
+                            q.title.clone(),
+                            q.playbook.clone(),
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    ours, theirs,
+                    "tailscale={tailscale} workers={workers} dgx_spark={dgx_spark}"
+                );
+            }
+        }
+    }
+    // The pin is a real thinkube commit, and it has every playbook of the queue.
+    let r = home.run(&["plan", "show", "--plan", "thinkube", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        shown["upstream"]["repository"],
+        "https://github.com/thinkube/thinkube"
+    );
+    let pin = shown["upstream"]["commit"].as_str().unwrap().to_string();
+    let repo = home.outside("thinkube");
+    clone(&thinkube, &repo);
+    for q in &queue {
+        git(&repo, &["cat-file", "-e", &format!("{pin}:{}", q.playbook)]);
+    }
+    // The phases carry the titles the earlier installer gave them.
+    let titles: Vec<&str> = shown["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Initial Setup", "Kubernetes"]);
+}
+
+#[test]
+fn source_checks_out_the_pin_and_plan_check_passes_against_it() {
+    let Some(thinkube) = bundle("thinkube+thinkube") else {
+        return;
+    };
+    let home = Home::new();
+    let from = thinkube.display().to_string();
+    let r = home.run(&["source", "--from", &from, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let fetched: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let dir = home.path().join("sources/thinkube");
+    assert_eq!(fetched["dir"], dir.display().to_string());
+    let pin = fetched["commit"].as_str().unwrap().to_string();
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]).trim(), pin);
+    assert_eq!(fetched["pinned"], serde_json::Value::Null);
+    // Again: nothing to clone, same commit.
+    let again = home.run(&["source", "--from", &from, "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&again.stdout).unwrap()["cloned"],
+        false
+    );
+    for flags in [
+        &[][..],
+        &[
+            "--flag",
+            "tailscale=true",
+            "--flag",
+            "workers=true",
+            "--flag",
+            "dgx_spark=true",
+        ][..],
+    ] {
+        let mut args = vec![
+            "plan",
+            "check",
+            "--plan",
+            "thinkube",
+            "--inventory",
+            INVENTORY,
+            "--json",
+        ];
+        args.extend_from_slice(flags);
+        let r = home.run(&args);
+        assert_eq!(r.code, 0, "{flags:?}\n{}\n{}", r.stdout, r.stderr);
+        let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(report["problems"], serde_json::json!([]));
+        assert_eq!(report["commit"], pin.as_str());
+        assert!(report["playbooks"].as_u64().unwrap() >= 33, "{report}");
+    }
+    // The checkout stays clean: the inventory the check used is not written into it.
+    assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn plan_check_names_every_missing_and_broken_playbook_and_each_missing_variable() {
+    let Some(thinkube) = bundle("thinkube+thinkube") else {
+        return;
+    };
+    let home = Home::new();
+    let own = home.outside("my-thinkube");
+    clone(&thinkube, &own);
+    let r = home.run(&["plan", "show", "--plan", "thinkube", "--json"]);
+    let pin = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["upstream"]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    git(&own, &["checkout", "--quiet", "--detach", &pin]);
+    let core = own.join("ansible/40_thinkube/core");
+    std::fs::remove_file(core.join("harbor/00_install.yaml")).unwrap();
+    std::fs::remove_file(core.join("mlflow/00_install.yaml")).unwrap();
+    std::fs::write(
+        core.join("gitea/00_install.yaml"),
+        "- hosts: all\n  tasks: [\n",
+    )
+    .unwrap();
+    // An inventory without the network the first playbook asserts.
+    let inventory = home.outside("inventory.yaml");
+    let text = std::fs::read_to_string(INVENTORY)
+        .unwrap()
+        .replace("    network_cidr: 192.168.1.0/24\n", "");
+    std::fs::write(&inventory, text).unwrap();
+    let root = format!("playbooks_root={}", own.display());
+    let r = home.run(&[
+        "plan",
+        "check",
+        "--plan",
+        "thinkube",
+        "--var",
+        &root,
+        "--inventory",
+        inventory.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let problems = report["problems"].as_array().unwrap();
+    let of = |step: &str| -> Vec<&serde_json::Value> {
+        problems.iter().filter(|p| p["step"] == step).collect()
+    };
+    for step in ["harbor", "mlflow"] {
+        let p = of(step);
+        assert_eq!(p.len(), 1, "{report}");
+        assert!(
+            p[0]["message"].as_str().unwrap().contains("does not exist"),
+            "{report}"
+        );
+    }
+    let gitea = of("gitea");
+    assert_eq!(gitea.len(), 1, "{report}");
+    assert!(
+        gitea[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("gitea/00_install.yaml")
+    );
+    assert!(gitea[0]["line"].is_u64(), "{report}");
+    let env = of("env-setup");
+    assert_eq!(env.len(), 1, "{report}");
+    assert!(
+        env[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`network_cidr`"),
+        "{report}"
+    );
+    assert_eq!(env[0]["line"], 39);
+    assert_eq!(problems.len(), 4, "{report}");
+    assert!(r.stderr.contains("found 4 problems"), "{}", r.stderr);
+}
+
+#[test]
+fn a_deployment_refuses_a_checkout_that_is_missing_moved_or_changed() {
+    let Some(thinkube) = bundle("thinkube+thinkube") else {
+        return;
+    };
+    let home = Home::new();
+    let deploy = ["deploy", "--plan", "thinkube", "--inventory", INVENTORY];
+    home.run(&deploy).expect(
+        2,
+        &["no checkout of it", "thinkube-deploy source", "Nothing ran"],
+    );
+    let from = thinkube.display().to_string();
+    assert_eq!(home.run(&["source", "--from", &from]).code, 0);
+    let dir = home.path().join("sources/thinkube");
+    let pin = git(&dir, &["rev-parse", "HEAD"]).trim().to_string();
+    // Another commit (the bundle's newest).
+    git(
+        &dir,
+        &["fetch", "--quiet", &from, "+refs/heads/*:refs/remotes/b/*"],
+    );
+    let newest = git(&dir, &["rev-parse", "refs/remotes/b/main"])
+        .trim()
+        .to_string();
+    assert_ne!(newest, pin);
+    git(&dir, &["checkout", "--quiet", "--detach", &newest]);
+    home.run(&deploy)
+        .expect(2, &[&newest[..12], &pin[..12], "thinkube-deploy source"]);
+    // `source` moves it back.
+    assert_eq!(home.run(&["source", "--from", &from]).code, 0);
+    assert_eq!(git(&dir, &["rev-parse", "HEAD"]).trim(), pin);
+    // A local change is named, and `source` will not throw it away.
+    let changed = dir.join("ansible/00_initial_setup/20_setup_env.yaml");
+    let mut text = std::fs::read_to_string(&changed).unwrap();
+    text.push_str("# mine\n");
+    std::fs::write(&changed, &text).unwrap();
+    home.run(&deploy).expect(
+        2,
+        &[
+            "local changes",
+            "ansible/00_initial_setup/20_setup_env.yaml",
+        ],
+    );
+    home.run(&["source", "--from", &from])
+        .expect(2, &["local changes", "nothing was changed"]);
+    assert_eq!(std::fs::read_to_string(&changed).unwrap(), text);
+    // Nothing ran in any of these.
+    assert_eq!(home.status_json()["deployment"]["status"], "not_started");
+}
