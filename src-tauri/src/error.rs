@@ -81,6 +81,8 @@ impl From<EngineError> for AppError {
             | EngineError::Usage(_)
             | EngineError::UnfinishedStepsRemoved { .. }
             | EngineError::HostKeys(_)
+            | EngineError::Checkout(_)
+            | EngineError::PlanCheck { .. }
             | EngineError::InvalidPlan(_)
             | EngineError::Choice(_) => ErrorCode::BadInput,
         };

@@ -4,7 +4,12 @@ export type StepOutline = { id: string, title: string,
 /**
  * What it runs, e.g. `playbook playbooks/10_folders.yaml`.
  */
-runs: string, applicable: boolean, 
+runs: string, 
+/**
+ * The playbook as the plan writes it (relative to the plan's folder, or to the
+ * upstream checkout), for a playbook step.
+ */
+playbook: string | null, applicable: boolean, 
 /**
  * Why it does not apply, when it does not.
  */

@@ -22,6 +22,9 @@ def _msg(result):
     # A command module's generic message says less than the command's own words.
     if r.get("msg") == "non-zero return code" and str(r.get("stderr") or "").strip():
         return str(r["stderr"]).strip()[-2000:]
+    # A module that crashed: its own error output says why, "MODULE FAILURE" does not.
+    if str(r.get("msg") or "").startswith("MODULE FAILURE") and str(r.get("module_stderr") or "").strip():
+        return "MODULE FAILURE: " + str(r["module_stderr"]).strip()[-2000:]
     for key in ("msg", "stderr", "reason", "exception"):
         value = r.get(key)
         if value:

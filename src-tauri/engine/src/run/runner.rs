@@ -548,9 +548,24 @@ fn exit_failure(
     exit_code: Option<i32>,
     output_tail: Vec<String>,
 ) -> StepError {
-    let last = output_tail.iter().rev().find(|l| !l.trim().is_empty());
+    // Ansible's own error line ("ERROR! ..." before 2.19, "[ERROR]: ..." after) and
+    // where it points, rather than the last line, which is the caret under the
+    // offending line or an empty one.
+    let tail = output_tail.join("\n");
+    let said = match crate::run::plan_check::ansible_error(&tail) {
+        (m, Some((file, line))) if has_error_line(&output_tail) => {
+            Some(format!("{m} ({file}, line {line})"))
+        }
+        (m, None) if has_error_line(&output_tail) => Some(m),
+        _ => output_tail
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty() && !is_caret(l))
+            .map(str::to_string),
+    };
     StepError {
-        message: match last {
+        message: match said {
             Some(l) => format!("{what} {how}: {l}"),
             None => format!("{what} {how}"),
         },
@@ -559,6 +574,18 @@ fn exit_failure(
         exit_code,
         output_tail,
     }
+}
+
+fn has_error_line(lines: &[String]) -> bool {
+    lines.iter().any(|l| {
+        let t = l.trim_start();
+        t.starts_with("ERROR! ") || t.starts_with("[ERROR]: ")
+    })
+}
+
+/// `^ here`, `^ column 7` and the like: where Ansible points, not what it says.
+fn is_caret(line: &str) -> bool {
+    line.starts_with('^')
 }
 
 /// Reads a pipe in bounded chunks and sends it on as lines, a line longer than

@@ -217,6 +217,27 @@ struct V2State {
     x_current_phase: Option<String>,
 }
 
+/// The title the earlier thinkube installer gave a phase: the built-in thinkube
+/// plan's (its phases are the earlier installer's), else its queue format's, else
+/// the id.
+fn thinkube_phase_title(id: &str) -> String {
+    let from_plan = crate::plan::builtin::find("thinkube")
+        .and_then(|b| {
+            crate::plan::builtin::PlanRef::Builtin(b)
+                .load(std::path::Path::new("/"))
+                .ok()
+        })
+        .and_then(|p| p.phases.iter().find(|p| p.id == id).map(|p| p.title.clone()));
+    from_plan.unwrap_or_else(|| {
+        match id {
+            "network" => "Network Configuration",
+            "rollback" => "Rollback",
+            other => other,
+        }
+        .to_string()
+    })
+}
+
 /// v2 -> v3: playbooks become steps with their statuses and errors. A playbook in
 /// `failedIds` (or with status `failed`) is failed, and then so is the deployment:
 /// the earlier installer showed "complete" here; we never do.
@@ -255,7 +276,7 @@ pub(crate) fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Va
         if !phases.iter().any(|p| p.id == phase) {
             phases.push(PhaseRecord {
                 id: phase.clone(),
-                title: phase.clone(),
+                title: thinkube_phase_title(&phase),
             });
         }
         let mut step = StepRecord::new(&pb.id, &phase, pb.title.as_deref().unwrap_or(&pb.id));

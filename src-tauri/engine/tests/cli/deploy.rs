@@ -239,6 +239,14 @@ fn a_playbook_with_a_syntax_error_fails_with_ansibles_message() {
             .contains("before running any task"),
         "{e}"
     );
+    // Ansible's own error line and where it points, never the caret under the line.
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("couldn't resolve module/action 'no.such.module_at_all'"),
+        "{e}"
+    );
+    assert!(message.contains("broken.yaml, line 3"), "{e}");
+    assert!(!message.contains('^'), "{e}");
     assert_eq!(e["task"], serde_json::Value::Null);
     assert!(e["exit_code"].as_i64().unwrap() > 0);
 }

@@ -102,6 +102,14 @@ fn golden_v2_to_v3_failed_is_never_completed() {
     let v3 = upgrade("legacy/thinkube-v2.json");
     golden("thinkube-v2.v3.json", &v3);
     assert_eq!(v3["deployment"]["status"], "failed");
+    // The phases get the earlier installer's titles, not their raw ids.
+    let titles: Vec<&str> = v3["deployment"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Initial Setup", "Kubernetes"]);
     let microk8s = &v3["deployment"]["steps"][5];
     assert_eq!(microk8s["status"], "failed");
     assert_eq!(
@@ -113,6 +121,32 @@ fn golden_v2_to_v3_failed_is_never_completed() {
         v3["deployment"]["configuration"]["answers"]["legacy_extra_vars"]["microk8s"]["microk8s_channel"],
         "1.33/stable"
     );
+}
+
+#[test]
+fn the_earlier_installers_own_error_strings_load_as_failed_steps() {
+    // What its deploy page records: "Playbook execution failed" when a playbook
+    // fails without a message, "Cancelled by user" when stopped.
+    let mut v2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data("legacy/thinkube-v2.json")).unwrap()).unwrap();
+    let books = v2["allPlaybooks"].as_array_mut().unwrap();
+    books[5]["error"] = "Playbook execution failed".into();
+    books[6]["status"] = "failed".into();
+    books[6]["error"] = "Cancelled by user".into();
+    let loaded = parse_state(
+        &serde_json::to_vec(&v2).unwrap(),
+        Path::new("thinkube-deployment-state.json"),
+        at(NOW),
+        lineage(),
+    )
+    .unwrap();
+    let v3 = serde_json::to_value(&loaded.state).unwrap();
+    assert_eq!(v3["deployment"]["status"], "failed");
+    let steps = v3["deployment"]["steps"].as_array().unwrap();
+    for (i, message) in [(5, "Playbook execution failed"), (6, "Cancelled by user")] {
+        assert_eq!(steps[i]["status"], "failed", "{}", steps[i]);
+        assert_eq!(steps[i]["attempts"][0]["error"]["message"], message);
+    }
 }
 
 #[test]

@@ -415,3 +415,87 @@ fn a_deployment_refuses_a_checkout_that_is_missing_moved_or_changed() {
     // Nothing ran in any of these.
     assert_eq!(home.status_json()["deployment"]["status"], "not_started");
 }
+
+/// A project of playbooks laid out as thinkube's: an ansible.cfg with `roles_path`,
+/// group variables in `inventory/group_vars/`, playbooks under `ansible/`. One
+/// commit; returns its id.
+fn upstream_project(dir: &Path) -> String {
+    let files = [
+        (
+            "ansible.cfg",
+            "[defaults]\nhost_key_checking = False\ninventory = inventory/inventory.yaml\nroles_path = shared/roles\n",
+        ),
+        ("inventory/group_vars/all.yml", "from_group_vars: kept-beside-the-inventory\n"),
+        (
+            "shared/roles/marker/tasks/main.yml",
+            "- name: Record how the playbook ran\n  ansible.builtin.copy:\n    dest: \"{{ out }}\"\n    content: |\n      group_vars={{ from_group_vars }}\n      cwd={{ lookup('pipe', 'pwd') }}\n      host_key_checking={{ lookup('env', 'ANSIBLE_HOST_KEY_CHECKING') }}\n",
+        ),
+        (
+            "ansible/site.yaml",
+            "- hosts: all\n  gather_facts: false\n  roles: [marker]\n",
+        ),
+        (".gitignore", "inventory/inventory.yaml\n"),
+    ];
+    for (rel, text) in files {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["init", "--quiet"]);
+    run(&["add", "-A"]);
+    run(&["commit", "--quiet", "-m", "playbooks"]);
+    git(dir, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
+#[test]
+fn an_upstream_plan_runs_from_the_checkouts_root_with_its_configuration_and_group_vars() {
+    let home = Home::new();
+    let project = home.outside("project");
+    let commit = upstream_project(&project);
+    let plan = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            &format!(
+                "id: proj\nupstream:\n  repository: {}\n  commit: {commit}\nphases:\n  - id: p\n    steps:\n      - id: site\n        playbook: ansible/site.yaml\n",
+                project.display()
+            ),
+        )],
+    )
+    .join("plan.yaml");
+    let plan = plan.to_str().unwrap();
+    let out = home.outside("ran.txt");
+    let inventory = home.outside("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "all:\n  hosts:\n    here:\n      ansible_connection: local\n      ansible_python_interpreter: \"{{{{ ansible_playbook_python }}}}\"\n  vars:\n    out: {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let deploy = ["deploy", "--plan", plan, "--inventory", inventory.to_str().unwrap()];
+    home.run(&deploy)
+        .expect(2, &["no checkout of it", "thinkube-deploy source --plan"]);
+    let r = home.run(&["source", "--plan", plan]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let checkout = home.path().join("sources/project");
+    let r = home.run(&deploy);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let ran = std::fs::read_to_string(&out).unwrap();
+    assert!(ran.contains("group_vars=kept-beside-the-inventory"), "{ran}");
+    assert!(ran.contains(&format!("cwd={}", checkout.display())), "{ran}");
+    // The checkout's ansible.cfg turns host key checking off; the run keeps it on.
+    assert!(ran.contains("host_key_checking=True"), "{ran}");
+    assert_eq!(git(&checkout, &["status", "--porcelain"]), "");
+}
