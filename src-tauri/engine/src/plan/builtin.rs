@@ -247,6 +247,15 @@ mod tests {
             skipped_with(&[("tailscale", true), ("workers", true), ("dgx_spark", true)]),
             ["zerotier-setup"]
         );
+        // A migrated state of the earlier installer gets the same phase titles.
+        for phase in &plan.phases {
+            assert!(
+                crate::state::migrate::THINKUBE_PHASES
+                    .contains(&(phase.id.as_str(), phase.title.as_str())),
+                "{}",
+                phase.id
+            );
+        }
         let upstream = plan.upstream.as_ref().unwrap();
         assert_eq!(upstream.name(), "thinkube");
         assert_eq!(upstream.commit.len(), 40);

@@ -282,13 +282,12 @@ pub(crate) fn ansible_error(said: &str) -> (String, Option<(String, u64)>) {
     let mut at = None;
     for line in said.lines() {
         let t = line.trim();
-        if message.is_none() {
-            if let Some(m) = t
+        if message.is_none()
+            && let Some(m) = t
                 .strip_prefix("ERROR! ")
                 .or_else(|| t.strip_prefix("[ERROR]: "))
-            {
-                message = Some(m.to_string());
-            }
+        {
+            message = Some(m.to_string());
         }
         if at.is_none()
             && let Some(rest) = t.strip_prefix("The error appears to be in '")

@@ -84,8 +84,8 @@ fn run_git(cmd: &mut Command, what: &str) -> Result<String> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let said = stderr
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rev()
+        .find(|l| !l.trim().is_empty())
         .unwrap_or("(git printed nothing)")
         .trim()
         .to_string();

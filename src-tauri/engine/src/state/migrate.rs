@@ -217,25 +217,22 @@ struct V2State {
     x_current_phase: Option<String>,
 }
 
-/// The title the earlier thinkube installer gave a phase: the built-in thinkube
-/// plan's (its phases are the earlier installer's), else its queue format's, else
-/// the id.
+/// The titles the earlier thinkube installer gave its phases (its queue format's
+/// names; the built-in thinkube plan has the same, which a test of the plan checks).
+pub const THINKUBE_PHASES: &[(&str, &str)] = &[
+    ("initial", "Initial Setup"),
+    ("network", "Network Configuration"),
+    ("kubernetes", "Kubernetes"),
+    ("rollback", "Rollback"),
+];
+
+/// A phase's title as the earlier thinkube installer gave it, else its id.
 fn thinkube_phase_title(id: &str) -> String {
-    let from_plan = crate::plan::builtin::find("thinkube")
-        .and_then(|b| {
-            crate::plan::builtin::PlanRef::Builtin(b)
-                .load(std::path::Path::new("/"))
-                .ok()
-        })
-        .and_then(|p| p.phases.iter().find(|p| p.id == id).map(|p| p.title.clone()));
-    from_plan.unwrap_or_else(|| {
-        match id {
-            "network" => "Network Configuration",
-            "rollback" => "Rollback",
-            other => other,
-        }
+    THINKUBE_PHASES
+        .iter()
+        .find(|(p, _)| *p == id)
+        .map_or(id, |(_, t)| t)
         .to_string()
-    })
 }
 
 /// v2 -> v3: playbooks become steps with their statuses and errors. A playbook in

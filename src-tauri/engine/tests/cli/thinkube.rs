@@ -182,8 +182,12 @@ fn the_thinkube_plan_is_the_earlier_installers_queue_for_every_answer() {
                     .unwrap()
                     .iter()
                     .flat_map(|p| {
-                        p["steps"].as_array().unwrap().iter().filter_map(move |s| {
-                            s["applicable"].as_bool().unwrap().then(|| {
+                        p["steps"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter(|s| s["applicable"].as_bool().unwrap())
+                            .map(move |s| {
                                 (
                                     s["id"].as_str().unwrap().to_string(),
                                     p["id"].as_str().unwrap().to_string(),
@@ -191,7 +195,6 @@ fn the_thinkube_plan_is_the_earlier_installers_queue_for_every_answer() {
                                     s["playbook"].as_str().unwrap().to_string(),
                                 )
                             })
-                        })
                     })
                     .collect();
                 let theirs: Vec<(String, String, String, String)> = queue
@@ -425,7 +428,10 @@ fn upstream_project(dir: &Path) -> String {
             "ansible.cfg",
             "[defaults]\nhost_key_checking = False\ninventory = inventory/inventory.yaml\nroles_path = shared/roles\n",
         ),
-        ("inventory/group_vars/all.yml", "from_group_vars: kept-beside-the-inventory\n"),
+        (
+            "inventory/group_vars/all.yml",
+            "from_group_vars: kept-beside-the-inventory\n",
+        ),
         (
             "shared/roles/marker/tasks/main.yml",
             "- name: Record how the playbook ran\n  ansible.builtin.copy:\n    dest: \"{{ out }}\"\n    content: |\n      group_vars={{ from_group_vars }}\n      cwd={{ lookup('pipe', 'pwd') }}\n      host_key_checking={{ lookup('env', 'ANSIBLE_HOST_KEY_CHECKING') }}\n",
@@ -445,11 +451,22 @@ fn upstream_project(dir: &Path) -> String {
         let out = Command::new("git")
             .arg("-C")
             .arg(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     run(&["init", "--quiet"]);
     run(&["add", "-A"]);
@@ -484,7 +501,13 @@ fn an_upstream_plan_runs_from_the_checkouts_root_with_its_configuration_and_grou
         ),
     )
     .unwrap();
-    let deploy = ["deploy", "--plan", plan, "--inventory", inventory.to_str().unwrap()];
+    let deploy = [
+        "deploy",
+        "--plan",
+        plan,
+        "--inventory",
+        inventory.to_str().unwrap(),
+    ];
     home.run(&deploy)
         .expect(2, &["no checkout of it", "thinkube-deploy source --plan"]);
     let r = home.run(&["source", "--plan", plan]);
@@ -493,8 +516,14 @@ fn an_upstream_plan_runs_from_the_checkouts_root_with_its_configuration_and_grou
     let r = home.run(&deploy);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let ran = std::fs::read_to_string(&out).unwrap();
-    assert!(ran.contains("group_vars=kept-beside-the-inventory"), "{ran}");
-    assert!(ran.contains(&format!("cwd={}", checkout.display())), "{ran}");
+    assert!(
+        ran.contains("group_vars=kept-beside-the-inventory"),
+        "{ran}"
+    );
+    assert!(
+        ran.contains(&format!("cwd={}", checkout.display())),
+        "{ran}"
+    );
     // The checkout's ansible.cfg turns host key checking off; the run keeps it on.
     assert!(ran.contains("host_key_checking=True"), "{ran}");
     assert_eq!(git(&checkout, &["status", "--porcelain"]), "");
