@@ -75,6 +75,137 @@ fn parse_var(text: &str) -> std::result::Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// `configure`: the wizard's answers from the command line.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigureArgs {
+    /// Print the saved configuration and where its inventory is; change nothing
+    #[arg(long)]
+    pub show: bool,
+    /// Where to deploy
+    #[arg(long, value_enum)]
+    pub target: Option<TargetArg>,
+    /// A server: NAME=ADDRESS[:PORT] ([IPv6]:PORT); repeat for each (replaces the list)
+    #[arg(long = "host", value_name = "NAME=ADDRESS[:PORT]", value_parser = parse_host)]
+    pub hosts: Vec<crate::config::Host>,
+    #[arg(long, value_name = "USER")]
+    pub ssh_user: Option<String>,
+    #[arg(long, value_enum)]
+    pub ssh_auth: Option<SshAuthArg>,
+    /// The private key for --ssh-auth key
+    #[arg(long, value_name = "PATH")]
+    pub ssh_key: Option<PathBuf>,
+    /// A host's part in the cluster: NAME=control|worker
+    #[arg(long = "role", value_name = "NAME=control|worker", value_parser = parse_role)]
+    pub roles: Vec<(String, crate::config::Role)>,
+    /// A built-in plan's name or a plan file
+    #[arg(long, value_name = "PATH|NAME")]
+    pub plan: Option<String>,
+    /// thinkube: the platform's domain name
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// thinkube: the servers' network, e.g. 192.168.1.0/24
+    #[arg(long, value_name = "CIDR")]
+    pub network_cidr: Option<String>,
+    /// thinkube: the network's gateway
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<String>,
+    /// thinkube: the overlay network
+    #[arg(long, value_enum)]
+    pub overlay: Option<OverlayArg>,
+    /// thinkube, ZeroTier: the network id (16 hexadecimal digits)
+    #[arg(long, value_name = "ID")]
+    pub zerotier_network_id: Option<String>,
+    /// thinkube, ZeroTier: the overlay's range, e.g. 192.168.191.0/24
+    #[arg(long, value_name = "CIDR")]
+    pub overlay_cidr: Option<String>,
+    /// thinkube, ZeroTier: a host's overlay address, NAME=IP
+    #[arg(long = "overlay-ip", value_name = "NAME=IP", value_parser = parse_var)]
+    pub overlay_ips: Vec<(String, String)>,
+    /// thinkube: the user thinkube runs as on the servers (default: the SSH user)
+    #[arg(long, value_name = "USER")]
+    pub system_user: Option<String>,
+    /// thinkube: the address Let's Encrypt writes to (default admin@DOMAIN)
+    #[arg(long, value_name = "EMAIL")]
+    pub admin_email: Option<String>,
+    /// thinkube: the GitHub organisation
+    #[arg(long, value_name = "ORG")]
+    pub github_org: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TargetArg {
+    Local,
+    Ssh,
+    Azure,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SshAuthArg {
+    Key,
+    Agent,
+    Password,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OverlayArg {
+    Zerotier,
+    Tailscale,
+}
+
+/// NAME=ADDRESS[:PORT], with `[v6]:PORT` for an IPv6 address and a port.
+fn parse_host(text: &str) -> std::result::Result<crate::config::Host, String> {
+    let (name, rest) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=ADDRESS[:PORT]"))?;
+    let bad_port = |p: &str| format!("`{p}` in `{text}` is not a port (1-65535)");
+    let port = |p: &str| -> std::result::Result<u16, String> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| bad_port(p))
+    };
+    let (address, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("`{text}`: `[` without `]`"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (addr.to_string(), Some(port(p)?)),
+            None if after.is_empty() => (addr.to_string(), None),
+            None => return Err(format!("`{text}` is not NAME=[ADDRESS]:PORT")),
+        }
+    } else {
+        match rest.matches(':').count() {
+            1 => {
+                let (a, p) = rest.split_once(':').unwrap_or((rest, ""));
+                (a.to_string(), Some(port(p)?))
+            }
+            _ => (rest.to_string(), None), // none, or a bare IPv6 address
+        }
+    };
+    Ok(crate::config::Host {
+        name: name.to_string(),
+        address,
+        port,
+        role: None,
+        overlay_ip: None,
+        arch: None,
+    })
+}
+
+fn parse_role(text: &str) -> std::result::Result<(String, crate::config::Role), String> {
+    let (name, role) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=control|worker"))?;
+    let role = match role {
+        "control" | "control_plane" | "control-plane" => crate::config::Role::Control,
+        "worker" => crate::config::Role::Worker,
+        other => return Err(format!("`{other}` is not a role: control or worker")),
+    };
+    Ok((name.to_string(), role))
+}
+
 /// What a run takes from the command line.
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
@@ -174,6 +305,9 @@ pub enum Command {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+    /// Write the configuration the desktop wizard writes (installer-config.json and
+    /// the inventory) from flags, with the same checks; --show prints it
+    Configure(Box<ConfigureArgs>),
     /// Put the checkout a plan's playbooks come from at <home>/sources/NAME, at the
     /// commit the plan pins (cloned from its repository, or from a local clone,
     /// mirror or bundle with --from)
@@ -304,6 +438,7 @@ impl Command {
             Command::Migrate { dry_run, .. } => !dry_run,
             Command::Plan(_) | Command::Cancel => false,
             Command::Setup { .. } | Command::Source { .. } => true,
+            Command::Configure(a) => !a.show,
             Command::Deploy { .. } | Command::Resume { .. } | Command::Retry { .. } => true,
             Command::Recover { .. } | Command::CleanState { .. } | Command::Cleanup { .. } => true,
             Command::Facts { refresh, .. } => *refresh,
@@ -463,6 +598,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             inventory,
             json,
         }) => plan_check(&store, plan.as_deref(), flags, vars, inventory, json),
+        Command::Configure(args) => configure(&store, *args, now),
         Command::Source {
             plan,
             from,
@@ -581,6 +717,158 @@ fn show<T: serde::Serialize>(
         emit_json(value);
     } else {
         emit(&render(value));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `configure`: the saved configuration changed by the flags given, checked and
+/// saved as the wizard saves it; `--show` prints it.
+fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
+    use crate::config::{Overlay, SshAuth, TargetKind};
+    let layout = store.layout();
+    let current = crate::config::load(layout)?;
+    if a.show {
+        let Some(config) = current else {
+            return Err(EngineError::Usage(
+                "there is no configuration yet: write one with `thinkube-deploy configure --target ssh --host NAME=ADDRESS ...` or the desktop wizard".into(),
+            ));
+        };
+        let view = serde_json::json!({
+            "config": config,
+            "config_file": crate::config::config_file(layout),
+            "inventory": layout.inventory_file(),
+        });
+        return show(a.json, &view, |v| {
+            format!(
+                "{}\nConfiguration: {}\nInventory: {}\n",
+                serde_json::to_string_pretty(&v["config"]).unwrap_or_default(),
+                v["config_file"].as_str().unwrap_or(""),
+                v["inventory"].as_str().unwrap_or("")
+            )
+        });
+    }
+    let mut cfg = current.unwrap_or_default();
+    if let Some(t) = a.target {
+        cfg.target = match t {
+            TargetArg::Local => TargetKind::Local,
+            TargetArg::Ssh => TargetKind::Ssh,
+            TargetArg::Azure => TargetKind::Azure,
+        };
+    }
+    if !a.hosts.is_empty() {
+        cfg.hosts = a.hosts;
+    }
+    if let Some(u) = a.ssh_user {
+        cfg.ssh_user = u;
+    }
+    if let Some(auth) = a.ssh_auth {
+        cfg.ssh_auth = match auth {
+            SshAuthArg::Key => SshAuth::Key,
+            SshAuthArg::Agent => SshAuth::Agent,
+            SshAuthArg::Password => SshAuth::Password,
+        };
+    }
+    if let Some(k) = a.ssh_key {
+        cfg.ssh_key_path = Some(std::path::absolute(&k).unwrap_or(k).display().to_string());
+    }
+    if let Some(p) = a.plan {
+        cfg.plan = p;
+    }
+    let host_names = |cfg: &crate::config::InstallerConfig| {
+        cfg.hosts
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let find =
+        |cfg: &mut crate::config::InstallerConfig, name: &str, flag: &str| {
+            let known = host_names(cfg);
+            cfg.hosts
+            .iter_mut()
+            .position(|h| h.name == name)
+            .ok_or_else(|| {
+                EngineError::Usage(format!(
+                    "{flag} {name}=...: there is no host `{name}` (hosts: {}); nothing was saved",
+                    if known.is_empty() { "none yet".to_string() } else { known }
+                ))
+            })
+        };
+    for (name, role) in a.roles {
+        let i = find(&mut cfg, &name, "--role")?;
+        cfg.hosts[i].role = Some(role);
+    }
+    for (name, ip) in a.overlay_ips {
+        let i = find(&mut cfg, &name, "--overlay-ip")?;
+        cfg.hosts[i].overlay_ip = Some(ip);
+    }
+    let settings_given = a.domain.is_some()
+        || a.network_cidr.is_some()
+        || a.gateway.is_some()
+        || a.overlay.is_some()
+        || a.zerotier_network_id.is_some()
+        || a.overlay_cidr.is_some()
+        || a.system_user.is_some()
+        || a.admin_email.is_some()
+        || a.github_org.is_some();
+    if settings_given {
+        let t = cfg.thinkube.get_or_insert_with(Default::default);
+        let set = |field: &mut Option<String>, v: Option<String>| {
+            if v.is_some() {
+                *field = v;
+            }
+        };
+        if let Some(d) = a.domain {
+            t.domain_name = d;
+        }
+        if let Some(c) = a.network_cidr {
+            t.network_cidr = c;
+        }
+        if let Some(g) = a.gateway {
+            t.network_gateway = g;
+        }
+        if let Some(o) = a.overlay {
+            t.overlay = match o {
+                OverlayArg::Zerotier => Overlay::Zerotier,
+                OverlayArg::Tailscale => Overlay::Tailscale,
+            };
+        }
+        set(&mut t.zerotier_network_id, a.zerotier_network_id);
+        set(&mut t.overlay_cidr, a.overlay_cidr);
+        set(&mut t.system_username, a.system_user);
+        set(&mut t.admin_email, a.admin_email);
+        set(&mut t.github_org, a.github_org);
+    }
+    if cfg.plan == "thinkube" {
+        let flags = cfg.thinkube_flags();
+        cfg.flags.extend(flags);
+    }
+    crate::config::save(store, &cfg, now)?;
+    let mut text = format!(
+        "Saved {} and the inventory {}\n",
+        crate::config::config_file(layout).display(),
+        layout.inventory_file().display()
+    );
+    if cfg.plan == "thinkube" {
+        let on: Vec<String> = cfg
+            .flags
+            .iter()
+            .map(|(k, v)| format!("--flag {k}={v}"))
+            .collect();
+        text.push_str(&format!(
+            "Next: thinkube-deploy source, then thinkube-deploy plan check --plan thinkube {}, then deploy with the same flags; give the tokens in the environment ({})\n",
+            on.join(" "),
+            crate::config::THINKUBE_TOKENS
+                .iter()
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if a.json {
+        emit_json(&serde_json::to_value(&cfg).unwrap_or_default());
+    } else {
+        emit(&text);
     }
     Ok(exit::SUCCESS)
 }

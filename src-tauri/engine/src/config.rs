@@ -53,7 +53,7 @@ pub enum SshAuth {
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
     /// The inventory name: letters, digits, `-`, `_` and `.`.
@@ -63,13 +63,123 @@ pub struct Host {
     /// The SSH port, when not 22.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Its part in the Kubernetes cluster (the thinkube plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Its address on the ZeroTier overlay (the thinkube plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_ip: Option<String>,
+    /// `x86_64` (the default) or `arm64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
 impl Host {
     pub(crate) fn ssh_port(&self) -> u16 {
         self.port.unwrap_or(22)
     }
+
+    fn arch(&self) -> &str {
+        match self.arch.as_deref() {
+            Some("arm64" | "aarch64") => "arm64",
+            _ => "x86_64",
+        }
+    }
 }
+
+/// A host's part in the Kubernetes cluster (the thinkube plan's inventory groups
+/// `k8s_control_plane` and `k8s_workers`).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Control,
+    Worker,
+}
+
+/// The overlay network the cluster's nodes join.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlay {
+    #[default]
+    Zerotier,
+    Tailscale,
+}
+
+/// What the thinkube plan's playbooks need besides the hosts: the earlier
+/// installer's network, overlay and admin pages. Tokens are not here: a run reads
+/// them from its environment ([`THINKUBE_TOKENS`]), the inventory only says where.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ThinkubeSettings {
+    /// The platform's domain, e.g. `thinkube.example.com`.
+    pub domain_name: String,
+    /// The servers' LAN, e.g. `192.168.1.0/24`.
+    pub network_cidr: String,
+    /// The LAN's gateway, e.g. `192.168.1.1`.
+    pub network_gateway: String,
+    #[serde(default)]
+    pub overlay: Overlay,
+    /// ZeroTier: the network's 16-hex-digit id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zerotier_network_id: Option<String>,
+    /// ZeroTier: the overlay's range, e.g. `192.168.191.0/24` (each host gets an
+    /// overlay address in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_cidr: Option<String>,
+    /// Tailscale: the gateway's name on the tailnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_hostname: Option<String>,
+    /// The cluster's name (default `thinkube`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// The user thinkube runs as on the servers (default: the SSH user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_username: Option<String>,
+    /// For Let's Encrypt (default `admin@<domain>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_email: Option<String>,
+    /// The GitHub organisation thinkube's images and repositories go to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_org: Option<String>,
+}
+
+/// The tokens thinkube's playbooks read from the environment of a run (never from a
+/// file): (variable, what it is, needed for which overlay or always).
+pub const THINKUBE_TOKENS: &[(&str, &str)] = &[
+    (
+        "CLOUDFLARE_TOKEN",
+        "Cloudflare API token (DNS for the certificates)",
+    ),
+    ("GITHUB_TOKEN", "GitHub token"),
+    ("HF_TOKEN", "Hugging Face token"),
+    (
+        "ZEROTIER_AUTH_TOKEN",
+        "ZeroTier API token (ZeroTier overlay)",
+    ),
+    (
+        "TAILSCALE_AUTH_KEY",
+        "Tailscale auth key (Tailscale overlay)",
+    ),
+    (
+        "TAILSCALE_API_TOKEN",
+        "Tailscale API token (Tailscale overlay)",
+    ),
+    (
+        "TAILSCALE_OAUTH_CLIENT_ID",
+        "Tailscale OAuth client id (Tailscale overlay)",
+    ),
+    (
+        "TAILSCALE_OAUTH_CLIENT_SECRET",
+        "Tailscale OAuth client secret (Tailscale overlay)",
+    ),
+    (
+        "ANSIBLE_BECOME_PASSWORD",
+        "the sudo password on the servers",
+    ),
+];
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +243,9 @@ pub struct InstallerConfig {
     /// How long cached facts are trusted.
     #[serde(default)]
     pub freshness: crate::facts::Freshness,
+    /// What the thinkube plan needs besides the hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinkube: Option<ThinkubeSettings>,
 }
 
 /// One thing wrong with a configuration, tied to the field the wizard shows it on.
@@ -195,6 +308,7 @@ impl InstallerConfig {
         if self.plan.trim().is_empty() {
             out.push(problem("plan", "choose a plan"));
         }
+        self.thinkube_problems(&mut out);
         if self.target == TargetKind::Local {
             return self.var_problems(out);
         }
@@ -291,6 +405,107 @@ impl InstallerConfig {
         self.var_problems(out)
     }
 
+    /// What the thinkube plan needs: servers, one of them control plane, the network
+    /// and the overlay. Nothing is asked of other plans.
+    fn thinkube_problems(&self, out: &mut Vec<FieldProblem>) {
+        if self.plan != "thinkube" {
+            return;
+        }
+        if self.target == TargetKind::Local {
+            out.push(problem(
+                "target",
+                "the thinkube plan deploys to servers: choose ssh (or azure) and add them",
+            ));
+        }
+        let Some(t) = &self.thinkube else {
+            out.push(problem(
+                "thinkube",
+                "the thinkube plan needs its settings: the domain name, the servers' network (CIDR and gateway) and the overlay",
+            ));
+            return;
+        };
+        let domain = t.domain_name.trim();
+        if !is_hostname(domain) || !domain.contains('.') {
+            out.push(problem(
+                "thinkube.domain_name",
+                "give the platform's domain name, e.g. thinkube.example.com",
+            ));
+        }
+        if !is_ipv4_cidr(&t.network_cidr) {
+            out.push(problem(
+                "thinkube.network_cidr",
+                "give the servers' network as an IPv4 CIDR, e.g. 192.168.1.0/24",
+            ));
+        }
+        if t.network_gateway
+            .trim()
+            .parse::<std::net::Ipv4Addr>()
+            .is_err()
+        {
+            out.push(problem(
+                "thinkube.network_gateway",
+                "give the network's gateway, an IPv4 address such as 192.168.1.1",
+            ));
+        }
+        if t.admin_email.as_deref().is_some_and(|e| !e.contains('@')) {
+            out.push(problem(
+                "thinkube.admin_email",
+                "give an e-mail address (Let's Encrypt writes to it)",
+            ));
+        }
+        if t.overlay == Overlay::Zerotier {
+            let id_ok = t
+                .zerotier_network_id
+                .as_deref()
+                .is_some_and(|id| id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()));
+            if !id_ok {
+                out.push(problem(
+                    "thinkube.zerotier_network_id",
+                    "the ZeroTier network id has 16 hexadecimal digits (my.zerotier.com shows it)",
+                ));
+            }
+            let cidr = t.overlay_cidr.as_deref().unwrap_or("");
+            if !is_ipv4_cidr(cidr) {
+                out.push(problem(
+                    "thinkube.overlay_cidr",
+                    "give the ZeroTier overlay's range as an IPv4 CIDR, e.g. 192.168.191.0/24",
+                ));
+            }
+            for (i, h) in self.hosts.iter().enumerate() {
+                let ok = h
+                    .overlay_ip
+                    .as_deref()
+                    .is_some_and(|ip| ip.trim().parse::<std::net::Ipv4Addr>().is_ok());
+                if !ok {
+                    out.push(problem(
+                        format!("hosts[{i}].overlay_ip"),
+                        format!("give {}'s address on the ZeroTier overlay", h.name),
+                    ));
+                }
+            }
+        }
+        if !self.hosts.is_empty() && !self.hosts.iter().any(|h| h.role == Some(Role::Control)) {
+            out.push(problem(
+                "hosts",
+                "mark at least one host as control plane (role control); the others may be workers",
+            ));
+        }
+    }
+
+    /// The flags the thinkube plan takes from these answers (its overlay, workers).
+    pub fn thinkube_flags(&self) -> BTreeMap<String, bool> {
+        let Some(t) = &self.thinkube else {
+            return BTreeMap::new();
+        };
+        BTreeMap::from([
+            ("tailscale".to_string(), t.overlay == Overlay::Tailscale),
+            (
+                "workers".to_string(),
+                self.hosts.iter().any(|h| h.role == Some(Role::Worker)),
+            ),
+        ])
+    }
+
     fn var_problems(&self, mut out: Vec<FieldProblem>) -> Vec<FieldProblem> {
         if let Some(tf) = &self.terraform {
             if tf.backend == "local" && tf.state_path.as_deref().is_none_or(|p| p.trim().is_empty())
@@ -332,6 +547,9 @@ impl InstallerConfig {
             out.push_str("  hosts:\n    localhost:\n      ansible_connection: local\n");
             return out;
         }
+        if let (true, Some(t)) = (self.plan == "thinkube", &self.thinkube) {
+            return self.thinkube_inventory(t);
+        }
         out.push_str("  vars:\n");
         out.push_str(&format!("    ansible_user: {}\n", quote(&self.ssh_user)));
         if self.ssh_auth == SshAuth::Password {
@@ -361,8 +579,228 @@ impl InstallerConfig {
     }
 }
 
+impl InstallerConfig {
+    /// The inventory in thinkube's layout, as the earlier installer's generator
+    /// writes it (frontend/src/utils/inventoryGenerator.js), from these answers.
+    /// Tokens are `lookup('env', ...)` of [`THINKUBE_TOKENS`]: never in the file.
+    fn thinkube_inventory(&self, t: &ThinkubeSettings) -> String {
+        use serde_json::{Map, Value, json};
+        let env = |name: &str| Value::String(format!("{{{{ lookup('env', '{name}') }}}}"));
+        let domain = t.domain_name.trim();
+        let mut vars = Map::new();
+        let mut set = |k: &str, v: Value| {
+            vars.insert(k.to_string(), v);
+        };
+        set("domain_name", json!(domain));
+        set(
+            "cluster_name",
+            json!(t.cluster_name.as_deref().unwrap_or("thinkube")),
+        );
+        set("admin_username", json!("tkadmin"));
+        set(
+            "system_username",
+            json!(t.system_username.as_deref().unwrap_or(&self.ssh_user)),
+        );
+        set("auth_realm_username", json!("thinkube"));
+        set("ansible_python_interpreter", json!("/usr/bin/python3"));
+        set("ansible_become_pass", env("ANSIBLE_BECOME_PASSWORD"));
+        set("network_cidr", json!(t.network_cidr.trim()));
+        set("network_gateway", json!(t.network_gateway.trim()));
+        set("dns_servers", json!(["8.8.8.8", "8.8.4.4"]));
+        set("dns_search_domains", json!([]));
+        set("network_mode", json!("overlay"));
+        set("cloudflare_api_token", env("CLOUDFLARE_TOKEN"));
+        set("github_org", json!(t.github_org.as_deref().unwrap_or("")));
+        set("github_token", env("GITHUB_TOKEN"));
+        set(
+            "admin_email",
+            json!(
+                t.admin_email
+                    .clone()
+                    .unwrap_or_else(|| format!("admin@{domain}"))
+            ),
+        );
+        set("container_build_platforms", json!("linux/amd64"));
+        self.ssh_vars(&mut vars);
+        match t.overlay {
+            Overlay::Zerotier => {
+                let cidr = t.overlay_cidr.as_deref().unwrap_or("").trim();
+                let prefix = subnet_prefix(cidr);
+                vars.insert("overlay_provider".into(), json!("zerotier"));
+                vars.insert("overlay_cidr".into(), json!(cidr));
+                vars.insert("overlay_subnet_prefix".into(), json!(prefix));
+                vars.insert(
+                    "zerotier_network_id".into(),
+                    json!(t.zerotier_network_id.as_deref().unwrap_or("")),
+                );
+                vars.insert("zerotier_api_token".into(), env("ZEROTIER_AUTH_TOKEN"));
+                vars.insert("lb_ip_start_octet".into(), json!("200"));
+                vars.insert("lb_ip_end_octet".into(), json!("210"));
+                vars.insert("primary_gateway_ip_octet".into(), json!("200"));
+                vars.insert("primary_gateway_ip".into(), json!(format!("{prefix}200")));
+            }
+            Overlay::Tailscale => {
+                vars.insert("overlay_provider".into(), json!("tailscale"));
+                vars.insert("tailscale_auth_key".into(), env("TAILSCALE_AUTH_KEY"));
+                vars.insert("tailscale_api_token".into(), env("TAILSCALE_API_TOKEN"));
+                vars.insert(
+                    "tailscale_oauth_client_id".into(),
+                    env("TAILSCALE_OAUTH_CLIENT_ID"),
+                );
+                vars.insert(
+                    "tailscale_oauth_client_secret".into(),
+                    env("TAILSCALE_OAUTH_CLIENT_SECRET"),
+                );
+                vars.insert(
+                    "gateway_hostname".into(),
+                    json!(t.gateway_hostname.as_deref().unwrap_or("")),
+                );
+            }
+        }
+        let names = |f: &dyn Fn(&Host) -> bool| -> Value {
+            Value::Object(
+                self.hosts
+                    .iter()
+                    .filter(|h| f(h))
+                    .map(|h| (h.name.clone(), json!({})))
+                    .collect(),
+            )
+        };
+        let mut baremetal = Map::new();
+        for h in &self.hosts {
+            let mut def = Map::new();
+            def.insert("ansible_host".into(), json!(h.address.trim()));
+            if let Some(port) = h.port {
+                def.insert("ansible_port".into(), json!(port));
+            }
+            def.insert("lan_ip".into(), json!(h.address.trim()));
+            def.insert("arch".into(), json!(h.arch()));
+            if let Some(ip) = &h.overlay_ip {
+                def.insert("overlay_ip".into(), json!(ip.trim()));
+            }
+            def.insert("configure_gpu_passthrough".into(), json!(false));
+            baremetal.insert(h.name.clone(), Value::Object(def));
+        }
+        let mut controller = json!({
+            "ansible_connection": "local",
+            "ansible_host": "127.0.0.1",
+            "lan_ip": "127.0.0.1",
+            "arch": "x86_64",
+        });
+        if t.overlay == Overlay::Zerotier {
+            controller["overlay_ip"] = json!(format!(
+                "{}10",
+                subnet_prefix(t.overlay_cidr.as_deref().unwrap_or(""))
+            ));
+        }
+        let mut overlay_nodes = names(&|_| true);
+        overlay_nodes["controller"] = json!({});
+        let mut x86 = names(&|h| h.arch() == "x86_64");
+        x86["controller"] = json!({});
+        let inventory = json!({
+            "all": {
+                "vars": Value::Object(vars),
+                "children": {
+                    "arch": {"children": {
+                        "x86_64": {"hosts": x86},
+                        "arm64": {"hosts": names(&|h| h.arch() == "arm64")},
+                    }},
+                    "baremetal": {
+                        "hosts": Value::Object(baremetal),
+                        "children": {
+                            "headless": {"hosts": names(&|_| true)},
+                            "desktops": {"hosts": {}},
+                            "dgx": {"hosts": {}},
+                        },
+                    },
+                    "k8s": {"children": {
+                        "k8s_control_plane": {"hosts": names(&|h| h.role == Some(Role::Control))},
+                        "k8s_workers": {"hosts": names(&|h| h.role == Some(Role::Worker))},
+                    }},
+                    "k8s_cluster": {"children": {"k8s_control_plane": {}, "k8s_workers": {}}},
+                    "overlay_nodes": {"hosts": overlay_nodes},
+                    "management": {"hosts": {"controller": controller}},
+                    "baremetal_gpus": {"vars": {}},
+                },
+            }
+        });
+        let mut out = String::from(
+            "# Written by the Thinkube installer from installer-config.json, in the layout of\n# the earlier thinkube installer's inventory (no token: each is read from the\n# environment of the run).\n",
+        );
+        yaml_block(&inventory, 0, &mut out);
+        out
+    }
+
+    /// How Ansible logs in: the user, the password's environment variable, the key.
+    fn ssh_vars(&self, vars: &mut serde_json::Map<String, serde_json::Value>) {
+        vars.insert("ansible_user".into(), self.ssh_user.clone().into());
+        if self.ssh_auth == SshAuth::Password {
+            vars.insert(
+                "ansible_password".into(),
+                format!("{{{{ lookup('env', '{SSH_PASSWORD_ENV}') }}}}").into(),
+            );
+        }
+        if let (SshAuth::Key, Some(key)) = (self.ssh_auth, &self.ssh_key_path) {
+            vars.insert("ansible_ssh_private_key_file".into(), key.clone().into());
+        }
+    }
+}
+
+/// `192.168.191.` of `192.168.191.0/24`: the prefix thinkube's playbooks add the
+/// last octet to.
+fn subnet_prefix(cidr: &str) -> String {
+    let ip = cidr.split('/').next().unwrap_or("");
+    let parts: Vec<&str> = ip.split('.').collect();
+    match parts.as_slice() {
+        [a, b, c, _] => format!("{a}.{b}.{c}."),
+        _ => String::new(),
+    }
+}
+
+/// An IPv4 network such as `10.0.0.0/24`.
+fn is_ipv4_cidr(text: &str) -> bool {
+    match text.trim().split_once('/') {
+        Some((ip, bits)) => {
+            ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 32)
+        }
+        None => false,
+    }
+}
+
+/// Writes `value` (a tree of mappings) as block YAML; every scalar and list is
+/// written as JSON, which YAML reads as it is (strings double-quoted).
+fn yaml_block(value: &serde_json::Value, indent: usize, out: &mut String) {
+    let Some(map) = value.as_object() else {
+        return;
+    };
+    for (key, v) in map {
+        let key_text = if key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            && !key.is_empty()
+        {
+            key.clone()
+        } else {
+            serde_json::to_string(key).unwrap_or_default()
+        };
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&key_text);
+        match v.as_object() {
+            Some(m) if !m.is_empty() => {
+                out.push_str(":\n");
+                yaml_block(v, indent + 2, out);
+            }
+            _ => {
+                out.push_str(": ");
+                out.push_str(&v.to_string());
+                out.push('\n');
+            }
+        }
+    }
+}
+
 /// The configuration file of an environment.
-pub(crate) fn config_file(layout: &Layout) -> std::path::PathBuf {
+pub fn config_file(layout: &Layout) -> std::path::PathBuf {
     layout.root.join("installer-config.json")
 }
 
@@ -461,12 +899,12 @@ mod tests {
                 .map(|(n, a)| Host {
                     name: n.to_string(),
                     address: a.to_string(),
-                    port: None,
+                    ..Default::default()
                 })
                 .collect(),
             ssh_user: "thinkube".into(),
             ssh_auth: SshAuth::Agent,
-            plan: "thinkube".into(),
+            plan: "demo".into(),
             ..Default::default()
         }
     }

@@ -5,6 +5,7 @@ import type { Host } from "./Host";
 import type { SshAuth } from "./SshAuth";
 import type { TargetKind } from "./TargetKind";
 import type { TerraformConfig } from "./TerraformConfig";
+import type { ThinkubeSettings } from "./ThinkubeSettings";
 
 /**
  * The wizard's answers, as saved.
@@ -33,4 +34,8 @@ terraform: TerraformConfig | null,
 /**
  * How long cached facts are trusted.
  */
-freshness: Freshness, };
+freshness: Freshness, 
+/**
+ * What the thinkube plan needs besides the hosts.
+ */
+thinkube?: ThinkubeSettings | null, };

@@ -684,6 +684,7 @@ mod tests {
                 name: "gone".into(),
                 address: "127.0.0.1".into(),
                 port: Some(port),
+                ..Default::default()
             }],
             plan: "thinkube".into(),
             ..Default::default()

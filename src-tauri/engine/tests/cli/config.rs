@@ -19,10 +19,11 @@ fn servers() -> InstallerConfig {
             name: "node1".into(),
             address: "10.0.0.11".into(),
             port: Some(2222),
+            ..Default::default()
         }],
         ssh_user: "deployer".into(),
         ssh_auth: SshAuth::Password,
-        plan: "thinkube".into(),
+        plan: "demo".into(),
         ..Default::default()
     }
 }

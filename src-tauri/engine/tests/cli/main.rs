@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod compile_fail;
 mod config;
+mod configure;
 mod contention;
 mod crash;
 mod deploy;

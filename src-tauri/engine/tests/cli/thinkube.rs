@@ -18,7 +18,7 @@ const INVENTORY: &str = concat!(
     "/tests/data/thinkube/inventory.yaml"
 );
 
-fn bundle(name: &str) -> Option<PathBuf> {
+pub fn bundle(name: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("THINKUBE_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));

@@ -1,0 +1,187 @@
+//! `configure`: the wizard's answers from the command line, with the wizard's checks,
+//! written as the wizard writes them (installer-config.json and the inventory); for
+//! the thinkube plan, the inventory in the layout thinkube's playbooks expect, which
+//! `plan check` then passes against the real thinkube checkout.
+
+use crate::common::*;
+
+fn thinkube_args<'a>() -> Vec<&'a str> {
+    vec![
+        "configure",
+        "--plan",
+        "thinkube",
+        "--target",
+        "ssh",
+        "--host",
+        "tk1=192.168.1.11",
+        "--host",
+        "tk2=192.168.1.11:2222",
+        "--role",
+        "tk1=control",
+        "--role",
+        "tk2=worker",
+        "--ssh-user",
+        "thinkube",
+        "--ssh-auth",
+        "agent",
+        "--domain",
+        "thinkube.test",
+        "--network-cidr",
+        "192.168.1.0/24",
+        "--gateway",
+        "192.168.1.1",
+        "--overlay",
+        "zerotier",
+        "--zerotier-network-id",
+        "8056c2e21c000001",
+        "--overlay-cidr",
+        "192.168.191.0/24",
+        "--overlay-ip",
+        "tk1=192.168.191.11",
+        "--overlay-ip",
+        "tk2=192.168.191.12",
+        "--github-org",
+        "thinkube-test",
+    ]
+}
+
+#[test]
+fn configure_writes_the_thinkube_inventory_that_plan_check_passes() {
+    let home = Home::new();
+    let r = home.run(&thinkube_args());
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("--flag workers=true"), "{}", r.stdout);
+    let shown = home.run(&["configure", "--show", "--json"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let v: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let cfg = &v["config"];
+    assert_eq!(cfg["plan"], "thinkube");
+    assert_eq!(cfg["hosts"][1]["port"], 2222);
+    assert_eq!(cfg["hosts"][1]["role"], "worker");
+    assert_eq!(cfg["thinkube"]["domain_name"], "thinkube.test");
+    assert_eq!(cfg["flags"]["workers"], true);
+    assert_eq!(cfg["flags"]["tailscale"], false);
+    let inventory = std::fs::read_to_string(v["inventory"].as_str().unwrap()).unwrap();
+    // The groups thinkube's playbooks aim at, with the hosts in them.
+    let parsed: serde_json::Value = serde_saphyr::from_str(&inventory).unwrap();
+    let groups = &parsed["all"]["children"];
+    assert!(groups["k8s"]["children"]["k8s_control_plane"]["hosts"]["tk1"].is_object());
+    assert!(groups["k8s"]["children"]["k8s_workers"]["hosts"]["tk2"].is_object());
+    assert_eq!(groups["baremetal"]["hosts"]["tk2"]["ansible_port"], 2222);
+    assert_eq!(
+        groups["baremetal"]["hosts"]["tk1"]["overlay_ip"],
+        "192.168.191.11"
+    );
+    assert!(groups["management"]["hosts"]["controller"].is_object());
+    assert_eq!(
+        parsed["all"]["vars"]["overlay_subnet_prefix"],
+        "192.168.191."
+    );
+    // Tokens are read from the run's environment, never written.
+    assert_eq!(
+        parsed["all"]["vars"]["cloudflare_api_token"],
+        "{{ lookup('env', 'CLOUDFLARE_TOKEN') }}"
+    );
+    // Against the real thinkube checkout at the pin, every playbook loads, matches
+    // hosts and has the variables it requires with this inventory.
+    let Some(bundle) = crate::thinkube::bundle("thinkube+thinkube") else {
+        return;
+    };
+    let from = bundle.display().to_string();
+    assert_eq!(home.run(&["source", "--from", &from]).code, 0);
+    let r = home.run(&[
+        "plan",
+        "check",
+        "--plan",
+        "thinkube",
+        "--flag",
+        "workers=true",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn configure_refuses_what_the_wizard_refuses_and_saves_nothing() {
+    let home = Home::new();
+    // A thinkube configuration with every setting wrong or missing.
+    let r = home.run(&[
+        "configure",
+        "--plan",
+        "thinkube",
+        "--target",
+        "ssh",
+        "--host",
+        "tk1=192.168.1.11",
+        "--host",
+        "tk2=192.168.1.11",
+        "--ssh-user",
+        "thinkube",
+        "--ssh-auth",
+        "agent",
+        "--domain",
+        "not a domain",
+        "--network-cidr",
+        "192.168.1.0",
+        "--gateway",
+        "gw",
+        "--overlay",
+        "zerotier",
+    ]);
+    r.expect(
+        2,
+        &[
+            "the configuration was not saved",
+            "thinkube.domain_name",
+            "thinkube.network_cidr",
+            "thinkube.network_gateway",
+            "thinkube.zerotier_network_id",
+            "hosts[0].overlay_ip",
+            "mark at least one host as control plane",
+            "192.168.1.11 port 22 is already the address of another host",
+        ],
+    );
+    assert!(!home.path().join("installer-config.json").exists());
+    assert!(!home.path().join("inventory.yaml").exists());
+    // A role or overlay address for a host that is not there is named.
+    home.run(&["configure", "--host", "a=10.0.0.1", "--role", "b=control"])
+        .expect(2, &["no host `b`", "hosts: a", "nothing was saved"]);
+    // A malformed host or role is refused by the command line itself.
+    home.run(&["configure", "--host", "a=10.0.0.1:0"])
+        .expect(2, &["not a port"]);
+    home.run(&["configure", "--host", "a=10.0.0.1", "--role", "a=boss"])
+        .expect(2, &["not a role: control or worker"]);
+    assert!(!home.path().join("installer-config.json").exists());
+    home.run(&["configure", "--show"])
+        .expect(2, &["there is no configuration yet"]);
+}
+
+#[test]
+fn configure_changes_only_what_it_is_given() {
+    let home = Home::new();
+    let r = home.run(&[
+        "configure",
+        "--plan",
+        "demo",
+        "--target",
+        "ssh",
+        "--host",
+        "web=10.0.0.5",
+        "--host",
+        "db=[fd00::5]:2200",
+        "--ssh-user",
+        "ops",
+        "--ssh-auth",
+        "agent",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = home.run(&["configure", "--ssh-user", "admin"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value =
+        serde_json::from_str(&home.run(&["configure", "--show", "--json"]).stdout).unwrap();
+    assert_eq!(v["config"]["ssh_user"], "admin");
+    assert_eq!(v["config"]["hosts"][1]["address"], "fd00::5");
+    assert_eq!(v["config"]["hosts"][1]["port"], 2200);
+    let inventory = std::fs::read_to_string(home.path().join("inventory.yaml")).unwrap();
+    assert!(inventory.contains("ansible_user: \"admin\""), "{inventory}");
+}
