@@ -12,7 +12,7 @@ use crate::common::*;
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// An sshd of our own, stopped (by pid) when dropped.
-struct Sshd {
+pub struct Sshd {
     child: Child,
 }
 
@@ -23,7 +23,7 @@ impl Drop for Sshd {
     }
 }
 
-fn keygen(path: &Path) {
+pub fn keygen(path: &Path) {
     let ok = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "thinkube-test", "-f"])
         .arg(path)
@@ -49,7 +49,7 @@ fn fingerprint_of(public: &Path) -> String {
 
 /// Starts sshd on `port` with `host_key`, letting in `client.pub` as root; returns
 /// once it listens (it says so on stderr).
-fn start_sshd(dir: &Path, host_key: &Path, port: u16) -> Sshd {
+pub fn start_sshd(dir: &Path, host_key: &Path, port: u16) -> Sshd {
     std::fs::create_dir_all("/run/sshd").unwrap();
     let config = dir.join(format!("sshd_config-{port}"));
     std::fs::write(
@@ -82,7 +82,7 @@ fn start_sshd(dir: &Path, host_key: &Path, port: u16) -> Sshd {
     Sshd { child }
 }
 
-fn can_run() -> bool {
+pub fn can_run() -> bool {
     // SAFETY: geteuid(2) has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root || !Path::new(SSHD).exists() {

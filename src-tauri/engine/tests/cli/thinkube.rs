@@ -528,3 +528,172 @@ fn an_upstream_plan_runs_from_the_checkouts_root_with_its_configuration_and_grou
     assert!(ran.contains("host_key_checking=True"), "{ran}");
     assert_eq!(git(&checkout, &["status", "--porcelain"]), "");
 }
+
+/// A folder of this machine removed when the test ends (the thinkube playbook under
+/// test writes the control plane user's `~/.env` there).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The plan's first steps that can run on a test host, as the real playbooks at the
+/// pin: `env-setup` (this machine) and `persist-user-secrets` (the control plane,
+/// over SSH to a real sshd on 127.0.0.1). The first run stops with the playbook's own
+/// message (the control plane user has no home); once it has, `retry` completes, and
+/// the token reached the server's `~/.env` but no file, log or event of ours.
+#[test]
+fn the_first_thinkube_steps_run_for_real_over_ssh_and_fail_with_the_playbooks_message() {
+    use crate::ssh::{can_run, keygen, start_sshd};
+    let Some(thinkube) = bundle("thinkube+thinkube") else {
+        return;
+    };
+    if !can_run() {
+        return;
+    }
+    let home = Home::new();
+    let from = thinkube.display().to_string();
+    // The thinkube plan's first two steps, same pin, same playbooks.
+    let shown: serde_json::Value = serde_json::from_str(
+        &home
+            .run(&["plan", "show", "--plan", "thinkube", "--json"])
+            .stdout,
+    )
+    .unwrap();
+    let step = |id: &str| {
+        shown["phases"][0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["playbook"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let plan = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            &format!(
+                "id: thinkube-first\nupstream:\n  repository: {}\n  commit: {}\nphases:\n  - id: initial\n    steps:\n      - id: env-setup\n        playbook: {}\n      - id: persist-user-secrets\n        playbook: {}\n",
+                shown["upstream"]["repository"].as_str().unwrap(),
+                shown["upstream"]["commit"].as_str().unwrap(),
+                step("env-setup"),
+                step("persist-user-secrets")
+            ),
+        )],
+    )
+    .join("plan.yaml");
+    let plan = plan.to_str().unwrap();
+    assert_eq!(
+        home.run(&["source", "--plan", plan, "--from", &from]).code,
+        0
+    );
+    // A real server on 127.0.0.1, and the inventory `configure` writes for it.
+    let dir = home.outside("ssh");
+    std::fs::create_dir_all(&dir).unwrap();
+    keygen(&dir.join("client"));
+    keygen(&dir.join("host_key"));
+    let port = free_port();
+    let _sshd = start_sshd(&dir, &dir.join("host_key"), port);
+    let user = format!("tktest{port}");
+    let host = format!("tk1=127.0.0.1:{port}");
+    let key = dir.join("client").display().to_string();
+    let r = home.run(&[
+        "configure",
+        "--plan",
+        "thinkube",
+        "--target",
+        "ssh",
+        "--host",
+        &host,
+        "--role",
+        "tk1=control",
+        "--ssh-user",
+        "root",
+        "--ssh-auth",
+        "key",
+        "--ssh-key",
+        &key,
+        "--system-user",
+        &user,
+        "--domain",
+        "thinkube.test",
+        "--network-cidr",
+        "192.168.1.0/24",
+        "--gateway",
+        "192.168.1.1",
+        "--overlay",
+        "zerotier",
+        "--zerotier-network-id",
+        "8056c2e21c000001",
+        "--overlay-cidr",
+        "192.168.191.0/24",
+        "--overlay-ip",
+        "tk1=192.168.191.11",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(home.run(&["hosts", "trust", "--yes"]).code, 0);
+    let token = format!("ghp_test{port}secret");
+    let run = |args: &[&str]| {
+        let out = home
+            .command(args)
+            .env("GITHUB_TOKEN", &token)
+            .output()
+            .unwrap();
+        Run::from(out)
+    };
+    let r = run(&["deploy", "--plan", plan]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let status = home.status_json();
+    let steps = status["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["status"], "completed", "{status}");
+    assert_eq!(steps[1]["status"], "failed", "{status}");
+    let e = &steps[1]["last_error"];
+    // The playbook's own words: the task that failed, on which host, and why.
+    assert_eq!(e["host"], "tk1", "{e}");
+    assert!(e["task"].as_str().unwrap().contains(".env"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/home/{user}/.env")),
+        "{e}"
+    );
+    // env-setup wrote the user's ~/.env on this machine (HOME of the run).
+    let env_file = std::fs::read_to_string(home.outside("user-home/.env")).unwrap();
+    assert!(env_file.contains("DOMAIN_NAME=thinkube.test"), "{env_file}");
+    // Give the control plane user a home; retry runs the failed step and completes.
+    let server_home = RemoveOnDrop(PathBuf::from(format!("/home/{user}")));
+    std::fs::create_dir(&server_home.0).unwrap();
+    let r = run(&["retry"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(home.status_json()["deployment"]["status"], "completed");
+    let persisted = std::fs::read_to_string(server_home.0.join(".env")).unwrap();
+    assert!(
+        persisted.contains(&format!("GITHUB_TOKEN={token}")),
+        "{persisted}"
+    );
+    // ... and nowhere in the installer's own files.
+    for path in crate::migration::walk(home.path()) {
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(&token),
+                "the token is in {}",
+                path.display()
+            );
+        }
+    }
+    // The checkout is still exactly the pin (env-setup's .env link is ignored by git).
+    assert_eq!(
+        git(
+            &home.path().join("sources/thinkube"),
+            &["status", "--porcelain"]
+        ),
+        ""
+    );
+}
