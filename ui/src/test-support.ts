@@ -43,7 +43,7 @@ export const emptySnapshot = (): Snapshot => ({ ...snapshot([]), document: null,
 type Queryable = { findAll: (selector: string) => DOMWrapper<Element>[] }
 
 const IMPLICIT_ROLES: Record<string, string> = {
-  button: 'button', a: 'link', table: 'table', tr: 'row', form: 'form', textarea: 'textbox',
+  button: 'button', a: 'link', table: 'table', tr: 'row', form: 'form', textarea: 'textbox', select: 'combobox',
   fieldset: 'group', h1: 'heading', h2: 'heading', h3: 'heading', h4: 'heading', section: 'region', ul: 'list', li: 'listitem',
 }
 const INPUT_ROLES: Record<string, string> = {

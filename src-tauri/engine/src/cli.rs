@@ -839,11 +839,11 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
         set(&mut t.admin_email, a.admin_email);
         set(&mut t.github_org, a.github_org);
     }
+    crate::config::save(store, &cfg, now)?;
     if cfg.plan == "thinkube" {
         let flags = cfg.thinkube_flags();
         cfg.flags.extend(flags);
     }
-    crate::config::save(store, &cfg, now)?;
     let mut text = format!(
         "Saved {} and the inventory {}\n",
         crate::config::config_file(layout).display(),

@@ -833,9 +833,15 @@ pub fn save(store: &Store, config: &InstallerConfig, now: Timestamp) -> Result<(
             text.join("; ")
         )));
     }
+    // The thinkube plan's overlay and workers flags follow the answers they are about.
+    let mut config = config.clone();
+    if config.plan == "thinkube" {
+        let derived = config.thinkube_flags();
+        config.flags.extend(derived);
+    }
     let _guard = store.lock("configure", LockWait::NoWait, now)?;
     let layout = store.layout();
-    let json = serde_json::to_vec_pretty(config)
+    let json = serde_json::to_vec_pretty(&config)
         .map_err(|e| EngineError::Usage(format!("the configuration cannot be written: {e}")))?;
     let fs = store.fs();
     fs.replace(&layout.inventory_file(), config.inventory_yaml().as_bytes())

@@ -68,4 +68,57 @@ describe('ConfigWizard', () => {
     await click(w, 'Next')
     expect(byRole(w, 'alert').text()).toContain('plan.yaml:3:1')
   })
+
+  it('asks the thinkube plan for its network, overlay and roles, and sets its flags from them', async () => {
+    api.planShow.mockResolvedValue({
+      ...outline, id: 'thinkube', title: 'Thinkube platform',
+      flags: [
+        { name: 'tailscale', value: false, default: false, description: 'The overlay network is Tailscale' },
+        { name: 'workers', value: false, default: false, description: 'Join worker nodes' },
+      ],
+      vars: [],
+    })
+    api.loadConfig.mockResolvedValue({
+      target: 'ssh', hosts: [{ name: 'tk1', address: '10.0.0.11' }, { name: 'tk2', address: '10.0.0.12' }],
+      ssh_user: 'thinkube', ssh_auth: 'agent', ssh_key_path: null, azure: null, plan: 'thinkube',
+      flags: {}, vars: {}, terraform: null, freshness: { vm_seconds: 300, terraform_seconds: 3600, probe_seconds: 300 },
+    })
+    // The engine's answer while the network page is empty, then once it is filled.
+    api.checkConfig.mockResolvedValue([])
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    for (let i = 0; i < 4; i++) await click(w, 'Next')
+    expect(byRole(w, 'group', 'Network, overlay and roles').exists()).toBe(true)
+    api.checkConfig.mockResolvedValueOnce([
+      { field: 'thinkube.domain_name', message: "give the platform's domain name, e.g. thinkube.example.com" },
+      { field: 'hosts', message: 'mark at least one host as control plane (role control); the others may be workers' },
+    ])
+    await click(w, 'Next')
+    const alert = byRole(w, 'alert', 'Problems').text()
+    expect(alert).toContain("platform's domain name")
+    expect(alert).toContain('control plane')
+    await byRole(w, 'textbox', 'Domain name').setValue('thinkube.test')
+    await byRole(w, 'combobox', 'Role of tk1').setValue('control')
+    await byRole(w, 'combobox', 'Role of tk2').setValue('worker')
+    await byRole(w, 'textbox', 'Overlay address of tk1').setValue('192.168.191.11')
+    await byRole(w, 'radio', 'Tailscale overlay').setValue(true)
+    // Tailscale needs no overlay addresses.
+    expect(w.find('[aria-label="Overlay address of tk1"]').exists()).toBe(false)
+    await click(w, 'Next')
+    const review = byRole(w, 'region', 'Review').text()
+    expect(review).toContain('tk1: control, tk2: worker')
+    expect(review).toContain('tailscale=true')
+    expect(review).toContain('workers=true')
+    api.saveConfig.mockResolvedValue(null)
+    await click(w, 'Save')
+    expect(api.saveConfig).toHaveBeenCalledWith(expect.objectContaining({
+      plan: 'thinkube',
+      flags: { tailscale: true, workers: true },
+      thinkube: expect.objectContaining({ domain_name: 'thinkube.test', overlay: 'tailscale' }),
+      hosts: [
+        expect.objectContaining({ name: 'tk1', role: 'control', overlay_ip: '192.168.191.11' }),
+        expect.objectContaining({ name: 'tk2', role: 'worker' }),
+      ],
+    }))
+  })
 })
