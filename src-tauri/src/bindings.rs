@@ -27,6 +27,7 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     crate::snapshot::Snapshot::export_all(cfg)?;
     crate::commands::ReadinessAttempt::export_all(cfg)?;
     crate::commands::RunRequest::export_all(cfg)?;
+    crate::commands::TokenNeed::export_all(cfg)?;
     crate::worker::RunEvent::export_all(cfg)?;
     crate::error::AppError::export_all(cfg)?;
     InstallerConfig::export_all(cfg)?;

@@ -130,6 +130,47 @@ pub struct RunRequest {
     /// The SSH password, when the configuration uses one and this window has not
     /// been given it yet. Kept in memory only.
     pub ssh_password: Option<String>,
+    /// Tokens the plan's playbooks read (`run_tokens` lists them), given in the
+    /// window. Kept in memory only, for as long as the window is open.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// A token a run reads, and whether this window (or its environment) has it.
+#[derive(Serialize, TS)]
+#[ts(export)]
+pub struct TokenNeed {
+    /// The environment variable the playbooks read, e.g. `CLOUDFLARE_TOKEN`.
+    pub name: String,
+    pub what: String,
+    pub required: bool,
+    pub given: bool,
+}
+
+/// The tokens a run of the saved configuration reads (none for most plans).
+#[tauri::command]
+pub fn run_tokens(state: State<'_, AppState>) -> Result<Vec<TokenNeed>> {
+    let cfg = config::load(state.store.layout())?;
+    let given = state.tokens.lock().map_err(|_| poisoned())?;
+    Ok(cfg
+        .iter()
+        .flat_map(|c| c.tokens())
+        .map(|t| TokenNeed {
+            name: t.name.to_string(),
+            what: t.what.to_string(),
+            required: t.required,
+            given: token_value(&given, t.name).is_some(),
+        })
+        .collect())
+}
+
+/// A token's value: given in this window, else in the app's own environment.
+fn token_value(given: &BTreeMap<String, String>, name: &str) -> Option<String> {
+    given
+        .get(name)
+        .cloned()
+        .or_else(|| std::env::var(name).ok())
+        .filter(|v| !v.is_empty())
 }
 
 // Never print the password.
@@ -157,6 +198,34 @@ pub async fn start_run(
     }
     let password = state.ssh_password.lock().map_err(|_| poisoned())?.clone();
     let mut secret_env = BTreeMap::new();
+    if let Some(c) = &cfg {
+        let mut given = state.tokens.lock().map_err(|_| poisoned())?;
+        let needed = c.tokens();
+        for (name, value) in request.tokens {
+            if !value.is_empty() && needed.iter().any(|t| t.name == name) {
+                given.insert(name, value);
+            }
+        }
+        let mut missing = Vec::new();
+        for t in needed {
+            match token_value(&given, t.name) {
+                Some(v) => {
+                    secret_env.insert(t.name.to_string(), v);
+                }
+                None if t.required => missing.push(format!("{} ({})", t.name, t.what)),
+                None => {}
+            }
+        }
+        if !missing.is_empty() {
+            return Err(AppError::new(
+                ErrorCode::NeedsTokens,
+                format!(
+                    "The plan's playbooks need {}: tokens are never saved, so they are asked for in this window (and kept in memory until it closes).",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
     if cfg
         .as_ref()
         .is_some_and(|c| c.ssh_auth == SshAuth::Password && c.target != config::TargetKind::Local)

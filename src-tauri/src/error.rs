@@ -27,6 +27,8 @@ pub enum ErrorCode {
     NotReady,
     /// A step needs the SSH password, which is asked for at each start of the app.
     NeedsPassword,
+    /// The plan's playbooks need tokens this window has not been given.
+    NeedsTokens,
     /// A deployment is already running in this window.
     Busy,
     /// Resuming: a host does not answer, or its VM is not running.

@@ -39,6 +39,8 @@ pub struct AppState {
     pub stop: Mutex<Option<Arc<AtomicBool>>>,
     /// The SSH password, once given: in memory only, for the life of the window.
     pub ssh_password: Mutex<Option<String>>,
+    /// Tokens given in this window (never written anywhere).
+    pub tokens: Mutex<std::collections::BTreeMap<String, String>>,
     _instance: instance::InstanceLock,
 }
 
@@ -124,6 +126,7 @@ fn prepare(launch: Launch) -> Result<AppState, (u8, String)> {
         launch: launch_info,
         stop: Mutex::new(None),
         ssh_password: Mutex::new(None),
+        tokens: Mutex::new(Default::default()),
         _instance: instance,
     })
 }
@@ -140,6 +143,7 @@ fn open_window(state: AppState) -> ExitCode {
             commands::save_config,
             commands::plan_show,
             commands::start_run,
+            commands::run_tokens,
             commands::cancel_run,
             commands::clean_state,
             commands::history,

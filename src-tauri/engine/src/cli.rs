@@ -858,9 +858,13 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
         text.push_str(&format!(
             "Next: thinkube-deploy source, then thinkube-deploy plan check --plan thinkube {}, then deploy with the same flags; give the tokens in the environment ({})\n",
             on.join(" "),
-            crate::config::THINKUBE_TOKENS
+            cfg.tokens()
                 .iter()
-                .map(|(k, _)| *k)
+                .map(|k| if k.required {
+                    k.name.to_string()
+                } else {
+                    format!("{} if you use it", k.name)
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ));

@@ -146,40 +146,92 @@ pub struct ThinkubeSettings {
     pub github_org: Option<String>,
 }
 
-/// The tokens thinkube's playbooks read from the environment of a run (never from a
-/// file): (variable, what it is, needed for which overlay or always).
-pub const THINKUBE_TOKENS: &[(&str, &str)] = &[
-    (
+/// A token thinkube's playbooks read from the environment of a run (never from a
+/// file): its variable, what it is, whether a run needs it, and for which overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSpec {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub required: bool,
+    /// Only with this overlay (`None`: with either).
+    pub overlay: Option<Overlay>,
+}
+
+const fn token(
+    name: &'static str,
+    what: &'static str,
+    required: bool,
+    overlay: Option<Overlay>,
+) -> TokenSpec {
+    TokenSpec {
+        name,
+        what,
+        required,
+        overlay,
+    }
+}
+
+/// Every token the thinkube plan's playbooks read.
+pub const THINKUBE_TOKENS: &[TokenSpec] = &[
+    token(
         "CLOUDFLARE_TOKEN",
         "Cloudflare API token (DNS for the certificates)",
+        true,
+        None,
     ),
-    ("GITHUB_TOKEN", "GitHub token"),
-    ("HF_TOKEN", "Hugging Face token"),
-    (
+    token("GITHUB_TOKEN", "GitHub token", true, None),
+    token("HF_TOKEN", "Hugging Face token", false, None),
+    token(
         "ZEROTIER_AUTH_TOKEN",
-        "ZeroTier API token (ZeroTier overlay)",
+        "ZeroTier API token",
+        true,
+        Some(Overlay::Zerotier),
     ),
-    (
+    token(
         "TAILSCALE_AUTH_KEY",
-        "Tailscale auth key (Tailscale overlay)",
+        "Tailscale auth key",
+        true,
+        Some(Overlay::Tailscale),
     ),
-    (
+    token(
         "TAILSCALE_API_TOKEN",
-        "Tailscale API token (Tailscale overlay)",
+        "Tailscale API token",
+        true,
+        Some(Overlay::Tailscale),
     ),
-    (
+    token(
         "TAILSCALE_OAUTH_CLIENT_ID",
-        "Tailscale OAuth client id (Tailscale overlay)",
+        "Tailscale OAuth client id",
+        false,
+        Some(Overlay::Tailscale),
     ),
-    (
+    token(
         "TAILSCALE_OAUTH_CLIENT_SECRET",
-        "Tailscale OAuth client secret (Tailscale overlay)",
+        "Tailscale OAuth client secret",
+        false,
+        Some(Overlay::Tailscale),
     ),
-    (
+    token(
         "ANSIBLE_BECOME_PASSWORD",
-        "the sudo password on the servers",
+        "the sudo password on the servers (when sudo asks for one)",
+        false,
+        None,
     ),
 ];
+
+impl InstallerConfig {
+    /// The tokens a run of this configuration reads: the thinkube plan's for its
+    /// overlay; none for other plans.
+    pub fn tokens(&self) -> Vec<&'static TokenSpec> {
+        let Some(t) = self.thinkube.as_ref().filter(|_| self.plan == "thinkube") else {
+            return Vec::new();
+        };
+        THINKUBE_TOKENS
+            .iter()
+            .filter(|k| k.overlay.is_none_or(|o| o == t.overlay))
+            .collect()
+    }
+}
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -896,6 +948,26 @@ pub fn check_inventory(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thinkube_run_reads_the_tokens_of_its_overlay_and_other_plans_none() {
+        let mut c = ssh(&[("tk1", "10.0.0.1")]);
+        assert!(c.tokens().is_empty());
+        c.plan = "thinkube".into();
+        c.thinkube = Some(ThinkubeSettings::default());
+        let names =
+            |c: &InstallerConfig| -> Vec<&str> { c.tokens().iter().map(|t| t.name).collect() };
+        assert!(names(&c).contains(&"ZEROTIER_AUTH_TOKEN"));
+        assert!(!names(&c).contains(&"TAILSCALE_AUTH_KEY"));
+        c.thinkube.as_mut().unwrap().overlay = Overlay::Tailscale;
+        assert!(names(&c).contains(&"TAILSCALE_AUTH_KEY"));
+        assert!(!names(&c).contains(&"ZEROTIER_AUTH_TOKEN"));
+        // Each is a name the installer masks wherever output goes (an OAuth client's
+        // id is not a secret; its secret is).
+        for t in THINKUBE_TOKENS.iter().filter(|t| !t.name.ends_with("_ID")) {
+            assert!(crate::secrets::is_secret_key(t.name), "{}", t.name);
+        }
+    }
 
     fn ssh(hosts: &[(&str, &str)]) -> InstallerConfig {
         InstallerConfig {

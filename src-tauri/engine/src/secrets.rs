@@ -19,6 +19,8 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
         "privatekey",
         "api_key",
         "apikey",
+        "auth_key",
+        "authkey",
         "credential",
         "passphrase",
     ]
@@ -142,6 +144,7 @@ mod tests {
             "credentials",
             "MY_PRIVATE_KEY",
             "git_pat",
+            "TAILSCALE_AUTH_KEY",
         ] {
             assert!(is_secret_key(k), "{k}");
         }

@@ -13,6 +13,7 @@ import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
 import type { RunDiff } from '../bindings/RunDiff'
 import type { RunEvent } from '../bindings/RunEvent'
 import type { RunRecord } from '../bindings/RunRecord'
+import type { TokenNeed } from '../bindings/TokenNeed'
 import type { RunRequest } from '../bindings/RunRequest'
 import type { Snapshot } from '../bindings/Snapshot'
 
@@ -50,6 +51,7 @@ export const api = {
     channel.onmessage = onEvent
     return call<null>('start_run', { request, onEvent: channel })
   },
+  runTokens: () => call<TokenNeed[]>('run_tokens'),
   cancelRun: () => call<boolean>('cancel_run'),
   cleanState: () => call<string>('clean_state'),
   history: () => call<HistoryListing>('history'),

@@ -13,4 +13,9 @@ steps: Array<string>,
  * The SSH password, when the configuration uses one and this window has not
  * been given it yet. Kept in memory only.
  */
-ssh_password: string | null, };
+ssh_password: string | null, 
+/**
+ * Tokens the plan's playbooks read (`run_tokens` lists them), given in the
+ * window. Kept in memory only, for as long as the window is open.
+ */
+tokens: { [key in string]: string }, };

@@ -33,6 +33,8 @@ export const useInstallerStore = defineStore('installer', () => {
   // whoever shows a log watches this count of changes, not the array.
   const logVersion = ref(0)
   const needsPassword = ref(false)
+  // The plan's playbooks need tokens the window has not been given (never stored here).
+  const needsTokens = ref(false)
   let pendingRun: { kind: RunKind; steps: string[] } | null = null
 
   // `--skip-config`'s readiness check.
@@ -123,31 +125,47 @@ export const useInstallerStore = defineStore('installer', () => {
         runEnded.value = e.ended
         running.value = false
         if (e.ended.error?.code === 'needs_password') needsPassword.value = true
+        if (e.ended.error?.code === 'needs_tokens') needsTokens.value = true
         break
     }
   }
 
-  async function startRun(kind: RunKind, steps: string[] = [], sshPassword: string | null = null) {
+  async function startRun(
+    kind: RunKind,
+    steps: string[] = [],
+    sshPassword: string | null = null,
+    tokens: Record<string, string> = {},
+  ) {
     error.value = null
     runEnded.value = null
     notice.value = null
     pendingRun = { kind, steps }
     try {
       running.value = true
-      await api.startRun({ kind, steps, ssh_password: sshPassword }, onEvent)
+      await api.startRun({ kind, steps, ssh_password: sshPassword, tokens }, onEvent)
       needsPassword.value = false
+      needsTokens.value = false
       screen.value = 'deploy'
     } catch (e) {
       running.value = false
       const err = e as AppError
       if (err.code === 'needs_password') needsPassword.value = true
-      else error.value = err
+      else if (err.code === 'needs_tokens') {
+        needsTokens.value = true
+        error.value = err
+      } else error.value = err
     }
   }
 
   async function giveSshPassword(password: string) {
     const run = pendingRun ?? { kind: 'resume' as RunKind, steps: [] }
     await startRun(run.kind, run.steps, password)
+  }
+
+  /** Starts the run that asked for tokens again with them (kept in the backend's memory). */
+  async function giveTokens(tokens: Record<string, string>) {
+    const run = pendingRun ?? { kind: 'resume' as RunKind, steps: [] }
+    await startRun(run.kind, run.steps, null, tokens)
   }
 
   async function cancel() {
@@ -190,10 +208,10 @@ export const useInstallerStore = defineStore('installer', () => {
 
   return {
     launch, snapshot, loading, error, screen, offer, notice,
-    running, runEnded, logStep, logs, logVersion, needsPassword,
+    running, runEnded, logStep, logs, logVersion, needsPassword, needsTokens,
     readiness, attempts, readinessError,
     status, hasDeployment, lockedElsewhere,
-    init, refresh, checkReadiness, startRun, giveSshPassword, cancel, cleanState,
+    init, refresh, checkReadiness, startRun, giveSshPassword, giveTokens, cancel, cleanState,
     restoreFromMirror, dismissOffer, onEvent,
   }
 })
