@@ -8,7 +8,7 @@ import { byLabel, byRole, snapshot, step } from '../test-support'
 
 const api = vi.hoisted(() => ({
   launchInfo: vi.fn(), getState: vi.fn(), backendRetry: vi.fn(), startRun: vi.fn(), cancelRun: vi.fn(),
-  cleanState: vi.fn(), restoreMirror: vi.fn(), facts: vi.fn(), validate: vi.fn(),
+  cleanState: vi.fn(), restoreMirror: vi.fn(), facts: vi.fn(), validate: vi.fn(), runTokens: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -47,7 +47,7 @@ describe('DeployView', () => {
     expect(w.find('.tail').text()).toContain('last line')
     api.startRun.mockResolvedValue(null)
     await byRole(w, 'button', 'Retry Title b').trigger('click')
-    expect(api.startRun).toHaveBeenCalledWith({ kind: 'retry', steps: ['b'], ssh_password: null }, expect.any(Function))
+    expect(api.startRun).toHaveBeenCalledWith({ kind: 'retry', steps: ['b'], ssh_password: null, tokens: {} }, expect.any(Function))
     expect(w.findAll('button').map((b) => b.text())).toContain('Retry failed')
     expect(w.findAll('button').map((b) => b.text())).not.toContain('Resume')
   })
@@ -120,24 +120,46 @@ describe('DeployView', () => {
     await store.startRun('deploy')
     await flushPromises()
     expect(api.startRun).toHaveBeenCalledTimes(1)
-    expect(api.startRun.mock.calls[0]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: null })
+    expect(api.startRun.mock.calls[0]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: null, tokens: {} })
     await byLabel(w, /^SSH password/).setValue('s3cret')
     await byRole(w, 'form').trigger('submit')
     await flushPromises()
     expect(api.startRun).toHaveBeenCalledTimes(2)
-    expect(api.startRun.mock.calls[1]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: 's3cret' })
+    expect(api.startRun.mock.calls[1]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: 's3cret', tokens: {} })
     expect(store.needsPassword).toBe(false)
     expect(() => byLabel(w, /^SSH password/)).toThrow()
 
     // The app keeps the password in memory: a later run does not send it again.
     await store.startRun('resume')
     expect(api.startRun).toHaveBeenCalledTimes(3)
-    expect(api.startRun.mock.calls[2]?.[0]).toEqual({ kind: 'resume', steps: [], ssh_password: null })
+    expect(api.startRun.mock.calls[2]?.[0]).toEqual({ kind: 'resume', steps: [], ssh_password: null, tokens: {} })
 
     // The mirror was written (the check below can fail) and holds no password.
     const stored = Array.from({ length: localStorage.length }, (_, i) => localStorage.getItem(localStorage.key(i) ?? '') ?? '')
     expect(stored.join('')).toContain('"serial":5')
     for (const value of stored) expect(value).not.toContain('s3cret')
+  })
+
+  it('asks for the tokens the plan needs when the backend says so, and starts the same run with them', async () => {
+    api.startRun.mockRejectedValueOnce({ code: 'needs_tokens', message: 'The plan\'s playbooks need CLOUDFLARE_TOKEN (Cloudflare API token)' })
+    api.startRun.mockResolvedValue(null)
+    api.runTokens.mockResolvedValue([{ name: 'CLOUDFLARE_TOKEN', what: 'Cloudflare API token', required: true, given: false }])
+    const store = useInstallerStore()
+    store.launch = launch()
+    store.snapshot = snapshot([step('a', 'failed')], { status: 'failed' })
+    const w = mount(DeployView)
+    await store.startRun('retry', ['a'])
+    await flushPromises()
+    expect(store.needsTokens).toBe(true)
+    expect(w.text()).toContain('Cloudflare API token (CLOUDFLARE_TOKEN)')
+    expect(store.error?.message).toContain('need CLOUDFLARE_TOKEN')
+    await w.get('input[type="password"][aria-label="CLOUDFLARE_TOKEN"]').setValue('cf-value')
+    await byRole(w, 'form', 'Tokens').trigger('submit')
+    await flushPromises()
+    expect(api.startRun).toHaveBeenCalledTimes(2)
+    expect(api.startRun.mock.calls[1]?.[0]).toEqual({ kind: 'retry', steps: ['a'], ssh_password: null, tokens: { CLOUDFLARE_TOKEN: 'cf-value' } })
+    expect(store.needsTokens).toBe(false)
+    expect(w.find('form[aria-label="Tokens"]').exists()).toBe(false)
   })
 })
 
