@@ -12,6 +12,7 @@ const COMMANDS: &[&str] = &[
     "save_config",
     "plan_show",
     "start_run",
+    "run_tokens",
     "cancel_run",
     "clean_state",
     "history",

@@ -177,3 +177,58 @@ fn open_window(state: AppState) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod command_permissions {
+    //! A command the page calls must be registered, declared in build.rs (which makes
+    //! its permission) and granted in capabilities/main.json; a command missing from
+    //! either list is refused at run time ("not allowed. Command not found"), which no
+    //! unit test of the page can see.
+
+    fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+        let from = text.find(start).expect(start) + start.len();
+        let to = text[from..].find(end).expect(end) + from;
+        &text[from..to]
+    }
+
+    #[test]
+    fn every_registered_command_is_declared_and_granted_and_nothing_else() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let read = |p: &str| std::fs::read_to_string(dir.join(p)).expect(p);
+        let lib = read("src/lib.rs");
+        let mut registered: Vec<String> = between(&lib, "generate_handler![", "]")
+            .split(',')
+            .filter_map(|s| s.trim().strip_prefix("commands::").map(str::to_string))
+            .collect();
+        let build = read("build.rs");
+        let mut declared: Vec<String> = between(&build, "const COMMANDS: &[&str] = &[", "];")
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let caps: serde_json::Value =
+            serde_json::from_str(&read("capabilities/main.json")).unwrap();
+        let mut granted: Vec<String> = caps["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| {
+                p.as_str()?
+                    .strip_prefix("allow-")
+                    .map(|c| c.replace('-', "_"))
+            })
+            .collect();
+        registered.sort();
+        declared.sort();
+        granted.sort();
+        assert!(registered.len() > 10, "{registered:?}");
+        assert_eq!(
+            declared, registered,
+            "build.rs COMMANDS and the invoke handler"
+        );
+        assert_eq!(
+            granted, registered,
+            "capabilities/main.json and the invoke handler"
+        );
+    }
+}
