@@ -46,6 +46,23 @@ describe('ConfigWizard', () => {
     expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
   })
 
+  it('drops a problem as soon as the field is fixed, without another click', async () => {
+    api.checkConfig.mockImplementation(async (c: { hosts: { address: string }[] }) =>
+      c.hosts.some((h) => h.address === '') ? [{ field: 'hosts[0].address', message: '`` is not an IP address or a DNS name' }] : [],
+    )
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    await byRole(w, 'radio', 'Servers over SSH').setValue(true)
+    await click(w, 'Next')
+    await click(w, 'Add a host')
+    await click(w, 'Next')
+    expect(byRole(w, 'alert', 'Problems').text()).toContain('is not an IP address')
+    await byRole(w, 'textbox', 'Address').setValue('10.0.0.11')
+    await flushPromises()
+    expect(w.find('[aria-label="Problems"]').exists()).toBe(false)
+    expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
+  })
+
   it('shows the plan flags with what they enable, and saves through the engine', async () => {
     api.checkConfig.mockResolvedValue([])
     api.saveConfig.mockResolvedValue(null)
