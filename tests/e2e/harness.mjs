@@ -3,7 +3,7 @@
 // localStorage is its own) and its own free ports. One session at a time: WebKitGTK
 // allows a single automation context (tests run with --test-concurrency=1).
 import { spawn, spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -215,7 +215,13 @@ export async function waitForText(browser, selector, text, timeout = WAIT) {
       async () => {
         const els = await browser.$$(selector)
         for (const el of els) {
-          last = await el.getText()
+          try {
+            last = await el.getText()
+          } catch {
+            // Re-rendered between finding and reading it (WebKitWebDriver: "non-Element
+            // argument"): look again on the next poll.
+            continue
+          }
           if (last.includes(text)) return true
         }
         return false
@@ -237,6 +243,28 @@ export async function waitForText(browser, selector, text, timeout = WAIT) {
         `the page showed: ${JSON.stringify(page.slice(0, 1500))}; screenshot: ${name}.png (${e.message})`,
     )
   }
+}
+
+/**
+ * Waits until the page's text includes `text`, reading it in the page itself. For
+ * pages where WebKitWebDriver's element handles cannot be read at all ("non-Element
+ * argument", seen after the thinkube plan's wizard pages re-render), which
+ * `waitForText` cannot get past. Returns the page's text.
+ */
+export async function waitForPage(browser, text, timeout = WAIT) {
+  let last = ''
+  try {
+    await browser.waitUntil(
+      async () => {
+        last = await browser.execute(() => document.body.innerText)
+        return last.includes(text)
+      },
+      { timeout, interval: 100 },
+    )
+  } catch (e) {
+    throw new Error(`the page never showed "${text}"; it showed: ${JSON.stringify(last.slice(0, 1500))} (${e.message})`)
+  }
+  return last
 }
 
 export async function clickButton(browser, name) {
@@ -307,4 +335,32 @@ export async function stepStatuses(browser) {
       [...document.querySelectorAll('li.step')].map((li) => [li.dataset.step, li.dataset.status]),
     ),
   )
+}
+
+/**
+ * Fails naming the file when any of `secrets` is in a file the installer (its home) or
+ * WebKit (its data and cache folders) wrote in `world`; returns how many were read.
+ */
+export function assertInNoFile(world, secrets, what = 'a secret') {
+  const filesUnder = (dir) =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+      const p = join(dir, e.name)
+      return e.isDirectory() ? filesUnder(p) : e.isFile() ? [p] : []
+    })
+  const files = [world.home, world.xdgData, world.xdgCache].flatMap(filesUnder)
+  let searched = 0
+  for (const f of files) {
+    let bytes
+    try {
+      if (statSync(f).size > 50_000_000) continue
+      bytes = readFileSync(f)
+    } catch (e) {
+      // The WebView's storage process may still be tidying its temporary files.
+      if (e.code === 'ENOENT') continue
+      throw e
+    }
+    searched += 1
+    for (const secret of secrets) if (bytes.includes(secret)) throw new Error(`${f} holds ${what}`)
+  }
+  return { files, searched }
 }

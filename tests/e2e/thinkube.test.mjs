@@ -4,38 +4,16 @@
 // folders or its storage. (No checkout is there, so the run then stops before any
 // step, saying how to get one: nothing is deployed anywhere.)
 import assert from 'node:assert/strict'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { clickButton, launch, newWorld, screenshot, stopDisplay, waitForText } from './harness.mjs'
+import { assertInNoFile, clickButton, launch, newWorld, screenshot, stopDisplay, waitForPage, waitForText } from './harness.mjs'
 
 after(stopDisplay)
 
 const CLOUDFLARE = 'cf-e2e-7f31a9-token'
 const GITHUB = 'ghp_e2e_55c0d1_token'
 const ZEROTIER = 'zt-e2e-9b2e44-token'
-
-function filesUnder(dir) {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = join(dir, e.name)
-    return e.isDirectory() ? filesUnder(p) : e.isFile() ? [p] : []
-  })
-}
-
-// The page's text, read in the page itself: after the plan page re-renders, element
-// handles of WebKitWebDriver to `main` or `body` can go stale ("non-Element argument").
-async function waitForPage(browser, text, timeout = 60_000) {
-  let last = ''
-  try {
-    await browser.waitUntil(async () => {
-      last = await browser.execute(() => document.body.innerText)
-      return last.includes(text)
-    }, { timeout, interval: 100 })
-  } catch (e) {
-    throw new Error(`the page never showed "${text}"; it showed: ${JSON.stringify(last.slice(0, 1500))} (${e.message})`)
-  }
-  return last
-}
 
 async function fill(browser, selector, value) {
   const el = await browser.$(selector)
@@ -102,19 +80,6 @@ test('the wizard asks what thinkube needs, and the tokens of the run are kept no
   assert.match(inventory, /k8s_control_plane:\n\s+hosts:\n\s+tk1: \{\}/)
   assert.match(inventory, /k8s_workers:\n\s+hosts:\n\s+tk2: \{\}/)
   assert.match(inventory, /cloudflare_api_token: "\{\{ lookup\('env', 'CLOUDFLARE_TOKEN'\) \}\}"/)
-  const files = [...filesUnder(world.home), ...filesUnder(world.xdgData), ...filesUnder(world.xdgCache)]
-  let searched = 0
-  for (const f of files) {
-    let bytes
-    try {
-      if (statSync(f).size > 50_000_000) continue
-      bytes = readFileSync(f)
-    } catch (e) {
-      if (e.code === 'ENOENT') continue
-      throw e
-    }
-    searched += 1
-    for (const t of [CLOUDFLARE, GITHUB, ZEROTIER]) assert.ok(!bytes.includes(t), `${f} holds a token`)
-  }
+  const { searched } = assertInNoFile(world, [CLOUDFLARE, GITHUB, ZEROTIER], 'a token')
   assert.ok(searched > 3, `only ${searched} files searched`)
 })

@@ -244,16 +244,36 @@ pub enum HostsCommand {
     },
 }
 
+/// A plan and its flags and variables, as `plan show` and `plan check` take them.
+#[derive(Debug, Args, Clone)]
+pub struct PlanChoice {
+    #[arg(long, value_name = "PATH|NAME")]
+    plan: Option<String>,
+    #[arg(long = "flag", value_name = "NAME=true|false", value_parser = parse_flag)]
+    flags: Vec<(String, bool)>,
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+impl PlanChoice {
+    /// The plan, loaded and validated, with these choices.
+    fn load(self, store: &Store) -> Result<(crate::plan::Plan, crate::plan::Choices)> {
+        let plan_ref = crate::plan::builtin::PlanRef::parse(self.plan.as_deref())?;
+        let plan = plan_ref.load(&store.layout().root.join("plans"))?;
+        let choices = plan.choose(
+            &self.flags.into_iter().collect(),
+            &self.vars.into_iter().collect(),
+        )?;
+        Ok((plan, choices))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
     /// Phases and steps, each marked applicable or not and why
     Show {
-        #[arg(long, value_name = "PATH|NAME")]
-        plan: Option<String>,
-        #[arg(long = "flag", value_name = "NAME=true|false", value_parser = parse_flag)]
-        flags: Vec<(String, bool)>,
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        choice: PlanChoice,
         #[arg(long)]
         json: bool,
     },
@@ -261,12 +281,8 @@ pub enum PlanCommand {
     /// with the checkout's configuration and the inventory, every play matches a host,
     /// and every variable a playbook requires has a value (exit 2 listing each problem)
     Check {
-        #[arg(long, value_name = "PATH|NAME")]
-        plan: Option<String>,
-        #[arg(long = "flag", value_name = "NAME=true|false", value_parser = parse_flag)]
-        flags: Vec<(String, bool)>,
-        #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
-        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        choice: PlanChoice,
         /// The inventory (default: <home>/inventory.yaml, else localhost)
         #[arg(long, value_name = "PATH")]
         inventory: Option<PathBuf>,
@@ -550,7 +566,9 @@ fn secrets_of(cli: &Cli) -> crate::secrets::Redactor {
         Command::Deploy { run, .. } | Command::Resume { run } | Command::Retry { run, .. } => {
             &run.vars
         }
-        Command::Plan(PlanCommand::Show { vars, .. } | PlanCommand::Check { vars, .. }) => vars,
+        Command::Plan(PlanCommand::Show { choice, .. } | PlanCommand::Check { choice, .. }) => {
+            &choice.vars
+        }
         _ => &[],
     };
     let env: Vec<(String, String)> = std::env::vars_os()
@@ -579,25 +597,16 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Retry { steps, run } => run_deployment(&store, RunKind::Retry, steps, run, wait),
         Command::Cancel => cancel(&store),
         Command::Setup { python } => setup(&store, &python),
-        Command::Plan(PlanCommand::Show {
-            plan,
-            flags,
-            vars,
-            json,
-        }) => {
-            let plan_ref = crate::plan::builtin::PlanRef::parse(plan.as_deref())?;
-            let plan = plan_ref.load(&store.layout().root.join("plans"))?;
-            let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
+        Command::Plan(PlanCommand::Show { choice, json }) => {
+            let (plan, choices) = choice.load(&store)?;
             let view = crate::plan::outline::outline(&plan, &choices);
             show(json, &view, crate::plan::outline::render)
         }
         Command::Plan(PlanCommand::Check {
-            plan,
-            flags,
-            vars,
+            choice,
             inventory,
             json,
-        }) => plan_check(&store, plan.as_deref(), flags, vars, inventory, json),
+        }) => plan_check(&store, choice, inventory, json),
         Command::Configure(args) => configure(&store, *args, now),
         Command::Source {
             plan,
@@ -899,16 +908,12 @@ fn render_fetched(f: &crate::run::source::Fetched) -> String {
 
 fn plan_check(
     store: &Store,
-    plan: Option<&str>,
-    flags: Vec<(String, bool)>,
-    vars: Vec<(String, String)>,
+    choice: PlanChoice,
     inventory: Option<PathBuf>,
     json: bool,
 ) -> Result<u8> {
     let layout = store.layout();
-    let plan_ref = crate::plan::builtin::PlanRef::parse(plan)?;
-    let plan = plan_ref.load(&layout.root.join("plans"))?;
-    let choices = plan.choose(&flags.into_iter().collect(), &vars.into_iter().collect())?;
+    let (plan, choices) = choice.load(store)?;
     let inventory = match inventory {
         Some(p) if !p.is_file() => {
             return Err(EngineError::Usage(format!(
@@ -924,6 +929,7 @@ fn plan_check(
     }
     let ansible = crate::run::runner::find_ansible_playbook(
         std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
+            .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .as_deref(),
         &layout.home,

@@ -94,13 +94,17 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
             });
         }
     }
+    // The inventory's copy beside the checkout's group variables goes to a folder of
+    // this process, removed when the check ends: a check runs before a deployment
+    // holds the lock, so it must not share a folder with another process.
+    let scratch = Scratch(
+        inputs
+            .env_root
+            .join(format!("ansible/check-{}", std::process::id())),
+    );
     let inventory = match inputs.inventory {
         None => "localhost,".to_string(),
-        Some(inv) => match source::inventory_beside(
-            &root,
-            inv,
-            &inputs.env_root.join("ansible/check-inventory"),
-        ) {
+        Some(inv) => match source::inventory_beside(&root, inv, &scratch.0) {
             Some(beside) => {
                 beside.write(&crate::state::fsops::RealFs)?;
                 beside.to.display().to_string()
@@ -114,6 +118,8 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
         inventory: &inventory,
         home: inputs.home,
     };
+    // The inventory first: a broken one is one clear error, not every playbook failing.
+    let hostvars = ansible.inventory_vars()?;
     let files: Vec<&Path> = playbooks.iter().map(|(_, p, _)| p.as_path()).collect();
     let listed = match ansible.list_hosts(&files) {
         Ok(listing) => listing,
@@ -129,7 +135,6 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
             listing
         }
     };
-    let hostvars = ansible.inventory_vars()?;
     for (step, file, step_vars) in &playbooks {
         let plays: Vec<&ListedPlay> = listed.iter().filter(|p| &p.playbook == file).collect();
         if !plays.is_empty() && plays.iter().all(|p| p.hosts == 0) {
@@ -154,6 +159,15 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
         playbooks: playbooks.len(),
         problems,
     })
+}
+
+/// A folder removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A play as `--list-hosts` shows it.

@@ -293,6 +293,10 @@ pub fn fetch(
             &format!("fetch from {from}"),
         )?;
         if !have(&commit) {
+            // A clone made just now that lacks the commit is no checkout to keep.
+            if cloned {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
             return Err(EngineError::Checkout(format!(
                 "commit {commit} is not in {from}: give a source that has it with --from PATH|URL (a clone, mirror or bundle of {})",
                 upstream.repository

@@ -289,8 +289,17 @@ fn source_checks_out_the_pin_and_plan_check_passes_against_it() {
         assert_eq!(report["commit"], pin.as_str());
         assert!(report["playbooks"].as_u64().unwrap() >= 33, "{report}");
     }
-    // The checkout stays clean: the inventory the check used is not written into it.
+    // The checkout stays clean: the inventory the check used is not written into it,
+    // and the check's own copy is gone once it ends.
     assert_eq!(git(&dir, &["status", "--porcelain"]), "");
+    let left: Vec<String> = std::fs::read_dir(home.path().join("ansible"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("check"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
@@ -696,4 +705,30 @@ fn the_first_thinkube_steps_run_for_real_over_ssh_and_fail_with_the_playbooks_me
         ),
         ""
     );
+}
+
+#[test]
+fn source_names_a_source_without_the_pin_and_a_folder_that_is_no_checkout() {
+    let home = Home::new();
+    // A repository that does not have thinkube's pinned commit.
+    let other = home.outside("other");
+    upstream_project(&other);
+    let from = other.display().to_string();
+    home.run(&["source", "--from", &from])
+        .expect(2, &["is not in", &from, "--from PATH|URL"]);
+    // The clone made for it is not left behind as a checkout at another commit.
+    let dir = home.path().join("sources/thinkube");
+    assert!(!dir.exists());
+    // Something else where the checkout goes is left alone.
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+    home.run(&["source", "--from", &from])
+        .expect(2, &["is not a git checkout", "nothing was changed"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    // A plan that runs its own playbooks needs no checkout.
+    home.run(&["source", "--plan", "demo"])
+        .expect(2, &["has no `upstream:`"]);
 }
