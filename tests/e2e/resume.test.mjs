@@ -37,13 +37,15 @@ async function until(what, check, timeout = 60_000) {
   }
 }
 
-/** The pid the state file records for `step`'s running attempt. */
+/**
+ * The pid the state file records for `step`'s running attempt, or undefined. The engine
+ * commits the pid once the child has been spawned, a commit after the step went running,
+ * so a child can have started before its pid is in the file.
+ */
 function runningPid(world, step) {
   const state = JSON.parse(readFileSync(join(world.home, 'deployment-state.json'), 'utf8'))
   const attempts = state.deployment.steps.find((x) => x.id === step)?.attempts ?? []
-  const pid = attempts.at(-1)?.process?.pid
-  assert.ok(pid, `the state records no process for ${step}`)
-  return pid
+  return attempts.at(-1)?.process?.pid
 }
 
 /** Whether `pid` is a live process (a zombie counts as gone: it has exited). */
@@ -64,11 +66,12 @@ test('a killed app leaves the step interrupted, and Resume finishes the deployme
   try {
     await waitForText(first.browser, 'main', 'No deployment yet')
     await configureThisMachine(first.browser)
-    // The step is running when the engine has recorded it and the child has started.
-    const v = await until('the step to run', async () => {
+    // The step is running when the engine has recorded it and its process, and the child
+    // has started.
+    const v = await until('the step to run with its process recorded', async () => {
       const s = await statusJson(first.world ?? world)
       const running = s.steps.find((x) => x.id === 'wait')?.status === 'running'
-      return running && existsSync(join(dir, 'count-wait')) ? s : null
+      return running && existsSync(join(dir, 'count-wait')) && runningPid(world, 'wait') ? s : null
     })
     assert.ok(v.lock.held && v.lock.pid, 'the app holds the lock while it deploys')
     stepPid = runningPid(world, 'wait')
