@@ -31,7 +31,8 @@ pub enum ErrorCode {
     NeedsTokens,
     /// A deployment is already running in this window.
     Busy,
-    /// Resuming: a host does not answer, or its VM is not running.
+    /// A host does not answer, its login or sudo fails (the pre-flight before a
+    /// run), or its VM is not running.
     NotReachable,
     /// A step's playbook is not where the plan says: nothing ran.
     PlaybookMissing,
@@ -75,7 +76,9 @@ impl From<EngineError> for AppError {
                 ErrorCode::AnsibleMissing
             }
             EngineError::RestartDue(_) => ErrorCode::RestartDue,
-            EngineError::NotReachable { .. } => ErrorCode::NotReachable,
+            EngineError::NotReachable { .. } | EngineError::Preflight { .. } => {
+                ErrorCode::NotReachable
+            }
             EngineError::NoHome
             | EngineError::InvalidEnvName { .. }
             | EngineError::BadImport { .. }

@@ -224,6 +224,10 @@ pub struct RunArgs {
     /// Print progress as JSON, one event per line
     #[arg(long)]
     pub json: bool,
+    /// Go on without the hosts' pre-flight (answers, login, sudo); host keys are
+    /// checked all the same
+    #[arg(long)]
+    pub skip_checks: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1258,7 +1262,16 @@ fn hosts(
     let hosts = host_keys::ssh_hosts(&path)?;
     if let Some(HostsCommand::Check { json }) = action {
         let password = std::env::var(crate::config::SSH_PASSWORD_ENV).ok();
-        let checks = host_keys::preflight(&home, &hosts, password.as_deref());
+        let become_password = std::env::var(host_keys::BECOME_PASSWORD_ENV).ok();
+        let checks = host_keys::preflight(
+            &home,
+            &hosts,
+            host_keys::Logins {
+                password: password.as_deref(),
+                become_password: become_password.as_deref().filter(|p| !p.is_empty()),
+                needs_sudo: true,
+            },
+        );
         if json {
             emit_json(&checks);
         } else {
@@ -1515,6 +1528,7 @@ fn run_deployment(
         flags: run.flags.into_iter().collect(),
         vars: run.vars.into_iter().collect(),
         wait,
+        skip_checks: run.skip_checks,
         ..deploy::DeployArgs::from_env(kind, PROGRAM)
     };
     let json = run.json;

@@ -109,6 +109,11 @@ pub enum EngineError {
     #[error("the plan check found {} problem{}, so nothing ran:\n  {}\nFix them (`thinkube-deploy plan check` lists them again), then run again", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, .problems.join("\n  "))]
     PlanCheck { problems: Vec<String> },
 
+    /// The hosts' pre-flight failed (exit 2), each host named with what to do;
+    /// nothing ran.
+    #[error("{} host{} not ready, so nothing ran:\n  {}\nFix what is named (`thinkube-deploy hosts check` checks again), or run with --skip-checks to go on without these checks", .problems.len(), if .problems.len() == 1 { " is" } else { "s are" }, .problems.join("\n  "))]
+    Preflight { problems: Vec<String> },
+
     /// Bad usage or bad input: a wrong argument, file or choice (exit 2).
     #[error("{0}")]
     Usage(String),
@@ -212,6 +217,7 @@ impl EngineError {
             | Self::HostKeys(_)
             | Self::Checkout(_)
             | Self::PlanCheck { .. }
+            | Self::Preflight { .. }
             | Self::InvalidPlan(_)
             | Self::Choice(_) => exit::BAD_INPUT,
             Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,

@@ -510,10 +510,25 @@ pub struct HostCheck {
     pub problems: Vec<String>,
 }
 
+/// What a pre-flight may log in with, from memory only (never a file or argument).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Logins<'a> {
+    /// The SSH password of hosts whose inventory logs in with one.
+    pub password: Option<&'a str>,
+    /// The password sudo asks for (`ANSIBLE_BECOME_PASSWORD`), when it asks.
+    pub become_password: Option<&'a str>,
+    /// Whether sudo is checked at all: the plan's playbooks `become` root.
+    pub needs_sudo: bool,
+}
+
+/// Where a pre-flight's become password comes from.
+pub const BECOME_PASSWORD_ENV: &str = "ANSIBLE_BECOME_PASSWORD";
+
 /// Pre-flight of each host: it answers on its port, its key is trusted, the login
-/// works (key, agent, or the password in `password`), and sudo works without a
-/// password prompt for a user other than root.
-pub fn preflight(home: &Path, hosts: &[SshHost], password: Option<&str>) -> Vec<HostCheck> {
+/// works (key, agent, or the password in `logins`), and, when the plan becomes
+/// root, sudo works for a user other than root (without a password, or with the
+/// become password given).
+pub fn preflight(home: &Path, hosts: &[SshHost], logins: Logins<'_>) -> Vec<HostCheck> {
     check(home, hosts)
         .into_iter()
         .map(|view| {
@@ -542,17 +557,31 @@ pub fn preflight(home: &Path, hosts: &[SshHost], password: Option<&str>) -> Vec<
                     view.trusted_fingerprint.as_deref().unwrap_or("?")
                 )),
                 Trust::Trusted => {
-                    let login = remote(home, &view.host, password, "true");
+                    let login = remote(home, &view.host, logins.password, "true", None);
                     c.login = Some(login.is_ok());
                     match login {
                         Err(e) => c.problems.push(format!("the login failed: {e}")),
-                        Ok(()) if view.host.user.as_deref() != Some("root") => {
-                            let sudo = remote(home, &view.host, password, "sudo -n true");
+                        Ok(()) if logins.needs_sudo && view.host.user.as_deref() != Some("root") => {
+                            let sudo = match logins.become_password {
+                                Some(p) => remote(
+                                    home,
+                                    &view.host,
+                                    logins.password,
+                                    "sudo -S -p '' true",
+                                    Some(p),
+                                ),
+                                None => remote(home, &view.host, logins.password, "sudo -n true", None),
+                            };
                             c.sudo = Some(sudo.is_ok());
                             if let Err(e) = sudo {
-                                c.problems.push(format!(
-                                    "sudo asks for a password or is not allowed ({e}): allow the user passwordless sudo, or use root"
-                                ));
+                                c.problems.push(match logins.become_password {
+                                    Some(_) => format!(
+                                        "sudo did not accept the become password ({e}): check the password given in {BECOME_PASSWORD_ENV}, and that the user may use sudo"
+                                    ),
+                                    None => format!(
+                                        "sudo asks for a password or is not allowed ({e}): give the password in {BECOME_PASSWORD_ENV}, allow the user passwordless sudo, or log in as root"
+                                    ),
+                                });
                             }
                         }
                         Ok(()) => {}
@@ -573,22 +602,27 @@ fn remote(
     host: &SshHost,
     password: Option<&str>,
     command: &str,
+    input: Option<&str>,
 ) -> std::result::Result<(), String> {
     let mut cmd = match (host.password, password) {
         (true, None) => {
-            return Err(format!(
-                "it logs in with a password: give it in {} to check the login",
-                crate::config::SSH_PASSWORD_ENV
-            ));
+            // The inventory's own password is never read here; Ansible offers keys
+            // first, so a key that logs in is enough.
+            let no_password = SshHost {
+                password: false,
+                ..host.clone()
+            };
+            return remote(home, &no_password, None, command, input).map_err(|_| {
+                format!(
+                    "it logs in with a password: give it in {} to check the login",
+                    crate::config::SSH_PASSWORD_ENV
+                )
+            });
         }
         (true, Some(p)) => {
+            // As Ansible logs in with a password: keys are offered first, then it.
             let mut c = Command::new("sshpass");
-            c.arg("-e").arg("ssh").env("SSHPASS", p).args([
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "PreferredAuthentications=password,keyboard-interactive",
-            ]);
+            c.arg("-e").arg("ssh").env("SSHPASS", p);
             c
         }
         (false, _) => {
@@ -616,12 +650,26 @@ fn remote(
     if let Some(user) = &host.user {
         cmd.args(["-l", user]);
     }
-    let out = cmd
-        .arg(&host.address)
+    cmd.arg(&host.address)
         .arg("--")
         .arg(command)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not run ssh ({e})"))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // What sudo reads (-S), through the SSH channel: never an argument. A
+        // command that does not read it closes the pipe, which is no error here.
+        let _ = writeln!(stdin, "{text}");
+    }
+    let out = child
+        .wait_with_output()
         .map_err(|e| format!("could not run ssh ({e})"))?;
     if out.status.success() {
         return Ok(());

@@ -60,6 +60,9 @@ pub struct DeployArgs {
     pub inherited_env: BTreeMap<String, String>,
     /// The time, each time the run records something.
     pub clock: fn() -> Timestamp,
+    /// `--skip-checks`: go on without the hosts' pre-flight (reachability, login,
+    /// sudo). Host keys are checked all the same.
+    pub skip_checks: bool,
 }
 
 impl DeployArgs {
@@ -86,7 +89,17 @@ impl DeployArgs {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
             clock: Timestamp::now,
+            skip_checks: false,
         }
+    }
+
+    /// A value of the runs' environment: given in memory (the app), else inherited.
+    fn env_value(&self, name: &str) -> Option<&str> {
+        self.secret_env
+            .get(name)
+            .or_else(|| self.inherited_env.get(name))
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -467,6 +480,14 @@ fn prepare(
         {
             return Err(refused);
         }
+        if !args.skip_checks {
+            preflight(
+                &layout.home,
+                &hosts,
+                args,
+                uses_become(&plan_ref, &plan, &actions, root.dir()),
+            )?;
+        }
     }
     let inventory_beside = recorded.as_ref().and_then(|r| {
         crate::run::source::inventory_beside(
@@ -595,6 +616,74 @@ fn secrets_given_again(plan: &crate::plan::Plan, args: &DeployArgs) -> Result<()
 }
 
 /// Each applicable step's action, with every playbook it names checked to exist.
+/// The hosts' pre-flight (`hosts check`) before anything runs: each answers, its
+/// login works and, when the plan becomes root, so does sudo.
+fn preflight(
+    home: &Path,
+    hosts: &[crate::facts::host_keys::SshHost],
+    args: &DeployArgs,
+    needs_sudo: bool,
+) -> Result<()> {
+    use crate::facts::host_keys;
+    let checks = host_keys::preflight(
+        home,
+        hosts,
+        host_keys::Logins {
+            password: args.env_value(crate::config::SSH_PASSWORD_ENV),
+            become_password: args.env_value(host_keys::BECOME_PASSWORD_ENV),
+            needs_sudo,
+        },
+    );
+    let problems: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.problems.is_empty())
+        .map(|c| format!("{}: {}", c.host.describe(), c.problems.join("; ")))
+        .collect();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Preflight { problems })
+}
+
+/// Whether any playbook the run would use becomes another user (`become: true`
+/// in a play, block or task): then sudo must work on the hosts.
+fn uses_become(
+    plan_ref: &PlanRef,
+    plan: &crate::plan::Plan,
+    actions: &BTreeMap<String, Action>,
+    root: &Path,
+) -> bool {
+    actions.values().any(|a| {
+        let Action::Playbook { path, .. } = a else {
+            return false;
+        };
+        let text = match plan_ref {
+            PlanRef::Builtin(b) if plan.upstream.is_none() => b
+                .files
+                .iter()
+                .find(|(f, _)| f == path)
+                .map(|(_, t)| (*t).to_string()),
+            _ => std::fs::read_to_string(root.join(path)).ok(),
+        };
+        // A playbook that cannot be read is named by the checks before; count it
+        // as becoming, so sudo is checked rather than assumed.
+        text.is_none_or(|t| {
+            t.lines().any(|l| {
+                let l = l.trim_start().trim_start_matches("- ");
+                l.strip_prefix("become:").is_some_and(|v| {
+                    matches!(
+                        v.trim()
+                            .trim_matches(['"', '\''])
+                            .to_ascii_lowercase()
+                            .as_str(),
+                        "true" | "yes" | "on"
+                    )
+                })
+            })
+        })
+    })
+}
+
 fn checked_actions(
     plan: &crate::plan::Plan,
     plan_ref: &PlanRef,

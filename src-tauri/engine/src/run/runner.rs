@@ -523,11 +523,22 @@ fn ansible_failure(
     exit_code: Option<i32>,
     output_tail: Vec<String>,
 ) -> StepError {
-    let message = match f.event {
-        EventName::Unreachable => {
-            format!("host unreachable: {}", f.msg.clone().unwrap_or_default())
-        }
-        _ => f
+    // A connection lost while Ansible copies a module comes as a failed task; it is
+    // the host that could not be reached all the same.
+    let unreachable = f.event == EventName::Unreachable
+        || f.msg
+            .as_deref()
+            .is_some_and(|m| m.starts_with("Failed to connect to the host via ssh"));
+    let message = match unreachable {
+        true => format!(
+            "host {}unreachable: {}",
+            f.host
+                .as_deref()
+                .map(|h| format!("{h} "))
+                .unwrap_or_default(),
+            f.msg.clone().unwrap_or_default()
+        ),
+        false => f
             .msg
             .clone()
             .filter(|m| !m.is_empty())

@@ -866,20 +866,33 @@ fn an_unreachable_host_and_a_failing_loop_item_are_named() {
             ("inventory.yaml", inventory),
         ],
     );
-    let r = home.run(&[
+    let (plan, inventory) = (dir.join("plan.yaml"), dir.join("inventory.yaml"));
+    let deploy = [
         "deploy",
         "--plan",
-        dir.join("plan.yaml").to_str().unwrap(),
+        plan.to_str().unwrap(),
         "--inventory",
-        dir.join("inventory.yaml").to_str().unwrap(),
-    ]);
+        inventory.to_str().unwrap(),
+    ];
+    // The pre-flight finds it first: nothing runs.
+    home.run(&deploy).expect(
+        2,
+        &[
+            "1 host is not ready, so nothing ran",
+            "gone (127.0.0.1:1): does not answer",
+            "--skip-checks",
+        ],
+    );
+    assert_eq!(home.status_json()["deployment"]["status"], "not_started");
+    // Without it, the step finds it, and names it.
+    let r = home.run(&[&deploy[..], &["--skip-checks"]].concat());
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let e = &home.status_json()["steps"][0]["last_error"];
     assert!(
         e["message"]
             .as_str()
             .unwrap()
-            .starts_with("host unreachable"),
+            .starts_with("host gone unreachable"),
         "{e}"
     );
     assert_eq!(e["host"], "gone");
