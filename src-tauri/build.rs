@@ -21,6 +21,8 @@ const COMMANDS: &[&str] = &[
     "restore_mirror",
     "facts",
     "validate",
+    "host_keys",
+    "trust_host_keys",
 ];
 
 fn main() {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, State};
 use thinkube_engine::config::{self, FieldProblem, InstallerConfig, SshAuth};
+use thinkube_engine::facts::host_keys::{self, HostKeyView};
 use thinkube_engine::facts::readiness::{self, NotReady};
 use thinkube_engine::facts::validate::{self, Mismatch};
 use thinkube_engine::facts::{self, FactView};
@@ -367,6 +368,48 @@ pub async fn facts(state: State<'_, AppState>, refresh: bool) -> Result<Vec<Fact
             facts::refresh_configured(&store, LockWait::NoWait, now)?;
         }
         Ok(facts::cached(&store, now)?.0)
+    })
+    .await
+}
+
+/// Each SSH host of the configuration being edited: whether it answers, the
+/// fingerprint of its key, and whether that key is trusted.
+#[tauri::command]
+pub async fn host_keys(
+    state: State<'_, AppState>,
+    config: InstallerConfig,
+) -> Result<Vec<HostKeyView>> {
+    let home = state.store.layout().home.clone();
+    blocking(move || Ok(host_keys::check(&home, &host_keys::config_hosts(&config)))).await
+}
+
+/// A host key the user accepted in the window: the host and the fingerprint shown.
+#[derive(Debug, Clone, Deserialize, TS)]
+#[ts(export)]
+pub struct AcceptedKey {
+    pub name: String,
+    pub fingerprint: String,
+}
+
+/// Trusts the keys the user accepted, each only if the host still offers it;
+/// returns the hosts as they are now.
+#[tauri::command]
+pub async fn trust_host_keys(
+    state: State<'_, AppState>,
+    config: InstallerConfig,
+    accepted: Vec<AcceptedKey>,
+) -> Result<Vec<HostKeyView>> {
+    let home = state.store.layout().home.clone();
+    blocking(move || {
+        let accepted: Vec<(String, String)> = accepted
+            .into_iter()
+            .map(|a| (a.name, a.fingerprint))
+            .collect();
+        Ok(host_keys::trust_accepted(
+            &home,
+            &host_keys::config_hosts(&config),
+            &accepted,
+        )?)
     })
     .await
 }

@@ -152,6 +152,8 @@ fn open_window(state: AppState) -> ExitCode {
             commands::restore_mirror,
             commands::facts,
             commands::validate,
+            commands::host_keys,
+            commands::trust_host_keys,
         ])
         .setup(|app| {
             // Declared with `create: false` so that nothing shows before the launch

@@ -252,17 +252,20 @@ export async function waitForText(browser, selector, text, timeout = WAIT) {
  * `waitForText` cannot get past. Returns the page's text.
  */
 export async function waitForPage(browser, text, timeout = WAIT) {
+  // `text` is a string to find, or a function of the page's text that says whether it
+  // is there yet (for what must be gone).
+  const shows = typeof text === 'function' ? text : (page) => page.includes(text)
   let last = ''
   try {
     await browser.waitUntil(
       async () => {
         last = await browser.execute(() => document.body.innerText)
-        return last.includes(text)
+        return shows(last)
       },
       { timeout, interval: 100 },
     )
   } catch (e) {
-    throw new Error(`the page never showed "${text}"; it showed: ${JSON.stringify(last.slice(0, 1500))} (${e.message})`)
+    throw new Error(`the page never showed ${typeof text === 'function' ? text.toString() : `"${text}"`}; it showed: ${JSON.stringify(last.slice(0, 1500))} (${e.message})`)
   }
   return last
 }

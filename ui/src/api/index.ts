@@ -5,6 +5,8 @@ import type { AppError } from '../bindings/AppError'
 import type { FactView } from '../bindings/FactView'
 import type { FieldProblem } from '../bindings/FieldProblem'
 import type { HistoryListing } from '../bindings/HistoryListing'
+import type { HostKeyView } from '../bindings/HostKeyView'
+import type { AcceptedKey } from '../bindings/AcceptedKey'
 import type { InstallerConfig } from '../bindings/InstallerConfig'
 import type { LaunchInfo } from '../bindings/LaunchInfo'
 import type { Mismatch } from '../bindings/Mismatch'
@@ -60,6 +62,9 @@ export const api = {
   restoreMirror: (document: string) => call<number>('restore_mirror', { document }),
   facts: (refresh: boolean) => call<FactView[]>('facts', { refresh }),
   validate: () => call<Mismatch[]>('validate'),
+  hostKeys: (config: InstallerConfig) => call<HostKeyView[]>('host_keys', { config }),
+  trustHostKeys: (config: InstallerConfig, accepted: AcceptedKey[]) =>
+    call<HostKeyView[]>('trust_host_keys', { config, accepted }),
 }
 
 export type Api = typeof api

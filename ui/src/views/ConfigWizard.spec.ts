@@ -4,6 +4,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 
 const api = vi.hoisted(() => ({
   loadConfig: vi.fn(), planShow: vi.fn(), checkConfig: vi.fn(), saveConfig: vi.fn(), getState: vi.fn(), startRun: vi.fn(),
+  hostKeys: vi.fn(), trustHostKeys: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -21,12 +22,96 @@ beforeEach(() => {
   for (const f of Object.values(api)) f.mockReset()
   api.loadConfig.mockResolvedValue(null)
   api.planShow.mockResolvedValue(outline)
+  api.hostKeys.mockResolvedValue([])
 })
+
+const FP = 'SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8'
+const key = (trust: string, extra: Record<string, unknown> = {}) => ({
+  name: 'tk1', address: '10.0.0.11', port: 2222, password: false, reachable: trust !== 'unreachable',
+  fingerprint: trust === 'unreachable' ? null : FP, key_type: trust === 'unreachable' ? null : 'ssh-ed25519',
+  trust, trusted_fingerprint: null, ...extra,
+})
+
+/** The wizard on its hosts page with one SSH host filled in. */
+async function onHostsPage() {
+  api.checkConfig.mockResolvedValue([])
+  const w = mount(ConfigWizard)
+  await flushPromises()
+  await byRole(w, 'radio', 'Servers over SSH').setValue(true)
+  await click(w, 'Next')
+  await click(w, 'Add a host')
+  await byRole(w, 'textbox', 'Name').setValue('tk1')
+  await byRole(w, 'textbox', 'Address').setValue('10.0.0.11')
+  await byRole(w, 'spinbutton', 'SSH port').setValue('2222')
+  return w
+}
 
 const click = async (w: ReturnType<typeof mount>, name: string) => {
   await w.findAll('button').find((b) => b.text() === name)!.trigger('click')
   await flushPromises()
 }
+
+describe('ConfigWizard host keys', () => {
+  it('shows a new host key and goes on only once the user trusted that fingerprint', async () => {
+    api.hostKeys.mockResolvedValue([key('unknown')])
+    api.trustHostKeys.mockResolvedValue([key('trusted')])
+    const w = await onHostsPage()
+    await click(w, 'Next')
+    // Still on the hosts page, with the fingerprint to compare.
+    expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
+    const table = byRole(w, 'table', 'Host key checks')
+    expect(table.text()).toContain(FP)
+    expect(table.text()).toContain('not trusted yet')
+    expect(api.hostKeys.mock.calls[0][0].hosts[0]).toMatchObject({ name: 'tk1', address: '10.0.0.11', port: 2222 })
+    await click(w, 'Trust tk1')
+    expect(api.trustHostKeys).toHaveBeenCalledTimes(1)
+    expect(api.trustHostKeys.mock.calls[0][1]).toEqual([{ name: 'tk1', fingerprint: FP }])
+    expect(byRole(w, 'table', 'Host key checks').text()).toContain('trusted')
+    await click(w, 'Next')
+    expect(byRole(w, 'group', 'SSH access').exists()).toBe(true)
+  })
+
+  it('a changed key stops the wizard with a warning, and offers no way to trust it here', async () => {
+    api.hostKeys.mockResolvedValue([key('changed', { trusted_fingerprint: 'SHA256:old' })])
+    const w = await onHostsPage()
+    await click(w, 'Next')
+    expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
+    const alert = w.findAll('[role=alert]').map((a) => a.text()).join(' ')
+    expect(alert).toContain('this may be an attack')
+    expect(alert).toContain("ssh-keygen -R '[10.0.0.11]:2222'")
+    expect(byRole(w, 'table', 'Host key checks').text()).toContain('SHA256:old')
+    expect(w.findAll('button').some((b) => b.text().startsWith('Trust'))).toBe(false)
+    await click(w, 'Next')
+    expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
+  })
+
+  it('a host that does not answer can wait: the wizard goes on and says it is checked again', async () => {
+    api.hostKeys.mockResolvedValue([key('unreachable', { problem: 'connection refused' })])
+    const w = await onHostsPage()
+    await click(w, 'Next')
+    expect(byRole(w, 'group', 'SSH access').exists()).toBe(true)
+    await click(w, 'Back')
+    // A changed address is checked again, not taken from the earlier answer.
+    expect(byRole(w, 'table', 'Host key checks').text()).toContain('does not answer')
+    await byRole(w, 'textbox', 'Address').setValue('10.0.0.12')
+    expect(w.find('table[aria-label="Host key checks"]').exists()).toBe(false)
+    api.hostKeys.mockResolvedValue([key('unknown', { address: '10.0.0.12' })])
+    await click(w, 'Next')
+    expect(api.hostKeys).toHaveBeenCalledTimes(2)
+    expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
+  })
+
+  it('a trust the engine refuses (the key changed since it was shown) is shown as it is', async () => {
+    api.hostKeys.mockResolvedValue([key('unknown')])
+    api.trustHostKeys.mockRejectedValue({ code: 'bad_input', message: 'tk1 (10.0.0.11:2222) now offers SHA256:other instead of the key you accepted' })
+    const w = await onHostsPage()
+    await click(w, 'Check host keys')
+    await click(w, 'Trust tk1')
+    expect(w.findAll('[role=alert]').map((a) => a.text()).join(' ')).toContain('instead of the key you accepted')
+    await click(w, 'Next')
+    expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
+  })
+})
 
 describe('ConfigWizard', () => {
   it('keeps the user on the hosts page and names each bad field', async () => {

@@ -23,6 +23,7 @@ use crate::error::{EngineError, Result};
 const SCAN_SECONDS: u64 = 5;
 
 /// A host of the inventory reached over SSH.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SshHost {
     pub name: String,
@@ -30,9 +31,11 @@ pub struct SshHost {
     pub port: u16,
     /// `ansible_user` (host, else group variables); `None`: the local user.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub user: Option<String>,
     /// `ansible_ssh_private_key_file`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub key_file: Option<String>,
     /// The inventory sets a password for it (the value is never read here).
     pub password: bool,
@@ -54,6 +57,7 @@ impl SshHost {
 }
 
 /// Whether a host's key is trusted.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trust {
@@ -68,6 +72,7 @@ pub enum Trust {
 }
 
 /// What `hosts` shows of one host.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, Serialize)]
 pub struct HostKeyView {
     #[serde(flatten)]
@@ -84,6 +89,7 @@ pub struct HostKeyView {
     line: Option<String>,
     /// Why it could not be checked (it did not answer, offered no key).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub problem: Option<String>,
 }
 
@@ -291,6 +297,64 @@ fn collect(group: &serde_json::Value, found: &mut Found, inherited: &Vars, depth
     {
         collect(child, found, &vars, depth + 1);
     }
+}
+
+/// The SSH hosts of the wizard's configuration, as the inventory it writes names
+/// them (an SSH target's hosts with an address; none for this machine or Azure,
+/// whose hosts come from the facts).
+pub fn config_hosts(config: &crate::config::InstallerConfig) -> Vec<SshHost> {
+    use crate::config::{SshAuth, TargetKind};
+    if config.target != TargetKind::Ssh {
+        return Vec::new();
+    }
+    let user = Some(config.ssh_user.trim().to_string()).filter(|u| !u.is_empty());
+    let key_file = match config.ssh_auth {
+        SshAuth::Key => config.ssh_key_path.clone().filter(|k| !k.trim().is_empty()),
+        _ => None,
+    };
+    config
+        .hosts
+        .iter()
+        .filter(|h| !h.address.trim().is_empty())
+        .map(|h| SshHost {
+            name: h.name.clone(),
+            address: h.address.trim().to_string(),
+            port: h.port.unwrap_or(22),
+            user: user.clone(),
+            key_file: key_file.clone(),
+            password: config.ssh_auth == SshAuth::Password,
+        })
+        .collect()
+}
+
+/// Trusts the hosts a person accepted (by name, with the fingerprint they were
+/// shown), reading each key again first: a host that now offers another key than
+/// the one accepted is refused, and nothing is recorded. Returns the hosts as they
+/// are now.
+pub fn trust_accepted(
+    home: &Path,
+    hosts: &[SshHost],
+    accepted: &[(String, String)],
+) -> Result<Vec<HostKeyView>> {
+    let views = check(home, hosts);
+    let mut chosen = Vec::new();
+    for (name, seen) in accepted {
+        let Some(v) = views.iter().find(|v| &v.host.name == name) else {
+            return Err(EngineError::Usage(format!(
+                "there is no host `{name}` to trust: check the hosts again"
+            )));
+        };
+        if v.fingerprint.as_deref() != Some(seen.as_str()) {
+            return Err(EngineError::HostKeys(format!(
+                "{} now offers {} instead of the key you accepted ({seen}); nothing was trusted. This may be an attack: check the hosts again and compare the fingerprint with the host's own",
+                v.host.describe(),
+                v.fingerprint.as_deref().unwrap_or("no key")
+            )));
+        }
+        chosen.push(v.clone());
+    }
+    trust(home, &chosen)?;
+    Ok(check(home, hosts))
 }
 
 /// Reads each host's key and compares it with the installer's `known_hosts`.

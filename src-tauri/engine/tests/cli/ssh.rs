@@ -632,3 +632,56 @@ fn a_server_that_goes_down_mid_step_is_named_unreachable_and_retry_finishes() {
     assert!(done.exists());
     assert_eq!(home.status_json()["deployment"]["status"], "completed");
 }
+
+/// What the window trusts: only the fingerprint the user was shown. A host that
+/// offers another key by the time the user accepts is refused and nothing is
+/// recorded; the key shown is recorded, for the host's address and port.
+#[test]
+fn the_window_trusts_only_the_fingerprint_the_user_accepted() {
+    use thinkube_engine::config::{InstallerConfig, SshAuth, TargetKind};
+    use thinkube_engine::facts::host_keys::{self, Trust};
+    if !can_run() {
+        return;
+    }
+    let home = Home::new();
+    let dir = home.outside("ssh");
+    std::fs::create_dir_all(&dir).unwrap();
+    keygen(&dir.join("client"));
+    keygen(&dir.join("hostkey"));
+    let port = free_port();
+    let _sshd = start_sshd(&dir, &dir.join("hostkey"), port);
+    let config: InstallerConfig = serde_json::from_value(serde_json::json!({
+        "target": "ssh", "plan": "demo", "ssh_user": "root", "ssh_auth": "key",
+        "ssh_key_path": dir.join("client"),
+        "hosts": [{"name": "srv", "address": "127.0.0.1", "port": port}],
+    }))
+    .unwrap();
+    assert_eq!(config.target, TargetKind::Ssh);
+    assert_eq!(config.ssh_auth, SshAuth::Key);
+    let hosts = host_keys::config_hosts(&config);
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(
+        (hosts[0].port, hosts[0].user.as_deref()),
+        (port, Some("root"))
+    );
+    let shown = host_keys::check(home.path(), &hosts);
+    assert_eq!(shown[0].trust, Trust::Unknown);
+    let real = shown[0].fingerprint.clone().unwrap();
+    assert_eq!(real, fingerprint_of(&dir.join("hostkey.pub")));
+
+    let e = host_keys::trust_accepted(
+        home.path(),
+        &hosts,
+        &[("srv".into(), "SHA256:not-what-it-offers".into())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("instead of the key you accepted") && e.contains(&real),
+        "{e}"
+    );
+    assert!(!home.path().join("known_hosts").exists());
+
+    let now = host_keys::trust_accepted(home.path(), &hosts, &[("srv".into(), real)]).unwrap();
+    assert_eq!(now[0].trust, Trust::Trusted);
+}
