@@ -113,6 +113,66 @@ describe('ConfigWizard host keys', () => {
   })
 })
 
+describe('ConfigWizard required variables and field names', () => {
+  const withRoot = (required: boolean) => ({
+    ...outline,
+    vars: [...outline.vars, { name: 'root', value: null, default: null, description: 'A checkout', required, secret: false }],
+  })
+
+  it('a required variable left empty stops the plan page and Review, in words, before any run', async () => {
+    api.checkConfig.mockResolvedValue([])
+    api.planShow.mockResolvedValue(withRoot(true))
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    await click(w, 'Next')
+    await click(w, 'Next')
+    const alert = byRole(w, 'alert', 'Problems').text()
+    expect(alert).toContain('Variable root')
+    expect(alert).toContain('root needs a value')
+    expect(alert).not.toContain('--var')
+    expect(byRole(w, 'group', 'Plan and options').exists()).toBe(true)
+    await byRole(w, 'textbox', 'Variable root').setValue('/srv/checkout')
+    expect(w.find('[aria-label=Problems]').exists()).toBe(false)
+    await click(w, 'Next')
+    await click(w, 'Save')
+    expect(api.saveConfig).toHaveBeenCalledTimes(1)
+    expect(api.saveConfig.mock.calls[0]?.[0].vars).toEqual({ root: '/srv/checkout' })
+  })
+
+  it('a variable only a skipped step uses is not asked for; the flag that enables it is', async () => {
+    api.checkConfig.mockResolvedValue([])
+    api.planShow.mockImplementation(async (_p: string, flags: Record<string, boolean>) => withRoot(flags.report ?? true))
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    await click(w, 'Next')
+    await byRole(w, 'checkbox', 'report — Write a report page').setValue(false)
+    await flushPromises()
+    await click(w, 'Next')
+    await click(w, 'Save')
+    expect(api.saveConfig).toHaveBeenCalledTimes(1)
+    await click(w, 'Back')
+    await byRole(w, 'checkbox', 'report — Write a report page').setValue(true)
+    await flushPromises()
+    await click(w, 'Next')
+    expect(byRole(w, 'alert', 'Problems').text()).toContain('root needs a value')
+    expect(api.saveConfig).toHaveBeenCalledTimes(1)
+  })
+
+  it("names a host's field by the host and the label, not the engine's path", async () => {
+    api.checkConfig.mockResolvedValue([{ field: 'hosts[0].address', message: 'not an IP address or a DNS name' }])
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    await byRole(w, 'radio', 'Servers over SSH').setValue(true)
+    await click(w, 'Next')
+    await click(w, 'Add a host')
+    await byRole(w, 'textbox', 'Name').setValue('tk1')
+    await click(w, 'Next')
+    const alert = byRole(w, 'alert', 'Problems').text()
+    expect(alert).toContain('Host tk1: address')
+    expect(alert).not.toContain('hosts[0]')
+  })
+})
+
 describe('ConfigWizard', () => {
   it('keeps the user on the hosts page and names each bad field', async () => {
     api.checkConfig.mockResolvedValue([

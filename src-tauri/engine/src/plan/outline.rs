@@ -37,6 +37,11 @@ pub struct VarOutline {
     pub value: Option<String>,
     pub default: Option<String>,
     pub description: Option<String>,
+    /// It has no default and a step that applies with these flags uses it: a run
+    /// needs a value for it.
+    pub required: bool,
+    /// Its name looks like a secret's: never saved, given for each run.
+    pub secret: bool,
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
@@ -93,6 +98,8 @@ pub fn outline(plan: &Plan, choices: &Choices) -> PlanOutline {
                 value: choices.vars.get(&v.name).cloned(),
                 default: v.default.clone(),
                 description: v.description.clone(),
+                required: v.default.is_none() && used_by_applicable_step(plan, choices, &v.name),
+                secret: crate::secrets::is_secret_key(&v.name),
             })
             .collect(),
         phases: plan
@@ -129,6 +136,25 @@ pub fn outline(plan: &Plan, choices: &Choices) -> PlanOutline {
             })
             .collect(),
     }
+}
+
+/// Whether a step that applies with `choices` refers to `${name}`.
+fn used_by_applicable_step(plan: &Plan, choices: &Choices, name: &str) -> bool {
+    plan.steps()
+        .filter(|(phase, step)| plan.skip_reason(phase, step, &choices.flags).is_none())
+        .any(|(_, step)| {
+            let texts: Vec<&String> = match &step.action {
+                crate::plan::Action::Playbook { path, vars } => {
+                    std::iter::once(path).chain(vars.values()).collect()
+                }
+                crate::plan::Action::Command { argv, env, cwd } => {
+                    argv.iter().chain(env.values()).chain(cwd.iter()).collect()
+                }
+            };
+            texts
+                .iter()
+                .any(|t| crate::plan::var_refs(t).is_ok_and(|refs| refs.iter().any(|r| r == name)))
+        })
 }
 
 /// The human view of `plan show`.

@@ -197,6 +197,52 @@ fn a_flag_turned_off_skips_its_step_with_the_reason() {
         .expect(2, &["built-in plans: demo, thinkube, k0rdent-azure"]);
 }
 
+/// `plan show` says which variables a run needs a value for: no default, and used by
+/// a step that applies with the flags given (the wizard's review asks for them).
+#[test]
+fn plan_show_marks_the_variables_a_run_needs() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "flags:\n  - name: extra\n    default: false\nvars:\n  - name: root\n  - name: port\n    default: \"80\"\n  - name: unused\nphases:\n  - id: p\n    steps:\n      - id: a\n        command: [echo, \"${port}\"]\n      - id: b\n        when: extra\n        command: [ls, \"${root}\"]\n",
+        )],
+    );
+    let plan = dir.join("plan.yaml");
+    let required = |flags: &[&str]| {
+        let mut args = vec!["plan", "show", "--plan", plan.to_str().unwrap(), "--json"];
+        args.extend_from_slice(flags);
+        let r = home.run(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v["vars"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["name"].as_str().unwrap().to_string(),
+                    x["required"].as_bool().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let names = |list: &[(&str, bool)]| {
+        list.iter()
+            .map(|(n, r)| (n.to_string(), *r))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        required(&[]),
+        names(&[("root", false), ("port", false), ("unused", false)])
+    );
+    assert_eq!(
+        required(&["--flag", "extra=true"]),
+        names(&[("root", true), ("port", false), ("unused", false)])
+    );
+}
+
 #[test]
 fn an_invalid_plan_is_refused_before_anything_runs() {
     let home = Home::new();
