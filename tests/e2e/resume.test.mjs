@@ -87,6 +87,12 @@ test('a killed app leaves the step interrupted, and Resume finishes the deployme
     await waitForText(second.browser, '[data-testid=existing-deployment]', 'interrupted')
     await clickButton(second.browser, 'View deployment')
     assert.equal((await stepStatuses(second.browser)).wait, 'interrupted')
+    // Its shape is drawn, not a glyph the font may lack (⏸ was a missing-glyph box).
+    const icon = await second.browser.execute(() => {
+      const r = document.querySelector('li.step[data-step=wait] svg[data-icon=interrupted]')?.getBoundingClientRect()
+      return r ? [r.width, r.height] : null
+    })
+    assert.ok(icon && icon[0] > 0 && icon[1] > 0, `the interrupted icon is not drawn: ${JSON.stringify(icon)}`)
     await screenshot(second.browser, 'deploy-interrupted')
     writeFileSync(join(dir, 'go'), '')
     await clickButton(second.browser, 'Resume')

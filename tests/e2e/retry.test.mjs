@@ -22,7 +22,7 @@ const PLAYBOOK = `- name: Needs the fix
         msg: fine
     - name: Second task needs the fix file
       ansible.builtin.fail:
-        msg: the fix file is missing
+        msg: "the fix file is missing: {{ playbook_dir }}/fixed_${'long-path-segment_'.repeat(24)}"
       when: not ((playbook_dir + '/fixed') is exists)
 `
 
@@ -58,6 +58,13 @@ test('a failed step shows its task; after the fix, Retry failed runs only what i
     await waitForText(browser, '[data-testid=failure-task]', 'Second task needs the fix file')
     await waitForText(browser, '[data-testid=failure-message]', 'the fix file is missing')
     await screenshot(browser, 'deploy-failed')
+    // A long message without spaces wraps inside the failure panel: nothing overflows
+    // the window sideways.
+    const overflow = await browser.execute(() => {
+      const panel = document.querySelector('.failure')?.getBoundingClientRect()
+      return { page: document.documentElement.scrollWidth - document.documentElement.clientWidth, right: panel ? panel.right - window.innerWidth : null }
+    })
+    assert.ok(overflow.page <= 0 && overflow.right !== null && overflow.right <= 0, `the failure panel overflows: ${JSON.stringify(overflow)}`)
     assert.deepEqual(await stepStatuses(browser), { 'count-a': 'completed', fragile: 'failed', 'count-c': 'pending' })
 
     writeFileSync(join(dir, 'fixed'), '')
