@@ -23,6 +23,7 @@ const COMMANDS: &[&str] = &[
     "validate",
     "host_keys",
     "trust_host_keys",
+    "preflight",
 ];
 
 fn main() {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, State};
 use thinkube_engine::config::{self, FieldProblem, InstallerConfig, SshAuth};
-use thinkube_engine::facts::host_keys::{self, HostKeyView};
+use thinkube_engine::facts::host_keys::{self, HostCheck, HostKeyView};
 use thinkube_engine::facts::readiness::{self, NotReady};
 use thinkube_engine::facts::validate::{self, Mismatch};
 use thinkube_engine::facts::{self, FactView};
@@ -17,7 +17,7 @@ use thinkube_engine::plan::builtin::PlanRef;
 use thinkube_engine::plan::outline::{self, PlanOutline};
 use thinkube_engine::report::history::{self, HistoryListing, RunDiff};
 use thinkube_engine::retry::RetryPolicy;
-use thinkube_engine::run::deploy::DeployArgs;
+use thinkube_engine::run::deploy::{self, DeployArgs};
 use thinkube_engine::state::lock::LockWait;
 use thinkube_engine::state::model::{RunKind, RunRecord};
 use thinkube_engine::state::ops::{self, RecoverSource};
@@ -410,6 +410,51 @@ pub async fn trust_host_keys(
             &host_keys::config_hosts(&config),
             &accepted,
         )?)
+    })
+    .await
+}
+
+/// The pre-flight of the configuration being edited (the review page): each SSH
+/// host answers, its key is trusted, the login works, and sudo when the plan
+/// becomes root. A password is used only once this window was given it (it asks
+/// when a deployment starts); every run checks the same again before any step.
+#[tauri::command]
+pub async fn preflight(
+    state: State<'_, AppState>,
+    config: InstallerConfig,
+) -> Result<Vec<HostCheck>> {
+    let layout = state.store.layout().clone();
+    let password = state.ssh_password.lock().map_err(|_| poisoned())?.clone();
+    let become_password = state
+        .tokens
+        .lock()
+        .map_err(|_| poisoned())?
+        .get(host_keys::BECOME_PASSWORD_ENV)
+        .cloned()
+        .or_else(|| std::env::var(host_keys::BECOME_PASSWORD_ENV).ok())
+        .filter(|p| !p.is_empty());
+    blocking(move || {
+        // Unknown until the plan loads: then sudo is checked rather than assumed.
+        let needs_sudo = PlanRef::parse(Some(&config.plan))
+            .and_then(|r| Ok((r.load(&layout.root.join("plans"))?, r)))
+            .ok()
+            .and_then(|(plan, r)| {
+                let choices = plan.choose(&config.flags, &config.vars).ok()?;
+                Some(deploy::plan_becomes(&r, &plan, &choices, &layout.home))
+            })
+            .unwrap_or(true);
+        Ok(host_keys::preflight(
+            &layout.home,
+            &host_keys::config_hosts(&config),
+            host_keys::Logins {
+                password: password.as_deref(),
+                become_password: become_password.as_deref(),
+                needs_sudo,
+                missing_password: Some(
+                    "no key let the login in, and the password is asked for when the deployment starts: the login is checked then",
+                ),
+            },
+        ))
     })
     .await
 }

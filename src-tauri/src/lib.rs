@@ -154,6 +154,7 @@ fn open_window(state: AppState) -> ExitCode {
             commands::validate,
             commands::host_keys,
             commands::trust_host_keys,
+            commands::preflight,
         ])
         .setup(|app| {
             // Declared with `create: false` so that nothing shows before the launch

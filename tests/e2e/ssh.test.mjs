@@ -1,8 +1,9 @@
 // Servers over SSH from the window: two real sshd on 127.0.0.1 (each its own port and
 // host key, root let in with a client key the test made). The hosts page shows each
 // host's fingerprint, the same `ssh-keygen -l` prints for the server's key, and does
-// not go on until the user trusted them; the deployment then runs its playbook on both
-// over SSH with strict host key checking against the installer's own known_hosts.
+// not go on until the user trusted them; the review page shows the pre-flight (each
+// answers, key trusted, login); the deployment then runs its playbook on both over SSH
+// with strict host key checking against the installer's own known_hosts.
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -117,6 +118,10 @@ phases:
     await clickButton(browser, 'Next')
     await clickButton(browser, 'Next')
     await waitForText(browser, 'section.review', 'root with key')
+    // The pre-flight of what every run checks first, on the review page.
+    const review = await waitForPage(browser, 'Every host is ready.', 60_000)
+    assert.ok(review.includes(`one (127.0.0.1:${portOne})`) && review.includes('not needed (root)'), review)
+    await screenshot(browser, 'review-preflight')
     await clickButton(browser, 'Save and deploy')
     await waitForText(browser, '[data-testid=run-ended]', 'All steps completed.', 180_000)
   } finally {

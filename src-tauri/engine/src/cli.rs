@@ -1270,6 +1270,7 @@ fn hosts(
                 password: password.as_deref(),
                 become_password: become_password.as_deref().filter(|p| !p.is_empty()),
                 needs_sudo: true,
+                missing_password: None,
             },
         );
         if json {

@@ -6,6 +6,7 @@ import type { FactView } from '../bindings/FactView'
 import type { FieldProblem } from '../bindings/FieldProblem'
 import type { HistoryListing } from '../bindings/HistoryListing'
 import type { HostKeyView } from '../bindings/HostKeyView'
+import type { HostCheck } from '../bindings/HostCheck'
 import type { AcceptedKey } from '../bindings/AcceptedKey'
 import type { InstallerConfig } from '../bindings/InstallerConfig'
 import type { LaunchInfo } from '../bindings/LaunchInfo'
@@ -65,6 +66,7 @@ export const api = {
   hostKeys: (config: InstallerConfig) => call<HostKeyView[]>('host_keys', { config }),
   trustHostKeys: (config: InstallerConfig, accepted: AcceptedKey[]) =>
     call<HostKeyView[]>('trust_host_keys', { config, accepted }),
+  preflight: (config: InstallerConfig) => call<HostCheck[]>('preflight', { config }),
 }
 
 export type Api = typeof api

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 
 const api = vi.hoisted(() => ({
   loadConfig: vi.fn(), planShow: vi.fn(), checkConfig: vi.fn(), saveConfig: vi.fn(), getState: vi.fn(), startRun: vi.fn(),
-  hostKeys: vi.fn(), trustHostKeys: vi.fn(),
+  hostKeys: vi.fn(), trustHostKeys: vi.fn(), preflight: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -23,6 +23,7 @@ beforeEach(() => {
   api.loadConfig.mockResolvedValue(null)
   api.planShow.mockResolvedValue(outline)
   api.hostKeys.mockResolvedValue([])
+  api.preflight.mockResolvedValue([])
 })
 
 const FP = 'SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8'
@@ -110,6 +111,35 @@ describe('ConfigWizard host keys', () => {
     expect(w.findAll('[role=alert]').map((a) => a.text()).join(' ')).toContain('instead of the key you accepted')
     await click(w, 'Next')
     expect(byRole(w, 'group', 'Hosts').exists()).toBe(true)
+  })
+})
+
+describe('ConfigWizard pre-flight', () => {
+  const check = (name: string, extra: Record<string, unknown>) => ({
+    name, address: '10.0.0.11', port: 22, password: false, reachable: true, trust: 'trusted', fingerprint: FP,
+    login: true, sudo: true, problems: [], user: 'deployer', ...extra,
+  })
+
+  it('Review runs the pre-flight on the configuration as it is and names each host not ready', async () => {
+    api.hostKeys.mockResolvedValue([key('trusted')])
+    api.preflight.mockResolvedValue([
+      check('tk1', { sudo: false, problems: ['sudo asks for a password or is not allowed (sudo: a password is required)'] }),
+    ])
+    const w = await onHostsPage()
+    await click(w, 'Next')
+    await byRole(w, 'textbox', 'SSH user').setValue('deployer')
+    await click(w, 'Next')
+    await click(w, 'Next')
+    expect(api.preflight).toHaveBeenCalledTimes(1)
+    expect(api.preflight.mock.calls[0]?.[0]).toMatchObject({ ssh_user: 'deployer', hosts: [{ name: 'tk1', port: 2222 }] })
+    const table = byRole(w, 'table', 'Pre-flight results')
+    expect(table.text()).toContain('tk1 (10.0.0.11:22)')
+    expect(byRole(w, 'list', 'Hosts not ready').text()).toContain('tk1: sudo asks for a password')
+    // Fixed on the host: checked again on request, and then ready.
+    api.preflight.mockResolvedValue([check('tk1', {})])
+    await click(w, 'Check the hosts again')
+    expect(w.find('[aria-label="Hosts not ready"]').exists()).toBe(false)
+    expect(byRole(w, 'status', 'Every host is ready.').exists()).toBe(true)
   })
 })
 

@@ -560,6 +560,7 @@ pub fn refusal(home: &Path, views: &[HostKeyView]) -> Option<EngineError> {
 }
 
 /// What `hosts check` found of one host: each check that failed, with what to do.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, Serialize)]
 pub struct HostCheck {
     #[serde(flatten)]
@@ -583,6 +584,9 @@ pub struct Logins<'a> {
     pub become_password: Option<&'a str>,
     /// Whether sudo is checked at all: the plan's playbooks `become` root.
     pub needs_sudo: bool,
+    /// What to say when a host logs in with a password that was not given (no key
+    /// let it in); the default names `THINKUBE_SSH_PASSWORD`.
+    pub missing_password: Option<&'a str>,
 }
 
 /// Where a pre-flight's become password comes from.
@@ -621,20 +625,16 @@ pub fn preflight(home: &Path, hosts: &[SshHost], logins: Logins<'_>) -> Vec<Host
                     view.trusted_fingerprint.as_deref().unwrap_or("?")
                 )),
                 Trust::Trusted => {
-                    let login = remote(home, &view.host, logins.password, "true", None);
+                    let login = remote(home, &view.host, logins, "true", None);
                     c.login = Some(login.is_ok());
                     match login {
                         Err(e) => c.problems.push(format!("the login failed: {e}")),
                         Ok(()) if logins.needs_sudo && view.host.user.as_deref() != Some("root") => {
                             let sudo = match logins.become_password {
-                                Some(p) => remote(
-                                    home,
-                                    &view.host,
-                                    logins.password,
-                                    "sudo -S -p '' true",
-                                    Some(p),
-                                ),
-                                None => remote(home, &view.host, logins.password, "sudo -n true", None),
+                                Some(p) => {
+                                    remote(home, &view.host, logins, "sudo -S -p '' true", Some(p))
+                                }
+                                None => remote(home, &view.host, logins, "sudo -n true", None),
                             };
                             c.sudo = Some(sudo.is_ok());
                             if let Err(e) = sudo {
@@ -664,11 +664,11 @@ pub fn preflight(home: &Path, hosts: &[SshHost], logins: Logins<'_>) -> Vec<Host
 fn remote(
     home: &Path,
     host: &SshHost,
-    password: Option<&str>,
+    logins: Logins<'_>,
     command: &str,
     input: Option<&str>,
 ) -> std::result::Result<(), String> {
-    let mut cmd = match (host.password, password) {
+    let mut cmd = match (host.password, logins.password) {
         (true, None) => {
             // The inventory's own password is never read here; Ansible offers keys
             // first, so a key that logs in is enough.
@@ -676,10 +676,15 @@ fn remote(
                 password: false,
                 ..host.clone()
             };
-            return remote(home, &no_password, None, command, input).map_err(|_| {
-                format!(
-                    "it logs in with a password: give it in {} to check the login",
-                    crate::config::SSH_PASSWORD_ENV
+            return remote(home, &no_password, logins, command, input).map_err(|_| {
+                logins.missing_password.map_or_else(
+                    || {
+                        format!(
+                            "it logs in with a password: give it in {} to check the login",
+                            crate::config::SSH_PASSWORD_ENV
+                        )
+                    },
+                    str::to_string,
                 )
             });
         }

@@ -615,7 +615,6 @@ fn secrets_given_again(plan: &crate::plan::Plan, args: &DeployArgs) -> Result<()
     }
 }
 
-/// Each applicable step's action, with every playbook it names checked to exist.
 /// The hosts' pre-flight (`hosts check`) before anything runs: each answers, its
 /// login works and, when the plan becomes root, so does sudo.
 fn preflight(
@@ -632,6 +631,7 @@ fn preflight(
             password: args.env_value(crate::config::SSH_PASSWORD_ENV),
             become_password: args.env_value(host_keys::BECOME_PASSWORD_ENV),
             needs_sudo,
+            missing_password: None,
         },
     );
     let problems: Vec<String> = checks
@@ -684,6 +684,25 @@ fn uses_become(
     })
 }
 
+/// Whether a run of `plan` with `choices` needs sudo on its hosts: a playbook of a
+/// step that applies becomes another user. (For the wizard's pre-flight; a step
+/// whose playbook is not there yet counts as becoming, so sudo is checked.)
+pub fn plan_becomes(
+    plan_ref: &PlanRef,
+    plan: &crate::plan::Plan,
+    choices: &crate::plan::Choices,
+    home: &Path,
+) -> bool {
+    let root = crate::run::source::root(plan, &choices.vars, home);
+    let actions: BTreeMap<String, Action> = plan
+        .steps()
+        .filter(|(phase, step)| plan.skip_reason(phase, step, &choices.flags).is_none())
+        .filter_map(|(_, step)| Some((step.id.clone(), plan.resolved_action(step, choices).ok()?)))
+        .collect();
+    uses_become(plan_ref, plan, &actions, root.dir())
+}
+
+/// Each applicable step's action, with every playbook it names checked to exist.
 fn checked_actions(
     plan: &crate::plan::Plan,
     plan_ref: &PlanRef,
