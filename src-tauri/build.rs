@@ -24,6 +24,7 @@ const COMMANDS: &[&str] = &[
     "host_keys",
     "trust_host_keys",
     "preflight",
+    "detect_hardware",
 ];
 
 fn main() {

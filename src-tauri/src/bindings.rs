@@ -31,6 +31,7 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     crate::commands::AcceptedKey::export_all(cfg)?;
     thinkube_engine::facts::host_keys::HostKeyView::export_all(cfg)?;
     thinkube_engine::facts::host_keys::HostCheck::export_all(cfg)?;
+    crate::commands::HostHardware::export_all(cfg)?;
     crate::worker::RunEvent::export_all(cfg)?;
     crate::error::AppError::export_all(cfg)?;
     InstallerConfig::export_all(cfg)?;

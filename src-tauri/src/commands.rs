@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Manager, State};
 use thinkube_engine::config::{self, FieldProblem, InstallerConfig, SshAuth};
+use thinkube_engine::facts::hardware;
 use thinkube_engine::facts::host_keys::{self, HostCheck, HostKeyView};
 use thinkube_engine::facts::readiness::{self, NotReady};
 use thinkube_engine::facts::validate::{self, Mismatch};
@@ -18,6 +19,7 @@ use thinkube_engine::plan::outline::{self, PlanOutline};
 use thinkube_engine::report::history::{self, HistoryListing, RunDiff};
 use thinkube_engine::retry::RetryPolicy;
 use thinkube_engine::run::deploy::{self, DeployArgs};
+use thinkube_engine::state::fact_keys::HardwareFact;
 use thinkube_engine::state::lock::LockWait;
 use thinkube_engine::state::model::{RunKind, RunRecord};
 use thinkube_engine::state::ops::{self, RecoverSource};
@@ -361,11 +363,12 @@ pub async fn restore_mirror(state: State<'_, AppState>, document: String) -> Res
 #[tauri::command]
 pub async fn facts(state: State<'_, AppState>, refresh: bool) -> Result<Vec<FactView>> {
     let store = state.store.clone();
-    // Probes and Azure wait on the network: off the async runtime's threads.
+    let password = state.ssh_password.lock().map_err(|_| poisoned())?.clone();
+    // Probes, SSH and Azure wait on the network: off the async runtime's threads.
     blocking(move || {
         let now = Timestamp::now();
         if refresh {
-            facts::refresh_configured(&store, LockWait::NoWait, now)?;
+            facts::refresh_configured(&store, LockWait::NoWait, now, password.as_deref())?;
         }
         Ok(facts::cached(&store, now)?.0)
     })
@@ -455,6 +458,49 @@ pub async fn preflight(
                 ),
             },
         ))
+    })
+    .await
+}
+
+/// One host's hardware as the wizard shows it.
+#[derive(Debug, Clone, Serialize, TS)]
+#[ts(export)]
+pub struct HostHardware {
+    pub name: String,
+    pub hardware: HardwareFact,
+}
+
+/// Reads the hardware of the configuration's SSH hosts (cores, memory, disk, OS,
+/// GPUs) and keeps it as facts with their age; returns what each host said.
+#[tauri::command]
+pub async fn detect_hardware(
+    state: State<'_, AppState>,
+    config: InstallerConfig,
+) -> Result<Vec<HostHardware>> {
+    let store = state.store.clone();
+    let password = state.ssh_password.lock().map_err(|_| poisoned())?.clone();
+    blocking(move || {
+        let now = Timestamp::now();
+        let hosts = host_keys::config_hosts(&config);
+        let refresh = hardware::gather(
+            &store.layout().home,
+            &hosts,
+            host_keys::Logins {
+                password: password.as_deref(),
+                ..host_keys::Logins::default()
+            },
+            now,
+        );
+        let found = hosts
+            .iter()
+            .zip(&refresh.facts)
+            .map(|(h, f)| HostHardware {
+                name: h.name.clone(),
+                hardware: serde_json::from_value(f.value.clone()).unwrap_or_default(),
+            })
+            .collect();
+        facts::commit(&store, refresh, LockWait::NoWait, now)?;
+        Ok(found)
     })
     .await
 }

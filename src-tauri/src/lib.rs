@@ -155,6 +155,7 @@ fn open_window(state: AppState) -> ExitCode {
             commands::host_keys,
             commands::trust_host_keys,
             commands::preflight,
+            commands::detect_hardware,
         ])
         .setup(|app| {
             // Declared with `create: false` so that nothing shows before the launch

@@ -121,6 +121,9 @@ phases:
     // The pre-flight of what every run checks first, on the review page.
     const review = await waitForPage(browser, 'Every host is ready.', 60_000)
     assert.ok(review.includes(`one (127.0.0.1:${portOne})`) && review.includes('not needed (root)'), review)
+    // Then what they have, read over SSH: both are this machine.
+    const cores = Number(spawnSync('nproc', { encoding: 'utf8' }).stdout.trim())
+    await waitForPage(browser, `2 host(s): ${2 * cores} CPU cores`, 60_000)
     await screenshot(browser, 'review-preflight')
     await clickButton(browser, 'Save and deploy')
     await waitForText(browser, '[data-testid=run-ended]', 'All steps completed.', 180_000)

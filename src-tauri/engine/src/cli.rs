@@ -1081,7 +1081,10 @@ fn render_mismatches(found: &[crate::facts::validate::Mismatch], reset: &[String
 /// `facts`: the cached facts (after a refresh with `--refresh`).
 fn facts(store: &Store, refresh: bool, json: bool, wait: LockWait, now: Timestamp) -> Result<u8> {
     if refresh {
-        let summary = crate::facts::refresh_configured(store, wait, now)?;
+        let password = std::env::var(crate::config::SSH_PASSWORD_ENV)
+            .ok()
+            .filter(|p| !p.is_empty());
+        let summary = crate::facts::refresh_configured(store, wait, now, password.as_deref())?;
         if !json {
             for line in &summary {
                 emit(&format!("{line}\n"));

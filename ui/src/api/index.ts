@@ -7,6 +7,7 @@ import type { FieldProblem } from '../bindings/FieldProblem'
 import type { HistoryListing } from '../bindings/HistoryListing'
 import type { HostKeyView } from '../bindings/HostKeyView'
 import type { HostCheck } from '../bindings/HostCheck'
+import type { HostHardware } from '../bindings/HostHardware'
 import type { AcceptedKey } from '../bindings/AcceptedKey'
 import type { InstallerConfig } from '../bindings/InstallerConfig'
 import type { LaunchInfo } from '../bindings/LaunchInfo'
@@ -67,6 +68,7 @@ export const api = {
   trustHostKeys: (config: InstallerConfig, accepted: AcceptedKey[]) =>
     call<HostKeyView[]>('trust_host_keys', { config, accepted }),
   preflight: (config: InstallerConfig) => call<HostCheck[]>('preflight', { config }),
+  detectHardware: (config: InstallerConfig) => call<HostHardware[]>('detect_hardware', { config }),
 }
 
 export type Api = typeof api

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 
 const api = vi.hoisted(() => ({
   loadConfig: vi.fn(), planShow: vi.fn(), checkConfig: vi.fn(), saveConfig: vi.fn(), getState: vi.fn(), startRun: vi.fn(),
-  hostKeys: vi.fn(), trustHostKeys: vi.fn(), preflight: vi.fn(),
+  hostKeys: vi.fn(), trustHostKeys: vi.fn(), preflight: vi.fn(), detectHardware: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -24,6 +24,7 @@ beforeEach(() => {
   api.planShow.mockResolvedValue(outline)
   api.hostKeys.mockResolvedValue([])
   api.preflight.mockResolvedValue([])
+  api.detectHardware.mockResolvedValue([])
 })
 
 const FP = 'SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8'
@@ -140,6 +141,41 @@ describe('ConfigWizard pre-flight', () => {
     await click(w, 'Check the hosts again')
     expect(w.find('[aria-label="Hosts not ready"]').exists()).toBe(false)
     expect(byRole(w, 'status', 'Every host is ready.').exists()).toBe(true)
+  })
+})
+
+describe('ConfigWizard capacity', () => {
+  const hw = (extra: Record<string, unknown>) => ({
+    cpu_cores: 8, memory_mib: 32768, disk_total_gib: 500, disk_free_gib: 200, os: 'Ubuntu 24.04 LTS', arch: 'x86_64', gpus: [], ...extra,
+  })
+
+  it('sums what the hosts have and proposes the GPU flag, which stays off until the user turns it on', async () => {
+    api.hostKeys.mockResolvedValue([key('trusted')])
+    api.planShow.mockResolvedValue({ ...outline, flags: [...outline.flags, { name: 'gpu', value: null, default: false, description: 'GPU operator' }] })
+    api.preflight.mockResolvedValue([{
+      name: 'tk1', address: '10.0.0.11', port: 2222, password: false, reachable: true, trust: 'trusted', fingerprint: FP,
+      login: true, sudo: null, problems: [], user: 'root',
+    }])
+    api.detectHardware.mockResolvedValue([
+      { name: 'tk1', hardware: hw({ gpus: ['NVIDIA GeForce RTX 4090'] }) },
+      { name: 'tk2', hardware: hw({ cpu_cores: 4, memory_mib: 16384 }) },
+      { name: 'tk3', hardware: hw({ cpu_cores: null, error: 'it does not answer' }) },
+    ])
+    api.saveConfig.mockResolvedValue(null)
+    const w = await onHostsPage()
+    await click(w, 'Next')
+    await click(w, 'Next')
+    await click(w, 'Next')
+    const summary = byRole(w, 'region', 'Capacity').text()
+    expect(summary).toContain('2 host(s): 12 CPU cores, 48 GiB memory, 400 GiB free disk, NVIDIA GeForce RTX 4090 (tk1)')
+    expect(byRole(w, 'table', 'Hardware of each host').text()).toContain('not read: it does not answer')
+    // Proposed, not set: saving now keeps it off.
+    await click(w, 'Save')
+    expect(api.saveConfig.mock.calls[0]?.[0].flags.gpu).not.toBe(true)
+    await click(w, 'Turn on gpu')
+    await click(w, 'Save')
+    expect(api.saveConfig.mock.calls[1]?.[0].flags.gpu).toBe(true)
+    expect(w.findAll('button').some((b) => b.text() === 'Turn on gpu')).toBe(false)
   })
 })
 

@@ -629,7 +629,7 @@ pub fn preflight(home: &Path, hosts: &[SshHost], logins: Logins<'_>) -> Vec<Host
                     c.login = Some(login.is_ok());
                     match login {
                         Err(e) => c.problems.push(format!("the login failed: {e}")),
-                        Ok(()) if logins.needs_sudo && view.host.user.as_deref() != Some("root") => {
+                        Ok(_) if logins.needs_sudo && view.host.user.as_deref() != Some("root") => {
                             let sudo = match logins.become_password {
                                 Some(p) => {
                                     remote(home, &view.host, logins, "sudo -S -p '' true", Some(p))
@@ -648,7 +648,7 @@ pub fn preflight(home: &Path, hosts: &[SshHost], logins: Logins<'_>) -> Vec<Host
                                 });
                             }
                         }
-                        Ok(()) => {}
+                        Ok(_) => {}
                     }
                 }
             }
@@ -661,13 +661,13 @@ pub fn preflight(home: &Path, hosts: &[SshHost], logins: Logins<'_>) -> Vec<Host
 /// checking against the installer's `known_hosts`, its user, port and key; with
 /// the password through `sshpass -e` (environment, never an argument) when the
 /// inventory logs in with one.
-fn remote(
+pub(crate) fn remote(
     home: &Path,
     host: &SshHost,
     logins: Logins<'_>,
     command: &str,
     input: Option<&str>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<String, String> {
     let mut cmd = match (host.password, logins.password) {
         (true, None) => {
             // The inventory's own password is never read here; Ansible offers keys
@@ -741,7 +741,7 @@ fn remote(
         .wait_with_output()
         .map_err(|e| format!("could not run ssh ({e})"))?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     Err(stderr

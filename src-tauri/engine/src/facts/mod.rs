@@ -7,6 +7,7 @@
 //! touches the network: it shows what is cached, its age, and whether it is stale
 //! (older than its time-to-live, or its source file changed since).
 
+pub mod hardware;
 pub mod host_keys;
 pub mod readiness;
 pub mod validate;
@@ -476,15 +477,36 @@ struct AzureVm {
 }
 
 /// `facts --refresh`: asks every source the saved configuration names, once, and
-/// commits what they said. Returns one line per source.
-pub fn refresh_configured(store: &Store, wait: LockWait, now: Timestamp) -> Result<Vec<String>> {
+/// commits what they said (for servers over SSH, their hardware too, logging in with
+/// `password` when they use one). Returns one line per source.
+pub fn refresh_configured(
+    store: &Store,
+    wait: LockWait,
+    now: Timestamp,
+    password: Option<&str>,
+) -> Result<Vec<String>> {
     let config = crate::config::load(store.layout())?.ok_or_else(|| {
         EngineError::Usage(format!(
             "there is no configuration in {}: save one from the app's wizard (it names the hosts and the Terraform state to ask)",
             store.layout().root.display()
         ))
     })?;
-    let refresh = gather(&config, now, PROBE_TIMEOUT)?;
+    let mut refresh = gather(&config, now, PROBE_TIMEOUT)?;
+    let hosts = host_keys::config_hosts(&config);
+    if !hosts.is_empty() {
+        let hw = hardware::gather(
+            &store.layout().home,
+            &hosts,
+            host_keys::Logins {
+                password,
+                ..host_keys::Logins::default()
+            },
+            now,
+        );
+        refresh.facts.extend(hw.facts);
+        refresh.replaced_prefixes.extend(hw.replaced_prefixes);
+        refresh.summary.extend(hw.summary);
+    }
     let summary = refresh.summary.clone();
     commit(store, refresh, wait, now)?;
     Ok(summary)

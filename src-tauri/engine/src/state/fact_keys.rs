@@ -16,6 +16,8 @@ pub enum FactKey {
     Vm(String),
     /// An inventory host's SSH port, probed ([`HostFact`]).
     Host(String),
+    /// An inventory host's hardware, read over SSH ([`HardwareFact`]).
+    Hardware(String),
     /// The last Azure refresh ([`AzureRefresh`]).
     AzureRefresh,
     /// The Terraform state: where it is, its checksum.
@@ -29,6 +31,7 @@ pub enum FactKey {
 /// The sources whose refresh replaces every fact under a prefix.
 pub const VM_PREFIX: &str = "vm/";
 pub const HOST_PREFIX: &str = "host/";
+pub const HARDWARE_PREFIX: &str = "hardware/";
 pub const AZURE_PREFIX: &str = "azure/";
 pub const TERRAFORM_PREFIX: &str = "terraform/";
 
@@ -38,6 +41,8 @@ impl FactKey {
             FactKey::Vm(name.to_string())
         } else if let Some(name) = key.strip_prefix(HOST_PREFIX) {
             FactKey::Host(name.to_string())
+        } else if let Some(name) = key.strip_prefix(HARDWARE_PREFIX) {
+            FactKey::Hardware(name.to_string())
         } else if key == "azure/refresh" {
             FactKey::AzureRefresh
         } else if key == "terraform/state" {
@@ -54,6 +59,7 @@ impl FactKey {
         match self {
             FactKey::Vm(name) => format!("{VM_PREFIX}{name}"),
             FactKey::Host(name) => format!("{HOST_PREFIX}{name}"),
+            FactKey::Hardware(name) => format!("{HARDWARE_PREFIX}{name}"),
             FactKey::AzureRefresh => "azure/refresh".to_string(),
             FactKey::TerraformState => "terraform/state".to_string(),
             FactKey::TerraformOutput(name) => format!("terraform/output/{name}"),
@@ -92,6 +98,31 @@ pub struct HostFact {
     pub address: String,
     pub port: u16,
     pub reachable: bool,
+    pub error: Option<String>,
+}
+
+/// What a `hardware/NAME` fact says: what the host has, read over SSH (each part
+/// `None` when the host did not say), or why it could not be read.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardwareFact {
+    pub cpu_cores: Option<u32>,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub memory_mib: Option<u64>,
+    /// The root file system's size and free space.
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub disk_total_gib: Option<u64>,
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub disk_free_gib: Option<u64>,
+    /// `PRETTY_NAME` of `/etc/os-release`.
+    pub os: Option<String>,
+    /// `uname -m`.
+    pub arch: Option<String>,
+    /// NVIDIA GPUs, by name (`nvidia-smi`, else `lspci`).
+    #[serde(default)]
+    pub gpus: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub error: Option<String>,
 }
 
@@ -148,6 +179,7 @@ mod tests {
         for key in [
             FactKey::Vm("k0s-1".into()),
             FactKey::Host("ctl".into()),
+            FactKey::Hardware("ctl".into()),
             FactKey::AzureRefresh,
             FactKey::TerraformState,
             FactKey::TerraformOutput("vpn_ip".into()),

@@ -685,3 +685,89 @@ fn the_window_trusts_only_the_fingerprint_the_user_accepted() {
     let now = host_keys::trust_accepted(home.path(), &hosts, &[("srv".into(), real)]).unwrap();
     assert_eq!(now[0].trust, Trust::Trusted);
 }
+
+/// `facts --refresh` reads each SSH host's hardware over the same strict connection
+/// (here the machine itself behind a real sshd: its cores, memory and OS), kept as a
+/// `hardware/NAME` fact with its age; a host whose key is not trusted is not logged in
+/// to, and its fact says why.
+#[test]
+fn hardware_is_read_over_ssh_only_from_a_trusted_host() {
+    if !can_run() {
+        return;
+    }
+    let home = Home::new();
+    let dir = home.outside("ssh");
+    std::fs::create_dir_all(&dir).unwrap();
+    keygen(&dir.join("client"));
+    keygen(&dir.join("hostkey"));
+    let port = free_port();
+    let _sshd = start_sshd(&dir, &dir.join("hostkey"), port);
+    let host = format!("srv=127.0.0.1:{port}");
+    let key = dir.join("client");
+    let r = home.run(&[
+        "configure",
+        "--plan",
+        "demo",
+        "--target",
+        "ssh",
+        "--host",
+        &host,
+        "--ssh-user",
+        "root",
+        "--ssh-auth",
+        "key",
+        "--ssh-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let hardware = || {
+        let r = home.run(&["facts", "--refresh", "--json"]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v.as_array()
+            .or_else(|| v["facts"].as_array())
+            .unwrap()
+            .iter()
+            .find(|f| f["key"] == "hardware/srv")
+            .cloned()
+            .unwrap_or_else(|| panic!("no hardware fact in {v}"))
+    };
+    let untrusted = hardware();
+    assert!(
+        untrusted["value"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not trusted"),
+        "{untrusted}"
+    );
+    assert_eq!(untrusted["value"]["cpu_cores"], serde_json::Value::Null);
+
+    assert_eq!(home.run(&["hosts", "trust", "--yes"]).code, 0);
+    let fact = hardware();
+    let v = &fact["value"];
+    assert_eq!(v["error"], serde_json::Value::Null, "{fact}");
+    // What `nproc` says here (the host is this machine), which may differ from a
+    // cgroup quota Rust's own count would take into account.
+    let nproc = Command::new("nproc").output().unwrap();
+    let cores: u64 = String::from_utf8_lossy(&nproc.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(v["cpu_cores"].as_u64(), Some(cores), "{fact}");
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert_eq!(v["memory_mib"].as_u64(), Some(mem_kib / 1024));
+    assert!(v["disk_total_gib"].as_u64().is_some(), "{fact}");
+    let os = std::fs::read_to_string("/etc/os-release").unwrap();
+    assert!(
+        os.contains(v["os"].as_str().unwrap()),
+        "{} is not in /etc/os-release",
+        v["os"]
+    );
+    assert_eq!(v["arch"].as_str(), Some(std::env::consts::ARCH));
+    assert_eq!(fact["ttl_seconds"], 86400);
+}
