@@ -59,13 +59,16 @@ pub fn detect(home: &Path, host: &SshHost, logins: Logins<'_>) -> HardwareFact {
         error: Some(e),
         ..HardwareFact::default()
     };
-    match view.first().map(|v| v.trust) {
-        Some(Trust::Trusted) => {}
-        Some(Trust::Unreachable) | None => return failed("it does not answer".into()),
-        Some(Trust::Unknown) => {
+    match view.first().map(|v| (v.trust, v.problem.clone())) {
+        Some((Trust::Trusted, _)) => {}
+        Some((Trust::Unreachable, problem)) => {
+            return failed(problem.unwrap_or_else(|| "it does not answer".into()));
+        }
+        None => return failed("it does not answer".into()),
+        Some((Trust::Unknown, _)) => {
             return failed("its host key is not trusted yet: trust it first".into());
         }
-        Some(Trust::Changed) => {
+        Some((Trust::Changed, _)) => {
             return failed("its host key changed: this may be an attack".into());
         }
     }

@@ -68,7 +68,23 @@ fn a_refresh_caches_terraform_outputs_and_ssh_reachability_and_a_changed_state_m
     }
 
     let all = facts(&home);
-    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(all.len(), 7, "{all:?}");
+    // Their hardware is read over SSH only: a port that is no SSH server, and one that
+    // does not answer, each say why nothing was read.
+    assert!(
+        fact(&all, "hardware/up")["value"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not offer an SSH host key"),
+        "{all:?}"
+    );
+    assert!(
+        fact(&all, "hardware/down")["value"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{all:?}"
+    );
     assert!(all.iter().all(|f| f["stale"] == false), "{all:?}");
     assert_eq!(
         fact(&all, "terraform/output/controller_ip")["value"]["value"],
@@ -128,7 +144,7 @@ fn a_refresh_caches_terraform_outputs_and_ssh_reachability_and_a_changed_state_m
     // A refresh reads it again: fresh, and the old facts of each source are replaced.
     assert_eq!(home.run(&["facts", "--refresh"]).code, 0);
     let all = facts(&home);
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 7);
     assert_eq!(fact(&all, "terraform/state")["value"]["serial"], 4);
     assert!(all.iter().all(|f| f["stale"] == false));
     drop(listener);
