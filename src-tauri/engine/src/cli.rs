@@ -100,6 +100,12 @@ pub struct ConfigureArgs {
     /// A built-in plan's name or a plan file
     #[arg(long, value_name = "PATH|NAME")]
     pub plan: Option<String>,
+    /// Turn a plan flag on or off (kept; `deploy` uses it unless given another)
+    #[arg(long = "flag", value_name = "NAME=true|false", value_parser = parse_flag)]
+    pub flags: Vec<(String, bool)>,
+    /// Set a plan variable (kept; secret-looking names are refused: give them per run)
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
     /// thinkube: the platform's domain name
     #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
@@ -785,8 +791,14 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
         cfg.ssh_key_path = Some(std::path::absolute(&k).unwrap_or(k).display().to_string());
     }
     if let Some(p) = a.plan {
-        cfg.plan = p;
+        // A plan file is kept by its absolute path: `deploy` may run in another folder.
+        cfg.plan = match std::path::Path::new(&p).is_file() {
+            true => std::path::absolute(&p).map_or(p, |a| a.display().to_string()),
+            false => p,
+        };
     }
+    cfg.flags.extend(a.flags);
+    cfg.vars.extend(a.vars);
     let host_names = |cfg: &crate::config::InstallerConfig| {
         cfg.hosts
             .iter()
@@ -851,6 +863,13 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
         set(&mut t.system_username, a.system_user);
         set(&mut t.admin_email, a.admin_email);
         set(&mut t.github_org, a.github_org);
+    }
+    // Flags and variables the plan does not declare are refused now, not at deploy.
+    if !cfg.plan.trim().is_empty() {
+        let plan = crate::plan::builtin::PlanRef::parse(Some(&cfg.plan))?
+            .load(&layout.root.join("plans"))?;
+        plan.choose(&cfg.flags, &cfg.vars)
+            .map_err(|e| EngineError::Usage(format!("{e}; the configuration was not saved")))?;
     }
     crate::config::save(store, &cfg, now)?;
     if cfg.plan == "thinkube" {

@@ -406,7 +406,7 @@ fn prepare(
             DeploymentStatus::NotStarted,
         ));
     }
-    let plan_ref = which_plan(args, current)?;
+    let plan_ref = which_plan(args, current, config.as_ref())?;
     let plans_dir = layout.root.join("plans");
     let plan = plan_ref.load(&plans_dir)?;
     // The deployment's own plan, changed since it last ran: the change is taken only
@@ -436,7 +436,12 @@ fn prepare(
     // needs its secret values again: they were never kept.
     let carries_on =
         current.filter(|d| args.kind != RunKind::Deploy || d.status != DeploymentStatus::Completed);
-    let choices = choices(&plan, current.map(|d| &d.configuration), args)?;
+    // The configuration's flags and variables are for its own plan only.
+    let configured = config
+        .as_ref()
+        .filter(|c| current.is_none() && args.plan.as_ref().is_none_or(|p| p == &c.plan))
+        .map(|c| (&c.flags, &c.vars));
+    let choices = choices(&plan, current.map(|d| &d.configuration), configured, args)?;
     if carries_on.is_some() {
         secrets_given_again(&plan, args)?;
     }
@@ -548,40 +553,49 @@ fn prepare(
 }
 
 /// The plan named, else the deployment's own, else the default.
-fn which_plan(args: &DeployArgs, current: Option<&DeploymentRecord>) -> Result<PlanRef> {
+fn which_plan(
+    args: &DeployArgs,
+    current: Option<&DeploymentRecord>,
+    config: Option<&crate::config::InstallerConfig>,
+) -> Result<PlanRef> {
     let spec = match (&args.plan, current) {
         (Some(p), _) => Some(p.clone()),
         (None, Some(d)) => d.plan_source.clone().or(d.plan_id.clone()),
-        (None, None) => None,
+        // A new deployment runs the configured plan (the wizard's or `configure`'s).
+        (None, None) => config
+            .map(|c| c.plan.clone())
+            .filter(|p| !p.trim().is_empty()),
     };
     PlanRef::parse(spec.as_deref())
 }
 
-/// Flags and variables: the deployment's own (those the plan still declares),
-/// overridden by the command line (where `choose` refuses undeclared names).
+/// Flags and variables: the deployment's own (those the plan still declares), or for
+/// a new deployment of the configured plan the configuration's (the wizard's or
+/// `configure`'s); overridden by the command line (where `choose` refuses undeclared
+/// names).
 fn choices(
     plan: &crate::plan::Plan,
     stored: Option<&crate::state::model::Configuration>,
+    configured: Option<(&BTreeMap<String, bool>, &BTreeMap<String, String>)>,
     args: &DeployArgs,
 ) -> Result<crate::plan::Choices> {
-    let mut flags: BTreeMap<String, bool> = stored
-        .map(|c| {
-            c.flags
-                .iter()
-                .filter(|(k, _)| plan.flags.iter().any(|f| &f.name == *k))
-                .map(|(k, v)| (k.clone(), *v))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut vars: BTreeMap<String, String> = stored
-        .map(|c| {
-            c.vars
-                .iter()
-                .filter(|(k, _)| plan.vars.iter().any(|v| &v.name == *k))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let (base_flags, base_vars) = match (stored, configured) {
+        (Some(c), _) => (Some(&c.flags), Some(&c.vars)),
+        (None, Some((f, v))) => (Some(f), Some(v)),
+        (None, None) => (None, None),
+    };
+    let mut flags: BTreeMap<String, bool> = base_flags
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| plan.flags.iter().any(|f| &f.name == *k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    let mut vars: BTreeMap<String, String> = base_vars
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| plan.vars.iter().any(|v| &v.name == *k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     flags.extend(args.flags.clone());
     vars.extend(args.vars.clone());
     Ok(plan.choose(&flags, &vars)?)

@@ -185,3 +185,55 @@ fn configure_changes_only_what_it_is_given() {
     let inventory = std::fs::read_to_string(home.path().join("inventory.yaml")).unwrap();
     assert!(inventory.contains("ansible_user: \"admin\""), "{inventory}");
 }
+
+/// What `configure` saves is what a new `deploy` runs: its plan (a plan file kept by
+/// its absolute path, so deploy may run anywhere), flags and variables; the command
+/// line still overrides them, and flags the plan does not declare are refused when
+/// configuring, with nothing saved.
+#[test]
+fn a_new_deploy_runs_the_configured_plan_flags_and_variables() {
+    let home = Home::new();
+    let dir = plan_dir(
+        &home,
+        &[(
+            "plan.yaml",
+            "id: configured\nflags:\n  - name: extra\n    default: false\nvars:\n  - name: word\n    default: plain\nphases:\n  - id: p\n    steps:\n      - id: say\n        command: [sh, -c, \"echo ${word} >> said\"]\n      - id: more\n        when: extra\n        command: [sh, -c, \"echo more >> said\"]\n",
+        )],
+    );
+    // Relative to the folder configure runs in.
+    let configure = |args: &[&str]| {
+        let mut c = home.command(&[&["configure", "--target", "local"][..], args].concat());
+        Run::from(c.current_dir(&dir).output().unwrap())
+    };
+    configure(&["--plan", "plan.yaml", "--flag", "nope=true"])
+        .expect(2, &["no flag `nope`", "the configuration was not saved"]);
+    assert!(!home.path().join("installer-config.json").exists());
+    let r = configure(&[
+        "--plan",
+        "plan.yaml",
+        "--flag",
+        "extra=true",
+        "--var",
+        "word=configured",
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+
+    let r = home.run(&["deploy"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = home.status_json();
+    assert_eq!(v["deployment"]["plan_id"], "configured");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("said")).unwrap(),
+        "configured\nmore\n"
+    );
+
+    // The command line wins over what was configured.
+    assert_eq!(home.run(&["clean-state", "--yes"]).code, 0);
+    std::fs::remove_file(dir.join("said")).unwrap();
+    let r = home.run(&["deploy", "--flag", "extra=false", "--var", "word=given"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("said")).unwrap(),
+        "given\n"
+    );
+}
