@@ -439,8 +439,7 @@ fn prepare(
     // The configuration's flags and variables are for its own plan only.
     let configured = config
         .as_ref()
-        .filter(|c| current.is_none() && args.plan.as_ref().is_none_or(|p| p == &c.plan))
-        .map(|c| (&c.flags, &c.vars));
+        .filter(|c| current.is_none() && args.plan.as_ref().is_none_or(|p| p == &c.plan));
     let choices = choices(&plan, current.map(|d| &d.configuration), configured, args)?;
     if carries_on.is_some() {
         secrets_given_again(&plan, args)?;
@@ -576,12 +575,12 @@ fn which_plan(
 fn choices(
     plan: &crate::plan::Plan,
     stored: Option<&crate::state::model::Configuration>,
-    configured: Option<(&BTreeMap<String, bool>, &BTreeMap<String, String>)>,
+    configured: Option<&crate::config::InstallerConfig>,
     args: &DeployArgs,
 ) -> Result<crate::plan::Choices> {
     let (base_flags, base_vars) = match (stored, configured) {
         (Some(c), _) => (Some(&c.flags), Some(&c.vars)),
-        (None, Some((f, v))) => (Some(f), Some(v)),
+        (None, Some(c)) => (Some(&c.flags), Some(&c.vars)),
         (None, None) => (None, None),
     };
     let mut flags: BTreeMap<String, bool> = base_flags
