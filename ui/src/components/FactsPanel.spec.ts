@@ -1,5 +1,5 @@
 import { flushPromises, mount } from '@vue/test-utils'
-import { beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 
 const api = vi.hoisted(() => ({ facts: vi.fn(), validate: vi.fn() }))
 vi.mock('../api', () => ({ api }))
@@ -15,6 +15,9 @@ const fact = (key: string, stale: boolean, age: number) => ({
 beforeEach(() => {
   api.facts.mockReset()
   api.validate.mockReset()
+})
+afterEach(() => {
+  vi.useRealTimers()
 })
 
 describe('FactsPanel', () => {
@@ -51,5 +54,35 @@ describe('FactsPanel', () => {
     const w = mount(FactsPanel)
     await flushPromises()
     expect(w.find('[role=alert]').text()).toContain('format version 3')
+  })
+
+  it('says what each fact means in words, not JSON', async () => {
+    api.facts.mockResolvedValue([
+      { ...fact('host/up', false, 5), source: 'inventory', value: { address: '10.0.0.5', port: 22, reachable: true, error: null } },
+      { ...fact('host/down', false, 5), source: 'inventory', value: { address: '10.0.0.6', port: 2222, reachable: false, error: 'connection refused' } },
+      { ...fact('hardware/up', false, 5), source: 'inventory', value: { cpu_cores: 16, memory_mib: 65536, disk_total_gib: 900, disk_free_gib: 700, os: 'Ubuntu 24.04 LTS', arch: 'x86_64', gpus: ['NVIDIA RTX A4000'] } },
+      { ...fact('hardware/down', false, 5), source: 'inventory', value: { cpu_cores: null, memory_mib: null, disk_total_gib: null, disk_free_gib: null, os: null, arch: null, gpus: [], error: 'it does not answer' } },
+    ])
+    const w = mount(FactsPanel)
+    await flushPromises()
+    expect(w.find('[data-fact="host/up"]').text()).toContain('answers on 10.0.0.5:22')
+    expect(w.find('[data-fact="host/down"]').text()).toContain('does not answer on 10.0.0.6:2222 (connection refused)')
+    expect(w.find('[data-fact="hardware/up"]').text()).toContain('16 CPU cores, 64 GiB memory, 700 of 900 GiB disk free, Ubuntu 24.04 LTS (x86_64), NVIDIA RTX A4000')
+    expect(w.find('[data-fact="hardware/down"]').text()).toContain('not read: it does not answer')
+    expect(w.text()).not.toContain('{')
+  })
+
+  it("ages tick while the panel is open, and a fact past its trust turns stale without a reload", async () => {
+    vi.useFakeTimers()
+    api.facts.mockResolvedValue([{ ...fact('host/node', false, 100), ttl_seconds: 110, value: { address: 'a', port: 22, reachable: true } }])
+    const w = mount(FactsPanel)
+    await flushPromises()
+    const row = () => w.find('[data-fact="host/node"]').text()
+    expect(row()).toContain('100 s')
+    expect(row()).toContain('fresh')
+    await vi.advanceTimersByTimeAsync(15_000)
+    expect(row()).toContain('115 s')
+    expect(row()).toContain('stale: older than 110 s')
+    expect(api.facts).toHaveBeenCalledTimes(1)
   })
 })
