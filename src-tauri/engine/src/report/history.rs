@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::state::model::{RunOutcome, RunRecord, StateFile};
+use crate::state::model::{AttemptOutcome, RunOutcome, RunRecord, StateFile};
 use crate::timestamp::Timestamp;
 
 /// The runs to list: finished ones from `runs/` and the state's latest run if it is
@@ -100,6 +100,58 @@ pub fn find_run(
             store.layout().env
         ))
     })
+}
+
+/// How long each step of the current deployment's plan took the last time it
+/// succeeded, from this environment's runs of that plan: what the deploy screen
+/// estimates the time left from. Empty before any run of the plan finished a step.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Serialize, Default, PartialEq)]
+pub struct StepTimings {
+    pub plan_id: Option<String>,
+    /// Step id to seconds.
+    #[cfg_attr(feature = "ts", ts(type = "Record<string, number>"))]
+    pub seconds: BTreeMap<String, i64>,
+    /// How many runs of the plan they come from.
+    pub runs: usize,
+}
+
+/// [`StepTimings`] for the current deployment (run files that cannot be read are
+/// left out: `history` names them).
+pub fn step_timings(
+    store: &crate::state::store::Store,
+    now: Timestamp,
+) -> crate::Result<StepTimings> {
+    let state = as_readers_see_it(store, now)?;
+    let Some(plan_id) = state.as_ref().and_then(|s| s.deployment.plan_id.clone()) else {
+        return Ok(StepTimings::default());
+    };
+    let (runs, _) = all_runs(store, now)?;
+    Ok(timings_of(&plan_id, &runs))
+}
+
+/// The timings of `plan_id`'s successful attempts in `runs` (oldest first: the
+/// latest wins).
+pub fn timings_of(plan_id: &str, runs: &[RunRecord]) -> StepTimings {
+    let mut out = StepTimings {
+        plan_id: Some(plan_id.to_string()),
+        ..StepTimings::default()
+    };
+    for run in runs
+        .iter()
+        .filter(|r| r.plan_id.as_deref() == Some(plan_id))
+    {
+        out.runs += 1;
+        for s in &run.steps_attempted {
+            if let (AttemptOutcome::Success, Some(a), Some(b)) =
+                (s.outcome, s.started_at, s.finished_at)
+            {
+                out.seconds
+                    .insert(s.step.clone(), a.seconds_until(b).max(0));
+            }
+        }
+    }
+    out
 }
 
 /// A row of `history --json`.
@@ -313,4 +365,73 @@ pub(crate) fn render_diff(d: &RunDiff) -> String {
         let _ = writeln!(out, "  {}: {} -> {}", x.field, x.a, x.b);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(plan: &str, steps: &[(&str, &str, &str, &str)]) -> RunRecord {
+        let steps: Vec<Value> = steps
+            .iter()
+            .map(|(id, outcome, a, b)| {
+                serde_json::json!({"step": id, "attempt": 1, "outcome": outcome, "started_at": a, "finished_at": b})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "run_id": "r", "kind": "deploy", "deployment_id": "d", "started_at": "2026-12-04T10:00:00Z",
+            "finished_at": null, "outcome": "failed", "plan_id": plan, "plan_digest": null,
+            "configuration": {}, "enabled_flags": [], "steps_attempted": steps, "program": "t"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn timings_come_from_the_latest_success_of_the_same_plan() {
+        let runs = [
+            run(
+                "demo",
+                &[(
+                    "a",
+                    "success",
+                    "2026-12-04T10:00:00Z",
+                    "2026-12-04T10:00:30Z",
+                )],
+            ),
+            run(
+                "other",
+                &[(
+                    "b",
+                    "success",
+                    "2026-12-04T10:00:00Z",
+                    "2026-12-04T11:00:00Z",
+                )],
+            ),
+            run(
+                "demo",
+                &[
+                    (
+                        "a",
+                        "success",
+                        "2026-12-04T10:00:00Z",
+                        "2026-12-04T10:00:10Z",
+                    ),
+                    (
+                        "b",
+                        "failed",
+                        "2026-12-04T10:00:00Z",
+                        "2026-12-04T10:09:00Z",
+                    ),
+                ],
+            ),
+        ];
+        let t = timings_of("demo", &runs);
+        assert_eq!(t.runs, 2);
+        assert_eq!(t.seconds.get("a"), Some(&10), "the latest success wins");
+        assert_eq!(
+            t.seconds.get("b"),
+            None,
+            "a failure or another plan's step is no timing"
+        );
+    }
 }

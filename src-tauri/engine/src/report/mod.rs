@@ -1,4 +1,5 @@
 //! Read-only views of the stored state: the status of a deployment and its history.
 
 pub mod history;
+pub mod log;
 pub mod status;

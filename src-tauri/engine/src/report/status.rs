@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::paths::Layout;
 use crate::state::lock::{self, LockHolder};
 use crate::state::model::{
-    DeploymentStatus, RunOutcome, SCHEMA_VERSION, StateFile, StepError, StepStatus,
+    AttemptOutcome, DeploymentStatus, RunOutcome, SCHEMA_VERSION, StateFile, StepError, StepStatus,
 };
 use crate::state::store::{Loaded, reconcile_dead};
 use crate::timestamp::Timestamp;
@@ -79,6 +79,21 @@ pub struct StepView {
     /// "changed since it ran", or "no longer enabled: ...".
     pub notice: Option<String>,
     pub last_error: Option<ErrorView>,
+    /// Every attempt, oldest first: when it ran and how it ended (its log is read
+    /// with the app's `step_log`).
+    pub attempt_list: Vec<AttemptView>,
+}
+
+/// One attempt of a step, for the deploy screen's timings and log picker.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Serialize)]
+pub struct AttemptView {
+    pub number: u32,
+    pub outcome: AttemptOutcome,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// Whether it printed anything (a log file was started).
+    pub has_log: bool,
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
@@ -214,6 +229,17 @@ pub fn view(
                 skip_reason: s.skip_reason.clone(),
                 notice: s.notice.clone(),
                 last_error: s.last_error().map(ErrorView::from),
+                attempt_list: s
+                    .attempts
+                    .iter()
+                    .map(|a| AttemptView {
+                        number: a.number,
+                        outcome: a.outcome,
+                        started_at: a.started_at,
+                        finished_at: a.finished_at,
+                        has_log: a.log_file.is_some(),
+                    })
+                    .collect(),
             })
             .collect(),
         current_run: state.current_run.as_ref().map(|r| RunView {
