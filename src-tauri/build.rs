@@ -25,6 +25,8 @@ const COMMANDS: &[&str] = &[
     "trust_host_keys",
     "preflight",
     "detect_hardware",
+    "step_log",
+    "step_timings",
 ];
 
 fn main() {

@@ -20,7 +20,8 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     use thinkube_engine::facts::FactView;
     use thinkube_engine::facts::validate::Mismatch;
     use thinkube_engine::plan::outline::PlanOutline;
-    use thinkube_engine::report::history::{HistoryListing, RunDiff};
+    use thinkube_engine::report::history::{HistoryListing, RunDiff, StepTimings};
+    use thinkube_engine::report::log::LogPage;
     use thinkube_engine::state::model::RunRecord;
 
     crate::launch::LaunchInfo::export_all(cfg)?;
@@ -42,6 +43,8 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     RunDiff::export_all(cfg)?;
     FactView::export_all(cfg)?;
     Mismatch::export_all(cfg)?;
+    LogPage::export_all(cfg)?;
+    StepTimings::export_all(cfg)?;
     Ok(())
 }
 

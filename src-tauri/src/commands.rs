@@ -16,7 +16,8 @@ use thinkube_engine::facts::validate::{self, Mismatch};
 use thinkube_engine::facts::{self, FactView};
 use thinkube_engine::plan::builtin::PlanRef;
 use thinkube_engine::plan::outline::{self, PlanOutline};
-use thinkube_engine::report::history::{self, HistoryListing, RunDiff};
+use thinkube_engine::report::history::{self, HistoryListing, RunDiff, StepTimings};
+use thinkube_engine::report::log::{self, LogPage, Window};
 use thinkube_engine::retry::RetryPolicy;
 use thinkube_engine::run::deploy::{self, DeployArgs};
 use thinkube_engine::state::fact_keys::HardwareFact;
@@ -339,6 +340,32 @@ pub async fn diff_runs(
     let a = find_run(&state, &run_a)?;
     let b = find_run(&state, &run_b)?;
     Ok(history::diff(&a, &b))
+}
+
+/// One page of a step attempt's log, read from its file: the end (`before` and
+/// `after` unset), the page before offset `before`, or what was printed from offset
+/// `after` on. `attempt` unset is the step's last attempt.
+#[tauri::command]
+pub async fn step_log(
+    state: State<'_, AppState>,
+    step: String,
+    attempt: Option<u32>,
+    before: Option<u64>,
+    after: Option<u64>,
+) -> Result<LogPage> {
+    let window = match (before, after) {
+        (Some(b), _) => Window::Before(b),
+        (None, Some(a)) => Window::After(a),
+        (None, None) => Window::Tail,
+    };
+    let store = state.store.clone();
+    blocking(move || Ok(log::page(&store, &step, attempt, window, log::PAGE_BYTES)?)).await
+}
+
+/// How long each step of the current deployment's plan took when it last succeeded.
+#[tauri::command]
+pub async fn step_timings(state: State<'_, AppState>) -> Result<StepTimings> {
+    Ok(history::step_timings(&state.store, Timestamp::now())?)
 }
 
 /// Writes the window's browser copy of the state back, when the state file is

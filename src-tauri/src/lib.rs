@@ -156,6 +156,8 @@ fn open_window(state: AppState) -> ExitCode {
             commands::trust_host_keys,
             commands::preflight,
             commands::detect_hardware,
+            commands::step_log,
+            commands::step_timings,
         ])
         .setup(|app| {
             // Declared with `create: false` so that nothing shows before the launch

@@ -4,7 +4,7 @@ import type { Snapshot } from './bindings/Snapshot'
 import type { StepView } from './bindings/StepView'
 
 export function step(id: string, status: StepView['status'], extra: Partial<StepView> = {}): StepView {
-  return { id, phase: 'p1', title: `Title ${id}`, status, attempts: 1, skip_reason: null, notice: null, last_error: null, ...extra }
+  return { id, phase: 'p1', title: `Title ${id}`, status, attempts: 1, skip_reason: null, notice: null, last_error: null, attempt_list: [], ...extra }
 }
 
 export function snapshot(steps: StepView[], opts: { lineage?: string; serial?: number; status?: string; lockPid?: number } = {}): Snapshot {

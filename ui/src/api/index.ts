@@ -11,6 +11,7 @@ import type { HostHardware } from '../bindings/HostHardware'
 import type { AcceptedKey } from '../bindings/AcceptedKey'
 import type { InstallerConfig } from '../bindings/InstallerConfig'
 import type { LaunchInfo } from '../bindings/LaunchInfo'
+import type { LogPage } from '../bindings/LogPage'
 import type { Mismatch } from '../bindings/Mismatch'
 import type { PlanOutline } from '../bindings/PlanOutline'
 import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
@@ -20,6 +21,7 @@ import type { RunRecord } from '../bindings/RunRecord'
 import type { TokenNeed } from '../bindings/TokenNeed'
 import type { RunRequest } from '../bindings/RunRequest'
 import type { Snapshot } from '../bindings/Snapshot'
+import type { StepTimings } from '../bindings/StepTimings'
 
 /** Every failed call rejects with an AppError: a closed `code` and a message to show. */
 export function asAppError(e: unknown): AppError {
@@ -69,6 +71,10 @@ export const api = {
     call<HostKeyView[]>('trust_host_keys', { config, accepted }),
   preflight: (config: InstallerConfig) => call<HostCheck[]>('preflight', { config }),
   detectHardware: (config: InstallerConfig) => call<HostHardware[]>('detect_hardware', { config }),
+  /** A page of a step attempt's log file: its end, the page before `before`, or from `after` on. */
+  stepLog: (step: string, attempt: number | null, before: number | null = null, after: number | null = null) =>
+    call<LogPage>('step_log', { step, attempt, before, after }),
+  stepTimings: () => call<StepTimings>('step_timings'),
 }
 
 export type Api = typeof api

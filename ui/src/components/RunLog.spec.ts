@@ -1,5 +1,6 @@
 import { mount } from '@vue/test-utils'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
+import { byRole } from '../test-support'
 import RunLog from './RunLog.vue'
 
 const lines = Array.from({ length: 100_000 }, (_, i) => `line ${i + 1}${i % 1000 === 0 ? ' ERROR' : ''}`)
@@ -34,5 +35,26 @@ describe('RunLog', () => {
   it('says when there is no output yet', () => {
     const w = mount(RunLog, { props: { lines: [], step: 'Install' } })
     expect(w.text()).toContain('No output yet.')
+  })
+
+  it('draws ANSI colours instead of printing their escape codes, and searches the text', async () => {
+    const w = mount(RunLog, { props: { lines: ['\x1b[0;31mfatal: [node1]\x1b[0m', 'ok'], step: 'Install' } })
+    const red = w.find('.run-log-line .ansi-red')
+    expect(red.text()).toBe('fatal: [node1]')
+    expect(w.text()).not.toContain('\x1b')
+    expect(w.text()).not.toContain('[0;31m')
+    await w.find('input[type=search]').setValue('fatal: [node1]')
+    expect(w.find('[data-testid=log-count]').text()).toBe('1 of 2 lines match')
+  })
+
+  it('copies the lines shown, as plain text', async () => {
+    const writeText = vi.fn().mockResolvedValue(undefined)
+    Object.defineProperty(navigator, 'clipboard', { value: { writeText }, configurable: true })
+    const w = mount(RunLog, { props: { lines: ['\x1b[32mok one\x1b[0m', 'skip', 'ok two'], step: 'Install' } })
+    await w.find('input[type=search]').setValue('ok')
+    await byRole(w, 'button', 'Copy the matching lines').trigger('click')
+    expect(writeText).toHaveBeenCalledWith('ok one\nok two')
+    await Promise.resolve()
+    expect(w.text()).toContain('Copied 2 lines.')
   })
 })

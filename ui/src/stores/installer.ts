@@ -10,10 +10,19 @@ import type { RunEnded } from '../bindings/RunEnded'
 import type { RunEvent } from '../bindings/RunEvent'
 import type { RunKind } from '../bindings/RunKind'
 import type { Snapshot } from '../bindings/Snapshot'
+import type { StepTimings } from '../bindings/StepTimings'
 import { type MirrorOffer, clearMirror, reconcile } from './mirror'
 
 export type Screen = 'welcome' | 'wizard' | 'deploy' | 'history'
 export type ReadinessState = 'idle' | 'checking' | 'ready' | 'failed'
+
+/**
+ * The most lines of live output the window keeps (the running step's; earlier
+ * steps' live lines are dropped when the next starts, their logs being on disk).
+ * So the page's memory is bounded by this, not by the run's whole output; the log
+ * view reads the rest from the log file.
+ */
+export const LIVE_LINES = 20_000
 
 export const useInstallerStore = defineStore('installer', () => {
   const launch = ref<LaunchInfo | null>(null)
@@ -29,6 +38,12 @@ export const useInstallerStore = defineStore('installer', () => {
   const runEnded = ref<RunEnded | null>(null)
   const logStep = ref<string | null>(null)
   const logs = shallowRef<Record<string, string[]>>({})
+  // Per step: lines dropped from the start of its live buffer, and which attempt
+  // the live lines belong to.
+  const logDropped = ref<Record<string, number>>({})
+  const liveAttempt = ref<Record<string, number>>({})
+  // How long each step took when it last succeeded (for the estimate of what is left).
+  const timings = ref<StepTimings | null>(null)
   // Lines are appended in place (a copy per batch would cost O(n) each time), so
   // whoever shows a log watches this count of changes, not the array.
   const logVersion = ref(0)
@@ -63,6 +78,15 @@ export const useInstallerStore = defineStore('installer', () => {
     }
   }
 
+  async function loadTimings() {
+    try {
+      timings.value = await api.stepTimings()
+    } catch {
+      // Only the estimate is lost; history shows why runs cannot be read.
+      timings.value = null
+    }
+  }
+
   async function init() {
     loading.value = true
     try {
@@ -73,6 +97,7 @@ export const useInstallerStore = defineStore('installer', () => {
       }
       if (launch.value.clean_state_error) error.value = launch.value.clean_state_error
       await refresh()
+      void loadTimings()
       // Measured by scripts/bench-app.mjs: cold start to the first rendered state.
       requestAnimationFrame(() => performance.mark('thinkube:first-state'))
       if (launch.value.skip_config) {
@@ -105,15 +130,26 @@ export const useInstallerStore = defineStore('installer', () => {
     switch (e.type) {
       case 'progress':
         if (e.progress.type === 'step_started') {
-          logStep.value = e.progress.step
-          logs.value[e.progress.step] = []
+          const step = e.progress.step
+          logStep.value = step
+          // Only the running step's lines are kept: the others are on disk.
+          logs.value = { [step]: [] }
+          logDropped.value = { [step]: 0 }
+          liveAttempt.value = { [step]: e.progress.attempt }
           logVersion.value++
-          triggerRef(logs)
+        } else if (e.progress.type === 'run_started') {
+          void loadTimings()
         }
         break
       case 'log': {
         const lines = logs.value[e.step] ?? (logs.value[e.step] = [])
         for (const l of e.lines) lines.push(l)
+        // Dropped in chunks, so that trimming costs little per line.
+        if (lines.length > LIVE_LINES * 1.25) {
+          const drop = lines.length - LIVE_LINES
+          lines.splice(0, drop)
+          logDropped.value = { ...logDropped.value, [e.step]: (logDropped.value[e.step] ?? 0) + drop }
+        }
         logVersion.value++
         triggerRef(logs)
         break
@@ -124,6 +160,7 @@ export const useInstallerStore = defineStore('installer', () => {
       case 'ended':
         runEnded.value = e.ended
         running.value = false
+        void loadTimings()
         if (e.ended.error?.code === 'needs_password') needsPassword.value = true
         if (e.ended.error?.code === 'needs_tokens') needsTokens.value = true
         break
@@ -180,6 +217,8 @@ export const useInstallerStore = defineStore('installer', () => {
     try {
       notice.value = await api.cleanState()
       logs.value = {}
+      logDropped.value = {}
+      liveAttempt.value = {}
       logVersion.value++
       logStep.value = null
       runEnded.value = null
@@ -208,7 +247,7 @@ export const useInstallerStore = defineStore('installer', () => {
 
   return {
     launch, snapshot, loading, error, screen, offer, notice,
-    running, runEnded, logStep, logs, logVersion, needsPassword, needsTokens,
+    running, runEnded, logStep, logs, logVersion, logDropped, liveAttempt, timings, needsPassword, needsTokens,
     readiness, attempts, readinessError,
     status, hasDeployment, lockedElsewhere,
     init, refresh, checkReadiness, startRun, giveSshPassword, giveTokens, cancel, cleanState,

@@ -9,6 +9,7 @@ import { byLabel, byRole, snapshot, step } from '../test-support'
 const api = vi.hoisted(() => ({
   launchInfo: vi.fn(), getState: vi.fn(), backendRetry: vi.fn(), startRun: vi.fn(), cancelRun: vi.fn(),
   cleanState: vi.fn(), restoreMirror: vi.fn(), facts: vi.fn(), validate: vi.fn(), runTokens: vi.fn(),
+  stepLog: vi.fn(), stepTimings: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -25,6 +26,13 @@ beforeEach(() => {
   localStorage.clear()
   for (const f of Object.values(api)) f.mockReset()
   api.facts.mockResolvedValue([])
+  api.stepTimings.mockResolvedValue({ plan_id: null, seconds: {}, runs: 0 })
+  api.stepLog.mockImplementation(async (step: string, attempt: number) => page(step, attempt, []))
+})
+
+const page = (step: string, attempt: number, lines: string[], over = {}) => ({
+  step, attempt, attempts: attempt, outcome: 'failed', run_id: 'r1', started_at: null, finished_at: null,
+  start: 0, end: 0, size: 0, lines, file: `/h/logs/r1/${step}-${attempt}.log`, missing: null, ...over,
 })
 
 describe('DeployView', () => {
@@ -181,5 +189,87 @@ describe('the live log', () => {
     await nextTick()
     expect(w.find('[data-testid=log-count]').text()).toBe('5 lines')
     expect(w.text()).toContain('five')
+  })
+})
+
+describe('timings and the running step in view', () => {
+  const attempt = (outcome: 'success' | 'running' | 'failed', from: string, to: string | null) => ({
+    number: 1, outcome, started_at: from, finished_at: to, has_log: true,
+  })
+
+  it('shows each step\'s duration, the run\'s time so far and an estimate of what is left from earlier runs', async () => {
+    vi.useFakeTimers({ now: Date.parse('2026-12-04T10:01:00Z'), toFake: ['Date', 'setInterval', 'clearInterval'] })
+    try {
+      const store = useInstallerStore()
+      store.launch = launch()
+      const snap = snapshot([
+        step('a', 'completed', { attempt_list: [attempt('success', '2026-12-04T10:00:00Z', '2026-12-04T10:00:45Z')] }),
+        step('b', 'running', { attempt_list: [attempt('running', '2026-12-04T10:00:45Z', null)] }),
+        step('c', 'pending'),
+      ])
+      snap.status!.current_run = { run_id: 'r', started_at: '2026-12-04T10:00:00Z', finished_at: null, outcome: 'running' as never }
+      store.snapshot = snap
+      store.timings = { plan_id: 'demo', seconds: { a: 40, b: 60, c: 120 }, runs: 2 }
+      const w = mount(DeployView)
+      await flushPromises()
+      expect(w.find('[data-step=a] [data-testid=step-took]').text()).toBe('45 s')
+      expect(w.find('[data-step=b] [data-testid=step-took]').text()).toBe('15 s')
+      expect(w.find('[data-step=c] [data-testid=step-took]').exists()).toBe(false)
+      expect(w.find('[data-testid=run-time]').text()).toBe('This run: 1 min 00 s · about 2 min 45 s left (from 2 earlier runs)')
+      vi.advanceTimersByTime(5000)
+      await nextTick()
+      expect(w.find('[data-step=b] [data-testid=step-took]').text()).toBe('20 s')
+      expect(w.find('[data-testid=run-time]').text()).toBe('This run: 1 min 05 s · about 2 min 40 s left (from 2 earlier runs)')
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('folds finished phases while another runs, keeps a phase the user opened, and scrolls to the running step', async () => {
+    const scrolled: string[] = []
+    Element.prototype.scrollIntoView = function (this: Element) {
+      scrolled.push((this as HTMLElement).dataset.step ?? '?')
+    }
+    const store = useInstallerStore()
+    store.launch = launch()
+    const two = (steps: ReturnType<typeof step>[]) => {
+      const s = snapshot(steps)
+      s.status!.phases = [{ id: 'p1', title: 'Phase one' }, { id: 'p2', title: 'Phase two' }]
+      return s
+    }
+    store.snapshot = two([step('a', 'completed'), step('b', 'pending', { phase: 'p2' })])
+    const w = mount(DeployView, { attachTo: document.body })
+    const details = (p: string) => w.find(`[data-phase=${p}] details`).element as HTMLDetailsElement
+    expect(details('p1').open).toBe(false)
+    expect(details('p2').open).toBe(true)
+    expect(w.find('[data-phase=p1] summary').text()).toContain('1 of 1 done')
+
+    details('p1').open = true
+    details('p1').dispatchEvent(new Event('toggle'))
+    store.snapshot = two([step('a', 'completed'), step('b', 'running', { phase: 'p2' })])
+    await flushPromises()
+    expect(details('p1').open, 'the user opened it').toBe(true)
+    expect(scrolled).toEqual(['b'])
+    w.unmount()
+  })
+
+  // After a relaunch the window has no live lines: the log shown is the failed
+  // step's, read from its file.
+  it('after a relaunch, shows the failed step\'s log from its file', async () => {
+    const store = useInstallerStore()
+    store.launch = launch()
+    store.snapshot = snapshot([
+      step('a', 'completed', { attempt_list: [attempt('success', '2026-12-04T10:00:00Z', '2026-12-04T10:00:01Z')] }),
+      step('b', 'failed', { attempt_list: [attempt('failed', '2026-12-04T10:00:01Z', '2026-12-04T10:00:02Z')] }),
+    ], { status: 'failed' })
+    api.stepLog.mockResolvedValue(page('b', 1, ['fatal: it broke']))
+    const w = mount(DeployView)
+    await flushPromises()
+    expect(api.stepLog).toHaveBeenCalledWith('b', 1, null, null)
+    expect(byRole(w, 'heading', 'Log of Title b — attempt 1 of 1').exists()).toBe(true)
+    expect(w.find('[role=log]').text()).toContain('fatal: it broke')
+    await byRole(w, 'button', 'Show the log of Title a').trigger('click')
+    await flushPromises()
+    expect(api.stepLog).toHaveBeenLastCalledWith('a', 1, null, null)
   })
 })

@@ -13,6 +13,8 @@ use crate::state::model::{Attempt, AttemptOutcome, StateFile};
 use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
+/// What a window asks for at a time: a few thousand lines.
+pub const PAGE_BYTES: u64 = 256 << 10;
 /// The most a page holds, whatever is asked for.
 pub const MAX_PAGE_BYTES: u64 = 1 << 20;
 /// The most of one line a page keeps.
@@ -52,6 +54,8 @@ pub struct LogPage {
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub size: u64,
     pub lines: Vec<String>,
+    /// The log file's full path, for reading all of it elsewhere.
+    pub file: Option<String>,
     /// Why there is no log to read (never written: the step printed nothing; or
     /// removed by `cleanup`), in words for people.
     pub missing: Option<String>,
@@ -125,6 +129,7 @@ pub fn page_of(
         end: 0,
         size: 0,
         lines: Vec::new(),
+        file: None,
         missing: None,
     };
     let Some(rel) = chosen.log_file.as_deref() else {
@@ -141,6 +146,7 @@ pub fn page_of(
         )
     })?;
     let path = root.join(rel);
+    out.file = Some(path.display().to_string());
     let Some(mut file) =
         open_regular(&path).map_err(|e| EngineError::io("read the log", &path, e))?
     else {
