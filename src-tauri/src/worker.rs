@@ -12,6 +12,7 @@ use serde::Serialize;
 use tauri::ipc::Channel;
 use thinkube_engine::run::deploy::{self, DeployArgs, Ended, Progress};
 use thinkube_engine::run::runner::Output;
+use thinkube_engine::run::tally::TaskTally;
 use thinkube_engine::state::model::{DeploymentStatus, RunOutcome};
 use thinkube_engine::state::store::Store;
 use ts_rs::TS;
@@ -33,6 +34,9 @@ pub enum RunEvent {
     Progress { progress: Progress },
     /// Output of the running step, in order.
     Log { step: String, lines: Vec<String> },
+    /// The running playbook's task and per-host counts, when they changed (sent
+    /// with the log lines, at most every `LOG_FLUSH`).
+    Tasks { step: String, tally: TaskTally },
     /// The state after a change.
     State { snapshot: Box<Snapshot> },
     /// The run is over; the last message of the channel.
@@ -167,16 +171,66 @@ fn line_of(output: &Output) -> Option<String> {
     }
 }
 
-/// Batches log lines (at most `LOG_FLUSH` old, at most `LOG_BATCH` per message),
-/// and sends the state after every step change.
-fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
-    let mut pending: Option<(String, Vec<String>)> = None;
-    let mut oldest = Instant::now();
-    let flush = |pending: &mut Option<(String, Vec<String>)>| {
-        if let Some((step, lines)) = pending.take() {
+/// What waits to be sent: log lines of one step, and its task tally if it changed.
+#[derive(Default)]
+struct Pending {
+    log: Option<(String, Vec<String>)>,
+    tally: Option<(String, TaskTally)>,
+    tally_changed: bool,
+}
+
+impl Pending {
+    fn flush(&mut self, sink: &impl Sink) {
+        if let Some((step, lines)) = self.log.take() {
             sink.send(RunEvent::Log { step, lines });
         }
-    };
+        if std::mem::take(&mut self.tally_changed)
+            && let Some((step, tally)) = &self.tally
+        {
+            sink.send(RunEvent::Tasks {
+                step: step.clone(),
+                tally: tally.clone(),
+            });
+        }
+    }
+
+    /// Adds a line; returns whether another step's lines were sent first.
+    fn line(&mut self, step: &str, line: String, sink: &impl Sink) -> bool {
+        match &mut self.log {
+            Some((s, lines)) if s == step => {
+                lines.push(line);
+                false
+            }
+            _ => {
+                self.flush(sink);
+                self.log = Some((step.to_string(), vec![line]));
+                true
+            }
+        }
+    }
+
+    fn task(&mut self, step: &str, output: &Output) {
+        let Output::Task { event } = output else {
+            return;
+        };
+        if self.tally.as_ref().is_none_or(|(s, _)| s != step) {
+            self.tally = Some((step.to_string(), TaskTally::default()));
+        }
+        if let Some((_, tally)) = &mut self.tally {
+            self.tally_changed |= tally.add(event);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.log.is_none() && !self.tally_changed
+    }
+}
+
+/// Batches log lines (at most `LOG_FLUSH` old, at most `LOG_BATCH` per message)
+/// with the task tally, and sends the state after every step change.
+fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
+    let mut pending = Pending::default();
+    let mut oldest = Instant::now();
     let state = || {
         let snap = snapshot::take(store, true);
         sink.title(snap.title.clone());
@@ -188,23 +242,26 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
         let wait = LOG_FLUSH.saturating_sub(oldest.elapsed());
         match rx.recv_timeout(wait) {
             Ok(Message::Progress(Progress::Output { step, output })) => {
+                if pending.is_empty() {
+                    oldest = Instant::now();
+                }
+                pending.task(&step, &output);
                 let Some(line) = line_of(&output) else {
                     continue;
                 };
-                match &mut pending {
-                    Some((s, lines)) if *s == step => lines.push(line),
-                    _ => {
-                        flush(&mut pending);
-                        oldest = Instant::now();
-                        pending = Some((step, vec![line]));
-                    }
+                if pending.line(&step, line, sink) {
+                    oldest = Instant::now();
                 }
-                if pending.as_ref().is_some_and(|(_, l)| l.len() >= LOG_BATCH) {
-                    flush(&mut pending);
+                if pending
+                    .log
+                    .as_ref()
+                    .is_some_and(|(_, l)| l.len() >= LOG_BATCH)
+                {
+                    pending.flush(sink);
                 }
             }
             Ok(Message::Progress(p)) => {
-                flush(&mut pending);
+                pending.flush(sink);
                 let changes_state = !matches!(p, Progress::Retrying { .. });
                 sink.send(RunEvent::Progress { progress: p });
                 if changes_state {
@@ -212,22 +269,22 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
                 }
             }
             Ok(Message::Done(result)) => {
-                flush(&mut pending);
+                pending.flush(sink);
                 state();
                 sink.send(RunEvent::Ended {
                     ended: RunEnded::from_result(result),
                 });
             }
             Err(RecvTimeoutError::Timeout) => {
-                flush(&mut pending);
+                pending.flush(sink);
                 oldest = Instant::now();
             }
             Err(RecvTimeoutError::Disconnected) => {
-                flush(&mut pending);
+                pending.flush(sink);
                 return;
             }
         }
-        if pending.is_none() {
+        if pending.is_empty() {
             oldest = Instant::now();
         }
     }
@@ -303,5 +360,63 @@ mod tests {
             other => panic!("the last event is not the end: {other:?}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn task_counts_arrive_with_the_lines_not_once_per_event() {
+        use thinkube_engine::run::runner::AnsibleEvent;
+        let dir = tempfile_dir("tally");
+        let store = Store::new(
+            Layout::new(&dir, EnvName::default_env()),
+            Identity::new("test"),
+        );
+        let event = |name: &str, host: Option<&str>, task: Option<&str>| {
+            Message::Progress(Progress::Output {
+                step: "s".into(),
+                output: Output::Task {
+                    event: AnsibleEvent {
+                        event: name.into(),
+                        host: host.map(str::to_string),
+                        task: task.map(str::to_string),
+                        play: None,
+                        msg: None,
+                        item: None,
+                        ignore_errors: None,
+                        rc: None,
+                    },
+                },
+            })
+        };
+        let (tx, rx) = mpsc::channel();
+        tx.send(event("task_start", None, Some("Install"))).unwrap();
+        for _ in 0..500 {
+            tx.send(event("ok", Some("node1"), None)).unwrap();
+        }
+        tx.send(event("changed", Some("node2"), None)).unwrap();
+        drop(tx);
+        let rec = Recorder::default();
+        forward(&store, rx, &rec);
+        let events = rec.0.lock().unwrap();
+        let tallies: Vec<&TaskTally> = events
+            .iter()
+            .filter_map(|e| match e {
+                RunEvent::Tasks { step, tally } if step == "s" => Some(tally),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !tallies.is_empty() && tallies.len() <= 3,
+            "{} tally messages for 502 events",
+            tallies.len()
+        );
+        let last = tallies[tallies.len() - 1];
+        assert_eq!(last.task.as_deref(), Some("Install"));
+        assert_eq!(last.hosts["node1"].ok, 500);
+        assert_eq!(last.hosts["node2"].changed, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("thinkube-{name}-{}", std::process::id()))
     }
 }

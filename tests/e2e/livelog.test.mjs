@@ -41,3 +41,53 @@ test('the log shows lines while the step still runs', async () => {
     await close()
   }
 })
+
+const PLAYBOOK = `- name: Waits for go
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  tasks:
+    - name: Say hello
+      ansible.builtin.debug:
+        msg: hello
+    - name: Wait for go
+      ansible.builtin.wait_for:
+        path: "{{ playbook_dir }}/go"
+        timeout: 120
+`
+
+const PLAYBOOK_PLAN = `id: waiting-playbook
+title: A playbook that waits
+phases:
+  - id: one
+    title: One phase
+    steps:
+      - id: wait
+        title: Waiting playbook
+        playbook: wait.yaml
+`
+
+// The running playbook's task and per-host counts come from its callback events
+// while it runs.
+test('the running playbook\'s task and its counts per host show while it runs', async () => {
+  const world = newWorld('tally')
+  const plan = writePlan(world, 'waiting', { 'plan.yaml': PLAYBOOK_PLAN, 'wait.yaml': PLAYBOOK })
+  const { browser, close } = await launch(world, ['--plan', plan])
+  try {
+    await waitForText(browser, 'main', 'No deployment yet')
+    await configureThisMachine(browser)
+    await waitForText(browser, '[data-testid=current-task]', 'Task 2: Wait for go', 120_000)
+    // Shown from the same message as the task: the first task's result is counted.
+    const cells = await browser.execute(() =>
+      [...document.querySelectorAll('.task-counts tr[data-host=localhost] td')].map((td) => td.textContent))
+    assert.deepEqual(cells, ['1', '0', '0', '0', '0', '0'], 'localhost: ok changed failed skipped unreachable ignored')
+    assert.equal((await stepStatuses(browser)).wait, 'running')
+    await screenshot(browser, 'task-counts')
+    writeFileSync(join(dirname(plan), 'go'), '')
+    await waitForText(browser, '[data-testid=run-ended]', 'All steps completed.', 120_000)
+  } finally {
+    await close()
+  }
+})

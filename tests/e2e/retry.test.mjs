@@ -1,4 +1,6 @@
 // 2. A failing step: its task is shown; the cause fixed; Retry failed runs only it.
+// Relaunched, the window shows each attempt's log from its file (it said "No output
+// yet": the logs lived only in the memory of the window that ran them).
 import assert from 'node:assert/strict'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -82,5 +84,22 @@ test('a failed step shows its task; after the fix, Retry failed runs only what i
     await screenshot(browser, 'history')
   } finally {
     await close()
+  }
+
+  const again = await launch(world, ['--plan', plan])
+  try {
+    await waitForText(again.browser, '[data-testid=existing-deployment]', 'completed')
+    await clickButton(again.browser, 'View deployment')
+    await clickButton(again.browser, 'Fragile playbook')
+    await waitForText(again.browser, '[data-testid=log-heading]', 'Log of Fragile playbook — attempt 2 of 2')
+    await waitForText(again.browser, '[role=log]', 'Second task needs the fix file')
+    const picker = await again.browser.$('.log-panel select')
+    await picker.selectByAttribute('value', '1')
+    await waitForText(again.browser, '[data-testid=log-heading]', 'attempt 1 of 2')
+    await waitForText(again.browser, '[data-testid=log-attempt-state]', 'failed')
+    await waitForText(again.browser, '[role=log]', 'the fix file is missing')
+    await screenshot(again.browser, 'deploy-earlier-attempt')
+  } finally {
+    await again.close()
   }
 })

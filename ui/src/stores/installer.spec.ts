@@ -47,4 +47,14 @@ describe('the live log in the store', () => {
     store.onEvent({ type: 'ended', ended: { kind: 'completed', message: 'All steps completed.', error: null } })
     expect(api.stepTimings).toHaveBeenCalledTimes(2)
   })
+
+  it('keeps the running step\'s task counts until the next step starts', () => {
+    const store = useInstallerStore()
+    store.onEvent(started('a'))
+    const tally = { play: null, task: 'Install', tasks: 1, hosts: {} }
+    store.onEvent({ type: 'tasks', step: 'a', tally })
+    expect(store.tally).toEqual({ step: 'a', tally })
+    store.onEvent(started('b'))
+    expect(store.tally).toBeNull()
+  })
 })

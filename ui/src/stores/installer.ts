@@ -11,6 +11,7 @@ import type { RunEvent } from '../bindings/RunEvent'
 import type { RunKind } from '../bindings/RunKind'
 import type { Snapshot } from '../bindings/Snapshot'
 import type { StepTimings } from '../bindings/StepTimings'
+import type { TaskTally } from '../bindings/TaskTally'
 import { type MirrorOffer, clearMirror, reconcile } from './mirror'
 
 export type Screen = 'welcome' | 'wizard' | 'deploy' | 'history'
@@ -42,6 +43,8 @@ export const useInstallerStore = defineStore('installer', () => {
   // the live lines belong to.
   const logDropped = ref<Record<string, number>>({})
   const liveAttempt = ref<Record<string, number>>({})
+  // The running playbook's task and per-host counts.
+  const tally = shallowRef<{ step: string; tally: TaskTally } | null>(null)
   // How long each step took when it last succeeded (for the estimate of what is left).
   const timings = ref<StepTimings | null>(null)
   // Lines are appended in place (a copy per batch would cost O(n) each time), so
@@ -136,6 +139,7 @@ export const useInstallerStore = defineStore('installer', () => {
           logs.value = { [step]: [] }
           logDropped.value = { [step]: 0 }
           liveAttempt.value = { [step]: e.progress.attempt }
+          tally.value = null
           logVersion.value++
         } else if (e.progress.type === 'run_started') {
           void loadTimings()
@@ -154,6 +158,9 @@ export const useInstallerStore = defineStore('installer', () => {
         triggerRef(logs)
         break
       }
+      case 'tasks':
+        tally.value = { step: e.step, tally: e.tally }
+        break
       case 'state':
         applySnapshot(e.snapshot)
         break
@@ -247,7 +254,7 @@ export const useInstallerStore = defineStore('installer', () => {
 
   return {
     launch, snapshot, loading, error, screen, offer, notice,
-    running, runEnded, logStep, logs, logVersion, logDropped, liveAttempt, timings, needsPassword, needsTokens,
+    running, runEnded, logStep, logs, logVersion, logDropped, liveAttempt, tally, timings, needsPassword, needsTokens,
     readiness, attempts, readinessError,
     status, hasDeployment, lockedElsewhere,
     init, refresh, checkReadiness, startRun, giveSshPassword, giveTokens, cancel, cleanState,

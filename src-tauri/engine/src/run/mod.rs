@@ -9,3 +9,4 @@ pub mod runner;
 pub mod session;
 pub mod setup;
 pub mod source;
+pub mod tally;
