@@ -18,7 +18,7 @@ use ts_rs::{Config, TS};
 fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     use thinkube_engine::config::{FieldProblem, InstallerConfig};
     use thinkube_engine::facts::FactView;
-    use thinkube_engine::facts::validate::Mismatch;
+    use thinkube_engine::facts::validate::Validation;
     use thinkube_engine::plan::outline::PlanOutline;
     use thinkube_engine::report::history::{HistoryListing, RunDiff, StepTimings};
     use thinkube_engine::report::log::LogPage;
@@ -42,7 +42,8 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     RunRecord::export_all(cfg)?;
     RunDiff::export_all(cfg)?;
     FactView::export_all(cfg)?;
-    Mismatch::export_all(cfg)?;
+    Validation::export_all(cfg)?;
+    crate::commands::FactsAnswer::export_all(cfg)?;
     LogPage::export_all(cfg)?;
     StepTimings::export_all(cfg)?;
     Ok(())

@@ -12,7 +12,7 @@ use thinkube_engine::config::{self, FieldProblem, InstallerConfig, SshAuth};
 use thinkube_engine::facts::hardware;
 use thinkube_engine::facts::host_keys::{self, HostCheck, HostKeyView};
 use thinkube_engine::facts::readiness::{self, NotReady};
-use thinkube_engine::facts::validate::{self, Mismatch};
+use thinkube_engine::facts::validate::{self, Validation};
 use thinkube_engine::facts::{self, FactView};
 use thinkube_engine::plan::builtin::PlanRef;
 use thinkube_engine::plan::outline::{self, PlanOutline};
@@ -385,19 +385,39 @@ pub async fn restore_mirror(state: State<'_, AppState>, document: String) -> Res
     Ok(r.serial)
 }
 
+/// The cached facts, and what a refresh asked.
+#[derive(Debug, Serialize, TS)]
+#[ts(export)]
+pub struct FactsAnswer {
+    pub facts: Vec<FactView>,
+    /// One line per source a refresh asked (empty: nothing is configured to ask);
+    /// `null` when the facts were not refreshed.
+    pub refreshed: Option<Vec<String>>,
+}
+
 /// The cached infrastructure facts with their age; `refresh` asks every configured
 /// source first (the Terraform state, the hosts' SSH ports, Azure), in one pass.
 #[tauri::command]
-pub async fn facts(state: State<'_, AppState>, refresh: bool) -> Result<Vec<FactView>> {
+pub async fn facts(state: State<'_, AppState>, refresh: bool) -> Result<FactsAnswer> {
     let store = state.store.clone();
     let password = state.ssh_password.lock().map_err(|_| poisoned())?.clone();
     // Probes, SSH and Azure wait on the network: off the async runtime's threads.
     blocking(move || {
         let now = Timestamp::now();
-        if refresh {
-            facts::refresh_configured(&store, LockWait::NoWait, now, password.as_deref())?;
-        }
-        Ok(facts::cached(&store, now)?.0)
+        let refreshed = if refresh {
+            Some(facts::refresh_configured(
+                &store,
+                LockWait::NoWait,
+                now,
+                password.as_deref(),
+            )?)
+        } else {
+            None
+        };
+        Ok(FactsAnswer {
+            facts: facts::cached(&store, now)?.0,
+            refreshed,
+        })
     })
     .await
 }
@@ -532,14 +552,12 @@ pub async fn detect_hardware(
     .await
 }
 
-/// What differs between the recorded state and reality (probes the hosts).
+/// What was compared with reality (the hosts are probed) and every mismatch;
+/// `null` when there is no deployment to check.
 #[tauri::command]
-pub async fn validate(state: State<'_, AppState>) -> Result<Vec<Mismatch>> {
+pub async fn validate(state: State<'_, AppState>) -> Result<Option<Validation>> {
     let store = state.store.clone();
-    blocking(move || {
-        Ok(validate::check_environment(&store, facts::PROBE_TIMEOUT)?.unwrap_or_default())
-    })
-    .await
+    blocking(move || Ok(validate::check_environment(&store, facts::PROBE_TIMEOUT)?)).await
 }
 
 async fn blocking<T: Send + 'static>(

@@ -1044,10 +1044,11 @@ fn validate(
     now: Timestamp,
 ) -> Result<u8> {
     use crate::facts::validate::{check_environment, reset_affected as reset};
-    let Some(found) = check_environment(store, crate::facts::PROBE_TIMEOUT)? else {
+    let Some(validation) = check_environment(store, crate::facts::PROBE_TIMEOUT)? else {
         emit("There is no deployment to validate.\n");
         return Ok(exit::SUCCESS);
     };
+    let found = &validation.mismatches;
     let wants_reset = reset_affected
         && found.iter().any(|m| m.affects_step.is_some())
         && (yes
@@ -1055,14 +1056,18 @@ fn validate(
                 "Mark the earliest affected step and every later one pending, so that resume runs them again?",
             )?);
     let reset = if wants_reset {
-        reset(store, &found, wait, now)?
+        reset(store, found, wait, now)?
     } else {
         Vec::new()
     };
     if json {
-        emit_json(&serde_json::json!({ "mismatches": found, "reset": reset }));
+        emit_json(&serde_json::json!({
+            "mismatches": found,
+            "checked": validation.checked,
+            "reset": reset,
+        }));
     } else {
-        emit(&render_mismatches(&found, &reset));
+        emit(&render_mismatches(&validation, &reset));
     }
     Ok(if found.is_empty() {
         exit::SUCCESS
@@ -1071,9 +1076,16 @@ fn validate(
     })
 }
 
-fn render_mismatches(found: &[crate::facts::validate::Mismatch], reset: &[String]) -> String {
+fn render_mismatches(v: &crate::facts::validate::Validation, reset: &[String]) -> String {
+    let found = &v.mismatches;
+    if v.checked.is_empty() {
+        return "Nothing to check: no Terraform state was read and no host is reached over SSH (a local target), so there is no reality to compare with.\n".to_string();
+    }
     if found.is_empty() {
-        return "The state matches reality: no mismatch found.\n".to_string();
+        return format!(
+            "The state matches reality: no mismatch found. Checked {}.\n",
+            v.checked.join(", ")
+        );
     }
     let mut text = String::new();
     for m in found {

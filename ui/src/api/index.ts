@@ -2,7 +2,7 @@
 // so component tests mock this one module.
 import { Channel, invoke } from '@tauri-apps/api/core'
 import type { AppError } from '../bindings/AppError'
-import type { FactView } from '../bindings/FactView'
+import type { FactsAnswer } from '../bindings/FactsAnswer'
 import type { FieldProblem } from '../bindings/FieldProblem'
 import type { HistoryListing } from '../bindings/HistoryListing'
 import type { HostKeyView } from '../bindings/HostKeyView'
@@ -12,7 +12,7 @@ import type { AcceptedKey } from '../bindings/AcceptedKey'
 import type { InstallerConfig } from '../bindings/InstallerConfig'
 import type { LaunchInfo } from '../bindings/LaunchInfo'
 import type { LogPage } from '../bindings/LogPage'
-import type { Mismatch } from '../bindings/Mismatch'
+import type { Validation } from '../bindings/Validation'
 import type { PlanOutline } from '../bindings/PlanOutline'
 import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
 import type { RunDiff } from '../bindings/RunDiff'
@@ -64,8 +64,8 @@ export const api = {
   runDetails: (runId: string) => call<RunRecord>('run_details', { runId }),
   diffRuns: (runA: string, runB: string) => call<RunDiff>('diff_runs', { runA, runB }),
   restoreMirror: (document: string) => call<number>('restore_mirror', { document }),
-  facts: (refresh: boolean) => call<FactView[]>('facts', { refresh }),
-  validate: () => call<Mismatch[]>('validate'),
+  facts: (refresh: boolean) => call<FactsAnswer>('facts', { refresh }),
+  validate: () => call<Validation | null>('validate'),
   hostKeys: (config: InstallerConfig) => call<HostKeyView[]>('host_keys', { config }),
   trustHostKeys: (config: InstallerConfig, accepted: AcceptedKey[]) =>
     call<HostKeyView[]>('trust_host_keys', { config, accepted }),

@@ -1,10 +1,13 @@
 import { flushPromises, mount } from '@vue/test-utils'
+import { createPinia, setActivePinia } from 'pinia'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { snapshot, step } from '../test-support'
 
 const api = vi.hoisted(() => ({ facts: vi.fn(), validate: vi.fn() }))
 vi.mock('../api', () => ({ api }))
 
 import FactsPanel from './FactsPanel.vue'
+import { useInstallerStore } from '../stores/installer'
 
 const fact = (key: string, stale: boolean, age: number) => ({
   key, source: 'terraform', value: { value: '10.0.0.4' }, fetched_at: '2026-11-22T10:00:00Z',
@@ -12,7 +15,10 @@ const fact = (key: string, stale: boolean, age: number) => ({
   checksum: 'x',
 })
 
+const answer = (facts: unknown[], refreshed: string[] | null = null) => ({ facts, refreshed })
+
 beforeEach(() => {
+  setActivePinia(createPinia())
   api.facts.mockReset()
   api.validate.mockReset()
 })
@@ -22,7 +28,7 @@ afterEach(() => {
 
 describe('FactsPanel', () => {
   it('shows each fact with its age and why it is stale, never asking the network to show them', async () => {
-    api.facts.mockResolvedValue([fact('terraform/output/ip', false, 30), fact('terraform/state', true, 7300)])
+    api.facts.mockResolvedValue(answer([fact('terraform/output/ip', false, 30), fact('terraform/state', true, 7300)]))
     const w = mount(FactsPanel)
     await flushPromises()
     expect(api.facts).toHaveBeenCalledWith(false)
@@ -32,21 +38,69 @@ describe('FactsPanel', () => {
   })
 
   it('refreshes on request and lists mismatches with the step they affect', async () => {
-    api.facts.mockResolvedValue([])
+    useInstallerStore().snapshot = snapshot([step('install', 'completed', { title: 'Install Kubernetes' })])
+    api.facts.mockResolvedValue(answer([]))
     const w = mount(FactsPanel)
     await flushPromises()
     expect(w.text()).toContain('No facts are cached')
-    api.facts.mockResolvedValue([fact('host/node', false, 0)])
+    api.facts.mockResolvedValue(answer([fact('host/node', false, 0)]))
     await w.findAll('button').find((b) => b.text() === 'Refresh facts')!.trigger('click')
     await flushPromises()
     expect(api.facts).toHaveBeenLastCalledWith(true)
-    api.validate.mockResolvedValue([{
-      kind: 'host_unreachable', subject: 'node', detail: 'node (10.0.0.5:22) does not answer',
-      affects_step: 'install', what_to_do: 'start the host',
-    }])
+    api.validate.mockResolvedValue({
+      checked: ['the SSH port of node (10.0.0.5:22)'],
+      mismatches: [{
+        kind: 'host_unreachable', subject: 'node', detail: 'node (10.0.0.5:22) does not answer',
+        affects_step: 'install', what_to_do: 'start the host; if it was rebuilt, `validate --reset-affected` and resume',
+      }],
+    })
     await w.findAll('button').find((b) => b.text() === 'Check against reality')!.trigger('click')
     await flushPromises()
-    expect(w.find('[aria-label=Mismatches]').text()).toContain('affects step install and later')
+    expect(w.find('[data-testid=checked]').text()).toBe('1 mismatch. Checked the SSH port of node (10.0.0.5:22).')
+    const item = w.find('[aria-label=Mismatches]')
+    expect(item.text()).toContain('affects step “Install Kubernetes” and later')
+    expect(item.find('code').text()).toBe('validate --reset-affected')
+    expect(item.text()).not.toContain('`')
+  })
+
+  // "The state matches reality" was said for a local target where nothing was checked.
+  it('says what a check compared, and that there was nothing to check when nothing was', async () => {
+    api.facts.mockResolvedValue(answer([]))
+    const w = mount(FactsPanel)
+    await flushPromises()
+    const check = () => w.findAll('button').find((b) => b.text() === 'Check against reality')!.trigger('click')
+    api.validate.mockResolvedValue({ checked: [], mismatches: [] })
+    await check()
+    await flushPromises()
+    expect(w.find('[data-testid=checked]').text()).toContain('Nothing to check')
+    expect(w.text()).not.toContain('matches reality')
+    api.validate.mockResolvedValue({ checked: ['the Terraform state /t/terraform.tfstate', 'the SSH port of n1 (10.0.0.4:22)'], mismatches: [] })
+    await check()
+    await flushPromises()
+    expect(w.find('[data-testid=checked]').text()).toBe(
+      'The state matches reality. Checked the Terraform state /t/terraform.tfstate, the SSH port of n1 (10.0.0.4:22).',
+    )
+    api.validate.mockResolvedValue(null)
+    await check()
+    await flushPromises()
+    expect(w.find('[data-testid=checked]').text()).toBe('There is no deployment to check yet.')
+  })
+
+  // "Refresh facts" with no source configured gave no feedback at all.
+  it('says what a refresh asked, and that there was nothing to ask', async () => {
+    api.facts.mockResolvedValue(answer([]))
+    const w = mount(FactsPanel)
+    await flushPromises()
+    expect(w.find('[data-testid=refreshed]').exists()).toBe(false)
+    const refresh = () => w.findAll('button').find((b) => b.text() === 'Refresh facts')!.trigger('click')
+    api.facts.mockResolvedValue(answer([], []))
+    await refresh()
+    await flushPromises()
+    expect(w.find('[data-testid=refreshed]').text()).toContain('Nothing to ask')
+    api.facts.mockResolvedValue(answer([fact('host/node', false, 0)], ['host node (10.0.0.5:22): answers']))
+    await refresh()
+    await flushPromises()
+    expect(w.find('[data-testid=refreshed]').text()).toBe('Refreshed:host node (10.0.0.5:22): answers')
   })
 
   it('shows a refresh that failed as an error', async () => {
@@ -57,12 +111,12 @@ describe('FactsPanel', () => {
   })
 
   it('says what each fact means in words, not JSON', async () => {
-    api.facts.mockResolvedValue([
+    api.facts.mockResolvedValue(answer([
       { ...fact('host/up', false, 5), source: 'inventory', value: { address: '10.0.0.5', port: 22, reachable: true, error: null } },
       { ...fact('host/down', false, 5), source: 'inventory', value: { address: '10.0.0.6', port: 2222, reachable: false, error: 'connection refused' } },
       { ...fact('hardware/up', false, 5), source: 'inventory', value: { cpu_cores: 16, memory_mib: 65536, disk_total_gib: 900, disk_free_gib: 700, os: 'Ubuntu 24.04 LTS', arch: 'x86_64', gpus: ['NVIDIA RTX A4000'] } },
       { ...fact('hardware/down', false, 5), source: 'inventory', value: { cpu_cores: null, memory_mib: null, disk_total_gib: null, disk_free_gib: null, os: null, arch: null, gpus: [], error: 'it does not answer' } },
-    ])
+    ]))
     const w = mount(FactsPanel)
     await flushPromises()
     expect(w.find('[data-fact="host/up"]').text()).toContain('answers on 10.0.0.5:22')
@@ -74,7 +128,7 @@ describe('FactsPanel', () => {
 
   it("ages tick while the panel is open, and a fact past its trust turns stale without a reload", async () => {
     vi.useFakeTimers()
-    api.facts.mockResolvedValue([{ ...fact('host/node', false, 100), ttl_seconds: 110, value: { address: 'a', port: 22, reachable: true } }])
+    api.facts.mockResolvedValue(answer([{ ...fact('host/node', false, 100), ttl_seconds: 110, value: { address: 'a', port: 22, reachable: true } }]))
     const w = mount(FactsPanel)
     await flushPromises()
     const row = () => w.find('[data-fact="host/node"]').text()

@@ -25,7 +25,7 @@ beforeEach(() => {
   setActivePinia(createPinia())
   localStorage.clear()
   for (const f of Object.values(api)) f.mockReset()
-  api.facts.mockResolvedValue([])
+  api.facts.mockResolvedValue({ facts: [], refreshed: null })
   api.stepTimings.mockResolvedValue({ plan_id: null, seconds: {}, runs: 0 })
   api.stepLog.mockImplementation(async (step: string, attempt: number) => page(step, attempt, []))
 })

@@ -45,16 +45,29 @@ pub struct Mismatch {
     pub what_to_do: String,
 }
 
-/// Every mismatch between the state and reality.
+/// What a check asked, and what it found.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Validation {
+    /// What was compared with reality, in words ("the SSH port of node1
+    /// (10.0.0.4:22)"); empty when there was nothing to check (a local target with
+    /// no Terraform state read).
+    pub checked: Vec<String>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// Every mismatch between the state and reality, and what was checked.
 pub fn check(
     state: &StateFile,
     config: Option<&InstallerConfig>,
     plan: Option<&Plan>,
     probe_timeout: Duration,
-) -> Vec<Mismatch> {
+) -> Validation {
     let mut out = Vec::new();
+    let mut checked = Vec::new();
     let earliest = first_completed(state, |_| true);
     for (path, now_sum) in facts::current_checksums(state) {
+        checked.push(format!("the Terraform state {path}"));
         let recorded = state
             .facts
             .infrastructure
@@ -81,10 +94,18 @@ pub fn check(
         });
     }
     if let Some(c) = config.filter(|c| c.target == TargetKind::Azure && c.azure.is_some()) {
-        out.extend(vm_mismatches(state, c, plan, earliest.as_deref()));
+        let (vms, found) = vm_mismatches(state, c, plan, earliest.as_deref());
+        checked.extend(vms);
+        out.extend(found);
     }
     if let Some(c) = config.filter(|c| c.target != TargetKind::Local) {
         for h in &c.hosts {
+            checked.push(format!(
+                "the SSH port of {} ({}:{})",
+                h.name,
+                h.address.trim(),
+                h.ssh_port()
+            ));
             let Err(error) = facts::probe(h.address.trim(), h.ssh_port(), probe_timeout) else {
                 continue;
             };
@@ -110,36 +131,44 @@ pub fn check(
             });
         }
     }
-    out
+    Validation {
+        checked,
+        mismatches: out,
+    }
 }
 
-/// VMs the state saw running that are now gone or not running (asks Azure once).
+/// VMs the state saw running that are now gone or not running (asks Azure once):
+/// what was checked, and what differs.
 fn vm_mismatches(
     state: &StateFile,
     config: &InstallerConfig,
     plan: Option<&Plan>,
     earliest: Option<&str>,
-) -> Vec<Mismatch> {
+) -> (Vec<String>, Vec<Mismatch>) {
     let cached: Vec<String> = crate::state::fact_keys::vms(&state.facts.infrastructure)
         .filter(|(_, vm)| vm.is_running())
         .map(|(name, _)| name)
         .collect();
     if cached.is_empty() || earliest.is_none() {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
+    let checked = cached.iter().map(|n| format!("the Azure VM {n}")).collect();
     let now = match facts::gather_vms(config, Timestamp::now()) {
         Ok(r) => r.facts,
         Err(e) => {
-            return vec![Mismatch {
-                kind: MismatchKind::SourceUnavailable,
-                subject: "azure".into(),
-                detail: format!("the VMs could not be checked: {e}"),
-                affects_step: None,
-                what_to_do: "fix the Azure sign-in, then validate again".into(),
-            }];
+            return (
+                checked,
+                vec![Mismatch {
+                    kind: MismatchKind::SourceUnavailable,
+                    subject: "azure".into(),
+                    detail: format!("the VMs could not be checked: {e}"),
+                    affects_step: None,
+                    what_to_do: "fix the Azure sign-in, then validate again".into(),
+                }],
+            );
         }
     };
-    compare_vms(state, &cached, &now, plan, earliest)
+    (checked, compare_vms(state, &cached, &now, plan, earliest))
 }
 
 /// The VMs seen running (`cached`) against a fresh refresh's `vm/NAME` facts.
@@ -207,7 +236,7 @@ fn first_completed(state: &StateFile, phase: impl Fn(&str) -> bool) -> Option<St
 
 /// `validate`: reality now against the environment's recorded state, configuration
 /// and plan. `None` when there is no state yet.
-pub fn check_environment(store: &Store, probe_timeout: Duration) -> Result<Option<Vec<Mismatch>>> {
+pub fn check_environment(store: &Store, probe_timeout: Duration) -> Result<Option<Validation>> {
     let Some(loaded) = store.load(Timestamp::now())? else {
         return Ok(None);
     };

@@ -223,6 +223,14 @@ fn validate_names_each_mismatch_with_the_step_it_affects_and_resets_from_the_ear
     assert_eq!(home.run(&["facts", "--refresh"]).code, 0);
     let r = home.run(&["validate"]);
     assert!(r.code == 0 && r.stdout.contains("no mismatch"), "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "Checked the Terraform state {}, the SSH port of node (127.0.0.1:{port})",
+            tfstate.display()
+        )),
+        "it says what it compared: {}",
+        r.stdout
+    );
 
     // The host goes away: it affects the phase that waits for it.
     drop(listener);
@@ -533,4 +541,21 @@ phases:
             2,
             &["plan.yaml:", "`proves: SSH verified` is not a fact name"],
         );
+}
+
+/// "The state matches reality" was said for a local target, where nothing can be
+/// compared: it says there was nothing to check instead (and `--json` lists what
+/// was checked: nothing).
+#[test]
+fn validate_of_a_local_target_says_there_was_nothing_to_check() {
+    let home = Home::new();
+    crate::common::one_completed_step(&home);
+    let r = home.run(&["validate"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("Nothing to check"), "{}", r.stdout);
+    assert!(!r.stdout.contains("matches reality"), "{}", r.stdout);
+    let r = home.run(&["validate", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["checked"], serde_json::json!([]));
+    assert_eq!(v["mismatches"], serde_json::json!([]));
 }
