@@ -27,6 +27,8 @@ const COMMANDS: &[&str] = &[
     "detect_hardware",
     "step_log",
     "step_timings",
+    "window_notices",
+    "close_window",
 ];
 
 fn main() {

@@ -44,6 +44,8 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     FactView::export_all(cfg)?;
     Validation::export_all(cfg)?;
     crate::commands::FactsAnswer::export_all(cfg)?;
+    crate::commands::WindowNotice::export_all(cfg)?;
+    crate::commands::CloseChoice::export_all(cfg)?;
     LogPage::export_all(cfg)?;
     StepTimings::export_all(cfg)?;
     Ok(())

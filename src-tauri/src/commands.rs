@@ -294,11 +294,70 @@ pub async fn start_run(
         stop,
         (on_event, window),
         move || {
-            if let Ok(mut running) = handle.state::<AppState>().stop.lock() {
+            let state = handle.state::<AppState>();
+            if let Ok(mut running) = state.stop.lock() {
                 *running = None;
+            }
+            // The window was closed during the run: the app's work is done.
+            if state.exit_when_done.load(Ordering::SeqCst) {
+                handle.exit(0);
             }
         },
     );
+    Ok(())
+}
+
+/// What the page hears about its window.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[ts(export)]
+pub enum WindowNotice {
+    /// The window's close button was pressed while a deployment runs: the window
+    /// stays open until the page says what to do (`close_window`).
+    CloseRequested,
+}
+
+/// What to do with a deployment when its window is closed.
+#[derive(Debug, Clone, Copy, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum CloseChoice {
+    /// The window hides; the run goes on and the app exits when it ends (opening
+    /// the installer again on the environment shows the window).
+    Background,
+    /// The run is stopped (the running step recorded interrupted), then the app exits.
+    Stop,
+}
+
+/// Where the page hears about its window, for the life of the page.
+#[tauri::command]
+pub fn window_notices(state: State<'_, AppState>, on_notice: Channel<WindowNotice>) -> Result<()> {
+    *state.notices.lock().map_err(|_| poisoned())? = Some(on_notice);
+    Ok(())
+}
+
+/// Closes the window as chosen while a deployment runs; with no run, the app exits.
+#[tauri::command]
+pub fn close_window(app: AppHandle, state: State<'_, AppState>, choice: CloseChoice) -> Result<()> {
+    state.exit_when_done.store(true, Ordering::SeqCst);
+    let running = state.stop.lock().map_err(|_| poisoned())?.clone();
+    let Some(stop) = running else {
+        app.exit(0);
+        return Ok(());
+    };
+    match choice {
+        CloseChoice::Background => {
+            if let Some(w) = app.get_webview_window("main") {
+                w.hide().map_err(|e| {
+                    AppError::new(
+                        ErrorCode::Io,
+                        format!("the window could not be hidden: {e}"),
+                    )
+                })?;
+            }
+        }
+        CloseChoice::Stop => stop.store(true, Ordering::SeqCst),
+    }
     Ok(())
 }
 

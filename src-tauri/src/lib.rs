@@ -12,9 +12,10 @@ pub mod worker;
 #[cfg(test)]
 mod bindings;
 
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
@@ -41,12 +42,51 @@ pub struct AppState {
     pub ssh_password: Mutex<Option<String>>,
     /// Tokens given in this window (never written anywhere).
     pub tokens: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Where the page hears about its window (a close asked for during a run).
+    pub notices: Mutex<Option<tauri::ipc::Channel<commands::WindowNotice>>>,
+    /// The window was closed during a run: the app exits when the run ends.
+    pub exit_when_done: AtomicBool,
+    /// Where a second app asks for this window (taken when the window opens).
+    listener: Mutex<Option<UnixListener>>,
     _instance: instance::InstanceLock,
 }
 
 impl AppState {
     pub fn running(&self) -> bool {
         self.stop.lock().is_ok_and(|s| s.is_some())
+    }
+}
+
+/// Shows the window (hidden while a run finishes in the background) in front; the
+/// user is back, so the app no longer exits when the run ends.
+fn bring_forward(app: &tauri::AppHandle) {
+    use tauri::Manager;
+    app.state::<AppState>()
+        .exit_when_done
+        .store(false, Ordering::SeqCst);
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+}
+
+/// A close asked for (the window's close button) while a deployment runs is held,
+/// and the page asks what to do; otherwise the window closes.
+fn on_window_event(window: &tauri::Window, event: &tauri::WindowEvent) {
+    use tauri::Manager;
+    let tauri::WindowEvent::CloseRequested { api, .. } = event else {
+        return;
+    };
+    let state = window.state::<AppState>();
+    if !state.running() {
+        return;
+    }
+    let notices = state.notices.lock().ok().and_then(|n| n.clone());
+    if let Some(channel) = notices
+        && channel.send(commands::WindowNotice::CloseRequested).is_ok()
+    {
+        api.prevent_close();
     }
 }
 
@@ -73,6 +113,11 @@ pub fn run() -> ExitCode {
     }
     match prepare(launch) {
         Ok(state) => open_window(state),
+        // The window already open was brought forward: nothing went wrong.
+        Err((exit::SUCCESS, message)) => {
+            println!("thinkube-installer: {message}");
+            ExitCode::SUCCESS
+        }
         Err((code, message)) => {
             eprintln!("thinkube-installer: {message}");
             ExitCode::from(code)
@@ -95,13 +140,24 @@ fn prepare(launch: Launch) -> Result<AppState, (u8, String)> {
             .map_err(bad)?;
     }
     let store = Store::new(layout.clone(), Identity::new(PROGRAM));
-    let instance = instance::acquire(&layout, store.fs()).map_err(|e| {
-        let code = match e {
-            instance::InstanceError::Taken { .. } => exit::LOCKED,
-            instance::InstanceError::Io { .. } => exit::FAILED,
-        };
-        (code, e.to_string())
+    let mut instance = instance::acquire(&layout, store.fs()).map_err(|e| match e {
+        instance::InstanceError::Taken { ref pid, ref env } => {
+            match instance::ask_to_show(&layout) {
+                Ok(()) => (
+                    exit::SUCCESS,
+                    format!(
+                        "the installer window (pid {pid}) already open on environment `{env}` was brought forward"
+                    ),
+                ),
+                Err(why) => (
+                    exit::LOCKED,
+                    format!("{e}; it could not be brought forward: {why}"),
+                ),
+            }
+        }
+        instance::InstanceError::Io { .. } => (exit::FAILED, e.to_string()),
     })?;
+    let listener = instance.listener.take();
     let (clean_state_result, clean_state_error) = if launch.clean_state {
         match thinkube_engine::state::ops::clean_state(&store, LockWait::NoWait, Timestamp::now()) {
             Ok(r) => (Some(clean_message(r.archived_to.as_deref())), None),
@@ -127,6 +183,9 @@ fn prepare(launch: Launch) -> Result<AppState, (u8, String)> {
         stop: Mutex::new(None),
         ssh_password: Mutex::new(None),
         tokens: Mutex::new(Default::default()),
+        notices: Mutex::new(None),
+        exit_when_done: AtomicBool::new(false),
+        listener: Mutex::new(listener),
         _instance: instance,
     })
 }
@@ -158,7 +217,10 @@ fn open_window(state: AppState) -> ExitCode {
             commands::detect_hardware,
             commands::step_log,
             commands::step_timings,
+            commands::window_notices,
+            commands::close_window,
         ])
+        .on_window_event(on_window_event)
         .setup(|app| {
             // Declared with `create: false` so that nothing shows before the launch
             // flags have been applied (above).
@@ -170,6 +232,17 @@ fn open_window(state: AppState) -> ExitCode {
                 .ok_or("tauri.conf.json declares no window")?
                 .clone();
             tauri::WebviewWindowBuilder::from_config(app.handle(), &config)?.build()?;
+            use tauri::Manager;
+            let listener = app
+                .state::<AppState>()
+                .listener
+                .lock()
+                .ok()
+                .and_then(|mut l| l.take());
+            if let Some(listener) = listener {
+                let handle = app.handle().clone();
+                instance::serve(listener, move || bring_forward(&handle));
+            }
             Ok(())
         })
         .run(tauri::tauri_build_context!());

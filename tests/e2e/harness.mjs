@@ -284,6 +284,31 @@ export async function screenshot(browser, name) {
   writeFileSync(join(artifacts, `${name}.png`), Buffer.from(png, 'base64'))
 }
 
+/** Polls `check` until it returns something truthy (and returns that), or fails naming `what`. */
+export async function until(what, check, timeout = WAIT) {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/** Whether `pid` is a live process (a zombie counts as gone: it has exited). */
+export function alive(pid) {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  } catch {
+    return false
+  }
+}
+
+/** The pid of the app window open on `world`'s default environment (from its app.lock). */
+export function appPid(world) {
+  return Number(readFileSync(join(world.home, 'app.lock'), 'utf8').trim())
+}
+
 /** The engine's view of the world, through the headless CLI of the same binary. */
 export function cli(world, args) {
   return new Promise((ok) => {

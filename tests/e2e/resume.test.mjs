@@ -4,8 +4,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { after, test } from 'node:test'
 import {
-  clickButton, configureThisMachine, launch, newWorld, screenshot, statusJson, stepStatuses,
-  stopDisplay, waitForText, writePlan,
+  alive, clickButton, configureThisMachine, launch, newWorld, screenshot, statusJson, stepStatuses,
+  stopDisplay, until, waitForText, writePlan,
 } from './harness.mjs'
 
 after(stopDisplay)
@@ -27,16 +27,6 @@ phases:
         command: [sh, -c, "echo run >> count-last"]
 `
 
-async function until(what, check, timeout = 60_000) {
-  const deadline = Date.now() + timeout
-  for (;;) {
-    const value = await check()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
-
 /**
  * The pid the state file records for `step`'s running attempt, or undefined. The engine
  * commits the pid once the child has been spawned, a commit after the step went running,
@@ -46,15 +36,6 @@ function runningPid(world, step) {
   const state = JSON.parse(readFileSync(join(world.home, 'deployment-state.json'), 'utf8'))
   const attempts = state.deployment.steps.find((x) => x.id === step)?.attempts ?? []
   return attempts.at(-1)?.process?.pid
-}
-
-/** Whether `pid` is a live process (a zombie counts as gone: it has exited). */
-function alive(pid) {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  } catch {
-    return false
-  }
 }
 
 test('a killed app leaves the step interrupted, and Resume finishes the deployment', async () => {

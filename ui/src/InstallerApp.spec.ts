@@ -6,6 +6,7 @@ import { emptySnapshot } from './test-support'
 const api = vi.hoisted(() => ({
   history: vi.fn(async () => ({ rows: [], unreadable: [] })),
   facts: vi.fn(async () => []),
+  closeWindow: vi.fn(async () => null),
 }))
 vi.mock('./api', () => ({ api }))
 
@@ -42,5 +43,32 @@ describe('InstallerApp', () => {
     store.screen = 'welcome'
     await flushPromises()
     expect(document.activeElement?.textContent).toBe('Welcome')
+  })
+
+  // Closing the window during a deployment killed it without asking.
+  it('asks what to do when the window is closed during a run, the safe answer focused', async () => {
+    const store = app()
+    store.closeAsked = true
+    await flushPromises()
+    const dialog = wrapper!.find('[role=alertdialog]')
+    expect(dialog.attributes('aria-label')).toBe('Close during a deployment')
+    expect(document.activeElement?.textContent).toBe('Keep the window open')
+    await dialog.trigger('keydown', { key: 'Escape' })
+    expect(store.closeAsked).toBe(false)
+    expect(api.closeWindow).not.toHaveBeenCalled()
+
+    store.closeAsked = true
+    await flushPromises()
+    await wrapper!.findAll('button').find((b) => b.text() === 'Let it finish in the background')!.trigger('click')
+    // After the page has painted the question gone.
+    await vi.waitFor(() => expect(api.closeWindow).toHaveBeenLastCalledWith('background'))
+
+    store.closeAsked = true
+    await flushPromises()
+    await wrapper!.findAll('button').find((b) => b.text() === 'Stop it and close')!.trigger('click')
+    expect(api.closeWindow).toHaveBeenLastCalledWith('stop')
+    await flushPromises()
+    expect(wrapper!.text()).toContain('Stopping the deployment')
+    expect(wrapper!.find('[role=alertdialog]').exists()).toBe(false)
   })
 })

@@ -2,6 +2,7 @@
 // so component tests mock this one module.
 import { Channel, invoke } from '@tauri-apps/api/core'
 import type { AppError } from '../bindings/AppError'
+import type { CloseChoice } from '../bindings/CloseChoice'
 import type { FactsAnswer } from '../bindings/FactsAnswer'
 import type { FieldProblem } from '../bindings/FieldProblem'
 import type { HistoryListing } from '../bindings/HistoryListing'
@@ -21,6 +22,7 @@ import type { RunRecord } from '../bindings/RunRecord'
 import type { TokenNeed } from '../bindings/TokenNeed'
 import type { RunRequest } from '../bindings/RunRequest'
 import type { Snapshot } from '../bindings/Snapshot'
+import type { WindowNotice } from '../bindings/WindowNotice'
 import type { StepTimings } from '../bindings/StepTimings'
 
 /** Every failed call rejects with an AppError: a closed `code` and a message to show. */
@@ -75,6 +77,13 @@ export const api = {
   stepLog: (step: string, attempt: number | null, before: number | null = null, after: number | null = null) =>
     call<LogPage>('step_log', { step, attempt, before, after }),
   stepTimings: () => call<StepTimings>('step_timings'),
+  /** Where the backend tells the page about its window (a close asked for during a run). */
+  windowNotices: (onNotice: (n: WindowNotice) => void) => {
+    const channel = new Channel<WindowNotice>()
+    channel.onmessage = onNotice
+    return call<null>('window_notices', { onNotice: channel })
+  },
+  closeWindow: (choice: CloseChoice) => call<null>('close_window', { choice }),
 }
 
 export type Api = typeof api

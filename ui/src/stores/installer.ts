@@ -25,6 +25,9 @@ export type ReadinessState = 'idle' | 'checking' | 'ready' | 'failed'
  */
 export const LIVE_LINES = 20_000
 
+const nextFrame = () =>
+  new Promise<void>((done) => requestAnimationFrame(() => requestAnimationFrame(() => done())))
+
 export const useInstallerStore = defineStore('installer', () => {
   const launch = ref<LaunchInfo | null>(null)
   const snapshot = shallowRef<Snapshot | null>(null)
@@ -45,6 +48,9 @@ export const useInstallerStore = defineStore('installer', () => {
   const liveAttempt = ref<Record<string, number>>({})
   // The running playbook's task and per-host counts.
   const tally = shallowRef<{ step: string; tally: TaskTally } | null>(null)
+  // The window's close button was pressed during a run: what to do is asked.
+  const closeAsked = ref(false)
+  const closing = ref<'stop' | null>(null)
   // How long each step took when it last succeeded (for the estimate of what is left).
   const timings = ref<StepTimings | null>(null)
   // Lines are appended in place (a copy per batch would cost O(n) each time), so
@@ -94,6 +100,10 @@ export const useInstallerStore = defineStore('installer', () => {
     loading.value = true
     try {
       launch.value = await api.launchInfo()
+      // Without it the backend lets a close go through, as it did before.
+      api.windowNotices((n) => {
+        if (n.type === 'close_requested') closeAsked.value = true
+      }).catch(() => {})
       if (launch.value.clean_state && launch.value.clean_state_result) {
         clearMirror(window.localStorage)
         notice.value = launch.value.clean_state_result
@@ -212,6 +222,22 @@ export const useInstallerStore = defineStore('installer', () => {
     await startRun(run.kind, run.steps, null, tokens)
   }
 
+  /** Answers the close asked for during a run: let it finish hidden, or stop it. */
+  async function closeWindow(choice: 'background' | 'stop' | 'keep') {
+    closeAsked.value = false
+    if (choice === 'keep') return
+    if (choice === 'stop') closing.value = 'stop'
+    try {
+      // The page paints the question gone before the window hides, so that it does
+      // not flash back when the window is shown again.
+      if (choice === 'background') await nextFrame()
+      await api.closeWindow(choice)
+    } catch (e) {
+      closing.value = null
+      error.value = e as AppError
+    }
+  }
+
   async function cancel() {
     try {
       await api.cancelRun()
@@ -257,6 +283,7 @@ export const useInstallerStore = defineStore('installer', () => {
     running, runEnded, logStep, logs, logVersion, logDropped, liveAttempt, tally, timings, needsPassword, needsTokens,
     readiness, attempts, readinessError,
     status, hasDeployment, lockedElsewhere,
+    closeAsked, closing, closeWindow,
     init, refresh, checkReadiness, startRun, giveSshPassword, giveTokens, cancel, cleanState,
     restoreFromMirror, dismissOffer, onEvent,
   }
