@@ -1,8 +1,12 @@
 //! The state as the window sees it: the `status --json` view, and the state document
 //! itself for the window's browser copy (it never holds a secret).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
-use thinkube_engine::report::status::{self, StatusView};
+use thinkube_engine::report::status::{
+    self, DeploymentView, LockView, Progress, RunView, StatusView, StepView,
+};
 use thinkube_engine::state::store::Store;
 use thinkube_engine::timestamp::Timestamp;
 use ts_rs::TS;
@@ -54,17 +58,113 @@ pub fn take(store: &Store, running_here: bool) -> Snapshot {
 
 /// The window title: the installer's name, with the progress while there is some.
 pub fn title(snapshot: &Snapshot) -> String {
-    const NAME: &str = "Thinkube Installer";
-    let Some(v) = &snapshot.status else {
-        return NAME.to_string();
-    };
-    let p = &v.progress;
-    if v.deployment.id.is_none() || p.total == 0 {
+    match &snapshot.status {
+        Some(v) => title_of(&v.progress, &v.deployment),
+        None => NAME.to_string(),
+    }
+}
+
+const NAME: &str = "Thinkube Installer";
+
+fn title_of(p: &Progress, deployment: &DeploymentView) -> String {
+    if deployment.id.is_none() || p.total == 0 {
         return NAME.to_string();
     }
-    let status = v.deployment.status.as_str().replace('_', " ");
+    let status = deployment.status.as_str().replace('_', " ");
     format!(
         "{NAME} — {}% ({} of {} steps, {status})",
         p.percentage, p.completed, p.total
     )
+}
+
+/// What changed in the state since the last snapshot or change the page was sent:
+/// the deployment's summary, and only the steps whose view changed. During a run
+/// this goes after every step change, instead of the whole state (300 steps and
+/// the state document, after each of them).
+#[derive(Debug, Serialize, TS)]
+#[ts(export)]
+pub struct StatusChange {
+    #[ts(type = "number")]
+    pub serial: u64,
+    pub deployment: DeploymentView,
+    pub progress: Progress,
+    pub current_run: Option<RunView>,
+    pub lock: LockView,
+    /// The steps whose view changed (each whole), in plan order.
+    pub steps: Vec<StepView>,
+    pub title: String,
+}
+
+/// The page's view of the steps, to send only what changed: each step's view as
+/// last sent, by id, and the ids in order (a change of the step list needs a whole
+/// snapshot).
+#[derive(Default)]
+pub struct Sent {
+    order: Vec<String>,
+    steps: HashMap<String, String>,
+}
+
+/// Either the whole snapshot (the first of a run, when the step list changed, or
+/// when the state cannot be read) or the change since `sent`; `sent` then holds
+/// what the page has.
+pub enum Update {
+    Whole(Box<Snapshot>),
+    Change(StatusChange),
+}
+
+fn json_of(step: &StepView) -> String {
+    serde_json::to_string(step).unwrap_or_default()
+}
+
+impl Sent {
+    /// Remembers a whole snapshot sent.
+    pub fn whole(&mut self, snapshot: &Snapshot) {
+        let steps = snapshot.status.as_ref().map_or(&[][..], |v| &v.steps[..]);
+        self.order = steps.iter().map(|s| s.id.clone()).collect();
+        self.steps = steps.iter().map(|s| (s.id.clone(), json_of(s))).collect();
+    }
+
+    /// The update to send for the state now.
+    pub fn update(&mut self, store: &Store, running_here: bool) -> Update {
+        let now = Timestamp::now();
+        let Ok(Some(loaded)) = store.load(now) else {
+            let snap = take(store, running_here);
+            self.whole(&snap);
+            return Update::Whole(Box::new(snap));
+        };
+        let holder = store.lock_holder();
+        let view = status::view(store.layout(), Some(&loaded), holder.as_ref(), now);
+        if self.order.len() != view.steps.len()
+            || self.order.iter().zip(&view.steps).any(|(a, b)| *a != b.id)
+        {
+            let mut snap = Snapshot {
+                document: serde_json::to_value(&loaded.state).ok(),
+                status: Some(view),
+                problem: None,
+                running_here,
+                title: String::new(),
+            };
+            snap.title = title(&snap);
+            self.whole(&snap);
+            return Update::Whole(Box::new(snap));
+        }
+        let mut changed = Vec::new();
+        for step in view.steps {
+            let json = json_of(&step);
+            if self.steps.get(&step.id) != Some(&json) {
+                self.steps.insert(step.id.clone(), json);
+                changed.push(step);
+            }
+        }
+        let title = title_of(&view.progress, &view.deployment);
+        Update::Change(StatusChange {
+            serial: view.serial,
+            deployment: view.deployment,
+            progress: view.progress,
+            current_run: view.current_run,
+            lock: view.lock,
+            steps: changed,
+            title,
+        })
+    }
 }

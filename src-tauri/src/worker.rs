@@ -18,7 +18,7 @@ use thinkube_engine::state::store::Store;
 use ts_rs::TS;
 
 use crate::error::AppError;
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{self, Sent, Snapshot, StatusChange, Update};
 
 /// Longest a log line waits before it is sent.
 const LOG_FLUSH: Duration = Duration::from_millis(100);
@@ -37,8 +37,10 @@ pub enum RunEvent {
     /// The running playbook's task and per-host counts, when they changed (sent
     /// with the log lines, at most every `LOG_FLUSH`).
     Tasks { step: String, tally: TaskTally },
-    /// The state after a change.
+    /// The whole state: the first of a run, its last, and when the step list changed.
     State { snapshot: Box<Snapshot> },
+    /// What changed in the state after a step change (only the steps that changed).
+    Change { change: StatusChange },
     /// The run is over; the last message of the channel.
     Ended { ended: RunEnded },
 }
@@ -227,16 +229,31 @@ impl Pending {
 }
 
 /// Batches log lines (at most `LOG_FLUSH` old, at most `LOG_BATCH` per message)
-/// with the task tally, and sends the state after every step change.
+/// with the task tally; after every step change sends what changed in the state,
+/// and the whole state at the end.
 fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
     let mut pending = Pending::default();
     let mut oldest = Instant::now();
-    let state = || {
-        let snap = snapshot::take(store, true);
-        sink.title(snap.title.clone());
-        sink.send(RunEvent::State {
-            snapshot: Box::new(snap),
-        });
+    let mut sent: Option<Sent> = None;
+    let mut state = |whole: bool| {
+        let update = match sent.as_mut() {
+            Some(sent) if !whole => sent.update(store, true),
+            _ => {
+                let snap = snapshot::take(store, true);
+                sent.get_or_insert_with(Sent::default).whole(&snap);
+                Update::Whole(Box::new(snap))
+            }
+        };
+        match update {
+            Update::Whole(snapshot) => {
+                sink.title(snapshot.title.clone());
+                sink.send(RunEvent::State { snapshot });
+            }
+            Update::Change(change) => {
+                sink.title(change.title.clone());
+                sink.send(RunEvent::Change { change });
+            }
+        }
     };
     loop {
         let wait = LOG_FLUSH.saturating_sub(oldest.elapsed());
@@ -265,12 +282,12 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
                 let changes_state = !matches!(p, Progress::Retrying { .. });
                 sink.send(RunEvent::Progress { progress: p });
                 if changes_state {
-                    state();
+                    state(false);
                 }
             }
             Ok(Message::Done(result)) => {
                 pending.flush(sink);
-                state();
+                state(true);
                 sink.send(RunEvent::Ended {
                     ended: RunEnded::from_result(result),
                 });
@@ -413,6 +430,80 @@ mod tests {
         assert_eq!(last.task.as_deref(), Some("Install"));
         assert_eq!(last.hosts["node1"].ok, 500);
         assert_eq!(last.hosts["node2"].changed, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The whole state went to the page after every step (300 steps and the state
+    /// document each time): now a run sends it whole at its start and end, and in
+    /// between only the steps that changed.
+    #[test]
+    fn a_run_sends_the_whole_state_at_its_ends_and_only_changed_steps_between() {
+        use thinkube_engine::state::model::RunKind;
+        let dir = tempfile_dir("changes");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let steps: String = (1..=20)
+            .map(|i| {
+                format!("      - id: s{i}\n        title: Step {i}\n        command: [\"true\"]\n")
+            })
+            .collect();
+        let plan = dir.join("plan.yaml");
+        std::fs::write(
+            &plan,
+            format!("id: twenty\ntitle: Twenty steps\nphases:\n  - id: one\n    title: One\n    steps:\n{steps}"),
+        )
+        .unwrap();
+        let store = Store::new(
+            Layout::new(dir.join("home"), EnvName::default_env()),
+            Identity::new("test"),
+        );
+        let args = DeployArgs {
+            plan: Some(plan.display().to_string()),
+            ..DeployArgs::from_env(RunKind::Deploy, "test")
+        };
+        let rec = Recorder::default();
+        let (done_tx, done_rx) = mpsc::channel();
+        spawn(
+            store,
+            args,
+            Arc::new(AtomicBool::new(false)),
+            rec.clone(),
+            move || {
+                let _ = done_tx.send(());
+            },
+        );
+        done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the run ended");
+        let events = rec.0.lock().unwrap();
+        let wholes: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| matches!(e, RunEvent::State { .. }).then_some(i))
+            .collect();
+        let changes: Vec<&StatusChange> = events
+            .iter()
+            .filter_map(|e| match e {
+                RunEvent::Change { change } => Some(change),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(wholes.len(), 2, "whole at the start and at the end");
+        assert!(
+            matches!(events.last(), Some(RunEvent::Ended { ended }) if ended.kind == EndKind::Completed)
+        );
+        assert!(
+            changes.len() >= 40,
+            "{} changes for 20 steps",
+            changes.len()
+        );
+        assert!(
+            changes.iter().all(|c| c.steps.len() <= 1),
+            "a step change carries that step only: {:?}",
+            changes.iter().map(|c| c.steps.len()).collect::<Vec<_>>()
+        );
+        let last = changes[changes.len() - 1];
+        assert_eq!(last.progress.completed, 20);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

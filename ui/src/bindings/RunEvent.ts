@@ -2,9 +2,10 @@
 import type { DeployProgress } from "./DeployProgress";
 import type { RunEnded } from "./RunEnded";
 import type { Snapshot } from "./Snapshot";
+import type { StatusChange } from "./StatusChange";
 import type { TaskTally } from "./TaskTally";
 
 /**
  * What the window hears while a deployment runs.
  */
-export type RunEvent = { "type": "progress", progress: DeployProgress, } | { "type": "log", step: string, lines: Array<string>, } | { "type": "tasks", step: string, tally: TaskTally, } | { "type": "state", snapshot: Snapshot, } | { "type": "ended", ended: RunEnded, };
+export type RunEvent = { "type": "progress", progress: DeployProgress, } | { "type": "log", step: string, lines: Array<string>, } | { "type": "tasks", step: string, tally: TaskTally, } | { "type": "state", snapshot: Snapshot, } | { "type": "change", change: StatusChange, } | { "type": "ended", ended: RunEnded, };

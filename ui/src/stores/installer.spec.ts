@@ -6,6 +6,8 @@ const api = vi.hoisted(() => ({ stepTimings: vi.fn() }))
 vi.mock('../api', () => ({ api }))
 
 import { LIVE_LINES, useInstallerStore } from './installer'
+import { MIRROR_KEY } from './mirror'
+import { snapshot, step } from '../test-support'
 
 const started = (step: string, attempt = 1) =>
   ({ type: 'progress', progress: { type: 'step_started', run_id: 'r', step, title: step, phase: 'p', attempt, index: 0, total: 2 } }) as RunEvent
@@ -56,5 +58,31 @@ describe('the live log in the store', () => {
     expect(store.tally).toEqual({ step: 'a', tally })
     store.onEvent(started('b'))
     expect(store.tally).toBeNull()
+  })
+
+})
+
+describe('state changes during a run', () => {
+  it('patches the steps sent and keeps the others, without touching the browser copy', () => {
+    localStorage.clear()
+    const store = useInstallerStore()
+    store.onEvent({ type: 'state', snapshot: snapshot([step('a', 'running'), step('b', 'pending')], { serial: 5 }) })
+    const b = store.status!.steps[1]
+    const saved = localStorage.getItem(MIRROR_KEY)
+    expect(saved).not.toBeNull()
+    const progress = { ...store.status!.progress, completed: 1, running: 0, percentage: 50 }
+    store.onEvent({
+      type: 'change',
+      change: {
+        serial: 6, deployment: store.status!.deployment, progress, current_run: null, lock: store.status!.lock,
+        steps: [step('a', 'completed')], title: 'Thinkube Installer — 50% (1 of 2 steps, in progress)',
+      },
+    })
+    expect(store.status!.serial).toBe(6)
+    expect(store.status!.steps.map((s) => s.status)).toEqual(['completed', 'pending'])
+    expect(store.status!.steps[1]).toBe(b)
+    expect(store.status!.progress.percentage).toBe(50)
+    expect(document.title).toBe('Thinkube Installer — 50% (1 of 2 steps, in progress)')
+    expect(localStorage.getItem(MIRROR_KEY)).toBe(saved)
   })
 })

@@ -10,6 +10,7 @@ import type { RunEnded } from '../bindings/RunEnded'
 import type { RunEvent } from '../bindings/RunEvent'
 import type { RunKind } from '../bindings/RunKind'
 import type { Snapshot } from '../bindings/Snapshot'
+import type { StatusChange } from '../bindings/StatusChange'
 import type { StepTimings } from '../bindings/StepTimings'
 import type { TaskTally } from '../bindings/TaskTally'
 import { type MirrorOffer, clearMirror, reconcile } from './mirror'
@@ -76,6 +77,25 @@ export const useInstallerStore = defineStore('installer', () => {
     snapshot.value = s
     document.title = s.title
     offer.value = reconcile(window.localStorage, s)
+  }
+
+  /**
+   * Applies what changed during a run: the deployment's summary and the steps sent
+   * (each whole), the other steps kept as they are. The browser copy is updated
+   * from the whole state a run sends at its end.
+   */
+  function applyChange(c: StatusChange) {
+    const s = snapshot.value
+    if (!s?.status) return
+    const changed = new Map(c.steps.map((step) => [step.id, step]))
+    const steps = changed.size ? s.status.steps.map((step) => changed.get(step.id) ?? step) : s.status.steps
+    snapshot.value = {
+      ...s,
+      status: { ...s.status, serial: c.serial, deployment: c.deployment, progress: c.progress, current_run: c.current_run, lock: c.lock, steps },
+      running_here: true,
+      title: c.title,
+    }
+    document.title = c.title
   }
 
   async function refresh() {
@@ -173,6 +193,9 @@ export const useInstallerStore = defineStore('installer', () => {
         break
       case 'state':
         applySnapshot(e.snapshot)
+        break
+      case 'change':
+        applyChange(e.change)
         break
       case 'ended':
         runEnded.value = e.ended
