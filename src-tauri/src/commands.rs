@@ -194,7 +194,7 @@ pub async fn start_run(
     app: AppHandle,
     state: State<'_, AppState>,
     request: RunRequest,
-    on_event: Channel<RunEvent>,
+    on_event: Channel<Vec<RunEvent>>,
 ) -> Result<()> {
     let cfg = config::load(state.store.layout())?;
     if let Some(p) = request.ssh_password.filter(|p| !p.is_empty()) {

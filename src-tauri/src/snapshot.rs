@@ -101,7 +101,7 @@ pub struct StatusChange {
 #[derive(Default)]
 pub struct Sent {
     order: Vec<String>,
-    steps: HashMap<String, String>,
+    steps: HashMap<String, StepView>,
 }
 
 /// Either the whole snapshot (the first of a run, when the step list changed, or
@@ -112,16 +112,12 @@ pub enum Update {
     Change(StatusChange),
 }
 
-fn json_of(step: &StepView) -> String {
-    serde_json::to_string(step).unwrap_or_default()
-}
-
 impl Sent {
     /// Remembers a whole snapshot sent.
     pub fn whole(&mut self, snapshot: &Snapshot) {
         let steps = snapshot.status.as_ref().map_or(&[][..], |v| &v.steps[..]);
         self.order = steps.iter().map(|s| s.id.clone()).collect();
-        self.steps = steps.iter().map(|s| (s.id.clone(), json_of(s))).collect();
+        self.steps = steps.iter().map(|s| (s.id.clone(), s.clone())).collect();
     }
 
     /// The update to send for the state now.
@@ -150,9 +146,8 @@ impl Sent {
         }
         let mut changed = Vec::new();
         for step in view.steps {
-            let json = json_of(&step);
-            if self.steps.get(&step.id) != Some(&json) {
-                self.steps.insert(step.id.clone(), json);
+            if self.steps.get(&step.id) != Some(&step) {
+                self.steps.insert(step.id.clone(), step.clone());
                 changed.push(step);
             }
         }

@@ -20,12 +20,13 @@ use ts_rs::TS;
 use crate::error::AppError;
 use crate::snapshot::{self, Sent, Snapshot, StatusChange, Update};
 
-/// Longest a log line waits before it is sent.
-const LOG_FLUSH: Duration = Duration::from_millis(100);
-/// Most lines in one message.
-const LOG_BATCH: usize = 2000;
+/// Shortest time between two messages to the page during a run (and so the longest
+/// a line or a step change waits). Fast steps change the state hundreds of times a
+/// second and a playbook can print 50,000 lines a second; the page draws ten times.
+const FLUSH: Duration = Duration::from_millis(100);
 
-/// What the window hears while a deployment runs.
+/// What the window hears while a deployment runs, in messages of several events, in
+/// order (see `forward`).
 #[derive(Debug, Serialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[ts(export)]
@@ -34,14 +35,14 @@ pub enum RunEvent {
     Progress { progress: Progress },
     /// Output of the running step, in order.
     Log { step: String, lines: Vec<String> },
-    /// The running playbook's task and per-host counts, when they changed (sent
-    /// with the log lines, at most every `LOG_FLUSH`).
+    /// The running playbook's task and per-host counts, when they changed (at most
+    /// once a message).
     Tasks { step: String, tally: TaskTally },
     /// The whole state: the first of a run, its last, and when the step list changed.
     State { snapshot: Box<Snapshot> },
     /// What changed in the state after a step change (only the steps that changed).
     Change { change: StatusChange },
-    /// The run is over; the last message of the channel.
+    /// The run is over; the last event of the channel.
     Ended { ended: RunEnded },
 }
 
@@ -124,15 +125,16 @@ enum Message {
     Done(Result<Ended, AppError>),
 }
 
-/// Where forwarded events go: the page's channel, and the window title.
+/// Where forwarded events go: the page's channel, a message of events at a time,
+/// and the window title.
 pub trait Sink: Send + 'static {
-    fn send(&self, event: RunEvent);
+    fn send(&self, events: Vec<RunEvent>);
     fn title(&self, title: String);
 }
 
-impl Sink for (Channel<RunEvent>, Option<tauri::WebviewWindow>) {
-    fn send(&self, event: RunEvent) {
-        let _ = self.0.send(event);
+impl Sink for (Channel<Vec<RunEvent>>, Option<tauri::WebviewWindow>) {
+    fn send(&self, events: Vec<RunEvent>) {
+        let _ = self.0.send(events);
     }
     fn title(&self, title: String) {
         if let Some(w) = &self.1 {
@@ -173,40 +175,38 @@ fn line_of(output: &Output) -> Option<String> {
     }
 }
 
-/// What waits to be sent: log lines of one step, and its task tally if it changed.
+/// What waits to be sent: events in order, then the running step's lines not yet
+/// made an event, and its task tally if it changed.
 #[derive(Default)]
-struct Pending {
+struct Outbox {
+    events: Vec<RunEvent>,
     log: Option<(String, Vec<String>)>,
     tally: Option<(String, TaskTally)>,
     tally_changed: bool,
 }
 
-impl Pending {
-    fn flush(&mut self, sink: &impl Sink) {
+impl Outbox {
+    /// Turns the pending lines and tally into events, after those queued.
+    fn seal(&mut self) {
         if let Some((step, lines)) = self.log.take() {
-            sink.send(RunEvent::Log { step, lines });
+            self.events.push(RunEvent::Log { step, lines });
         }
         if std::mem::take(&mut self.tally_changed)
             && let Some((step, tally)) = &self.tally
         {
-            sink.send(RunEvent::Tasks {
+            self.events.push(RunEvent::Tasks {
                 step: step.clone(),
                 tally: tally.clone(),
             });
         }
     }
 
-    /// Adds a line; returns whether another step's lines were sent first.
-    fn line(&mut self, step: &str, line: String, sink: &impl Sink) -> bool {
+    fn line(&mut self, step: &str, line: String) {
         match &mut self.log {
-            Some((s, lines)) if s == step => {
-                lines.push(line);
-                false
-            }
+            Some((s, lines)) if s == step => lines.push(line),
             _ => {
-                self.flush(sink);
+                self.seal();
                 self.log = Some((step.to_string(), vec![line]));
-                true
             }
         }
     }
@@ -223,86 +223,107 @@ impl Pending {
         }
     }
 
+    fn push(&mut self, event: RunEvent) {
+        self.seal();
+        self.events.push(event);
+    }
+
     fn is_empty(&self) -> bool {
-        self.log.is_none() && !self.tally_changed
+        self.events.is_empty() && self.log.is_none() && !self.tally_changed
+    }
+
+    fn take(&mut self) -> Vec<RunEvent> {
+        self.seal();
+        std::mem::take(&mut self.events)
     }
 }
 
-/// Batches log lines (at most `LOG_FLUSH` old, at most `LOG_BATCH` per message)
-/// with the task tally; after every step change sends what changed in the state,
-/// and the whole state at the end.
-fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
-    let mut pending = Pending::default();
-    let mut oldest = Instant::now();
-    let mut sent: Option<Sent> = None;
-    let mut state = |whole: bool| {
-        let update = match sent.as_mut() {
-            Some(sent) if !whole => sent.update(store, true),
+/// The state to send: whole the first time (and when the step list changed), then
+/// only the steps that changed.
+struct StateSender<'a> {
+    store: &'a Store,
+    sent: Option<Sent>,
+}
+
+impl StateSender<'_> {
+    fn event(&mut self, whole: bool, sink: &impl Sink) -> RunEvent {
+        let update = match self.sent.as_mut() {
+            Some(sent) if !whole => sent.update(self.store, true),
             _ => {
-                let snap = snapshot::take(store, true);
-                sent.get_or_insert_with(Sent::default).whole(&snap);
+                let snap = snapshot::take(self.store, true);
+                self.sent.get_or_insert_with(Sent::default).whole(&snap);
                 Update::Whole(Box::new(snap))
             }
         };
         match update {
             Update::Whole(snapshot) => {
                 sink.title(snapshot.title.clone());
-                sink.send(RunEvent::State { snapshot });
+                RunEvent::State { snapshot }
             }
             Update::Change(change) => {
                 sink.title(change.title.clone());
-                sink.send(RunEvent::Change { change });
+                RunEvent::Change { change }
             }
         }
-    };
+    }
+}
+
+/// Sends the page one message at most every `FLUSH`, holding everything since the
+/// last in order: steps started and finished, log lines, the task tally, and at its
+/// end what changed in the state (whole at the first change and at the end). The
+/// run's last message goes at once.
+fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
+    let mut out = Outbox::default();
+    let mut state = StateSender { store, sent: None };
+    // A state change not yet sent, and when the last message went.
+    let mut dirty = false;
+    let mut last: Option<Instant> = None;
+    let due = |last: Option<Instant>| last.map_or(Duration::ZERO, |t| FLUSH.saturating_sub(t.elapsed()));
     loop {
-        let wait = LOG_FLUSH.saturating_sub(oldest.elapsed());
-        match rx.recv_timeout(wait) {
+        let waiting = dirty || !out.is_empty();
+        let received = if waiting {
+            rx.recv_timeout(due(last))
+        } else {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        match received {
             Ok(Message::Progress(Progress::Output { step, output })) => {
-                if pending.is_empty() {
-                    oldest = Instant::now();
-                }
-                pending.task(&step, &output);
-                let Some(line) = line_of(&output) else {
-                    continue;
-                };
-                if pending.line(&step, line, sink) {
-                    oldest = Instant::now();
-                }
-                if pending
-                    .log
-                    .as_ref()
-                    .is_some_and(|(_, l)| l.len() >= LOG_BATCH)
-                {
-                    pending.flush(sink);
+                out.task(&step, &output);
+                if let Some(line) = line_of(&output) {
+                    out.line(&step, line);
                 }
             }
             Ok(Message::Progress(p)) => {
-                pending.flush(sink);
-                let changes_state = !matches!(p, Progress::Retrying { .. });
-                sink.send(RunEvent::Progress { progress: p });
-                if changes_state {
-                    state(false);
-                }
+                dirty |= !matches!(p, Progress::Retrying { .. });
+                out.push(RunEvent::Progress { progress: p });
             }
             Ok(Message::Done(result)) => {
-                pending.flush(sink);
-                state(true);
-                sink.send(RunEvent::Ended {
+                let whole = state.event(true, sink);
+                out.push(whole);
+                out.push(RunEvent::Ended {
                     ended: RunEnded::from_result(result),
                 });
+                sink.send(out.take());
+                dirty = false;
+                last = Some(Instant::now());
+                continue;
             }
-            Err(RecvTimeoutError::Timeout) => {
-                pending.flush(sink);
-                oldest = Instant::now();
-            }
+            Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                pending.flush(sink);
+                if !out.is_empty() {
+                    sink.send(out.take());
+                }
                 return;
             }
         }
-        if pending.is_empty() {
-            oldest = Instant::now();
+        if (dirty || !out.is_empty()) && due(last).is_zero() {
+            if dirty {
+                let change = state.event(false, sink);
+                out.push(change);
+                dirty = false;
+            }
+            sink.send(out.take());
+            last = Some(Instant::now());
         }
     }
 }
@@ -315,12 +336,29 @@ mod tests {
     use thinkube_engine::run::runner::Stream;
     use thinkube_engine::state::lock::Identity;
 
+    /// The messages sent, and when each was.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<RunEvent>>>);
+    struct Recorder(Arc<Mutex<Vec<(Instant, Vec<RunEvent>)>>>);
+
+    impl Recorder {
+        /// Every event, in order, with the message it came in.
+        fn events(&self) -> Vec<(usize, RunEvent)> {
+            let mut messages = self.0.lock().unwrap();
+            std::mem::take(&mut *messages)
+                .into_iter()
+                .enumerate()
+                .flat_map(|(i, (_, events))| events.into_iter().map(move |e| (i, e)))
+                .collect()
+        }
+        fn times(&self) -> Vec<Instant> {
+            self.0.lock().unwrap().iter().map(|(t, _)| *t).collect()
+        }
+    }
 
     impl Sink for Recorder {
-        fn send(&self, event: RunEvent) {
-            self.0.lock().unwrap().push(event);
+        fn send(&self, events: Vec<RunEvent>) {
+            assert!(!events.is_empty(), "an empty message");
+            self.0.lock().unwrap().push((Instant::now(), events));
         }
         fn title(&self, _: String) {}
     }
@@ -351,7 +389,10 @@ mod tests {
         drop(tx);
         let rec = Recorder::default();
         forward(&store, rx, &rec);
-        let events = rec.0.lock().unwrap();
+        assert_apart(&rec.times());
+        let messages = rec.0.lock().unwrap().len();
+        assert!(messages <= 5, "{messages} messages for 10,000 lines");
+        let events: Vec<RunEvent> = rec.events().into_iter().map(|(_, e)| e).collect();
         let lines: Vec<&String> = events
             .iter()
             .filter_map(|e| match e {
@@ -367,8 +408,6 @@ mod tests {
                 .enumerate()
                 .all(|(i, l)| **l == format!("line {i}"))
         );
-        let messages = events.len();
-        assert!(messages <= 10, "{messages} messages for 10,000 lines");
         match events.last() {
             Some(RunEvent::Ended { ended }) => {
                 assert_eq!(ended.kind, EndKind::Error);
@@ -413,7 +452,7 @@ mod tests {
         drop(tx);
         let rec = Recorder::default();
         forward(&store, rx, &rec);
-        let events = rec.0.lock().unwrap();
+        let events: Vec<RunEvent> = rec.events().into_iter().map(|(_, e)| e).collect();
         let tallies: Vec<&TaskTally> = events
             .iter()
             .filter_map(|e| match e {
@@ -433,18 +472,20 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+
     /// The whole state went to the page after every step (300 steps and the state
-    /// document each time): now a run sends it whole at its start and end, and in
-    /// between only the steps that changed.
+    /// document each time, and a message per event): now a run sends it whole at its
+    /// start and end, and in between only the steps that changed, with the other
+    /// events, in messages at least FLUSH apart.
     #[test]
-    fn a_run_sends_the_whole_state_at_its_ends_and_only_changed_steps_between() {
+    fn a_run_sends_the_whole_state_at_its_ends_and_between_only_changed_steps_ten_times_a_second() {
         use thinkube_engine::state::model::RunKind;
         let dir = tempfile_dir("changes");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let steps: String = (1..=20)
             .map(|i| {
-                format!("      - id: s{i}\n        title: Step {i}\n        command: [\"true\"]\n")
+                format!("      - id: s{i}\n        title: Step {i}\n        command: [\"sleep\", \"0.05\"]\n")
             })
             .collect();
         let plan = dir.join("plan.yaml");
@@ -475,36 +516,59 @@ mod tests {
         done_rx
             .recv_timeout(Duration::from_secs(120))
             .expect("the run ended");
-        let events = rec.0.lock().unwrap();
+        let times = rec.times();
+        assert_apart(&times);
+        let events = rec.events();
         let wholes: Vec<usize> = events
             .iter()
             .enumerate()
-            .filter_map(|(i, e)| matches!(e, RunEvent::State { .. }).then_some(i))
+            .filter_map(|(i, (_, e))| matches!(e, RunEvent::State { .. }).then_some(i))
             .collect();
         let changes: Vec<&StatusChange> = events
             .iter()
-            .filter_map(|e| match e {
+            .filter_map(|(_, e)| match e {
                 RunEvent::Change { change } => Some(change),
                 _ => None,
             })
             .collect();
         assert_eq!(wholes.len(), 2, "whole at the start and at the end");
         assert!(
-            matches!(events.last(), Some(RunEvent::Ended { ended }) if ended.kind == EndKind::Completed)
+            matches!(events.last(), Some((_, RunEvent::Ended { ended })) if ended.kind == EndKind::Completed)
         );
-        assert!(
-            changes.len() >= 40,
-            "{} changes for 20 steps",
-            changes.len()
-        );
-        assert!(
-            changes.iter().all(|c| c.steps.len() <= 1),
-            "a step change carries that step only: {:?}",
-            changes.iter().map(|c| c.steps.len()).collect::<Vec<_>>()
-        );
-        let last = changes[changes.len() - 1];
-        assert_eq!(last.progress.completed, 20);
+        // At most one state update a message, at its end.
+        for (i, (m, e)) in events.iter().enumerate() {
+            if matches!(e, RunEvent::Change { .. }) {
+                assert!(
+                    events.get(i + 1).is_none_or(|(next, _)| next != m),
+                    "a change is the last event of its message"
+                );
+            }
+        }
+        assert!(!changes.is_empty(), "a run of a second sends changes between");
+        for c in &changes {
+            let mut ids: Vec<&str> = c.steps.iter().map(|s| s.id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), c.steps.len(), "each step once");
+            assert!(c.steps.len() < 20, "a change carries the changed steps only");
+        }
+        let (_, RunEvent::State { snapshot }) = &events[wholes[1]] else {
+            unreachable!()
+        };
+        let status = snapshot.status.as_ref().expect("the state was read");
+        assert_eq!(status.progress.completed, 20);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Messages at least FLUSH apart, but the run's last, which goes at once.
+    fn assert_apart(times: &[Instant]) {
+        if times.len() < 2 {
+            return;
+        }
+        for pair in times[..times.len() - 1].windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap >= FLUSH, "two messages {gap:?} apart");
+        }
     }
 
     fn tempfile_dir(name: &str) -> std::path::PathBuf {

@@ -54,9 +54,10 @@ export const api = {
   saveConfig: (config: InstallerConfig) => call<null>('save_config', { config }),
   planShow: (plan: string | null, flags: Record<string, boolean>, vars: Record<string, string>) =>
     call<PlanOutline>('plan_show', { plan, flags, vars }),
+  /** `onEvent` hears each event in order; they arrive a message of several at a time. */
   startRun: (request: RunRequest, onEvent: (e: RunEvent) => void) => {
-    const channel = new Channel<RunEvent>()
-    channel.onmessage = onEvent
+    const channel = new Channel<RunEvent[]>()
+    channel.onmessage = (events) => events.forEach(onEvent)
     return call<null>('start_run', { request, onEvent: channel })
   },
   runTokens: () => call<TokenNeed[]>('run_tokens'),

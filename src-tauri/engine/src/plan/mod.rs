@@ -6,6 +6,7 @@
 //! file, line and column, and what to change. `docs/plans.md` describes the format.
 
 pub mod builtin;
+pub mod catalog;
 pub mod outline;
 
 use std::collections::{BTreeMap, HashSet};

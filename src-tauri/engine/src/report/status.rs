@@ -68,7 +68,7 @@ pub struct PhaseView {
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepView {
     pub id: String,
     pub phase: String,
@@ -86,7 +86,7 @@ pub struct StepView {
 
 /// One attempt of a step, for the deploy screen's timings and log picker.
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttemptView {
     pub number: u32,
     pub outcome: AttemptOutcome,
@@ -97,7 +97,7 @@ pub struct AttemptView {
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ErrorView {
     pub message: String,
     pub task: Option<String>,
