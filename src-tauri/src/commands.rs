@@ -16,6 +16,7 @@ use thinkube_engine::facts::validate::{self, Validation};
 use thinkube_engine::facts::{self, FactView};
 use thinkube_engine::plan::builtin::PlanRef;
 use thinkube_engine::plan::outline::{self, PlanOutline};
+use thinkube_engine::plan::catalog::{self, PlanChoice};
 use thinkube_engine::report::history::{self, HistoryListing, RunDiff, StepTimings};
 use thinkube_engine::report::log::{self, LogPage, Window};
 use thinkube_engine::retry::RetryPolicy;
@@ -419,6 +420,14 @@ pub async fn step_log(
     };
     let store = state.store.clone();
     blocking(move || Ok(log::page(&store, &step, attempt, window, log::PAGE_BYTES)?)).await
+}
+
+/// Every plan to choose from: the built-in ones, and the plan files this environment
+/// used (the launch's `--plan` first).
+#[tauri::command]
+pub async fn plan_choices(state: State<'_, AppState>) -> Result<Vec<PlanChoice>> {
+    let also: Vec<&str> = state.launch.plan.as_deref().into_iter().collect();
+    Ok(catalog::choices(&state.store, &also))
 }
 
 /// How long each step of the current deployment's plan took when it last succeeded.

@@ -217,6 +217,7 @@ fn open_window(state: AppState) -> ExitCode {
             commands::detect_hardware,
             commands::step_log,
             commands::step_timings,
+            commands::plan_choices,
             commands::window_notices,
             commands::close_window,
         ])

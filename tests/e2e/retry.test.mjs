@@ -80,7 +80,7 @@ test('a failed step shows its task; after the fix, Retry failed runs only what i
     assert.equal(v.steps.find((s) => s.id === 'fragile').attempts, 2)
 
     await clickButton(browser, 'History')
-    await waitForText(browser, 'section.history', 'retry')
+    await waitForText(browser, 'section.history', 'Retry of')
     await screenshot(browser, 'history')
   } finally {
     await close()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { step } from './test-support'
-import { estimateLeft, formatDuration, secondsBetween } from './time'
+import { estimateLeft, formatDuration, formatWhen, secondsBetween } from './time'
 
 const at = (iso: string) => Date.parse(iso)
 const ran = (secs: number) => [{
@@ -43,5 +43,16 @@ describe('the estimate of what is left', () => {
   it('never goes below nothing when a step runs longer than last time', () => {
     const steps = [step('run', 'running', { attempt_list: ran(500) })]
     expect(estimateLeft(steps, { run: 60 }, now)).toEqual({ seconds: 0, complete: true, unknown: 0 })
+  })
+})
+
+describe('formatWhen', () => {
+  it('shows a moment to the second, without its nanoseconds or zone letters', () => {
+    expect(formatWhen('2026-12-04T12:41:45.020468336Z', 'UTC')).toBe('4 Dec 2026, 12:41:45')
+    expect(formatWhen('2026-12-04T12:41:45Z', 'Europe/Madrid')).toBe('4 Dec 2026, 13:41:45')
+  })
+  it('says nothing is there with a dash, and leaves what it cannot read as it is', () => {
+    expect(formatWhen(null)).toBe('—')
+    expect(formatWhen('yesterday')).toBe('yesterday')
   })
 })

@@ -51,3 +51,13 @@ export function estimateLeft(steps: StepView[], timings: Record<string, number>,
   if (!known) return null
   return { seconds, complete: unknown === 0, unknown }
 }
+
+/** A moment for people, in the local time: "4 Dec 2026, 12:41:45"; "—" when unset. */
+export function formatWhen(iso: string | null | undefined, timeZone?: string): string {
+  if (!iso) return '—'
+  const ms = Date.parse(iso)
+  if (Number.isNaN(ms)) return iso
+  return new Intl.DateTimeFormat('en-GB', {
+    day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit', timeZone,
+  }).format(ms)
+}

@@ -23,6 +23,7 @@ import type { TokenNeed } from '../bindings/TokenNeed'
 import type { RunRequest } from '../bindings/RunRequest'
 import type { Snapshot } from '../bindings/Snapshot'
 import type { WindowNotice } from '../bindings/WindowNotice'
+import type { PlanChoice } from '../bindings/PlanChoice'
 import type { StepTimings } from '../bindings/StepTimings'
 
 /** Every failed call rejects with an AppError: a closed `code` and a message to show. */
@@ -78,6 +79,7 @@ export const api = {
   stepLog: (step: string, attempt: number | null, before: number | null = null, after: number | null = null) =>
     call<LogPage>('step_log', { step, attempt, before, after }),
   stepTimings: () => call<StepTimings>('step_timings'),
+  planChoices: () => call<PlanChoice[]>('plan_choices'),
   /** Where the backend tells the page about its window (a close asked for during a run). */
   windowNotices: (onNotice: (n: WindowNotice) => void) => {
     const channel = new Channel<WindowNotice>()

@@ -6,6 +6,7 @@ import type { StatusChange } from "./StatusChange";
 import type { TaskTally } from "./TaskTally";
 
 /**
- * What the window hears while a deployment runs.
+ * What the window hears while a deployment runs, in messages of several events, in
+ * order (see `forward`).
  */
 export type RunEvent = { "type": "progress", progress: DeployProgress, } | { "type": "log", step: string, lines: Array<string>, } | { "type": "tasks", step: string, tally: TaskTally, } | { "type": "state", snapshot: Snapshot, } | { "type": "change", change: StatusChange, } | { "type": "ended", ended: RunEnded, };

@@ -4,7 +4,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 
 const api = vi.hoisted(() => ({
   loadConfig: vi.fn(), planShow: vi.fn(), checkConfig: vi.fn(), saveConfig: vi.fn(), getState: vi.fn(), startRun: vi.fn(),
-  hostKeys: vi.fn(), trustHostKeys: vi.fn(), preflight: vi.fn(), detectHardware: vi.fn(),
+  hostKeys: vi.fn(), trustHostKeys: vi.fn(), preflight: vi.fn(), detectHardware: vi.fn(), planChoices: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -25,6 +25,7 @@ beforeEach(() => {
   api.hostKeys.mockResolvedValue([])
   api.preflight.mockResolvedValue([])
   api.detectHardware.mockResolvedValue([])
+  api.planChoices.mockResolvedValue([])
 })
 
 const FP = 'SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8'
@@ -348,5 +349,74 @@ describe('ConfigWizard', () => {
         expect.objectContaining({ name: 'tk2', role: 'worker' }),
       ],
     }))
+  })
+})
+
+describe('ConfigWizard plan picker', () => {
+  const choices = [
+    { source: 'demo', builtin: true, id: 'demo', title: 'Demo deployment to this machine', description: 'A small web site on 127.0.0.1.', problem: null },
+    { source: 'thinkube', builtin: true, id: 'thinkube', title: 'Thinkube platform', description: null, problem: null },
+    { source: '/plans/mine.yaml', builtin: false, id: 'mine', title: 'My plan', description: null, problem: null },
+    { source: '/plans/gone.yaml', builtin: false, id: null, title: null, description: null, problem: 'the file is no longer there' },
+  ]
+
+  async function onPlanPage() {
+    api.planChoices.mockResolvedValue(choices)
+    api.checkConfig.mockResolvedValue([])
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    await click(w, 'Next')
+    return w
+  }
+
+  it('lists every built-in plan and each plan file used here, by title, the chosen one checked', async () => {
+    const w = await onPlanPage()
+    const group = byRole(w, 'radiogroup', 'Plan')
+    expect(group.text()).toContain('Demo deployment to this machine')
+    expect(group.text()).toContain('built in (demo)')
+    expect(group.text()).toContain('A small web site on 127.0.0.1.')
+    expect(group.text()).toContain('Thinkube platform')
+    expect(group.text()).toContain('/plans/mine.yaml')
+    expect((byRole(w, 'radio', 'Demo deployment to this machine').element as HTMLInputElement).checked).toBe(true)
+    expect((byRole(w, 'radio', 'Another plan file').element as HTMLInputElement).checked).toBe(false)
+  })
+
+  it('choosing a plan loads its flags and variables, and saves its source', async () => {
+    const w = await onPlanPage()
+    api.planShow.mockClear()
+    await byRole(w, 'radio', 'My plan').setValue(true)
+    await flushPromises()
+    expect(api.planShow).toHaveBeenCalledWith('/plans/mine.yaml', expect.anything(), expect.anything())
+    api.saveConfig.mockResolvedValue(null)
+    await click(w, 'Next')
+    await click(w, 'Save')
+    expect(api.saveConfig).toHaveBeenCalledWith(expect.objectContaining({ plan: '/plans/mine.yaml' }))
+  })
+
+  it('a plan file that cannot be used says why and cannot be chosen', async () => {
+    const w = await onPlanPage()
+    const gone = byRole(w, 'radio', '/plans/gone.yaml')
+    expect((gone.element as HTMLInputElement).disabled).toBe(true)
+    expect(byRole(w, 'radiogroup', 'Plan').text()).toContain('Cannot be used: the file is no longer there')
+  })
+
+  it('another plan file is chosen by its path, and a bad one is named as an error', async () => {
+    const w = await onPlanPage()
+    api.planShow.mockRejectedValue({ code: 'bad_input', message: 'there is no plan file `/elsewhere/p.yaml` and no built-in plan of that name' })
+    await byRole(w, 'textbox', 'Path of the plan file').setValue('/elsewhere/p.yaml')
+    await flushPromises()
+    expect(api.planShow).toHaveBeenLastCalledWith('/elsewhere/p.yaml', expect.anything(), expect.anything())
+    expect((byRole(w, 'radio', 'Another plan file').element as HTMLInputElement).checked).toBe(true)
+    expect(byRole(w, 'alert').text()).toContain('no plan file `/elsewhere/p.yaml`')
+  })
+
+  it('a saved plan file not in the list is shown as another plan file, with its path', async () => {
+    api.loadConfig.mockResolvedValue({
+      target: 'local', hosts: [], ssh_user: '', ssh_auth: 'key', ssh_key_path: null, azure: null,
+      plan: '/typed/plan.yaml', flags: {}, vars: {}, terraform: null, freshness: { vm_seconds: 300, terraform_seconds: 3600, probe_seconds: 300 },
+    })
+    const w = await onPlanPage()
+    expect((byRole(w, 'radio', 'Another plan file').element as HTMLInputElement).checked).toBe(true)
+    expect((byRole(w, 'textbox', 'Path of the plan file').element as HTMLInputElement).value).toBe('/typed/plan.yaml')
   })
 })
