@@ -29,6 +29,9 @@ const COMMANDS: &[&str] = &[
     "step_timings",
     "window_notices",
     "close_window",
+    "plan_choices",
+    "completion",
+    "open_link",
 ];
 
 fn main() {

@@ -38,7 +38,8 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     InstallerConfig::export_all(cfg)?;
     FieldProblem::export_all(cfg)?;
     PlanOutline::export_all(cfg)?;
-    thinkube_engine::plan::catalog::PlanChoice::export_all(cfg)?;
+    thinkube_engine::report::plans::PlanChoice::export_all(cfg)?;
+    thinkube_engine::report::completion::Completion::export_all(cfg)?;
     HistoryListing::export_all(cfg)?;
     RunRecord::export_all(cfg)?;
     RunDiff::export_all(cfg)?;

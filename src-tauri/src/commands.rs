@@ -16,9 +16,10 @@ use thinkube_engine::facts::validate::{self, Validation};
 use thinkube_engine::facts::{self, FactView};
 use thinkube_engine::plan::builtin::PlanRef;
 use thinkube_engine::plan::outline::{self, PlanOutline};
-use thinkube_engine::plan::catalog::{self, PlanChoice};
+use thinkube_engine::report::completion::Completion;
 use thinkube_engine::report::history::{self, HistoryListing, RunDiff, StepTimings};
 use thinkube_engine::report::log::{self, LogPage, Window};
+use thinkube_engine::report::plans::{self as catalog, PlanChoice};
 use thinkube_engine::retry::RetryPolicy;
 use thinkube_engine::run::deploy::{self, DeployArgs};
 use thinkube_engine::state::fact_keys::HardwareFact;
@@ -430,6 +431,46 @@ pub async fn plan_choices(state: State<'_, AppState>) -> Result<Vec<PlanChoice>>
     Ok(catalog::choices(&state.store, &also))
 }
 
+/// What the completed deployment deployed, where and how long it took; `null` until
+/// it completed.
+#[tauri::command]
+pub async fn completion(state: State<'_, AppState>) -> Result<Option<Completion>> {
+    Ok(thinkube_engine::report::completion::completion(
+        &state.store,
+        Timestamp::now(),
+    )?)
+}
+
+/// Opens a web address from the completion page in the desktop's browser
+/// (`xdg-open`); only `http://` and `https://` addresses are opened.
+#[tauri::command]
+pub fn open_link(url: String) -> Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || url.chars().any(char::is_whitespace)
+    {
+        return Err(AppError::new(
+            ErrorCode::BadInput,
+            format!("`{url}` is not a web address; only http:// and https:// addresses are opened"),
+        ));
+    }
+    std::process::Command::new("xdg-open")
+        .arg(&url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|mut child| {
+            // Reaped when it is done (xdg-open hands the address on and exits).
+            std::thread::spawn(move || child.wait());
+        })
+        .map_err(|e| {
+            AppError::new(
+                ErrorCode::Io,
+                format!("Could not open a browser (xdg-open: {e}); open {url} yourself."),
+            )
+        })
+}
+
 /// How long each step of the current deployment's plan took when it last succeeded.
 #[tauri::command]
 pub async fn step_timings(state: State<'_, AppState>) -> Result<StepTimings> {
@@ -645,4 +686,26 @@ fn poisoned() -> AppError {
         ErrorCode::Busy,
         "An earlier command failed midway; restart the installer.",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan's link could be anything its author wrote: only web addresses are
+    /// handed to the desktop (not files, not commands, not options for xdg-open).
+    #[test]
+    fn only_web_addresses_are_opened() {
+        for url in [
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "--help",
+            "/usr/bin/xterm",
+            "http://a b/",
+        ] {
+            let e = open_link(url.into()).expect_err(url);
+            assert_eq!(e.code, ErrorCode::BadInput, "{url}");
+            assert!(e.message.contains("not a web address"), "{}", e.message);
+        }
+    }
 }

@@ -218,6 +218,8 @@ fn open_window(state: AppState) -> ExitCode {
             commands::step_log,
             commands::step_timings,
             commands::plan_choices,
+            commands::completion,
+            commands::open_link,
             commands::window_notices,
             commands::close_window,
         ])

@@ -278,7 +278,8 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
     // A state change not yet sent, and when the last message went.
     let mut dirty = false;
     let mut last: Option<Instant> = None;
-    let due = |last: Option<Instant>| last.map_or(Duration::ZERO, |t| FLUSH.saturating_sub(t.elapsed()));
+    let due =
+        |last: Option<Instant>| last.map_or(Duration::ZERO, |t| FLUSH.saturating_sub(t.elapsed()));
     loop {
         let waiting = dirty || !out.is_empty();
         let received = if waiting {
@@ -472,7 +473,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-
     /// The whole state went to the page after every step (300 steps and the state
     /// document each time, and a message per event): now a run sends it whole at its
     /// start and end, and in between only the steps that changed, with the other
@@ -544,13 +544,19 @@ mod tests {
                 );
             }
         }
-        assert!(!changes.is_empty(), "a run of a second sends changes between");
+        assert!(
+            !changes.is_empty(),
+            "a run of a second sends changes between"
+        );
         for c in &changes {
             let mut ids: Vec<&str> = c.steps.iter().map(|s| s.id.as_str()).collect();
             ids.sort_unstable();
             ids.dedup();
             assert_eq!(ids.len(), c.steps.len(), "each step once");
-            assert!(c.steps.len() < 20, "a change carries the changed steps only");
+            assert!(
+                c.steps.len() < 20,
+                "a change carries the changed steps only"
+            );
         }
         let (_, RunEvent::State { snapshot }) = &events[wholes[1]] else {
             unreachable!()

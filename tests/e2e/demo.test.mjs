@@ -20,6 +20,14 @@ test('a fresh start deploys the demo plan to this machine through the wizard', a
     await screenshot(browser, 'welcome')
     await configureThisMachine(browser, { vars: { demo_port: port } })
     await waitForText(browser, '[data-testid=run-ended]', 'All steps completed.', 240_000)
+    // The completion page: what, where, how long, and the address the demo answers on
+    // (fetched here, to show it is the real one).
+    await waitForText(browser, 'section.completion', 'Deployed: Demo deployment to this machine')
+    await waitForText(browser, 'section.completion', 'This machine')
+    await waitForText(browser, 'section.completion', '8 steps completed')
+    await waitForText(browser, 'section.completion', `http://127.0.0.1:${port}/report.html`)
+    const site = await fetch(`http://127.0.0.1:${port}/`)
+    assert.equal(site.status, 200)
     await screenshot(browser, 'deploy-completed')
     const steps = await stepStatuses(browser)
     assert.equal(Object.keys(steps).length, 8)

@@ -23,6 +23,7 @@ import type { TokenNeed } from '../bindings/TokenNeed'
 import type { RunRequest } from '../bindings/RunRequest'
 import type { Snapshot } from '../bindings/Snapshot'
 import type { WindowNotice } from '../bindings/WindowNotice'
+import type { Completion } from '../bindings/Completion'
 import type { PlanChoice } from '../bindings/PlanChoice'
 import type { StepTimings } from '../bindings/StepTimings'
 
@@ -80,6 +81,8 @@ export const api = {
     call<LogPage>('step_log', { step, attempt, before, after }),
   stepTimings: () => call<StepTimings>('step_timings'),
   planChoices: () => call<PlanChoice[]>('plan_choices'),
+  completion: () => call<Completion | null>('completion'),
+  openLink: (url: string) => call<null>('open_link', { url }),
   /** Where the backend tells the page about its window (a close asked for during a run). */
   windowNotices: (onNotice: (n: WindowNotice) => void) => {
     const channel = new Channel<WindowNotice>()

@@ -6,7 +6,6 @@
 //! file, line and column, and what to change. `docs/plans.md` describes the format.
 
 pub mod builtin;
-pub mod catalog;
 pub mod outline;
 
 use std::collections::{BTreeMap, HashSet};
@@ -50,7 +49,18 @@ struct RawPlan {
     vars: Vec<Spanned<RawVar>>,
     #[serde(default)]
     upstream: Option<Spanned<RawUpstream>>,
+    #[serde(default)]
+    links: Vec<Spanned<RawLink>>,
     phases: Vec<Spanned<RawPhase>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    title: String,
+    url: Spanned<String>,
+    #[serde(default)]
+    when: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,7 +170,18 @@ pub struct Plan {
     /// The repository and commit whose playbooks the plan runs, when it runs another
     /// project's: its playbook paths are then relative to a checkout of it.
     pub upstream: Option<Upstream>,
+    /// Where the deployed things answer, for the completion page.
+    pub links: Vec<Link>,
     pub phases: Vec<Phase>,
+}
+
+/// `links:` of a plan: a title and an address (`${var}` allowed), shown once the
+/// deployment completed, when its flag holds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Link {
+    pub title: String,
+    pub url: String,
+    pub when: Option<Condition>,
 }
 
 /// `upstream:` of a plan: the project its playbooks come from, pinned to a commit.
@@ -627,7 +648,28 @@ pub fn parse(
             steps,
         });
     }
+    let mut links = Vec::new();
+    for l in &raw.links {
+        let url = &l.value.url;
+        check_vars(&url.referenced, &url.value)?;
+        check_vars(&l.referenced, &l.value.title)?;
+        if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+            return Err(ctx.err(
+                &url.referenced,
+                format!(
+                    "link `{}` is not a web address; links start with `http://` or `https://`",
+                    url.value
+                ),
+            ));
+        }
+        links.push(Link {
+            title: l.value.title.clone(),
+            url: url.value.clone(),
+            when: condition(&l.value.when)?,
+        });
+    }
     Ok(Plan {
+        links,
         id,
         title: raw.title.clone().unwrap_or_default(),
         description: raw.description.clone(),
@@ -914,6 +956,20 @@ impl Plan {
     }
 
     /// Every step with its phase, in plan order.
+    /// The links that hold with these choices, their variables substituted (a link
+    /// whose variable has no value is left out).
+    pub fn links_for(&self, choices: &Choices) -> Vec<(String, String)> {
+        self.links
+            .iter()
+            .filter(|l| l.when.as_ref().is_none_or(|c| c.holds(&choices.flags)))
+            .filter_map(|l| {
+                let title = substitute(&l.title, &choices.vars).ok()?;
+                let url = substitute(&l.url, &choices.vars).ok()?;
+                Some((title, url))
+            })
+            .collect()
+    }
+
     pub fn steps(&self) -> impl Iterator<Item = (&Phase, &Step)> {
         self.phases
             .iter()
@@ -1129,6 +1185,9 @@ mod tests {
             r("playbook and command", steps("        playbook: ok.yaml\n        command: [x]\n"), (4, 9), "both `playbook` and `command`"),
             r("runs nothing", steps("        title: nothing\n"), (4, 9), "runs nothing"),
             r("undeclared variable", steps("        command: [\"${nope}/x\"]\n"), (5, 18), "undeclared variable"),
+            r("link not a web address", format!("links:\n  - title: x\n    url: ftp://h/\n{}", one_phase("")), (3, 10), "not a web address"),
+            r("link with an undeclared variable", format!("links:\n  - title: x\n    url: \"http://${{nope}}/\"\n{}", one_phase("")), (3, 10), "undeclared variable"),
+            r("link behind an undeclared flag", format!("links:\n  - title: x\n    url: http://h/\n    when: gpu\n{}", one_phase("")), (4, 11), "unknown flag `gpu`"),
             r("bad phase id", "phases:\n  - id: p/q\n    steps:\n      - id: s\n        command: [x]\n".into(), (2, 9), "not a valid phase id"),
             r(
                 "flag declared twice",

@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod compile_fail;
+mod completion;
 mod config;
 mod configure;
 mod contention;

@@ -67,7 +67,11 @@ fn describe(source: &str, builtin: bool, plans_dir: &Path) -> PlanChoice {
     let loaded = if builtin {
         builtin::find(source)
             .ok_or_else(|| format!("no built-in plan `{source}`"))
-            .and_then(|b| PlanRef::Builtin(b).load(plans_dir).map_err(|e| e.to_string()))
+            .and_then(|b| {
+                PlanRef::Builtin(b)
+                    .load(plans_dir)
+                    .map_err(|e| e.to_string())
+            })
     } else if !Path::new(source).is_file() {
         Err("the file is no longer there".to_string())
     } else {
@@ -127,7 +131,10 @@ mod tests {
             assert!(c.title.as_deref().is_some_and(|t| !t.is_empty()), "{c:?}");
         }
         let demo = &list[0];
-        assert_eq!(demo.title.as_deref(), Some("Demo deployment to this machine"));
+        assert_eq!(
+            demo.title.as_deref(),
+            Some("Demo deployment to this machine")
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
@@ -158,8 +165,18 @@ mod tests {
         assert_eq!(files.len(), 3, "{files:?}");
         assert_eq!(files[0].title.as_deref(), Some("My plan"));
         assert_eq!(files[0].id.as_deref(), Some("mine"));
-        assert!(files[1].problem.as_deref().is_some_and(|p| p.contains("broken.yaml")), "{:?}", files[1]);
-        assert_eq!(files[2].problem.as_deref(), Some("the file is no longer there"));
+        assert!(
+            files[1]
+                .problem
+                .as_deref()
+                .is_some_and(|p| p.contains("broken.yaml")),
+            "{:?}",
+            files[1]
+        );
+        assert_eq!(
+            files[2].problem.as_deref(),
+            Some("the file is no longer there")
+        );
         assert_eq!(list.iter().filter(|c| c.source == "demo").count(), 1);
         let _ = std::fs::remove_dir_all(&d);
     }
