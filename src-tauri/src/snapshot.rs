@@ -109,7 +109,7 @@ pub struct Sent {
 /// what the page has.
 pub enum Update {
     Whole(Box<Snapshot>),
-    Change(StatusChange),
+    Change(Box<StatusChange>),
 }
 
 impl Sent {
@@ -152,7 +152,7 @@ impl Sent {
             }
         }
         let title = title_of(&view.progress, &view.deployment);
-        Update::Change(StatusChange {
+        Update::Change(Box::new(StatusChange {
             serial: view.serial,
             deployment: view.deployment,
             progress: view.progress,
@@ -160,6 +160,6 @@ impl Sent {
             lock: view.lock,
             steps: changed,
             title,
-        })
+        }))
     }
 }

@@ -262,7 +262,7 @@ impl StateSender<'_> {
             }
             Update::Change(change) => {
                 sink.title(change.title.clone());
-                RunEvent::Change { change }
+                RunEvent::Change { change: *change }
             }
         }
     }
@@ -337,9 +337,12 @@ mod tests {
     use thinkube_engine::run::runner::Stream;
     use thinkube_engine::state::lock::Identity;
 
+    /// One message sent, and when.
+    type Delivery = (Instant, Vec<RunEvent>);
+
     /// The messages sent, and when each was.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<(Instant, Vec<RunEvent>)>>>);
+    struct Recorder(Arc<Mutex<Vec<Delivery>>>);
 
     impl Recorder {
         /// Every event, in order, with the message it came in.
