@@ -1,4 +1,4 @@
-import { mount } from '@vue/test-utils'
+import { flushPromises, mount } from '@vue/test-utils'
 import { describe, expect, it, vi } from 'vitest'
 import { byRole } from '../test-support'
 import RunLog from './RunLog.vue'
@@ -30,6 +30,28 @@ describe('RunLog', () => {
     expect((w.find('input[type=search]').element as HTMLInputElement).value).toBe('')
     expect(w.find('[data-testid=log-count]').text()).toBe('1 line')
     expect(w.text()).toContain('configured')
+  })
+
+  // The live log opened on a step whose first 40 lines came in the same message as
+  // its start, and stayed on line 1 to 38: following began only with the next line.
+  it('opens at the end of the lines it already has, following', async () => {
+    const height = Object.getOwnPropertyDescriptor(HTMLElement.prototype, 'scrollHeight')
+    // jsdom lays nothing out: the viewport's scroll height is its content's height.
+    Object.defineProperty(HTMLElement.prototype, 'scrollHeight', {
+      configurable: true,
+      get(this: HTMLElement) {
+        return parseInt((this.firstElementChild as HTMLElement | null)?.style.height ?? '0', 10) || 0
+      },
+    })
+    try {
+      const forty = Array.from({ length: 40 }, (_, i) => `line-${i + 1}`)
+      const w = mount(RunLog, { props: { lines: forty, step: 'Chatty', height: 320 } })
+      await flushPromises()
+      expect(w.find('[role=log]').text()).toContain('line-40')
+      expect(w.find('[role=log]').text()).not.toContain('line-1line-2')
+    } finally {
+      if (height) Object.defineProperty(HTMLElement.prototype, 'scrollHeight', height)
+    }
   })
 
   it('says when there is no output yet', () => {

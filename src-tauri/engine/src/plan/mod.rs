@@ -955,7 +955,6 @@ impl Plan {
             .map(Condition::reason)
     }
 
-    /// Every step with its phase, in plan order.
     /// The links that hold with these choices, their variables substituted (a link
     /// whose variable has no value is left out).
     pub fn links_for(&self, choices: &Choices) -> Vec<(String, String)> {
@@ -970,6 +969,7 @@ impl Plan {
             .collect()
     }
 
+    /// Every step with its phase, in plan order.
     pub fn steps(&self) -> impl Iterator<Item = (&Phase, &Step)> {
         self.phases
             .iter()
