@@ -295,10 +295,14 @@ pub async fn start_run(
         args,
         stop,
         (on_event, window),
-        move || {
+        move |ended| {
             let state = handle.state::<AppState>();
             if let Ok(mut running) = state.stop.lock() {
                 *running = None;
+            }
+            // Before the app may exit: the desktop hears how it ended.
+            if let Some(ended) = &ended {
+                crate::notify::run_ended(ended, &state.store);
             }
             // The window was closed during the run: the app's work is done.
             if state.exit_when_done.load(Ordering::SeqCst) {

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod error;
 pub mod instance;
 pub mod launch;
+pub mod notify;
 pub mod snapshot;
 pub mod worker;
 

@@ -70,7 +70,7 @@ pub struct RunEnded {
 }
 
 impl RunEnded {
-    fn from_result(result: Result<Ended, AppError>) -> Self {
+    pub(crate) fn from_result(result: Result<Ended, AppError>) -> Self {
         let (kind, message, error) = match result {
             Err(e) => (EndKind::Error, e.message.clone(), Some(e)),
             Ok(Ended::AlreadyCompleted { .. }) => (
@@ -144,13 +144,13 @@ impl Sink for (Channel<Vec<RunEvent>>, Option<tauri::WebviewWindow>) {
 }
 
 /// Starts the run on its own thread; `on_end` runs on that thread once the last
-/// event has been sent.
+/// event has been sent, with how the run ended (`None` only if the forwarder died).
 pub fn spawn(
     store: Store,
     args: DeployArgs,
     stop: Arc<AtomicBool>,
     sink: impl Sink,
-    on_end: impl FnOnce() + Send + 'static,
+    on_end: impl FnOnce(Option<RunEnded>) + Send + 'static,
 ) {
     std::thread::spawn(move || {
         let (tx, rx) = mpsc::channel();
@@ -163,8 +163,8 @@ pub fn spawn(
         let _ = tx.send(Message::Done(result.map_err(AppError::from)));
         drop(tx);
         drop(progress_tx);
-        let _ = forwarder.join();
-        on_end();
+        let ended = forwarder.join().ok().flatten();
+        on_end(ended);
     });
 }
 
@@ -271,13 +271,14 @@ impl StateSender<'_> {
 /// Sends the page one message at most every `FLUSH`, holding everything since the
 /// last in order: steps started and finished, log lines, the task tally, and at its
 /// end what changed in the state (whole at the first change and at the end). The
-/// run's last message goes at once.
-fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
+/// run's last message goes at once. Returns how the run ended.
+fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) -> Option<RunEnded> {
     let mut out = Outbox::default();
     let mut state = StateSender { store, sent: None };
     // A state change not yet sent, and when the last message went.
     let mut dirty = false;
     let mut last: Option<Instant> = None;
+    let mut ended = None;
     let due =
         |last: Option<Instant>| last.map_or(Duration::ZERO, |t| FLUSH.saturating_sub(t.elapsed()));
     loop {
@@ -301,9 +302,9 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
             Ok(Message::Done(result)) => {
                 let whole = state.event(true, sink);
                 out.push(whole);
-                out.push(RunEvent::Ended {
-                    ended: RunEnded::from_result(result),
-                });
+                let end = RunEnded::from_result(result);
+                ended = Some(end.clone());
+                out.push(RunEvent::Ended { ended: end });
                 sink.send(out.take());
                 dirty = false;
                 last = Some(Instant::now());
@@ -314,7 +315,7 @@ fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) {
                 if !out.is_empty() {
                     sink.send(out.take());
                 }
-                return;
+                return ended;
             }
         }
         if (dirty || !out.is_empty()) && due(last).is_zero() {
@@ -512,7 +513,7 @@ mod tests {
             args,
             Arc::new(AtomicBool::new(false)),
             rec.clone(),
-            move || {
+            move |_| {
                 let _ = done_tx.send(());
             },
         );
