@@ -12,6 +12,8 @@ pub mod worker;
 
 #[cfg(test)]
 mod bindings;
+#[cfg(test)]
+mod test_plan;
 
 use std::os::unix::net::UnixListener;
 use std::path::Path;

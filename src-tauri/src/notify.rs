@@ -117,16 +117,6 @@ pub fn show(notice: &Notice) -> Result<u32, String> {
     show_on(&conn, notice)
 }
 
-/// Shows the notice through the bus at `address` (a test's own bus).
-pub fn show_at(address: &str, notice: &Notice) -> Result<u32, String> {
-    let mut channel = dbus::channel::Channel::open_private(address)
-        .map_err(|e| format!("no session bus: {e}"))?;
-    channel
-        .register()
-        .map_err(|e| format!("no session bus: {e}"))?;
-    show_on(&channel.into(), notice)
-}
-
 fn show_on(conn: &dbus::blocking::Connection, notice: &Notice) -> Result<u32, String> {
     use dbus::arg::{PropMap, Variant};
 
@@ -180,38 +170,23 @@ pub fn run_ended(ended: &RunEnded, store: &Store) {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
-    use thinkube_engine::paths::{EnvName, Layout};
-    use thinkube_engine::run::deploy::{self, DeployArgs};
-    use thinkube_engine::state::lock::Identity;
-    use thinkube_engine::state::model::RunKind;
+    use thinkube_engine::run::deploy;
 
     /// Deploys `steps` (id, title, shell command) headless in a fresh home, and
     /// returns the store and how the run ended, as the window's worker sees it.
     fn run(name: &str, steps: &[(&str, &str, &str)]) -> (Store, RunEnded, std::path::PathBuf) {
-        let dir =
-            std::env::temp_dir().join(format!("thinkube-notify-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let body: String = steps
+        let steps: Vec<_> = steps
             .iter()
             .map(|(id, title, sh)| {
-                format!("      - id: {id}\n        title: {title}\n        command: [sh, -c, \"{sh}\"]\n")
+                (
+                    id.to_string(),
+                    title.to_string(),
+                    format!("[sh, -c, \"{sh}\"]"),
+                )
             })
             .collect();
-        let plan = dir.join("plan.yaml");
-        std::fs::write(
-            &plan,
-            format!("id: site\ntitle: The site\nphases:\n  - id: one\n    title: One\n    steps:\n{body}"),
-        )
-        .unwrap();
-        let store = Store::new(
-            Layout::new(dir.join("home"), EnvName::default_env()),
-            Identity::new("test"),
-        );
-        let args = DeployArgs {
-            plan: Some(plan.display().to_string()),
-            ..DeployArgs::from_env(RunKind::Deploy, "test")
-        };
+        let (dir, store, args) =
+            crate::test_plan::one_phase(&format!("notify-{name}"), "The site", &steps);
         let result = deploy::execute(&store, &args, &AtomicBool::new(false), &mut |_| {});
         let ended = RunEnded::from_result(result.map_err(crate::error::AppError::from));
         (store, ended, dir)
@@ -263,6 +238,43 @@ mod tests {
             error: None,
         };
         assert_eq!(notice(&again, &store), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Shows the notice through the bus at `address` (a test's own bus).
+    fn show_at(address: &str, notice: &Notice) -> Result<u32, String> {
+        let mut channel = dbus::channel::Channel::open_private(address)
+            .map_err(|e| format!("no session bus: {e}"))?;
+        channel
+            .register()
+            .map_err(|e| format!("no session bus: {e}"))?;
+        show_on(&channel.into(), notice)
+    }
+
+    #[test]
+    fn an_error_or_a_stop_tells_the_run_s_own_words() {
+        let (store, _, dir) = run("words", &[("a", "Prepare", "true")]);
+        let ended = |kind, message: &str| RunEnded {
+            kind,
+            message: message.into(),
+            error: None,
+        };
+        let n = notice(&ended(EndKind::Error, "disk full: free some space"), &store).unwrap();
+        assert_eq!(
+            (n.summary.as_str(), n.body.as_str(), n.urgent),
+            (
+                "Deployment could not run",
+                "disk full: free some space",
+                true
+            )
+        );
+        let n = notice(&ended(EndKind::Interrupted, "Stopped."), &store).unwrap();
+        assert_eq!(
+            (n.summary.as_str(), n.body.as_str(), n.urgent),
+            ("Deployment stopped", "Stopped.", false)
+        );
+        let n = notice(&ended(EndKind::Blocked, "gate tcp blocked"), &store).unwrap();
+        assert_eq!((n.summary.as_str(), n.urgent), ("Deployment blocked", true));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

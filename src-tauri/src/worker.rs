@@ -483,29 +483,16 @@ mod tests {
     /// events, in messages at least FLUSH apart.
     #[test]
     fn a_run_sends_the_whole_state_at_its_ends_and_between_only_changed_steps_ten_times_a_second() {
-        use thinkube_engine::state::model::RunKind;
-        let dir = tempfile_dir("changes");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let steps: String = (1..=20)
+        let steps: Vec<_> = (1..=20)
             .map(|i| {
-                format!("      - id: s{i}\n        title: Step {i}\n        command: [\"sleep\", \"0.05\"]\n")
+                (
+                    format!("s{i}"),
+                    format!("Step {i}"),
+                    r#"["sleep", "0.05"]"#.to_string(),
+                )
             })
             .collect();
-        let plan = dir.join("plan.yaml");
-        std::fs::write(
-            &plan,
-            format!("id: twenty\ntitle: Twenty steps\nphases:\n  - id: one\n    title: One\n    steps:\n{steps}"),
-        )
-        .unwrap();
-        let store = Store::new(
-            Layout::new(dir.join("home"), EnvName::default_env()),
-            Identity::new("test"),
-        );
-        let args = DeployArgs {
-            plan: Some(plan.display().to_string()),
-            ..DeployArgs::from_env(RunKind::Deploy, "test")
-        };
+        let (dir, store, args) = crate::test_plan::one_phase("changes", "Twenty steps", &steps);
         let rec = Recorder::default();
         let (done_tx, done_rx) = mpsc::channel();
         spawn(
