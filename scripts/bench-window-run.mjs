@@ -5,7 +5,10 @@
 // to end as the engine wrote them; while the window runs, the script waits on the run
 // file (not by asking the page, which would add work to the page), then checks the
 // page says the run completed.
-// Usage: node scripts/bench-window-run.mjs [runs] [steps]
+// Usage: node scripts/bench-window-run.mjs [runs] [steps] [seconds]
+//        (each step runs `sleep SECONDS` when given, else `true`: a run of steps
+//        that take as long as a small playbook, where the page's work per step
+//        overlaps the next step, against trivial steps, where nothing overlaps it)
 //        (THINKUBE_APP=target/release/thinkube-installer for release numbers)
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -14,13 +17,16 @@ import { cli, launch, newWorld, stopDisplay, waitForText, writePlan } from '../t
 
 const runs = Number(process.argv[2] ?? 3)
 const steps = Number(process.argv[3] ?? 300)
+const seconds = process.argv[4] === undefined ? null : Number(process.argv[4])
+if (seconds !== null && !(seconds > 0)) throw new Error(`seconds must be a positive number, not ${process.argv[4]}`)
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 function planFor(world) {
-  const step = (i) => `      - id: s${i}\n        title: Step ${i}\n        command: ["true"]\n`
+  const command = seconds === null ? '["true"]' : `["sleep", "${seconds}"]`
+  const step = (i) => `      - id: s${i}\n        title: Step ${i}\n        command: ${command}\n`
   const body = Array.from({ length: steps }, (_, i) => step(i + 1)).join('')
   return writePlan(world, 'many', {
-    'plan.yaml': `id: many\ntitle: ${steps} trivial steps\nphases:\n  - id: one\n    title: Only phase\n    steps:\n${body}`,
+    'plan.yaml': `id: many\ntitle: ${steps} steps\nphases:\n  - id: one\n    title: Only phase\n    steps:\n${body}`,
   })
 }
 
@@ -89,6 +95,7 @@ const h = median(headless)
 const w = median(windowed)
 console.log(JSON.stringify({
   steps,
+  step_command: seconds === null ? 'true' : `sleep ${seconds}`,
   runs,
   headless_s: +h.toFixed(2),
   window_s: +w.toFixed(2),

@@ -26,6 +26,7 @@ const COMMANDS: &[&str] = &[
     "preflight",
     "detect_hardware",
     "step_log",
+    "save_step_log",
     "step_timings",
     "window_notices",
     "close_window",

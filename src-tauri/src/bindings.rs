@@ -21,7 +21,7 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     use thinkube_engine::facts::validate::Validation;
     use thinkube_engine::plan::outline::PlanOutline;
     use thinkube_engine::report::history::{HistoryListing, RunDiff, StepTimings};
-    use thinkube_engine::report::log::LogPage;
+    use thinkube_engine::report::log::{LogPage, SavedLog};
     use thinkube_engine::state::model::RunRecord;
 
     crate::launch::LaunchInfo::export_all(cfg)?;
@@ -49,6 +49,7 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     crate::commands::WindowNotice::export_all(cfg)?;
     crate::commands::CloseChoice::export_all(cfg)?;
     LogPage::export_all(cfg)?;
+    SavedLog::export_all(cfg)?;
     StepTimings::export_all(cfg)?;
     Ok(())
 }

@@ -18,7 +18,7 @@ use thinkube_engine::plan::builtin::PlanRef;
 use thinkube_engine::plan::outline::{self, PlanOutline};
 use thinkube_engine::report::completion::Completion;
 use thinkube_engine::report::history::{self, HistoryListing, RunDiff, StepTimings};
-use thinkube_engine::report::log::{self, LogPage, Window};
+use thinkube_engine::report::log::{self, LogPage, SavedLog, Window};
 use thinkube_engine::report::plans::{self as catalog, PlanChoice};
 use thinkube_engine::retry::RetryPolicy;
 use thinkube_engine::run::deploy::{self, DeployArgs};
@@ -425,6 +425,22 @@ pub async fn step_log(
     };
     let store = state.store.clone();
     blocking(move || Ok(log::page(&store, &step, attempt, window, log::PAGE_BYTES)?)).await
+}
+
+/// Saves a copy of a step attempt's whole log into the user's download folder (a
+/// new file, never one replaced) and says where. `attempt` unset is the last.
+#[tauri::command]
+pub async fn save_step_log(
+    state: State<'_, AppState>,
+    step: String,
+    attempt: Option<u32>,
+) -> Result<SavedLog> {
+    let store = state.store.clone();
+    blocking(move || {
+        let into = thinkube_engine::paths::downloads_folder_from_process()?;
+        Ok(log::save_copy(&store, &step, attempt, &into)?)
+    })
+    .await
 }
 
 /// Every plan to choose from: the built-in ones, and the plan files this environment

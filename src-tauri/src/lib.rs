@@ -219,6 +219,7 @@ fn open_window(state: AppState) -> ExitCode {
             commands::preflight,
             commands::detect_hardware,
             commands::step_log,
+            commands::save_step_log,
             commands::step_timings,
             commands::plan_choices,
             commands::completion,

@@ -2,7 +2,7 @@
 // output yet" / "0 lines" until the step ended, the lines being appended to an
 // array the page never saw change).
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { after, test } from 'node:test'
 import {
@@ -22,9 +22,13 @@ phases:
         command: [sh, -c, "for i in $(seq 1 40); do echo line-$i; done; while [ ! -f go ]; do sleep 0.1; done; echo line-41"]
 `
 
-test('the log shows lines while the step still runs', async () => {
+test('the log shows lines while the step still runs, and a copy of it can be saved', async () => {
   const world = newWorld('livelog')
   const plan = writePlan(world, 'chatty', { 'plan.yaml': PLAN })
+  // The desktop's download folder, as xdg-user-dirs names it, of this test's own.
+  const downloads = join(world.root, 'downloads')
+  mkdirSync(downloads)
+  writeFileSync(join(world.xdgConfig, 'user-dirs.dirs'), `XDG_DOWNLOAD_DIR="${downloads}"\n`)
   const { browser, close } = await launch(world, ['--plan', plan])
   try {
     await waitForText(browser, 'main', 'No deployment yet')
@@ -37,6 +41,18 @@ test('the log shows lines while the step still runs', async () => {
     writeFileSync(join(dirname(plan), 'go'), '')
     await waitForText(browser, '[data-testid=log-count]', '41 lines', 60_000)
     await waitForText(browser, '[data-testid=run-ended]', 'All steps completed.', 60_000)
+
+    // "Save a copy": the whole log, as a new file in the download folder.
+    const save = await browser.$('button=Save a copy')
+    await save.waitForClickable({ timeout: 30_000 })
+    await save.click()
+    const saved = join(downloads, 'thinkube-chatty-attempt-1.log')
+    await waitForText(browser, '[data-testid=log-saved]', saved, 30_000)
+    const expected = Array.from({ length: 41 }, (_, i) => `line-${i + 1}\n`).join('')
+    assert.equal(readFileSync(saved, 'utf8'), expected, 'the copy is the whole log')
+    await save.click()
+    await waitForText(browser, '[data-testid=log-saved]', join(downloads, 'thinkube-chatty-attempt-1-2.log'), 30_000)
+    assert.deepEqual(readdirSync(downloads).sort(), ['thinkube-chatty-attempt-1-2.log', 'thinkube-chatty-attempt-1.log'])
   } finally {
     await close()
   }

@@ -34,6 +34,35 @@ pub fn installer_home_from_process() -> Result<PathBuf, EngineError> {
     installer_home(env_value.as_deref(), user_home.as_deref())
 }
 
+/// Where a saved copy (a log's "Save a copy" in the window) goes: the desktop's
+/// download folder (`XDG_DOWNLOAD_DIR` of `user-dirs.dirs`) when it exists, else
+/// `~/Downloads` when it exists, else the home folder itself.
+///
+/// Takes the inputs explicitly so tests never depend on the process environment.
+pub(crate) fn downloads_folder(
+    desktop: Option<&Path>,
+    user_home: Option<&Path>,
+) -> Result<PathBuf, EngineError> {
+    if let Some(dir) = desktop.filter(|d| d.is_dir()) {
+        return Ok(dir.to_path_buf());
+    }
+    let home = user_home.ok_or(EngineError::NoHome)?;
+    let downloads = home.join("Downloads");
+    Ok(if downloads.is_dir() {
+        downloads
+    } else {
+        home.to_path_buf()
+    })
+}
+
+/// [`downloads_folder`] for this process's user, from its environment.
+pub fn downloads_folder_from_process() -> Result<PathBuf, EngineError> {
+    let user_home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from);
+    downloads_folder(dirs::download_dir().as_deref(), user_home.as_deref())
+}
+
 /// A validated environment name: `default`, or letters, digits, `-` and `_`.
 ///
 /// Validation happens here, once, so no other code can build a path from a name
@@ -139,6 +168,31 @@ impl Layout {
 mod tests {
     use super::*;
     use std::ffi::OsStr;
+
+    #[test]
+    fn downloads_go_to_the_desktops_folder_then_downloads_then_home() {
+        let home = tempfile::tempdir().unwrap();
+        let desktop = home.path().join("Téléchargements");
+        assert_eq!(
+            downloads_folder(Some(&desktop), Some(home.path())).unwrap(),
+            home.path(),
+            "a folder that does not exist is passed over"
+        );
+        std::fs::create_dir(home.path().join("Downloads")).unwrap();
+        assert_eq!(
+            downloads_folder(None, Some(home.path())).unwrap(),
+            home.path().join("Downloads")
+        );
+        std::fs::create_dir(&desktop).unwrap();
+        assert_eq!(
+            downloads_folder(Some(&desktop), Some(home.path())).unwrap(),
+            desktop
+        );
+        assert!(matches!(
+            downloads_folder(None, None),
+            Err(EngineError::NoHome)
+        ));
+    }
 
     #[test]
     fn home_prefers_the_variable_then_the_user_home() {

@@ -13,6 +13,7 @@ import type { AcceptedKey } from '../bindings/AcceptedKey'
 import type { InstallerConfig } from '../bindings/InstallerConfig'
 import type { LaunchInfo } from '../bindings/LaunchInfo'
 import type { LogPage } from '../bindings/LogPage'
+import type { SavedLog } from '../bindings/SavedLog'
 import type { Validation } from '../bindings/Validation'
 import type { PlanOutline } from '../bindings/PlanOutline'
 import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
@@ -79,6 +80,8 @@ export const api = {
   /** A page of a step attempt's log file: its end, the page before `before`, or from `after` on. */
   stepLog: (step: string, attempt: number | null, before: number | null = null, after: number | null = null) =>
     call<LogPage>('step_log', { step, attempt, before, after }),
+  /** Saves a copy of a step attempt's whole log in the download folder; says where. */
+  saveStepLog: (step: string, attempt: number | null) => call<SavedLog>('save_step_log', { step, attempt }),
   stepTimings: () => call<StepTimings>('step_timings'),
   planChoices: () => call<PlanChoice[]>('plan_choices'),
   completion: () => call<Completion | null>('completion'),

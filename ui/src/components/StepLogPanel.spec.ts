@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 import type { AttemptView } from '../bindings/AttemptView'
 import { byLabel, byRole, step } from '../test-support'
 
-const api = vi.hoisted(() => ({ stepLog: vi.fn() }))
+const api = vi.hoisted(() => ({ stepLog: vi.fn(), saveStepLog: vi.fn() }))
 vi.mock('../api', () => ({ api }))
 
 import StepLogPanel from './StepLogPanel.vue'
@@ -22,6 +22,7 @@ const twoAttempts = step('a', 'failed', { attempts: 2, attempt_list: [attempt(1,
 
 beforeEach(() => {
   api.stepLog.mockReset()
+  api.saveStepLog.mockReset()
 })
 
 describe('StepLogPanel', () => {
@@ -103,5 +104,47 @@ describe('StepLogPanel', () => {
     const w = mount(StepLogPanel, { props: { step: before, live, now: NOW } })
     expect(byRole(w, 'heading', 'Log of Title a — attempt 1 of 1').exists()).toBe(true)
     expect(w.find('[role=log]').text()).toContain('first line')
+  })
+
+  it('saves a copy of the shown attempt\'s whole log and says where, or why not', async () => {
+    api.stepLog.mockImplementation(async (_s: string, n: number) => page(n, [`output of attempt ${n}`]))
+    api.saveStepLog.mockResolvedValueOnce({ path: '/home/u/Downloads/thinkube-a-attempt-1.log', bytes: 20 })
+    const w = mount(StepLogPanel, { props: { step: twoAttempts, live: null, now: NOW } })
+    await flushPromises()
+    await byLabel(w, /Attempt/).setValue('1')
+    await flushPromises()
+    await byRole(w, 'button', 'Save a copy').trigger('click')
+    await flushPromises()
+    expect(api.saveStepLog).toHaveBeenCalledTimes(1)
+    expect(api.saveStepLog).toHaveBeenCalledWith('a', 1)
+    expect(w.find('[data-testid=log-saved]').text()).toBe(
+      'Saved a copy of the whole log to /home/u/Downloads/thinkube-a-attempt-1.log',
+    )
+
+    await byLabel(w, /Attempt/).setValue('2')
+    await flushPromises()
+    expect(w.find('[data-testid=log-saved]').exists(), 'the note belongs to the attempt it was saved from').toBe(false)
+    api.saveStepLog.mockRejectedValueOnce({ code: 'io', message: 'could not save a copy of the log /home/u/x.log: No space left on device' })
+    await byRole(w, 'button', 'Save a copy').trigger('click')
+    await flushPromises()
+    expect(byRole(w, 'alert').text()).toBe('Could not save a copy: could not save a copy of the log /home/u/x.log: No space left on device')
+  })
+
+  it('offers no copy of a log that is not there', async () => {
+    api.stepLog.mockResolvedValueOnce(page(2, [], { missing: 'The log logs/r1/a-2.log is no longer there.' }))
+    const w = mount(StepLogPanel, { props: { step: twoAttempts, live: null, now: NOW } })
+    await flushPromises()
+    expect(w.findAll('button').map((b) => b.text())).not.toContain('Save a copy')
+  })
+
+  it('saves the live attempt as far as it has printed', async () => {
+    const running = step('a', 'running', { attempt_list: [attempt(1, 'running', 0)] })
+    const live = { attempt: 1, lines: ['one'], version: 1, dropped: 0, limit: 20000 }
+    api.saveStepLog.mockResolvedValueOnce({ path: '/d/thinkube-a-attempt-1.log', bytes: 4 })
+    const w = mount(StepLogPanel, { props: { step: running, live, now: NOW } })
+    await byRole(w, 'button', 'Save a copy').trigger('click')
+    await flushPromises()
+    expect(api.saveStepLog).toHaveBeenCalledWith('a', 1)
+    expect(w.find('[data-testid=log-saved]').text()).toContain('/d/thinkube-a-attempt-1.log')
   })
 })

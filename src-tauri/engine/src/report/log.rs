@@ -2,14 +2,15 @@
 //! a 1 GB log is never read whole, and a page always holds whole lines (a line
 //! longer than a page is cut, and says so).
 
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
 use crate::state::fsops::open_regular;
-use crate::state::model::{Attempt, AttemptOutcome, StateFile};
+use crate::state::model::{Attempt, AttemptOutcome, StateFile, StepRecord};
 use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
@@ -95,28 +96,7 @@ pub fn page_of(
     window: Window,
     max_bytes: u64,
 ) -> Result<LogPage> {
-    let record = state
-        .deployment
-        .steps
-        .iter()
-        .find(|s| s.id == step)
-        .ok_or_else(|| no_log(step, "the deployment has no such step"))?;
-    let chosen: &Attempt = match attempt {
-        None => record
-            .attempts
-            .last()
-            .ok_or_else(|| no_log(step, "it has not run yet"))?,
-        Some(n) => record
-            .attempts
-            .iter()
-            .find(|a| a.number == n)
-            .ok_or_else(|| {
-                no_log(
-                    step,
-                    &format!("it has no attempt {n} (it has {})", record.attempts.len()),
-                )
-            })?,
-    };
+    let (record, chosen) = chosen_attempt(state, step, attempt)?;
     let mut out = LogPage {
         step: step.to_string(),
         attempt: chosen.number,
@@ -132,30 +112,19 @@ pub fn page_of(
         file: None,
         missing: None,
     };
-    let Some(rel) = chosen.log_file.as_deref() else {
-        out.missing = Some(match chosen.outcome {
-            AttemptOutcome::Running => "The step has printed nothing yet.".to_string(),
-            _ => "This attempt printed nothing (or ran before logs were kept).".to_string(),
-        });
-        return Ok(out);
+    let (path, mut file) = match open_log(root, step, chosen)? {
+        LogFile::Open(path, file) => (path, file),
+        LogFile::Never(why) => {
+            out.missing = Some(why);
+            return Ok(out);
+        }
+        LogFile::Gone(path) => {
+            out.missing = Some(removed(root, &path));
+            out.file = Some(path.display().to_string());
+            return Ok(out);
+        }
     };
-    let rel = inside_logs(rel).ok_or_else(|| {
-        no_log(
-            step,
-            &format!("the state names its log as {rel:?}, which is not a file under logs/; the state may have been edited by hand"),
-        )
-    })?;
-    let path = root.join(rel);
     out.file = Some(path.display().to_string());
-    let Some(mut file) =
-        open_regular(&path).map_err(|e| EngineError::io("read the log", &path, e))?
-    else {
-        out.missing = Some(format!(
-            "The log {} is no longer there (cleanup removes the logs of old runs).",
-            rel.display()
-        ));
-        return Ok(out);
-    };
     let size = file
         .metadata()
         .map_err(|e| EngineError::io("read the log", &path, e))?
@@ -189,6 +158,172 @@ pub fn page_of(
     out.size = size;
     out.lines = split_lines(&buf[skip..skip + keep]);
     Ok(out)
+}
+
+/// A copy of a log saved for the user (a download).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Serialize, PartialEq)]
+pub struct SavedLog {
+    /// Where the copy is.
+    pub path: String,
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
+    pub bytes: u64,
+}
+
+/// Saves a copy of `step`'s attempt `attempt` (the last one when `None`) of the
+/// current deployment into the folder `into`, as `thinkube-<step>-attempt-<n>.log`
+/// (`-2`, `-3`, ... before `.log` when that name is taken: nothing there is ever
+/// replaced). A step still running is copied as far as it has printed.
+pub fn save_copy(store: &Store, step: &str, attempt: Option<u32>, into: &Path) -> Result<SavedLog> {
+    let Some(loaded) = store.load(Timestamp::now())? else {
+        return Err(no_log(
+            step,
+            "there is no deployment in this environment yet",
+        ));
+    };
+    save_copy_of(
+        store.layout().root.as_path(),
+        &loaded.state,
+        step,
+        attempt,
+        into,
+    )
+}
+
+/// [`save_copy`] over a state already read; `root` is the environment's folder.
+pub fn save_copy_of(
+    root: &Path,
+    state: &StateFile,
+    step: &str,
+    attempt: Option<u32>,
+    into: &Path,
+) -> Result<SavedLog> {
+    let (_, chosen) = chosen_attempt(state, step, attempt)?;
+    let mut source = match open_log(root, step, chosen)? {
+        LogFile::Open(_, file) => file,
+        LogFile::Never(why) => return Err(no_log(step, &why)),
+        LogFile::Gone(path) => return Err(no_log(step, &removed(root, &path))),
+    };
+    let base = format!("thinkube-{}-attempt-{}", file_safe(step), chosen.number);
+    let (target, mut copy) = create_new_in(into, &base)?;
+    let written = std::io::copy(&mut source, &mut copy)
+        .and_then(|n| copy.sync_all().map(|()| n))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&target);
+            EngineError::io("save a copy of the log", &target, e)
+        })?;
+    Ok(SavedLog {
+        path: target.display().to_string(),
+        bytes: written,
+    })
+}
+
+/// The first of `<base>.log`, `<base>-2.log`, ... in `dir` that does not exist yet,
+/// created (never an existing file opened).
+fn create_new_in(dir: &Path, base: &str) -> Result<(PathBuf, File)> {
+    for n in 1..=999u32 {
+        let name = if n == 1 {
+            format!("{base}.log")
+        } else {
+            format!("{base}-{n}.log")
+        };
+        let target = dir.join(name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+        {
+            Ok(file) => return Ok((target, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(EngineError::io("save a copy of the log", &target, e)),
+        }
+    }
+    Err(EngineError::io(
+        "save a copy of the log",
+        dir.join(format!("{base}.log")),
+        std::io::Error::other("999 copies of this log are there already; move some away"),
+    ))
+}
+
+/// `text` with anything but letters, digits, `-` and `_` made `_` (a step id in a
+/// file name).
+fn file_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The step's record and the attempt asked for (the last when `None`).
+fn chosen_attempt<'a>(
+    state: &'a StateFile,
+    step: &str,
+    attempt: Option<u32>,
+) -> Result<(&'a StepRecord, &'a Attempt)> {
+    let record = state
+        .deployment
+        .steps
+        .iter()
+        .find(|s| s.id == step)
+        .ok_or_else(|| no_log(step, "the deployment has no such step"))?;
+    let chosen = match attempt {
+        None => record
+            .attempts
+            .last()
+            .ok_or_else(|| no_log(step, "it has not run yet"))?,
+        Some(n) => record
+            .attempts
+            .iter()
+            .find(|a| a.number == n)
+            .ok_or_else(|| {
+                no_log(
+                    step,
+                    &format!("it has no attempt {n} (it has {})", record.attempts.len()),
+                )
+            })?,
+    };
+    Ok((record, chosen))
+}
+
+/// An attempt's log file, as found.
+enum LogFile {
+    /// The attempt never had one: why, in words.
+    Never(String),
+    /// It had one, no longer there.
+    Gone(PathBuf),
+    Open(PathBuf, File),
+}
+
+fn open_log(root: &Path, step: &str, chosen: &Attempt) -> Result<LogFile> {
+    let Some(rel) = chosen.log_file.as_deref() else {
+        return Ok(LogFile::Never(match chosen.outcome {
+            AttemptOutcome::Running => "The step has printed nothing yet.".to_string(),
+            _ => "This attempt printed nothing (or ran before logs were kept).".to_string(),
+        }));
+    };
+    let rel = inside_logs(rel).ok_or_else(|| {
+        no_log(
+            step,
+            &format!("the state names its log as {rel:?}, which is not a file under logs/; the state may have been edited by hand"),
+        )
+    })?;
+    let path = root.join(rel);
+    match open_regular(&path).map_err(|e| EngineError::io("read the log", &path, e))? {
+        Some(file) => Ok(LogFile::Open(path, file)),
+        None => Ok(LogFile::Gone(path)),
+    }
+}
+
+fn removed(root: &Path, path: &Path) -> String {
+    format!(
+        "The log {} is no longer there (cleanup removes the logs of old runs).",
+        path.strip_prefix(root).unwrap_or(path).display()
+    )
 }
 
 /// Which bytes of `buf` are whole lines: a page that starts inside the log drops the
@@ -243,13 +378,12 @@ fn inside_logs(rel: &str) -> Option<&Path> {
 }
 
 fn no_log(step: &str, why: &str) -> EngineError {
-    EngineError::Usage(format!("step `{step}` has no log to show: {why}"))
+    EngineError::Usage(format!("step `{step}` has no log: {why}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::model::StepRecord;
     use uuid::Uuid;
 
     fn state_with(attempts: Vec<Attempt>) -> StateFile {
@@ -386,5 +520,74 @@ mod tests {
         assert!(e.to_string().contains("no attempt 3 (it has 1)"), "{e}");
         let e = page_of(dir.path(), &state, "nope", None, Window::Tail, 100).unwrap_err();
         assert!(e.to_string().contains("`nope`"), "{e}");
+    }
+
+    #[test]
+    fn a_saved_copy_is_the_whole_log_and_never_replaces_a_file() {
+        let content: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        let dir = log_dir(&content);
+        let into = tempfile::tempdir().unwrap();
+        let state = state_with(vec![attempt(1, Some("logs/r1/s1-1.log"))]);
+        let first = save_copy_of(dir.path(), &state, "s1", None, into.path()).unwrap();
+        assert_eq!(
+            first.path,
+            into.path()
+                .join("thinkube-s1-attempt-1.log")
+                .display()
+                .to_string()
+        );
+        assert_eq!(first.bytes, content.len() as u64);
+        assert_eq!(
+            std::fs::read(&first.path).unwrap(),
+            content,
+            "byte for byte"
+        );
+        std::fs::write(into.path().join("thinkube-s1-attempt-1-2.log"), "mine").unwrap();
+        let second = save_copy_of(dir.path(), &state, "s1", Some(1), into.path()).unwrap();
+        assert_eq!(
+            second.path,
+            into.path()
+                .join("thinkube-s1-attempt-1-3.log")
+                .display()
+                .to_string(),
+            "names already taken are passed over"
+        );
+        assert_eq!(
+            std::fs::read_to_string(into.path().join("thinkube-s1-attempt-1.log"))
+                .unwrap()
+                .len(),
+            content.len()
+        );
+        assert_eq!(
+            std::fs::read_to_string(into.path().join("thinkube-s1-attempt-1-2.log")).unwrap(),
+            "mine",
+            "a file of the user's is never replaced"
+        );
+    }
+
+    #[test]
+    fn a_copy_that_cannot_be_saved_says_why_and_leaves_nothing() {
+        let dir = log_dir(b"one\n");
+        let into = tempfile::tempdir().unwrap();
+        let never = state_with(vec![attempt(1, None)]);
+        let e = save_copy_of(dir.path(), &never, "s1", None, into.path()).unwrap_err();
+        assert!(e.to_string().contains("printed nothing"), "{e}");
+        let gone = state_with(vec![attempt(1, Some("logs/r1/gone.log"))]);
+        let e = save_copy_of(dir.path(), &gone, "s1", None, into.path()).unwrap_err();
+        assert!(e.to_string().contains("no longer there"), "{e}");
+        let outside = state_with(vec![attempt(1, Some("../deployment-state.json"))]);
+        let e = save_copy_of(dir.path(), &outside, "s1", None, into.path()).unwrap_err();
+        assert!(e.to_string().contains("not a file under logs/"), "{e}");
+        let state = state_with(vec![attempt(1, Some("logs/r1/s1-1.log"))]);
+        let missing_folder = into.path().join("no-such-folder");
+        let e = save_copy_of(dir.path(), &state, "s1", None, &missing_folder).unwrap_err();
+        assert!(e.to_string().contains("no-such-folder"), "{e}");
+        assert_eq!(
+            std::fs::read_dir(into.path()).unwrap().count(),
+            0,
+            "nothing written where nothing could be saved"
+        );
     }
 }

@@ -9,4 +9,5 @@ pub mod runner;
 pub mod session;
 pub mod setup;
 pub mod source;
+mod spawn;
 pub mod tally;

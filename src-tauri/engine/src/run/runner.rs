@@ -8,9 +8,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -247,7 +246,7 @@ pub fn run(
     stop: &AtomicBool,
     on_spawn: &mut dyn FnMut(ProcessRef) -> Result<()>,
 ) -> Result<Finished> {
-    let mut child = spawn(cmd)?;
+    let mut child = crate::run::spawn::spawn(cmd)?;
     let pid = child.id();
     let process = ProcessRef {
         pid,
@@ -322,39 +321,6 @@ pub fn run(
     // A step that exited on its own keeps its outcome even if a stop came late.
     let stopped = stop_sent.is_some() && !status.success();
     Ok(collected.finish(status, stopped))
-}
-
-fn spawn(cmd: &StepCommand) -> Result<std::process::Child> {
-    let mut command = Command::new(&cmd.program);
-    command
-        .args(&cmd.args)
-        .envs(&cmd.env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    if let Some(cwd) = &cmd.cwd {
-        command.current_dir(cwd);
-    }
-    // SAFETY: prctl(2) with PR_SET_PDEATHSIG is async-signal-safe and touches no
-    // memory; it runs in the child between fork and exec. If the runner is killed
-    // (SIGKILL gives it no chance to clean up), the step gets SIGTERM instead of
-    // running on unobserved.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGTERM as libc::c_ulong,
-                0,
-                0,
-                0,
-            );
-            Ok(())
-        });
-    }
-    command
-        .spawn()
-        .map_err(|e| EngineError::io("start", &cmd.program, e))
 }
 
 /// What the runner keeps of a step's output while it runs: the log, the tail, the
