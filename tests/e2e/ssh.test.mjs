@@ -6,12 +6,12 @@
 // with strict host key checking against the installer's own known_hosts.
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { after, test } from 'node:test'
 import {
-  clickButton, freePort, launch, newWorld, screenshot, stopDisplay, waitForPage, waitForText, writePlan,
+  assertInNoFile, clickButton, freePort, until, launch, newWorld, screenshot, stopDisplay, waitForPage, waitForText, writePlan,
 } from './harness.mjs'
 
 after(stopDisplay)
@@ -32,13 +32,17 @@ function fingerprintOf(publicKey) {
   return out.split(/\s+/).find((w) => w.startsWith('SHA256:'))
 }
 
-/** Starts sshd on `port`; resolves once it says it listens. */
-function startSshd(dir, name, port) {
+/**
+ * Starts sshd on `port`; resolves once it says it listens. By default it lets root in
+ * with the test's client key; `auth` replaces those lines.
+ */
+function startSshd(dir, name, port, auth = [
+  'PermitRootLogin prohibit-password', 'PasswordAuthentication no', `AuthorizedKeysFile ${join(dir, 'client.pub')}`,
+]) {
   const config = join(dir, `sshd_config-${name}`)
   writeFileSync(config, [
     'ListenAddress 127.0.0.1', `Port ${port}`, `HostKey ${join(dir, `hostkey-${name}`)}`, 'PidFile none',
-    'UsePAM no', 'StrictModes no', 'PermitRootLogin prohibit-password', 'PasswordAuthentication no',
-    `AuthorizedKeysFile ${join(dir, 'client.pub')}`, '',
+    'UsePAM no', 'StrictModes no', ...auth, '',
   ].join('\n'))
   spawnSync('mkdir', ['-p', '/run/sshd'])
   const child = spawn(SSHD, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -134,4 +138,120 @@ phases:
   const known = readFileSync(join(world.home, 'known_hosts'), 'utf8')
   assert.ok(known.includes(`[127.0.0.1]:${portOne} ssh-ed25519 `), known)
   assert.ok(known.includes(`[127.0.0.1]:${portTwo} ssh-ed25519 `), known)
+})
+
+const onPath = (tool) => (process.env.PATH ?? '').split(':').some((d) => existsSync(join(d, tool)))
+const skipPassword = skip || (['sshpass', 'useradd', 'chpasswd', 'userdel'].find((t) => !onPath(t))
+  ? 'needs sshpass, useradd, chpasswd and userdel (scripts/ensure-system installs them)'
+  : false)
+
+/** Every process's command line that holds `text`, as "pid: command line". */
+function commandLinesHolding(text) {
+  const found = []
+  for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    let line
+    try {
+      line = readFileSync(`/proc/${pid}/cmdline`)
+    } catch {
+      continue // it ended meanwhile
+    }
+    if (line.includes(text)) found.push(`${pid}: ${line.toString().replaceAll('\0', ' ')}`)
+  }
+  return found
+}
+
+test('a password login from the window: the deployment runs as that user, and the password is in no file and no command line', { skip: skipPassword }, async () => {
+  const world = newWorld('sshpw')
+  const dir = world.root
+  keygen(join(dir, 'hostkey-pw'))
+  const port = await freePort()
+  const user = `tke${port}`
+  const password = `pw-${port}-${process.pid}-e2e`
+  spawnSync('userdel', ['-r', user])
+  assert.equal(spawnSync('useradd', ['-m', '-s', '/bin/sh', user]).status, 0, `useradd ${user}`)
+  const shared = mkdtempSync('/tmp/thinkube-e2e-sshpw-shared-')
+  try {
+    assert.equal(spawnSync('chpasswd', { input: `${user}:${password}\n` }).status, 0, 'chpasswd')
+    // The playbook runs as the user: a folder it may write in, where it says it started
+    // and waits for the test's go.
+    chmodSync(shared, 0o1777)
+    await startSshd(dir, 'pw', port, [
+      'PermitRootLogin no', 'PasswordAuthentication yes', 'KbdInteractiveAuthentication no', `AllowUsers ${user}`,
+    ])
+    const expected = fingerprintOf(join(dir, 'hostkey-pw.pub'))
+    const plan = writePlan(world, 'with-password', {
+      'plan.yaml': `id: with-password
+title: A playbook over SSH with a password login
+phases:
+  - id: p
+    title: Only phase
+    steps:
+      - id: wait
+        title: Start, wait for the go, finish
+        playbook: wait.yaml
+`,
+      'wait.yaml': `- hosts: all
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: /usr/bin/python3
+  tasks:
+    - ansible.builtin.command: "touch ${shared}/started"
+    - ansible.builtin.wait_for:
+        path: "${shared}/go"
+        timeout: 240
+    - ansible.builtin.command: "touch ${shared}/finished"
+`,
+    })
+    const { browser, close } = await launch(world, ['--plan', plan])
+    try {
+      await waitForText(browser, 'main', 'No deployment yet')
+      await clickButton(browser, 'Configure and deploy')
+      await (await browser.$('input[type=radio][value=ssh]')).click()
+      await clickButton(browser, 'Next')
+      await clickButton(browser, 'Add a host')
+      const inputs = await browser.$$('.host-row input')
+      await inputs[0].setValue('server')
+      await inputs[1].setValue('127.0.0.1')
+      await inputs[2].setValue(String(port))
+      await clickButton(browser, 'Next')
+      const keys = await waitForPage(browser, "Trust each host's key")
+      assert.ok(keys.includes(expected), `the fingerprint is not shown: ${keys}`)
+      await clickButton(browser, 'Trust server')
+      await waitForPage(browser, (p) => !p.includes('not trusted yet'))
+      await clickButton(browser, 'Next')
+      await (await browser.$('label*=SSH user')).$('input').setValue(user)
+      await (await browser.$('input[type=radio][value=password]')).click()
+      await clickButton(browser, 'Next')
+      await clickButton(browser, 'Next')
+      await waitForText(browser, 'section.review', `${user} with password`)
+      // No password yet: the review says when the login is checked.
+      await waitForPage(browser, 'the password is asked for when the deployment starts', 60_000)
+      await clickButton(browser, 'Save and deploy')
+      const field = await browser.$('input[type=password]')
+      await field.waitForDisplayed({ timeout: 30_000 })
+      await field.setValue(password)
+      await clickButton(browser, 'Continue')
+      // The step runs over SSH, logged in with the password: look at every command line now.
+      await until('the playbook to start on the server', () => existsSync(join(shared, 'started')), 120_000)
+      const holding = commandLinesHolding(password)
+      writeFileSync(join(shared, 'go'), '')
+      assert.deepEqual(holding, [], 'the password is in a command line')
+      await waitForText(browser, '[data-testid=run-ended]', 'All steps completed.', 180_000)
+      const page = await (await browser.$('body')).getText()
+      assert.ok(!page.includes(password), 'the password is on the page')
+      const storage = await browser.execute(() => JSON.stringify({ ...localStorage }))
+      assert.ok(!storage.includes(password), 'the password is in localStorage')
+    } finally {
+      await close()
+    }
+    const uid = Number(spawnSync('id', ['-u', user], { encoding: 'utf8' }).stdout.trim())
+    assert.equal(statSync(join(shared, 'finished')).uid, uid, `the playbook did not run as ${user}`)
+    const { searched } = assertInNoFile(world, [password], 'the SSH password')
+    assert.ok(searched > 10, `only ${searched} files searched`)
+  } finally {
+    rmSync(shared, { recursive: true, force: true })
+    // Its SSH sessions (Ansible keeps its connections open a while) end with it.
+    spawnSync('pkill', ['-KILL', '-u', user])
+    spawnSync('userdel', ['-r', user])
+  }
 })

@@ -162,6 +162,11 @@ impl Layout {
     pub fn inventory_file(&self) -> PathBuf {
         self.root.join("inventory.yaml")
     }
+    /// What the deployment's inventory held when its last run began, secret-named
+    /// values masked: to say what changed when the file no longer matches.
+    pub fn deployment_inventory_file(&self) -> PathBuf {
+        self.root.join("deployment-inventory.json")
+    }
 }
 
 #[cfg(test)]

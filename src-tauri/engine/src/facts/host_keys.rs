@@ -125,21 +125,40 @@ pub fn ssh_common_args(home: &Path) -> String {
 /// `[group]`, `[group:vars]`, `[group:children]`) are read; host ranges
 /// (`node[01:10]`) are not expanded.
 pub fn ssh_hosts(inventory: &Path) -> Result<Vec<SshHost>> {
+    Ok(hosts_of(&read_inventory(inventory)?))
+}
+
+/// An inventory, YAML or INI, in the shape of a YAML one (groups of `hosts`, `vars`
+/// and `children`). A file that is neither reads as no groups.
+pub(crate) fn read_inventory(inventory: &Path) -> Result<serde_json::Value> {
     let bytes = crate::state::fsops::read_regular(inventory, 4 << 20)
         .map_err(|e| EngineError::io("read the inventory", inventory, e))?
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes);
-    let value = match crate::yaml::from_str::<serde_json::Value>(&text) {
+    Ok(match crate::yaml::from_str::<serde_json::Value>(&text) {
         Ok(v) if v.is_object() => v,
         _ => ini_as_yaml(&text),
-    };
+    })
+}
+
+/// The SSH hosts of an inventory read by [`read_inventory`] (see [`ssh_hosts`]).
+pub(crate) fn hosts_of(value: &serde_json::Value) -> Vec<SshHost> {
+    every_host(value)
+        .into_iter()
+        .filter_map(|(host, local)| (!local).then_some(host))
+        .collect()
+}
+
+/// Every host of an inventory read by [`read_inventory`], and whether Ansible runs
+/// it locally (`ansible_connection: local`) rather than over SSH.
+pub(crate) fn every_host(value: &serde_json::Value) -> Vec<(SshHost, bool)> {
     // A host may be listed in several groups: its own variables win over its
     // groups', as in Ansible; then each host is read once.
     let mut found = Found::default();
     for group in value.as_object().into_iter().flatten().map(|(_, g)| g) {
         collect(group, &mut found, &serde_json::Map::new(), 1);
     }
-    Ok(found
+    found
         .hosts
         .into_iter()
         .map(|(name, mut vars)| {
@@ -148,15 +167,15 @@ pub fn ssh_hosts(inventory: &Path) -> Result<Vec<SshHost>> {
             }
             (name, vars)
         })
-        .filter(|(_, v)| v.get("ansible_connection").and_then(|c| c.as_str()) != Some("local"))
         .map(|(name, v)| {
+            let local = v.get("ansible_connection").and_then(|c| c.as_str()) == Some("local");
             let text = |k: &str| v.get(k).and_then(|a| a.as_str()).map(str::to_string);
             let port = v
                 .get("ansible_port")
                 .and_then(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok()))
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or(22);
-            SshHost {
+            let host = SshHost {
                 address: text("ansible_host").unwrap_or_else(|| name.clone()),
                 name,
                 port,
@@ -164,9 +183,10 @@ pub fn ssh_hosts(inventory: &Path) -> Result<Vec<SshHost>> {
                 key_file: text("ansible_ssh_private_key_file")
                     .or_else(|| text("ansible_private_key_file")),
                 password: v.contains_key("ansible_password") || v.contains_key("ansible_ssh_pass"),
-            }
+            };
+            (host, local)
         })
-        .collect())
+        .collect()
 }
 
 type Vars = serde_json::Map<String, serde_json::Value>;

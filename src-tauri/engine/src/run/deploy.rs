@@ -22,8 +22,8 @@ use crate::run::session::{Begun, Request, RunContext, RunSession, RunSummary};
 use crate::secrets::{Redactor, secret_named};
 use crate::state::lock::LockWait;
 use crate::state::model::{
-    AttemptOutcome, DeploymentRecord, DeploymentStatus, EventKind, InputFile, NewEvent, RunKind,
-    RunOutcome, StepError, StepStatus,
+    AttemptOutcome, DeploymentRecord, DeploymentStatus, EventKind, NewEvent, RunKind, RunOutcome,
+    StepError, StepStatus,
 };
 use crate::state::store::Store;
 use crate::timestamp::Timestamp;
@@ -351,6 +351,10 @@ pub fn execute(
         .and_then(|()| match &prepared.inventory_beside {
             Some(b) => b.write(store.fs()),
             None => Ok(()),
+        })
+        .and_then(|()| match &prepared.inventory_file {
+            Some(f) => crate::run::inventory::keep_copy(store.fs(), store.layout(), f),
+            None => Ok(()),
         });
     if let Err(e) = written {
         let _ = session.finish((args.clock)());
@@ -372,6 +376,8 @@ struct Prepared {
     callback_dir: PathBuf,
     /// `-i` for ansible-playbook: the inventory's path, or `localhost,`.
     inventory: String,
+    /// The inventory file the deployment runs against (none: this machine).
+    inventory_file: Option<PathBuf>,
     /// Where the playbooks are, and the working folder of steps and gates.
     root: crate::run::source::Root,
     /// The inventory's copy beside the checkout's variable folders, for an upstream
@@ -419,8 +425,8 @@ fn prepare(
         let source = d.plan_source.as_deref().unwrap_or(&plan.id);
         return Err(EngineError::Usage(format!(
             "the plan {source} changed since this deployment last ran it ({} then, {} now): see it with `thinkube-deploy plan show --plan {source}`, then run it as it is now with `--plan {source}` (steps are matched by id, and what changed is shown), or put the earlier one back. Nothing ran",
-            short_digest(then),
-            short_digest(&plan.digest)
+            crate::run::inventory::short_digest(then),
+            crate::run::inventory::short_digest(&plan.digest)
         )));
     }
     if let Some(d) = current
@@ -461,7 +467,8 @@ fn prepare(
             )
         })
         .transpose()?;
-    let (inventory, recorded) = inventory(args, layout, current)?;
+    let (inventory, recorded) =
+        crate::run::inventory::choose(args.inventory.as_deref(), layout, current)?;
     // The inventory's SSH hosts, read once: a password login needs `sshpass`, and
     // every host that answers must offer the key that was trusted.
     if needs_ansible && let Some(r) = &recorded {
@@ -524,6 +531,7 @@ fn prepare(
             });
         }
     }
+    let inventory_file = recorded.as_ref().map(|r| PathBuf::from(&r.path));
     planned.configuration.inventory = recorded;
     // Resuming a remote deployment: its steps run against the inventory's hosts, so
     // check they answer (and that their VMs run, when the facts know them) before
@@ -544,6 +552,7 @@ fn prepare(
         ansible,
         callback_dir: layout.root.join("ansible/callback_plugins"),
         inventory,
+        inventory_file,
         root,
         inventory_beside,
         config,
@@ -778,62 +787,6 @@ fn outside_plan_folder(base: &Path, full: &Path, step: &str) -> Result<()> {
         real.display(),
         base_real.display()
     )))
-}
-
-/// `-i` for ansible-playbook, and the inventory as the deployment records it:
-/// `--inventory` (made absolute); else the one this deployment started with, which
-/// must not have changed since; else the wizard's; else `localhost,`. (The window
-/// passes the wizard's inventory explicitly: its user changes it there on purpose.)
-fn inventory(
-    args: &DeployArgs,
-    layout: &crate::paths::Layout,
-    current: Option<&DeploymentRecord>,
-) -> Result<(String, Option<InputFile>)> {
-    let recorded = current.and_then(|d| d.configuration.inventory.as_ref());
-    let path = match (&args.inventory, recorded) {
-        (Some(p), _) if !p.exists() => {
-            return Err(EngineError::Usage(format!(
-                "the inventory {} does not exist",
-                p.display()
-            )));
-        }
-        (Some(p), _) => Some(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-        (None, Some(r)) if !Path::new(&r.path).exists() => {
-            return Err(EngineError::Usage(format!(
-                "the inventory {} this deployment runs against is gone; put it back, or give the one to use now with --inventory PATH",
-                r.path
-            )));
-        }
-        (None, Some(r)) => Some(PathBuf::from(&r.path)),
-        (None, None) if layout.inventory_file().exists() => Some(layout.inventory_file()),
-        (None, None) => None,
-    };
-    let Some(path) = path else {
-        return Ok(("localhost,".to_string(), None));
-    };
-    let sha256 = crate::config::check_inventory(&path)?;
-    if let Some(r) = recorded
-        && args.inventory.is_none()
-        && r.sha256 != sha256
-    {
-        return Err(EngineError::Usage(format!(
-            "the inventory {} changed since this deployment started ({} then, {} now): run it against the inventory as it is now with `--inventory {}`, or put the earlier one back. Nothing ran",
-            r.path,
-            short_digest(&r.sha256),
-            short_digest(&sha256),
-            r.path
-        )));
-    }
-    let record = InputFile {
-        path: path.display().to_string(),
-        sha256,
-    };
-    Ok((record.path.clone(), Some(record)))
-}
-
-fn short_digest(digest: &str) -> &str {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
 }
 
 /// How one step ended, for the loop over steps.

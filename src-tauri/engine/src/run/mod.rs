@@ -4,6 +4,7 @@
 
 pub mod deploy;
 pub mod gates;
+pub(crate) mod inventory;
 pub mod plan_check;
 pub mod runner;
 pub mod session;

@@ -1393,7 +1393,7 @@ fn retry_runs_the_deployments_own_plan_and_inventory_from_any_folder() {
             ("book.yaml", book),
         ],
     );
-    let alpha = "all:\n  hosts:\n    alpha:\n      ansible_connection: local\n";
+    let alpha = "all:\n  hosts:\n    alpha:\n      ansible_connection: local\n  vars:\n    db_password: hunter2-copy\n";
     let inventory = home.outside("alpha.yaml");
     std::fs::write(&inventory, alpha).unwrap();
     let root = dir.parent().unwrap();
@@ -1411,6 +1411,12 @@ fn retry_runs_the_deployments_own_plan_and_inventory_from_any_folder() {
         .unwrap(),
     );
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    // The deployment keeps what its inventory held, secrets masked.
+    let copy = std::fs::read_to_string(home.layout().deployment_inventory_file()).unwrap();
+    assert!(
+        copy.contains("alpha") && !copy.contains("hunter2-copy"),
+        "{copy}"
+    );
     // The wizard's inventory, which retry used to take instead.
     home.create();
     std::fs::write(
@@ -1429,12 +1435,26 @@ fn retry_runs_the_deployments_own_plan_and_inventory_from_any_folder() {
         std::fs::read_to_string(dir.join("seen")).unwrap(),
         "alpha\nalpha\n"
     );
-    // Changed since: refused, until given again on purpose.
-    std::fs::write(&inventory, format!("{alpha}  vars:\n    extra: 1\n")).unwrap();
+    // Changed since: refused, saying what changed, until given again on purpose.
+    let more_hosts = alpha.replace(
+        "  vars:",
+        "    beta:\n      ansible_connection: local\n      ansible_host: 127.0.0.2\n  vars:",
+    );
+    std::fs::write(&inventory, more_hosts).unwrap();
     in_elsewhere(&["retry", "s"]).expect(
         2,
         &[
             "alpha.yaml changed since this deployment started",
+            "beta (127.0.0.2:22) added",
+            "--inventory",
+        ],
+    );
+    std::fs::write(&inventory, format!("{alpha}    extra: 1\n")).unwrap();
+    in_elsewhere(&["retry", "s"]).expect(
+        2,
+        &[
+            "alpha.yaml changed since this deployment started",
+            "its hosts are the same and log in as before; variables or groups changed",
             "--inventory",
         ],
     );
