@@ -13,6 +13,7 @@ const COMMANDS: &[&str] = &[
     "plan_show",
     "start_run",
     "run_tokens",
+    "forget_tokens",
     "cancel_run",
     "clean_state",
     "history",

@@ -28,7 +28,7 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     crate::snapshot::Snapshot::export_all(cfg)?;
     crate::commands::ReadinessAttempt::export_all(cfg)?;
     crate::commands::RunRequest::export_all(cfg)?;
-    crate::commands::TokenNeed::export_all(cfg)?;
+    crate::commands::RunTokens::export_all(cfg)?;
     crate::commands::AcceptedKey::export_all(cfg)?;
     thinkube_engine::facts::host_keys::HostKeyView::export_all(cfg)?;
     thinkube_engine::facts::host_keys::HostCheck::export_all(cfg)?;

@@ -31,6 +31,7 @@ use ts_rs::TS;
 
 use crate::AppState;
 use crate::error::{AppError, ErrorCode};
+use crate::keyring::{Keyring, KeyringStatus};
 use crate::launch::LaunchInfo;
 use crate::snapshot::{self, Snapshot};
 use crate::worker::{self, RunEvent};
@@ -140,6 +141,10 @@ pub struct RunRequest {
     /// window. Kept in memory only, for as long as the window is open.
     #[serde(default)]
     pub tokens: BTreeMap<String, String>,
+    /// Keep the tokens given with this request in the desktop's keyring too, so that
+    /// the next window does not ask for them.
+    #[serde(default)]
+    pub remember_tokens: bool,
 }
 
 /// A token a run reads, and whether this window (or its environment) has it.
@@ -150,33 +155,102 @@ pub struct TokenNeed {
     pub name: String,
     pub what: String,
     pub required: bool,
+    /// This window has it: given here, kept in the keyring, or in the environment.
     pub given: bool,
+    /// It comes from the desktop's keyring (and `forget_tokens` removes it).
+    pub in_keyring: bool,
+}
+
+/// The tokens a run reads, and whether the desktop's keyring can keep them.
+#[derive(Serialize, TS)]
+#[ts(export)]
+pub struct RunTokens {
+    pub tokens: Vec<TokenNeed>,
+    pub keyring: KeyringStatus,
 }
 
 /// The tokens a run of the saved configuration reads (none for most plans).
 #[tauri::command]
-pub fn run_tokens(state: State<'_, AppState>) -> Result<Vec<TokenNeed>> {
+pub async fn run_tokens(state: State<'_, AppState>) -> Result<RunTokens> {
     let cfg = config::load(state.store.layout())?;
-    let given = state.tokens.lock().map_err(|_| poisoned())?;
-    Ok(cfg
+    let needed: Vec<_> = cfg.iter().flat_map(|c| c.tokens()).collect();
+    let keyring = Keyring::for_environment(&state.store.layout().root);
+    let status = if needed.is_empty() {
+        KeyringStatus {
+            available: false,
+            why: Some("no token is needed".to_string()),
+        }
+    } else {
+        keyring.status()
+    };
+    let given = state.tokens.lock().map_err(|_| poisoned())?.clone();
+    let tokens = needed
         .iter()
-        .flat_map(|c| c.tokens())
-        .map(|t| TokenNeed {
-            name: t.name.to_string(),
-            what: t.what.to_string(),
-            required: t.required,
-            given: token_value(&given, t.name).is_some(),
+        .map(|t| {
+            let value = token_value(&given, status.available.then_some(&keyring), t.name);
+            TokenNeed {
+                name: t.name.to_string(),
+                what: t.what.to_string(),
+                required: t.required,
+                given: value.is_some(),
+                in_keyring: matches!(value, Some((_, TokenSource::Keyring))),
+            }
         })
-        .collect())
+        .collect();
+    Ok(RunTokens {
+        tokens,
+        keyring: status,
+    })
 }
 
-/// A token's value: given in this window, else in the app's own environment.
-fn token_value(given: &BTreeMap<String, String>, name: &str) -> Option<String> {
+/// Removes this environment's tokens from the desktop's keyring (those the saved
+/// configuration reads), and from this window's memory.
+#[tauri::command]
+pub async fn forget_tokens(state: State<'_, AppState>) -> Result<()> {
+    let cfg = config::load(state.store.layout())?;
+    let keyring = Keyring::for_environment(&state.store.layout().root);
+    let mut given = state.tokens.lock().map_err(|_| poisoned())?;
+    for t in cfg.iter().flat_map(|c| c.tokens()) {
+        given.remove(t.name);
+        keyring
+            .forget(t.name)
+            .map_err(|why| AppError::new(ErrorCode::Keyring, why))?;
+    }
+    Ok(())
+}
+
+/// Where a token's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenSource {
+    Window,
+    Keyring,
+    Environment,
+}
+
+/// A token's value: given in this window, else kept in the keyring (when there is
+/// one), else in the app's own environment.
+fn token_value(
+    given: &BTreeMap<String, String>,
+    keyring: Option<&Keyring>,
+    name: &str,
+) -> Option<(String, TokenSource)> {
+    let nonempty = |v: &String| !v.is_empty();
     given
         .get(name)
         .cloned()
-        .or_else(|| std::env::var(name).ok())
-        .filter(|v| !v.is_empty())
+        .filter(nonempty)
+        .map(|v| (v, TokenSource::Window))
+        .or_else(|| {
+            keyring
+                .and_then(|k| k.get(name).ok().flatten())
+                .map(|v| (v, TokenSource::Keyring))
+        })
+        .or_else(|| {
+            std::env::var(name)
+                .ok()
+                .filter(nonempty)
+                .map(|v| (v, TokenSource::Environment))
+        })
 }
 
 // Never print the password.
@@ -185,6 +259,7 @@ impl std::fmt::Debug for RunRequest {
         f.debug_struct("RunRequest")
             .field("kind", &self.kind)
             .field("steps", &self.steps)
+            .field("remember_tokens", &self.remember_tokens)
             .finish_non_exhaustive()
     }
 }
@@ -205,17 +280,31 @@ pub async fn start_run(
     let password = state.ssh_password.lock().map_err(|_| poisoned())?.clone();
     let mut secret_env = BTreeMap::new();
     if let Some(c) = &cfg {
-        let mut given = state.tokens.lock().map_err(|_| poisoned())?;
         let needed = c.tokens();
-        for (name, value) in request.tokens {
-            if !value.is_empty() && needed.iter().any(|t| t.name == name) {
-                given.insert(name, value);
+        let keyring = Keyring::for_environment(&state.store.layout().root);
+        let fresh: BTreeMap<String, String> = request
+            .tokens
+            .into_iter()
+            .filter(|(name, value)| !value.is_empty() && needed.iter().any(|t| t.name == *name))
+            .collect();
+        // Kept first: a keyring that refuses is said before anything runs.
+        if request.remember_tokens {
+            for (name, value) in &fresh {
+                keyring
+                    .set(name, value)
+                    .map_err(|why| AppError::new(ErrorCode::Keyring, why))?;
             }
         }
+        let given = {
+            let mut given = state.tokens.lock().map_err(|_| poisoned())?;
+            given.extend(fresh);
+            given.clone()
+        };
+        let keyring = (!needed.is_empty()).then_some(&keyring);
         let mut missing = Vec::new();
         for t in needed {
-            match token_value(&given, t.name) {
-                Some(v) => {
+            match token_value(&given, keyring, t.name) {
+                Some((v, _)) => {
                     secret_env.insert(t.name.to_string(), v);
                 }
                 None if t.required => missing.push(format!("{} ({})", t.name, t.what)),
@@ -226,7 +315,7 @@ pub async fn start_run(
             return Err(AppError::new(
                 ErrorCode::NeedsTokens,
                 format!(
-                    "The plan's playbooks need {}: tokens are never saved, so they are asked for in this window (and kept in memory until it closes).",
+                    "The plan's playbooks need {}: tokens are never written to a file, so they are asked for in this window (and kept in memory until it closes, or in the desktop's keyring if you choose).",
                     missing.join(", ")
                 ),
             ));

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     NeedsPassword,
     /// The plan's playbooks need tokens this window has not been given.
     NeedsTokens,
+    /// The desktop's keyring could not keep, read or remove a token (none, locked).
+    Keyring,
     /// A deployment is already running in this window.
     Busy,
     /// A host does not answer, its login or sudo fails (the pre-flight before a

@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod error;
 pub mod instance;
+pub mod keyring;
 pub mod launch;
 pub mod notify;
 pub mod snapshot;
@@ -206,6 +207,7 @@ fn open_window(state: AppState) -> ExitCode {
             commands::plan_show,
             commands::start_run,
             commands::run_tokens,
+            commands::forget_tokens,
             commands::cancel_run,
             commands::clean_state,
             commands::history,

@@ -392,3 +392,63 @@ export function assertInNoFile(world, secrets, what = 'a secret') {
   }
   return { files, searched }
 }
+
+/**
+ * A desktop keyring of the world's own: a session bus that starts no service by
+ * itself (the system's bus would start GNOME Keyring on the real home) and an
+ * unlocked GNOME Keyring on it, keeping its files under the world's XDG data folder
+ * (so `assertInNoFile` searches them too). Returns the bus address, a lookup as
+ * `secret-tool` makes it, and `stop`.
+ */
+export async function keyringService(world) {
+  const address = `unix:path=${join(world.root, 'keyring-bus')}`
+  const config = join(world.root, 'keyring-bus.conf')
+  writeFileSync(config, `<busconfig>
+  <type>session</type>
+  <listen>${address}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+`)
+  const children = []
+  const stop = () => {
+    for (const c of children) c.kill()
+  }
+  const bus = spawn('dbus-daemon', ['--nofork', '--print-address', `--config-file=${config}`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  children.push(bus)
+  await new Promise((ok, fail) => {
+    bus.stdout.once('data', ok)
+    bus.once('exit', (c) => fail(new Error(`dbus-daemon exited with ${c}`)))
+  })
+  const runtime = join(world.root, 'keyring-run')
+  mkdirSync(runtime, { recursive: true, mode: 0o700 })
+  const env = { ...worldEnv(world), DBUS_SESSION_BUS_ADDRESS: address, XDG_RUNTIME_DIR: runtime }
+  const keyring = spawn('gnome-keyring-daemon', ['--foreground', '--components=secrets', '--unlock'], {
+    env,
+    stdio: ['pipe', 'ignore', 'inherit'],
+  })
+  children.push(keyring)
+  // The login keyring's password, read up to the end of its input.
+  keyring.stdin.end('e2e login')
+  const secretTool = (args) => spawnSync('secret-tool', args, { env, encoding: 'utf8' })
+  await until('GNOME Keyring on the test bus', () =>
+    spawnSync('gdbus', ['call', '--session', '--dest', 'org.freedesktop.DBus', '--object-path', '/org/freedesktop/DBus',
+      '--method', 'org.freedesktop.DBus.NameHasOwner', 'org.freedesktop.secrets'], { env, encoding: 'utf8' })
+      .stdout?.includes('true'))
+  return {
+    address,
+    runtime,
+    /** What the keyring holds for these attributes (`secret-tool lookup`), or null. */
+    lookup(attributes) {
+      const r = secretTool(['lookup', ...Object.entries(attributes).flat()])
+      return r.status === 0 ? r.stdout : null
+    },
+    stop,
+  }
+}

@@ -1,15 +1,22 @@
 // The thinkube plan in the window: the wizard's network, overlay and roles page for
 // two SSH hosts, the saved inventory in thinkube's layout, and the tokens asked for at
 // the start of the run, which reach no file of the installer's home, the WebView's
-// folders or its storage. (No checkout is there, so the run then stops before any
+// folders or its storage; one kept, as its user chooses, in a real desktop keyring
+// (GNOME Keyring on the test's own bus), encrypted there. (No checkout is there, so the run then stops before any
 // step, saying how to get one: nothing is deployed anywhere.)
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import { assertInNoFile, clickButton, freePort, launch, newWorld, screenshot, stopDisplay, waitForPage, waitForText } from './harness.mjs'
+import {
+  assertInNoFile, clickButton, freePort, keyringService, launch, newWorld, screenshot, stopDisplay, waitForPage, waitForText,
+} from './harness.mjs'
 
-after(stopDisplay)
+const services = []
+after(async () => {
+  for (const s of services) s.stop()
+  await stopDisplay()
+})
 
 const CLOUDFLARE = 'cf-e2e-7f31a9-token'
 const GITHUB = 'ghp_e2e_55c0d1_token'
@@ -21,9 +28,14 @@ async function fill(browser, selector, value) {
   await el.setValue(value)
 }
 
-test('the wizard asks what thinkube needs, and the tokens of the run are kept nowhere', async () => {
+test('the wizard asks what thinkube needs, and the tokens of the run are kept nowhere but the keyring', async () => {
   const world = newWorld('thinkube')
-  const { browser, close } = await launch(world, ['--plan', 'thinkube'])
+  const keyring = await keyringService(world)
+  services.push(keyring)
+  const { browser, close } = await launch(world, ['--plan', 'thinkube'], {
+    DBUS_SESSION_BUS_ADDRESS: keyring.address,
+    XDG_RUNTIME_DIR: keyring.runtime,
+  })
   try {
     await waitForText(browser, 'main', 'No deployment yet')
     await clickButton(browser, 'Configure and deploy')
@@ -69,6 +81,10 @@ test('the wizard asks what thinkube needs, and the tokens of the run are kept no
     await fill(browser, 'input[aria-label=CLOUDFLARE_TOKEN]', CLOUDFLARE)
     await fill(browser, 'input[aria-label=GITHUB_TOKEN]', GITHUB)
     await fill(browser, 'input[aria-label=ZEROTIER_AUTH_TOKEN]', ZEROTIER)
+    // The user chooses to keep them in the desktop's keyring.
+    const keep = await browser.$('label.remember input[type=checkbox]')
+    await keep.waitForEnabled({ timeout: 30_000 })
+    await keep.click()
     await screenshot(browser, 'thinkube-tokens')
     await clickButton(browser, 'Continue')
     // With the tokens given, the run gets as far as the checkout, and says how to get one.
@@ -84,6 +100,13 @@ test('the wizard asks what thinkube needs, and the tokens of the run are kept no
   assert.match(inventory, /k8s_control_plane:\n\s+hosts:\n\s+tk1: \{\}/)
   assert.match(inventory, /k8s_workers:\n\s+hosts:\n\s+tk2: \{\}/)
   assert.match(inventory, /cloudflare_api_token: "\{\{ lookup\('env', 'CLOUDFLARE_TOKEN'\) \}\}"/)
-  const { searched } = assertInNoFile(world, [CLOUDFLARE, GITHUB, ZEROTIER], 'a token')
+  // The keyring has them, under this installer home; its files (in the world's XDG
+  // data folder, searched below) hold them encrypted only.
+  const entry = (name) => keyring.lookup({ service: 'org.thinkube.installer', username: `${name} for ${world.home}` })
+  assert.equal(entry('CLOUDFLARE_TOKEN'), CLOUDFLARE)
+  assert.equal(entry('GITHUB_TOKEN'), GITHUB)
+  assert.equal(entry('ZEROTIER_AUTH_TOKEN'), ZEROTIER)
+  const { files, searched } = assertInNoFile(world, [CLOUDFLARE, GITHUB, ZEROTIER], 'a token')
   assert.ok(searched > 3, `only ${searched} files searched`)
+  assert.ok(files.some((f) => f.endsWith('keyrings/login.keyring')), 'the keyring\'s own file was not searched')
 })

@@ -20,7 +20,7 @@ import type { ReadinessAttempt } from '../bindings/ReadinessAttempt'
 import type { RunDiff } from '../bindings/RunDiff'
 import type { RunEvent } from '../bindings/RunEvent'
 import type { RunRecord } from '../bindings/RunRecord'
-import type { TokenNeed } from '../bindings/TokenNeed'
+import type { RunTokens } from '../bindings/RunTokens'
 import type { RunRequest } from '../bindings/RunRequest'
 import type { Snapshot } from '../bindings/Snapshot'
 import type { WindowNotice } from '../bindings/WindowNotice'
@@ -63,7 +63,8 @@ export const api = {
     channel.onmessage = (events) => events.forEach(onEvent)
     return call<null>('start_run', { request, onEvent: channel })
   },
-  runTokens: () => call<TokenNeed[]>('run_tokens'),
+  runTokens: () => call<RunTokens>('run_tokens'),
+  forgetTokens: () => call<null>('forget_tokens'),
   cancelRun: () => call<boolean>('cancel_run'),
   cleanState: () => call<string>('clean_state'),
   history: () => call<HistoryListing>('history'),

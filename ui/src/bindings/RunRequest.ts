@@ -18,4 +18,9 @@ ssh_password: string | null,
  * Tokens the plan's playbooks read (`run_tokens` lists them), given in the
  * window. Kept in memory only, for as long as the window is open.
  */
-tokens: { [key in string]: string }, };
+tokens: { [key in string]: string }, 
+/**
+ * Keep the tokens given with this request in the desktop's keyring too, so that
+ * the next window does not ask for them.
+ */
+remember_tokens: boolean, };

@@ -7,4 +7,12 @@ export type TokenNeed = {
 /**
  * The environment variable the playbooks read, e.g. `CLOUDFLARE_TOKEN`.
  */
-name: string, what: string, required: boolean, given: boolean, };
+name: string, what: string, required: boolean, 
+/**
+ * This window has it: given here, kept in the keyring, or in the environment.
+ */
+given: boolean, 
+/**
+ * It comes from the desktop's keyring (and `forget_tokens` removes it).
+ */
+in_keyring: boolean, };

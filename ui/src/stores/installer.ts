@@ -212,6 +212,7 @@ export const useInstallerStore = defineStore('installer', () => {
     steps: string[] = [],
     sshPassword: string | null = null,
     tokens: Record<string, string> = {},
+    rememberTokens = false,
   ) {
     error.value = null
     runEnded.value = null
@@ -219,7 +220,10 @@ export const useInstallerStore = defineStore('installer', () => {
     pendingRun = { kind, steps }
     try {
       running.value = true
-      await api.startRun({ kind, steps, ssh_password: sshPassword, tokens }, onEvent)
+      await api.startRun(
+        { kind, steps, ssh_password: sshPassword, tokens, remember_tokens: rememberTokens },
+        onEvent,
+      )
       needsPassword.value = false
       needsTokens.value = false
       screen.value = 'deploy'
@@ -239,10 +243,13 @@ export const useInstallerStore = defineStore('installer', () => {
     await startRun(run.kind, run.steps, password)
   }
 
-  /** Starts the run that asked for tokens again with them (kept in the backend's memory). */
-  async function giveTokens(tokens: Record<string, string>) {
+  /**
+   * Starts the run that asked for tokens again with them (kept in the backend's
+   * memory, and in the desktop's keyring when `remember`).
+   */
+  async function giveTokens(tokens: Record<string, string>, remember = false) {
     const run = pendingRun ?? { kind: 'resume' as RunKind, steps: [] }
-    await startRun(run.kind, run.steps, null, tokens)
+    await startRun(run.kind, run.steps, null, tokens, remember)
   }
 
   /** Answers the close asked for during a run: let it finish hidden, or stop it. */

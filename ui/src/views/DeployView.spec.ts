@@ -55,7 +55,7 @@ describe('DeployView', () => {
     expect(w.find('.tail').text()).toContain('last line')
     api.startRun.mockResolvedValue(null)
     await byRole(w, 'button', 'Retry Title b').trigger('click')
-    expect(api.startRun).toHaveBeenCalledWith({ kind: 'retry', steps: ['b'], ssh_password: null, tokens: {} }, expect.any(Function))
+    expect(api.startRun).toHaveBeenCalledWith({ kind: 'retry', steps: ['b'], ssh_password: null, tokens: {}, remember_tokens: false }, expect.any(Function))
     expect(w.findAll('button').map((b) => b.text())).toContain('Retry failed')
     expect(w.findAll('button').map((b) => b.text())).not.toContain('Resume')
   })
@@ -128,19 +128,19 @@ describe('DeployView', () => {
     await store.startRun('deploy')
     await flushPromises()
     expect(api.startRun).toHaveBeenCalledTimes(1)
-    expect(api.startRun.mock.calls[0]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: null, tokens: {} })
+    expect(api.startRun.mock.calls[0]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: null, tokens: {}, remember_tokens: false })
     await byLabel(w, /^SSH password/).setValue('s3cret')
     await byRole(w, 'form').trigger('submit')
     await flushPromises()
     expect(api.startRun).toHaveBeenCalledTimes(2)
-    expect(api.startRun.mock.calls[1]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: 's3cret', tokens: {} })
+    expect(api.startRun.mock.calls[1]?.[0]).toEqual({ kind: 'deploy', steps: [], ssh_password: 's3cret', tokens: {}, remember_tokens: false })
     expect(store.needsPassword).toBe(false)
     expect(() => byLabel(w, /^SSH password/)).toThrow()
 
     // The app keeps the password in memory: a later run does not send it again.
     await store.startRun('resume')
     expect(api.startRun).toHaveBeenCalledTimes(3)
-    expect(api.startRun.mock.calls[2]?.[0]).toEqual({ kind: 'resume', steps: [], ssh_password: null, tokens: {} })
+    expect(api.startRun.mock.calls[2]?.[0]).toEqual({ kind: 'resume', steps: [], ssh_password: null, tokens: {}, remember_tokens: false })
 
     // The mirror was written (the check below can fail) and holds no password.
     const stored = Array.from({ length: localStorage.length }, (_, i) => localStorage.getItem(localStorage.key(i) ?? '') ?? '')
@@ -151,7 +151,10 @@ describe('DeployView', () => {
   it('asks for the tokens the plan needs when the backend says so, and starts the same run with them', async () => {
     api.startRun.mockRejectedValueOnce({ code: 'needs_tokens', message: 'The plan\'s playbooks need CLOUDFLARE_TOKEN (Cloudflare API token)' })
     api.startRun.mockResolvedValue(null)
-    api.runTokens.mockResolvedValue([{ name: 'CLOUDFLARE_TOKEN', what: 'Cloudflare API token', required: true, given: false }])
+    api.runTokens.mockResolvedValue({
+      tokens: [{ name: 'CLOUDFLARE_TOKEN', what: 'Cloudflare API token', required: true, given: false, in_keyring: false }],
+      keyring: { available: true, why: null },
+    })
     const store = useInstallerStore()
     store.launch = launch()
     store.snapshot = snapshot([step('a', 'failed')], { status: 'failed' })
@@ -165,7 +168,14 @@ describe('DeployView', () => {
     await byRole(w, 'form', 'Tokens').trigger('submit')
     await flushPromises()
     expect(api.startRun).toHaveBeenCalledTimes(2)
-    expect(api.startRun.mock.calls[1]?.[0]).toEqual({ kind: 'retry', steps: ['a'], ssh_password: null, tokens: { CLOUDFLARE_TOKEN: 'cf-value' } })
+    // Not kept in the keyring unless the box is ticked.
+    expect(api.startRun.mock.calls[1]?.[0]).toEqual({
+      kind: 'retry',
+      steps: ['a'],
+      ssh_password: null,
+      tokens: { CLOUDFLARE_TOKEN: 'cf-value' },
+      remember_tokens: false,
+    })
     expect(store.needsTokens).toBe(false)
     expect(w.find('form[aria-label="Tokens"]').exists()).toBe(false)
   })
