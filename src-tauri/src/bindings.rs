@@ -29,6 +29,9 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     crate::commands::ReadinessAttempt::export_all(cfg)?;
     crate::commands::RunRequest::export_all(cfg)?;
     crate::commands::RunTokens::export_all(cfg)?;
+    thinkube_engine::run::source::SourceView::export_all(cfg)?;
+    thinkube_engine::run::source::Fetched::export_all(cfg)?;
+    thinkube_engine::run::plan_check::CheckReport::export_all(cfg)?;
     crate::commands::AcceptedKey::export_all(cfg)?;
     thinkube_engine::facts::host_keys::HostKeyView::export_all(cfg)?;
     thinkube_engine::facts::host_keys::HostCheck::export_all(cfg)?;

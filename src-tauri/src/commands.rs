@@ -22,6 +22,8 @@ use thinkube_engine::report::log::{self, LogPage, SavedLog, Window};
 use thinkube_engine::report::plans::{self as catalog, PlanChoice};
 use thinkube_engine::retry::RetryPolicy;
 use thinkube_engine::run::deploy::{self, DeployArgs};
+use thinkube_engine::run::plan_check::{self, CheckReport};
+use thinkube_engine::run::source::{self, Fetched, SourceView};
 use thinkube_engine::state::fact_keys::HardwareFact;
 use thinkube_engine::state::lock::LockWait;
 use thinkube_engine::state::model::{RunKind, RunRecord};
@@ -776,6 +778,67 @@ pub async fn detect_hardware(
 pub async fn validate(state: State<'_, AppState>) -> Result<Option<Validation>> {
     let store = state.store.clone();
     blocking(move || Ok(validate::check_environment(&store, facts::PROBE_TIMEOUT)?)).await
+}
+
+/// The checkout the configuration's plan needs (none for a plan that runs its own
+/// playbooks): where, at which commit, and what a run would say of it.
+#[tauri::command]
+pub async fn source_status(
+    state: State<'_, AppState>,
+    config: InstallerConfig,
+) -> Result<Option<SourceView>> {
+    let layout = state.store.layout().clone();
+    blocking(move || {
+        let plan = PlanRef::parse(Some(&config.plan))?.load(&layout.root.join("plans"))?;
+        Ok(source::view(&plan, &config.vars, &layout.home)?)
+    })
+    .await
+}
+
+/// `thinkube-deploy source` from the window: puts the checkout at the plan's pin,
+/// cloned from `from` (a URL, or a local clone, mirror or bundle; default the plan's
+/// repository). Refused while this window runs a deployment.
+#[tauri::command]
+pub async fn fetch_source(
+    state: State<'_, AppState>,
+    plan: String,
+    from: Option<String>,
+) -> Result<Fetched> {
+    if state.running() {
+        return Err(AppError::new(
+            ErrorCode::Busy,
+            "A deployment is running from this checkout: get the checkout once it has ended.",
+        ));
+    }
+    let layout = state.store.layout().clone();
+    let from = from.map(|f| f.trim().to_string()).filter(|f| !f.is_empty());
+    blocking(move || {
+        let plan = PlanRef::parse(Some(&plan))?.load(&layout.root.join("plans"))?;
+        Ok(source::fetch(&layout.home, &plan, from.as_deref(), None)?)
+    })
+    .await
+}
+
+/// `thinkube-deploy plan check` from the review page: the configuration's plan with
+/// the inventory it would write (saved or not).
+#[tauri::command]
+pub async fn check_plan(
+    state: State<'_, AppState>,
+    config: InstallerConfig,
+) -> Result<CheckReport> {
+    let layout = state.store.layout().clone();
+    blocking(move || {
+        let ansible = std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        Ok(plan_check::check_config(
+            &layout,
+            &config,
+            ansible.as_deref(),
+            std::env::var_os("PATH").as_deref(),
+        )?)
+    })
+    .await
 }
 
 async fn blocking<T: Send + 'static>(

@@ -875,6 +875,8 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
     if cfg.plan == "thinkube" {
         let flags = cfg.thinkube_flags();
         cfg.flags.extend(flags);
+        let vars = cfg.thinkube_vars();
+        cfg.vars.extend(vars);
     }
     let mut text = format!(
         "Saved {} and the inventory {}\n",
@@ -886,9 +888,14 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
             .flags
             .iter()
             .map(|(k, v)| format!("--flag {k}={v}"))
+            .chain(
+                cfg.thinkube_vars()
+                    .iter()
+                    .map(|(k, v)| format!("--var {k}={v}")),
+            )
             .collect();
         text.push_str(&format!(
-            "Next: thinkube-deploy source, then thinkube-deploy plan check --plan thinkube {}, then deploy with the same flags; give the tokens in the environment ({})\n",
+            "Next: thinkube-deploy source, then thinkube-deploy plan check --plan thinkube {}, then deploy with the same flags and variables; give the tokens in the environment ({})\n",
             on.join(" "),
             cfg.tokens()
                 .iter()
@@ -937,36 +944,16 @@ fn plan_check(
 ) -> Result<u8> {
     let layout = store.layout();
     let (plan, choices) = choice.load(store)?;
-    let inventory = match inventory {
-        Some(p) if !p.is_file() => {
-            return Err(EngineError::Usage(format!(
-                "the inventory {} does not exist",
-                p.display()
-            )));
-        }
-        Some(p) => Some(std::path::absolute(&p).unwrap_or(p)),
-        None => Some(layout.inventory_file()).filter(|p| p.is_file()),
-    };
-    if let Some(inv) = &inventory {
-        crate::config::check_inventory(inv)?;
-    }
-    let ansible = crate::run::runner::find_ansible_playbook(
+    let report = crate::run::plan_check::check_environment(
+        layout,
+        &plan,
+        &choices,
+        inventory,
         std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .as_deref(),
-        &layout.home,
         std::env::var_os("PATH").as_deref(),
-    )?;
-    let report = crate::run::plan_check::check(
-        &plan,
-        &choices,
-        &crate::run::plan_check::CheckInputs {
-            home: &layout.home,
-            env_root: &layout.root,
-            ansible_playbook: &ansible,
-            inventory: inventory.as_deref(),
-        },
     )?;
     show(json, &report, crate::run::plan_check::render)?;
     if report.problems.is_empty() {

@@ -558,6 +558,17 @@ impl InstallerConfig {
         ])
     }
 
+    /// The variables the thinkube plan takes from these answers: its domain (the
+    /// completion page's addresses use it). An empty domain sets nothing.
+    pub fn thinkube_vars(&self) -> BTreeMap<String, String> {
+        self.thinkube
+            .as_ref()
+            .map(|t| t.domain_name.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .map(|d| BTreeMap::from([("domain_name".to_string(), d)]))
+            .unwrap_or_default()
+    }
+
     fn var_problems(&self, mut out: Vec<FieldProblem>) -> Vec<FieldProblem> {
         if let Some(tf) = &self.terraform {
             if tf.backend == "local" && tf.state_path.as_deref().is_none_or(|p| p.trim().is_empty())
@@ -885,11 +896,14 @@ pub fn save(store: &Store, config: &InstallerConfig, now: Timestamp) -> Result<(
             text.join("; ")
         )));
     }
-    // The thinkube plan's overlay and workers flags follow the answers they are about.
+    // The thinkube plan's overlay and workers flags, and its domain, follow the
+    // answers they are about.
     let mut config = config.clone();
     if config.plan == "thinkube" {
         let derived = config.thinkube_flags();
         config.flags.extend(derived);
+        let derived = config.thinkube_vars();
+        config.vars.extend(derived);
     }
     let _guard = store.lock("configure", LockWait::NoWait, now)?;
     let layout = store.layout();

@@ -27,6 +27,9 @@ import type { WindowNotice } from '../bindings/WindowNotice'
 import type { Completion } from '../bindings/Completion'
 import type { PlanChoice } from '../bindings/PlanChoice'
 import type { StepTimings } from '../bindings/StepTimings'
+import type { SourceView } from '../bindings/SourceView'
+import type { Fetched } from '../bindings/Fetched'
+import type { CheckReport } from '../bindings/CheckReport'
 
 /** Every failed call rejects with an AppError: a closed `code` and a message to show. */
 export function asAppError(e: unknown): AppError {
@@ -77,6 +80,12 @@ export const api = {
   trustHostKeys: (config: InstallerConfig, accepted: AcceptedKey[]) =>
     call<HostKeyView[]>('trust_host_keys', { config, accepted }),
   preflight: (config: InstallerConfig) => call<HostCheck[]>('preflight', { config }),
+  /** The checkout an upstream plan needs (null for a plan of its own playbooks). */
+  sourceStatus: (config: InstallerConfig) => call<SourceView | null>('source_status', { config }),
+  /** Puts the checkout at the plan's pin, from `from` (default the plan's repository). */
+  fetchSource: (plan: string, from: string | null) => call<Fetched>('fetch_source', { plan, from }),
+  /** The plan check with the inventory this configuration writes. */
+  checkPlan: (config: InstallerConfig) => call<CheckReport>('check_plan', { config }),
   detectHardware: (config: InstallerConfig) => call<HostHardware[]>('detect_hardware', { config }),
   /** A page of a step attempt's log file: its end, the page before `before`, or from `after` on. */
   stepLog: (step: string, attempt: number | null, before: number | null = null, after: number | null = null) =>

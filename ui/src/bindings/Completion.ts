@@ -21,6 +21,11 @@ hosts: Array<HostLine>,
  */
 links: Array<LinkView>, 
 /**
+ * Where the deployed things' credentials are, in words (the plan's
+ * `credentials:`).
+ */
+credentials: string | null, 
+/**
  * Why there are no links when the plan could not be read.
  */
 plan_problem: string | null, completed_steps: number, skipped_steps: number, 

@@ -11,7 +11,7 @@ import { formatWhen } from '../time'
 
 const done = (extra: Partial<Completion> = {}): Completion => ({
   plan_title: 'Demo deployment to this machine', target: 'this machine', hosts: [],
-  links: [{ title: 'The demo site', url: 'http://127.0.0.1:8765/' }], plan_problem: null,
+  links: [{ title: 'The demo site', url: 'http://127.0.0.1:8765/' }], credentials: null, plan_problem: null,
   completed_steps: 8, skipped_steps: 1, started_at: '2026-12-04T12:00:00Z', finished_at: '2026-12-04T12:03:00Z',
   run_seconds: 125, runs: 2, ...extra,
 })
@@ -31,6 +31,21 @@ describe('CompletionPanel', () => {
     expect(panel.text()).toContain(`from ${formatWhen('2026-12-04T12:00:00Z')} to ${formatWhen('2026-12-04T12:03:00Z')}`)
     expect(panel.text()).toContain('8 steps completed, 1 skipped')
     expect(panel.text()).toContain('http://127.0.0.1:8765/')
+  })
+
+  it('says where the credentials are, when the plan tells', async () => {
+    api.completion.mockResolvedValue(done({ credentials: 'Sign in as thinkube; the passwords are in ~/.env on the control plane.' }))
+    const w = mount(CompletionPanel, { props: { serial: 3 } })
+    await flushPromises()
+    expect(byRole(w, 'heading', 'Signing in').exists()).toBe(true)
+    expect(w.text()).toContain('Sign in as thinkube; the passwords are in ~/.env on the control plane.')
+  })
+
+  it('has no sign-in section when the plan says nothing of credentials', async () => {
+    api.completion.mockResolvedValue(done())
+    const w = mount(CompletionPanel, { props: { serial: 3 } })
+    await flushPromises()
+    expect(allByRole(w, 'heading', 'Signing in')).toEqual([])
   })
 
   it('names each server with its address', async () => {

@@ -5,6 +5,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 const api = vi.hoisted(() => ({
   loadConfig: vi.fn(), planShow: vi.fn(), checkConfig: vi.fn(), saveConfig: vi.fn(), getState: vi.fn(), startRun: vi.fn(),
   hostKeys: vi.fn(), trustHostKeys: vi.fn(), preflight: vi.fn(), detectHardware: vi.fn(), planChoices: vi.fn(),
+  sourceStatus: vi.fn(), fetchSource: vi.fn(), checkPlan: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -298,7 +299,7 @@ describe('ConfigWizard', () => {
     expect(byRole(w, 'alert').text()).toContain('plan.yaml:3:1')
   })
 
-  it('asks the thinkube plan for its network, overlay and roles, and sets its flags from them', async () => {
+  it('asks the thinkube plan for its network, overlay and roles, and sets its flags and domain from them', async () => {
     api.planShow.mockResolvedValue({
       ...outline, id: 'thinkube', title: 'Thinkube platform',
       flags: [
@@ -343,6 +344,8 @@ describe('ConfigWizard', () => {
     expect(api.saveConfig).toHaveBeenCalledWith(expect.objectContaining({
       plan: 'thinkube',
       flags: { tailscale: true, workers: true },
+      // The plan's domain_name variable (its completion page's addresses) follows the answer.
+      vars: { domain_name: 'thinkube.test' },
       thinkube: expect.objectContaining({ domain_name: 'thinkube.test', overlay: 'tailscale' }),
       hosts: [
         expect.objectContaining({ name: 'tk1', role: 'control', overlay_ip: '192.168.191.11' }),
@@ -418,5 +421,81 @@ describe('ConfigWizard plan picker', () => {
     const w = await onPlanPage()
     expect((byRole(w, 'radio', 'Another plan file').element as HTMLInputElement).checked).toBe(true)
     expect((byRole(w, 'textbox', 'Path of the plan file').element as HTMLInputElement).value).toBe('/typed/plan.yaml')
+  })
+})
+
+describe('ConfigWizard review of an upstream plan', () => {
+  const PIN = 'bcec007a25b5688aecc27863dc3dc250ed387815'
+  const view = (extra: Record<string, unknown> = {}) => ({
+    repository: 'https://github.com/thinkube/thinkube', pinned: PIN, dir: '/h/sources/thinkube',
+    head: null, own: false, problem: null, ...extra,
+  })
+  const report = (problems: unknown[]) => ({
+    plan: 'thinkube', root: '/h/sources/thinkube', commit: PIN, inventory: 'the inventory this configuration writes',
+    playbooks: 33, problems,
+  })
+
+  /** The review page of a local deployment of a plan with `upstream:`. */
+  async function onReview() {
+    api.planShow.mockResolvedValue({ ...outline, id: 'thinkube', upstream: { repository: 'https://github.com/thinkube/thinkube', commit: PIN }, flags: [], vars: [] })
+    api.loadConfig.mockResolvedValue({
+      target: 'local', hosts: [], ssh_user: '', ssh_auth: 'key', ssh_key_path: null, azure: null, plan: 'mine',
+      flags: {}, vars: {}, terraform: null, freshness: { vm_seconds: 300, terraform_seconds: 3600, probe_seconds: 300 },
+    })
+    api.checkConfig.mockResolvedValue([])
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    for (let i = 0; i < 3 && !w.find('[aria-label="Review"]').exists(); i++) await click(w, 'Next')
+    expect(byRole(w, 'region', 'Review').exists()).toBe(true)
+    return w
+  }
+
+  it('gets a missing checkout at the pin, then runs the plan check and names every problem', async () => {
+    api.sourceStatus.mockResolvedValueOnce(view({ problem: 'plan thinkube runs the playbooks of https://github.com/thinkube/thinkube at bcec007a25b5, and there is no checkout of it at /h/sources/thinkube' }))
+    const w = await onReview()
+    const section = byRole(w, 'region', 'Playbooks')
+    expect(section.text()).toContain('not there yet; the plan pins bcec007a25b5')
+    expect(byRole(section, 'alert').text()).toContain('there is no checkout of it')
+    // No check while there is no checkout: it would only repeat that.
+    expect(api.checkPlan).not.toHaveBeenCalled()
+    await byRole(section, 'textbox', /From/).setValue('/bundles/thinkube.bundle')
+    api.fetchSource.mockResolvedValue({ dir: '/h/sources/thinkube', from: '/bundles/thinkube.bundle', commit: PIN, cloned: true, pinned: null })
+    api.sourceStatus.mockResolvedValueOnce(view({ head: PIN }))
+    api.checkPlan.mockResolvedValue(report([
+      { step: 'k8s', file: '/h/sources/thinkube/ansible/x.yaml', line: 7, message: 'a YAML error' },
+      { step: 'gitea', file: '/h/sources/thinkube/ansible/y.yaml', line: null, message: 'playbook y.yaml does not exist' },
+    ]))
+    await byRole(section, 'button', 'Get the checkout at bcec007a25b5').trigger('click')
+    await flushPromises()
+    expect(api.fetchSource).toHaveBeenCalledWith('mine', '/bundles/thinkube.bundle')
+    const after = byRole(w, 'region', 'Playbooks')
+    expect(after.text()).toContain('Cloned from /bundles/thinkube.bundle: at bcec007a25b5.')
+    expect(after.text()).toContain('The checkout is ready.')
+    expect(byRole(after, 'list', 'Plan check problems').text()).toContain('k8s: /h/sources/thinkube/ansible/x.yaml:7: a YAML error')
+    expect(byRole(after, 'list', 'Plan check problems').findAll('li')).toHaveLength(2)
+  })
+
+  it('checks the plan at once when the checkout is ready, and says it passed', async () => {
+    api.sourceStatus.mockResolvedValue(view({ head: PIN }))
+    api.checkPlan.mockResolvedValue(report([]))
+    const w = await onReview()
+    expect(api.checkPlan).toHaveBeenCalledTimes(1)
+    expect(api.checkPlan.mock.calls[0]?.[0]).toMatchObject({ plan: 'mine', target: 'local' })
+    expect(byRole(w, 'region', 'Playbooks').text()).toContain('The plan check passed: 33 playbooks load in Ansible')
+    expect(api.fetchSource).not.toHaveBeenCalled()
+    // Nothing to get: the button is not offered.
+    expect(w.findAll('button').map((b) => b.text())).not.toContain('Get the checkout at bcec007a25b5')
+  })
+
+  it('shows why a fetch failed, and offers it again', async () => {
+    api.sourceStatus.mockResolvedValue(view({ problem: 'there is no checkout' }))
+    api.fetchSource.mockRejectedValue({ code: 'bad_input', message: 'could not clone https://github.com/thinkube/thinkube: git says: Could not resolve host: github.com' })
+    const w = await onReview()
+    await byRole(w, 'button', 'Get the checkout at bcec007a25b5').trigger('click')
+    await flushPromises()
+    expect(api.fetchSource).toHaveBeenCalledWith('mine', null)
+    const alerts = byRole(w, 'region', 'Playbooks').findAll('[role="alert"]').map((a) => a.text())
+    expect(alerts).toContain('could not clone https://github.com/thinkube/thinkube: git says: Could not resolve host: github.com')
+    expect(byRole(w, 'button', 'Get the checkout at bcec007a25b5').attributes('disabled')).toBeUndefined()
   })
 })

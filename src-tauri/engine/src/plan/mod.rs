@@ -51,6 +51,8 @@ struct RawPlan {
     upstream: Option<Spanned<RawUpstream>>,
     #[serde(default)]
     links: Vec<Spanned<RawLink>>,
+    #[serde(default)]
+    credentials: Option<Spanned<String>>,
     phases: Vec<Spanned<RawPhase>>,
 }
 
@@ -172,6 +174,9 @@ pub struct Plan {
     pub upstream: Option<Upstream>,
     /// Where the deployed things answer, for the completion page.
     pub links: Vec<Link>,
+    /// Where the deployed things' credentials are (`${var}` allowed), in words, for
+    /// the completion page. Never a secret itself: it says where one is.
+    pub credentials: Option<String>,
     pub phases: Vec<Phase>,
 }
 
@@ -668,8 +673,12 @@ pub fn parse(
             when: condition(&l.value.when)?,
         });
     }
+    if let Some(c) = &raw.credentials {
+        check_vars(&c.referenced, &c.value)?;
+    }
     Ok(Plan {
         links,
+        credentials: raw.credentials.as_ref().map(|c| c.value.clone()),
         id,
         title: raw.title.clone().unwrap_or_default(),
         description: raw.description.clone(),
@@ -969,6 +978,14 @@ impl Plan {
             .collect()
     }
 
+    /// The plan's `credentials:` with its variables substituted (none when a
+    /// variable it names has no value).
+    pub fn credentials_for(&self, choices: &Choices) -> Option<String> {
+        self.credentials
+            .as_deref()
+            .and_then(|c| substitute(c, &choices.vars).ok())
+    }
+
     /// Every step with its phase, in plan order.
     pub fn steps(&self) -> impl Iterator<Item = (&Phase, &Step)> {
         self.phases
@@ -1187,6 +1204,7 @@ mod tests {
             r("undeclared variable", steps("        command: [\"${nope}/x\"]\n"), (5, 18), "undeclared variable"),
             r("link not a web address", format!("links:\n  - title: x\n    url: ftp://h/\n{}", one_phase("")), (3, 10), "not a web address"),
             r("link with an undeclared variable", format!("links:\n  - title: x\n    url: \"http://${{nope}}/\"\n{}", one_phase("")), (3, 10), "undeclared variable"),
+            r("credentials with an undeclared variable", format!("credentials: \"in ${{nope}}/.env\"\n{}", one_phase("")), (1, 14), "undeclared variable"),
             r("link behind an undeclared flag", format!("links:\n  - title: x\n    url: http://h/\n    when: gpu\n{}", one_phase("")), (4, 11), "unknown flag `gpu`"),
             r("bad phase id", "phases:\n  - id: p/q\n    steps:\n      - id: s\n        command: [x]\n".into(), (2, 9), "not a valid phase id"),
             r(

@@ -21,6 +21,9 @@ pub struct Completion {
     pub hosts: Vec<HostLine>,
     /// Where the deployed things answer, from the plan's `links:`.
     pub links: Vec<LinkView>,
+    /// Where the deployed things' credentials are, in words (the plan's
+    /// `credentials:`).
+    pub credentials: Option<String>,
     /// Why there are no links when the plan could not be read.
     pub plan_problem: Option<String>,
     pub completed_steps: usize,
@@ -70,23 +73,33 @@ pub fn completion(store: &Store, now: Timestamp) -> crate::Result<Option<Complet
     let plan = d.plan_source.as_deref().map(|source| {
         PlanRef::parse(Some(source)).and_then(|p| p.load(&store.layout().root.join("plans")))
     });
-    let (plan_title, links, plan_problem) = match plan {
+    let (plan_title, links, credentials, plan_problem) = match plan {
         Some(Ok(plan)) => {
-            let links = plan
+            let choices = plan
                 .choose(&d.configuration.flags, &d.configuration.vars)
-                .map(|choices| plan.links_for(&choices))
+                .ok();
+            let links = choices
+                .as_ref()
+                .map(|choices| plan.links_for(choices))
                 .unwrap_or_default()
                 .into_iter()
                 .map(|(title, url)| LinkView { title, url })
                 .collect();
-            (plan.title, links, None)
+            let credentials = choices.as_ref().and_then(|c| plan.credentials_for(c));
+            (plan.title, links, credentials, None)
         }
         Some(Err(e)) => (
             d.plan_id.clone().unwrap_or_default(),
             Vec::new(),
+            None,
             Some(e.to_string()),
         ),
-        None => (d.plan_id.clone().unwrap_or_default(), Vec::new(), None),
+        None => (
+            d.plan_id.clone().unwrap_or_default(),
+            Vec::new(),
+            None,
+            None,
+        ),
     };
     let (target, hosts) = where_it_went(store, d.configuration.inventory.is_none());
     Ok(Some(Completion {
@@ -94,6 +107,7 @@ pub fn completion(store: &Store, now: Timestamp) -> crate::Result<Option<Complet
         target,
         hosts,
         links,
+        credentials,
         plan_problem,
         completed_steps: steps()
             .filter(|s| s.status == StepStatus::Completed)

@@ -65,6 +65,79 @@ pub struct CheckInputs<'a> {
     pub inventory: Option<&'a Path>,
 }
 
+/// Checks `plan` as `choices` make it for the environment at `layout`, with its
+/// inventory (`inventory`, else the wizard's when there is one) and the
+/// ansible-playbook that runs would use (`ansible_override`, else the installer's
+/// own, else `path`'s).
+pub fn check_environment(
+    layout: &crate::paths::Layout,
+    plan: &Plan,
+    choices: &Choices,
+    inventory: Option<PathBuf>,
+    ansible_override: Option<&Path>,
+    path: Option<&std::ffi::OsStr>,
+) -> Result<CheckReport> {
+    let inventory = match inventory {
+        Some(p) if !p.is_file() => {
+            return Err(crate::error::EngineError::Usage(format!(
+                "the inventory {} does not exist",
+                p.display()
+            )));
+        }
+        Some(p) => Some(std::path::absolute(&p).unwrap_or(p)),
+        None => Some(layout.inventory_file()).filter(|p| p.is_file()),
+    };
+    if let Some(inv) = &inventory {
+        crate::config::check_inventory(inv)?;
+    }
+    let ansible = crate::run::runner::find_ansible_playbook(ansible_override, &layout.home, path)?;
+    check(
+        plan,
+        choices,
+        &CheckInputs {
+            home: &layout.home,
+            env_root: &layout.root,
+            ansible_playbook: &ansible,
+            inventory: inventory.as_deref(),
+        },
+    )
+}
+
+/// Checks the plan of a configuration not saved yet (the wizard's review page),
+/// with the inventory it would write, in a file of this check's own that is removed
+/// when it ends.
+pub fn check_config(
+    layout: &crate::paths::Layout,
+    config: &crate::config::InstallerConfig,
+    ansible_override: Option<&Path>,
+    path: Option<&std::ffi::OsStr>,
+) -> Result<CheckReport> {
+    let plan = crate::plan::builtin::PlanRef::parse(Some(&config.plan))?
+        .load(&layout.root.join("plans"))?;
+    let mut config = config.clone();
+    if config.plan == "thinkube" {
+        let derived = config.thinkube_flags();
+        config.flags.extend(derived);
+        let derived = config.thinkube_vars();
+        config.vars.extend(derived);
+    }
+    let choices = plan
+        .choose(&config.flags, &config.vars)
+        .map_err(crate::error::EngineError::from)?;
+    let scratch = Scratch::new(&layout.root, "review");
+    let file = scratch.0.join("inventory.yaml");
+    std::fs::create_dir_all(&scratch.0)
+        .and_then(|()| {
+            use crate::state::fsops::FileOps as _;
+            crate::state::fsops::RealFs.replace(&file, config.inventory_yaml().as_bytes())
+        })
+        .map_err(|e| crate::error::EngineError::io("write the inventory to check", &file, e))?;
+    let mut report =
+        check_environment(layout, &plan, &choices, Some(file), ansible_override, path)?;
+    report.inventory = "the inventory this configuration writes".to_string();
+    Ok(report)
+}
+
 /// Checks `plan` as `choices` make it. A pinned checkout that is missing, at
 /// another commit or changed is an error (as for a deployment), not a problem.
 pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<CheckReport> {
@@ -97,11 +170,7 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
     // The inventory's copy beside the checkout's group variables goes to a folder of
     // this process, removed when the check ends: a check runs before a deployment
     // holds the lock, so it must not share a folder with another process.
-    let scratch = Scratch(
-        inputs
-            .env_root
-            .join(format!("ansible/check-{}", std::process::id())),
-    );
+    let scratch = Scratch::new(inputs.env_root, "check");
     let inventory = match inputs.inventory {
         None => "localhost,".to_string(),
         Some(inv) => match source::inventory_beside(&root, inv, &scratch.0) {
@@ -163,6 +232,16 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
 
 /// A folder removed when dropped.
 struct Scratch(PathBuf);
+
+impl Scratch {
+    /// `<env>/ansible/<kind>-<pid>-<n>`: this process's own, and this check's own
+    /// when a process (the window) runs two at once.
+    fn new(env_root: &Path, kind: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Scratch(env_root.join(format!("ansible/{kind}-{}-{n}", std::process::id())))
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {

@@ -121,6 +121,50 @@ fn source_command(plan: &Plan) -> String {
     }
 }
 
+/// A plan's checkout as the window shows it: where it is, its commit, and whether a
+/// run may use it (else what a run would say).
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SourceView {
+    pub repository: String,
+    /// The commit the plan pins.
+    pub pinned: String,
+    pub dir: String,
+    /// The commit the checkout is at; none when there is no checkout.
+    pub head: Option<String>,
+    /// A checkout of one's own (`--var playbooks_root=PATH`), used as it is.
+    pub own: bool,
+    /// Why a run would refuse it (the same words), when it would.
+    pub problem: Option<String>,
+}
+
+/// The checkout `plan` needs with these variables; `None` for a plan that runs its
+/// own playbooks.
+pub fn view(
+    plan: &Plan,
+    vars: &std::collections::BTreeMap<String, String>,
+    home: &Path,
+) -> Result<Option<SourceView>> {
+    let Some(upstream) = &plan.upstream else {
+        return Ok(None);
+    };
+    let root = root(plan, vars, home);
+    let head = inspect(root.dir())?.map(|s| s.head);
+    let problem = match check(plan, &root) {
+        Ok(()) => None,
+        Err(EngineError::Checkout(why)) => Some(why),
+        Err(other) => return Err(other),
+    };
+    Ok(Some(SourceView {
+        repository: upstream.repository.clone(),
+        pinned: upstream.commit.clone(),
+        dir: root.dir().display().to_string(),
+        head,
+        own: matches!(root, Root::Own(_)),
+        problem,
+    }))
+}
+
 /// Refuses a run whose pinned checkout is missing, at another commit, or changed.
 /// A checkout of one's own is checked only to exist.
 pub fn check(plan: &Plan, root: &Root) -> Result<()> {
@@ -191,8 +235,10 @@ fn short(commit: &str) -> &str {
 }
 
 /// What `source` did.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Fetched {
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub dir: PathBuf,
     pub from: String,
     pub commit: String,

@@ -9,7 +9,7 @@ use thinkube_engine::state::model::RunKind;
 use thinkube_engine::state::store::Store;
 use thinkube_engine::timestamp::Timestamp;
 
-const PLAN: &str = "id: linked\ntitle: Linked plan\nflags:\n  - name: extra\n    default: false\nvars:\n  - name: port\n    default: \"8080\"\nlinks:\n  - title: The site\n    url: \"http://127.0.0.1:${port}/\"\n  - title: The extra page\n    url: \"http://127.0.0.1:${port}/extra\"\n    when: extra\nphases:\n  - id: p\n    title: P\n    steps:\n      - id: one\n        title: One\n        command: [\"true\"]\n      - id: two\n        title: Two\n        command: [\"true\"]\n        when: extra\n";
+const PLAN: &str = "id: linked\ntitle: Linked plan\nflags:\n  - name: extra\n    default: false\nvars:\n  - name: port\n    default: \"8080\"\nlinks:\n  - title: The site\n    url: \"http://127.0.0.1:${port}/\"\n  - title: The extra page\n    url: \"http://127.0.0.1:${port}/extra\"\n    when: extra\ncredentials: \"Sign in at port ${port} as admin; the password is in ~/.env\"\nphases:\n  - id: p\n    title: P\n    steps:\n      - id: one\n        title: One\n        command: [\"true\"]\n      - id: two\n        title: Two\n        command: [\"true\"]\n        when: extra\n";
 
 fn world(name: &str) -> (std::path::PathBuf, Store) {
     let dir = std::env::temp_dir().join(format!("tk-completion-{name}-{}", std::process::id()));
@@ -57,6 +57,11 @@ fn a_completed_deployment_says_what_where_and_how_long_with_the_plans_links() {
     assert!(c.started_at.is_some() && c.finished_at >= c.started_at);
     assert!(c.run_seconds >= 0);
     assert!(c.plan_problem.is_none());
+    // Where the credentials are, in the plan's words with its variables filled in.
+    assert_eq!(
+        c.credentials.as_deref(),
+        Some("Sign in at port 9999 as admin; the password is in ~/.env")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

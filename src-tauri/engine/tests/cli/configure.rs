@@ -51,6 +51,11 @@ fn configure_writes_the_thinkube_inventory_that_plan_check_passes() {
     let r = home.run(&thinkube_args());
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("--flag workers=true"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("--var domain_name=thinkube.test"),
+        "{}",
+        r.stdout
+    );
     let shown = home.run(&["configure", "--show", "--json"]);
     assert_eq!(shown.code, 0, "{}", shown.stderr);
     let v: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
@@ -61,6 +66,8 @@ fn configure_writes_the_thinkube_inventory_that_plan_check_passes() {
     assert_eq!(cfg["thinkube"]["domain_name"], "thinkube.test");
     assert_eq!(cfg["flags"]["workers"], true);
     assert_eq!(cfg["flags"]["tailscale"], false);
+    // The plan's domain variable follows the answer (the completion page's addresses).
+    assert_eq!(cfg["vars"]["domain_name"], "thinkube.test");
     let inventory = std::fs::read_to_string(v["inventory"].as_str().unwrap()).unwrap();
     // The groups thinkube's playbooks aim at, with the hosts in them.
     let parsed: serde_json::Value = serde_saphyr::from_str(&inventory).unwrap();
@@ -87,8 +94,35 @@ fn configure_writes_the_thinkube_inventory_that_plan_check_passes() {
     let Some(bundle) = crate::thinkube::bundle("thinkube+thinkube") else {
         return;
     };
+    use thinkube_engine::paths::{EnvName, Layout};
+    use thinkube_engine::run::{plan_check, source};
+    let layout = Layout::new(home.path(), EnvName::default_env());
+    let plan = thinkube_engine::plan::builtin::PlanRef::parse(Some("thinkube"))
+        .unwrap()
+        .load(&layout.root.join("plans"))
+        .unwrap();
+    let config = thinkube_engine::config::load(&layout).unwrap().unwrap();
+    // What the window's review page shows before there is a checkout: what a run
+    // would say, word for word.
+    let missing = source::view(&plan, &config.vars, &layout.home)
+        .unwrap()
+        .unwrap();
+    assert_eq!(missing.head, None);
+    assert!(!missing.own);
+    assert!(
+        missing
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("there is no checkout of it")),
+        "{missing:?}"
+    );
     let from = bundle.display().to_string();
     assert_eq!(home.run(&["source", "--from", &from]).code, 0);
+    let ready = source::view(&plan, &config.vars, &layout.home)
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.head.as_deref(), Some(ready.pinned.as_str()));
+    assert_eq!(ready.problem, None);
     let r = home.run(&[
         "plan",
         "check",
@@ -99,6 +133,36 @@ fn configure_writes_the_thinkube_inventory_that_plan_check_passes() {
         "--json",
     ]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    // The review page's check of the configuration as it is, saved or not: the
+    // inventory it would write, not the file (removed here), in a file of its own
+    // that is gone once the check ends.
+    std::fs::remove_file(layout.inventory_file()).unwrap();
+    let report = plan_check::check_config(
+        &layout,
+        &config,
+        Some(&ansible_playbook()),
+        std::env::var_os("PATH").as_deref(),
+    )
+    .unwrap();
+    assert_eq!(report.problems, Vec::new(), "{report:?}");
+    assert!(report.playbooks >= 34, "{report:?}");
+    assert_eq!(report.inventory, "the inventory this configuration writes");
+    let left: Vec<String> = std::fs::read_dir(layout.root.join("ansible"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("review") || n.starts_with("check"))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    // With a checkout of one's own, it is named as such and used as it is.
+    let mut own = config.vars.clone();
+    own.insert(
+        "playbooks_root".into(),
+        home.path().join("sources/thinkube").display().to_string(),
+    );
+    let v = source::view(&plan, &own, &layout.home).unwrap().unwrap();
+    assert!(v.own && v.problem.is_none(), "{v:?}");
 }
 
 #[test]

@@ -732,3 +732,81 @@ fn source_names_a_source_without_the_pin_and_a_folder_that_is_no_checkout() {
     home.run(&["source", "--plan", "demo"])
         .expect(2, &["has no `upstream:`"]);
 }
+
+/// The completion page's addresses are the host names thinkube's own playbooks and
+/// group variables give its services at the pinned commit (`<name>.{{ domain_name }}`),
+/// and its credentials name the environment variables those playbooks read.
+#[test]
+fn the_completion_pages_addresses_are_the_host_names_thinkube_gives_its_services() {
+    use std::collections::BTreeMap;
+    use thinkube_engine::plan::builtin::{PlanRef, find};
+    let Some(thinkube) = bundle("thinkube+thinkube") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("thinkube");
+    clone(&thinkube, &repo);
+    let plan = PlanRef::Builtin(find("thinkube").unwrap())
+        .load(tmp.path())
+        .unwrap();
+    let pin = plan.upstream.as_ref().unwrap().commit.clone();
+    let vars = BTreeMap::from([("domain_name".to_string(), "example.test".to_string())]);
+    let choices = plan.choose(&BTreeMap::new(), &vars).unwrap();
+    let links = plan.links_for(&choices);
+    assert!(links.len() >= 10, "{links:?}");
+    // What the playbooks at the pin write, in the form they write it.
+    let at_pin = |needle: &str| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args([
+                "grep",
+                "-q",
+                "-F",
+                "-e",
+                needle,
+                &pin,
+                "--",
+                "ansible",
+                "inventory",
+            ])
+            .status()
+            .unwrap()
+            .success()
+    };
+    for (title, url) in &links {
+        let host = url
+            .strip_prefix("https://")
+            .and_then(|u| u.split('/').next())
+            .unwrap_or_else(|| panic!("{title}: {url} is not https"));
+        let name = host
+            .strip_suffix(".example.test")
+            .unwrap_or_else(|| panic!("{title}: {url} is not under the domain"));
+        let written = format!("{name}.{{{{ domain_name }}}}");
+        assert!(
+            at_pin(&written),
+            "{title}: no playbook or group variable at {pin} names `{written}`"
+        );
+    }
+    // Without a domain there is nothing to link to: no link is shown.
+    let none = plan.choose(&BTreeMap::new(), &BTreeMap::new()).unwrap();
+    assert_eq!(plan.links_for(&none), Vec::<(String, String)>::new());
+    let credentials = plan.credentials_for(&choices).unwrap();
+    for read in [
+        "lookup('env', 'ADMIN_PASSWORD')",
+        "lookup('env', 'AUTH_REALM_PASSWORD')",
+        "lookup('env', 'ANSIBLE_BECOME_PASSWORD')",
+    ] {
+        assert!(at_pin(read), "nothing at the pin reads {read}");
+        let name = read.split('\'').nth(3).unwrap();
+        assert!(credentials.contains(name), "{credentials}");
+    }
+    // The realm user the credentials name is the one thinkube's inventory sets.
+    assert!(credentials.contains("realm user thinkube"), "{credentials}");
+    assert!(
+        std::fs::read_to_string(INVENTORY)
+            .unwrap()
+            .contains("auth_realm_username: thinkube"),
+        "the fixture inventory names another realm user"
+    );
+}
