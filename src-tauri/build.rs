@@ -13,6 +13,8 @@ const COMMANDS: &[&str] = &[
     "plan_show",
     "start_run",
     "run_tokens",
+    "machine_requirements",
+    "install_ansible",
     "source_status",
     "fetch_source",
     "check_plan",

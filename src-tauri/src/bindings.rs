@@ -29,6 +29,7 @@ fn export_all(cfg: &Config) -> Result<(), ts_rs::ExportError> {
     crate::commands::ReadinessAttempt::export_all(cfg)?;
     crate::commands::RunRequest::export_all(cfg)?;
     crate::commands::RunTokens::export_all(cfg)?;
+    thinkube_engine::run::requirements::Requirement::export_all(cfg)?;
     thinkube_engine::run::source::SourceView::export_all(cfg)?;
     thinkube_engine::run::source::Fetched::export_all(cfg)?;
     thinkube_engine::run::plan_check::CheckReport::export_all(cfg)?;

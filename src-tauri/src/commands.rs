@@ -23,6 +23,8 @@ use thinkube_engine::report::plans::{self as catalog, PlanChoice};
 use thinkube_engine::retry::RetryPolicy;
 use thinkube_engine::run::deploy::{self, DeployArgs};
 use thinkube_engine::run::plan_check::{self, CheckReport};
+use thinkube_engine::run::requirements::{self, Requirement};
+use thinkube_engine::run::setup;
 use thinkube_engine::run::source::{self, Fetched, SourceView};
 use thinkube_engine::state::fact_keys::HardwareFact;
 use thinkube_engine::state::lock::LockWait;
@@ -778,6 +780,62 @@ pub async fn detect_hardware(
 pub async fn validate(state: State<'_, AppState>) -> Result<Option<Validation>> {
     let store = state.store.clone();
     blocking(move || Ok(validate::check_environment(&store, facts::PROBE_TIMEOUT)?)).await
+}
+
+/// What this machine needs for the configuration's plan and target (Ansible and the
+/// collections, git, the SSH tools, sshpass, room in the home), each checked.
+#[tauri::command]
+pub async fn machine_requirements(
+    state: State<'_, AppState>,
+    config: InstallerConfig,
+) -> Result<Vec<Requirement>> {
+    let layout = state.store.layout().clone();
+    blocking(move || {
+        let upstream = PlanRef::parse(Some(&config.plan))
+            .and_then(|r| r.load(&layout.root.join("plans")))
+            .map(|p| p.upstream.is_some())
+            // A plan that cannot be read is said on the plan page; check the most.
+            .unwrap_or(true);
+        let remote = config.target != config::TargetKind::Local;
+        let needs = requirements::Needs {
+            ssh: remote,
+            password: remote && config.ssh_auth == SshAuth::Password,
+            upstream,
+        };
+        let ansible = std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        Ok(requirements::check(
+            &layout.home,
+            ansible.as_deref(),
+            std::env::var_os("PATH").as_deref(),
+            needs,
+        ))
+    })
+    .await
+}
+
+/// `thinkube-deploy setup` from the window: the pinned ansible-core and the ansible
+/// package (its collections) into `<home>/venv`. Takes minutes (about 500 MB).
+#[tauri::command]
+pub async fn install_ansible(state: State<'_, AppState>) -> Result<String> {
+    if state.running() {
+        return Err(AppError::new(
+            ErrorCode::Busy,
+            "A deployment is running with this Ansible: install once it has ended.",
+        ));
+    }
+    let store = state.store.clone();
+    blocking(move || {
+        let outcome = setup::install_ansible(&store.layout().home, "python3", store.fs())?;
+        Ok(match outcome {
+            setup::SetupOutcome::AlreadyInstalled(p) => {
+                format!("Already installed: {}", p.display())
+            }
+            setup::SetupOutcome::Installed(p) => format!("Installed: {}", p.display()),
+        })
+    })
+    .await
 }
 
 /// The checkout the configuration's plan needs (none for a plan that runs its own

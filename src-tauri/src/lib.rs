@@ -207,6 +207,8 @@ fn open_window(state: AppState) -> ExitCode {
             commands::plan_show,
             commands::start_run,
             commands::run_tokens,
+            commands::machine_requirements,
+            commands::install_ansible,
             commands::source_status,
             commands::fetch_source,
             commands::check_plan,

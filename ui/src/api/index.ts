@@ -30,6 +30,7 @@ import type { StepTimings } from '../bindings/StepTimings'
 import type { SourceView } from '../bindings/SourceView'
 import type { Fetched } from '../bindings/Fetched'
 import type { CheckReport } from '../bindings/CheckReport'
+import type { Requirement } from '../bindings/Requirement'
 
 /** Every failed call rejects with an AppError: a closed `code` and a message to show. */
 export function asAppError(e: unknown): AppError {
@@ -80,6 +81,10 @@ export const api = {
   trustHostKeys: (config: InstallerConfig, accepted: AcceptedKey[]) =>
     call<HostKeyView[]>('trust_host_keys', { config, accepted }),
   preflight: (config: InstallerConfig) => call<HostCheck[]>('preflight', { config }),
+  /** What this machine needs for the configuration's plan and target, each checked. */
+  machineRequirements: (config: InstallerConfig) => call<Requirement[]>('machine_requirements', { config }),
+  /** Installs the pinned Ansible and its collections into the installer's venv (minutes). */
+  installAnsible: () => call<string>('install_ansible'),
   /** The checkout an upstream plan needs (null for a plan of its own playbooks). */
   sourceStatus: (config: InstallerConfig) => call<SourceView | null>('source_status', { config }),
   /** Puts the checkout at the plan's pin, from `from` (default the plan's repository). */

@@ -5,7 +5,7 @@ import { beforeEach, describe, expect, it, vi } from 'vitest'
 const api = vi.hoisted(() => ({
   loadConfig: vi.fn(), planShow: vi.fn(), checkConfig: vi.fn(), saveConfig: vi.fn(), getState: vi.fn(), startRun: vi.fn(),
   hostKeys: vi.fn(), trustHostKeys: vi.fn(), preflight: vi.fn(), detectHardware: vi.fn(), planChoices: vi.fn(),
-  sourceStatus: vi.fn(), fetchSource: vi.fn(), checkPlan: vi.fn(),
+  sourceStatus: vi.fn(), fetchSource: vi.fn(), checkPlan: vi.fn(), machineRequirements: vi.fn(), installAnsible: vi.fn(),
 }))
 vi.mock('../api', () => ({ api }))
 
@@ -27,6 +27,7 @@ beforeEach(() => {
   api.preflight.mockResolvedValue([])
   api.detectHardware.mockResolvedValue([])
   api.planChoices.mockResolvedValue([])
+  api.machineRequirements.mockResolvedValue([])
 })
 
 const FP = 'SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8'
@@ -497,5 +498,54 @@ describe('ConfigWizard review of an upstream plan', () => {
     const alerts = byRole(w, 'region', 'Playbooks').findAll('[role="alert"]').map((a) => a.text())
     expect(alerts).toContain('could not clone https://github.com/thinkube/thinkube: git says: Could not resolve host: github.com')
     expect(byRole(w, 'button', 'Get the checkout at bcec007a25b5').attributes('disabled')).toBeUndefined()
+  })
+})
+
+describe('ConfigWizard requirements of this machine', () => {
+  const req = (name: string, ok: boolean, details: string, fix: string | null = null) => ({ name, ok, details, fix })
+
+  async function onReview() {
+    api.loadConfig.mockResolvedValue({
+      target: 'local', hosts: [], ssh_user: '', ssh_auth: 'key', ssh_key_path: null, azure: null, plan: 'demo',
+      flags: {}, vars: {}, terraform: null, freshness: { vm_seconds: 300, terraform_seconds: 3600, probe_seconds: 300 },
+    })
+    api.checkConfig.mockResolvedValue([])
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    for (let i = 0; i < 3 && !w.find('[aria-label="Review"]').exists(); i++) await click(w, 'Next')
+    return w
+  }
+
+  it('names what is missing with what to do, and installs Ansible from the window', async () => {
+    api.machineRequirements.mockResolvedValueOnce([
+      req('Ansible', false, 'ansible-playbook is not installed', 'Install Ansible and its collections (the button here, or `thinkube-deploy setup`) into /h/venv'),
+      req('git', false, 'git is not installed (it is needed for the playbooks\' checkout)', 'Install it (Debian and Ubuntu: `sudo apt-get install git`)'),
+      req('Disk space', true, '20.0 GiB free in /h'),
+    ])
+    const w = await onReview()
+    expect(api.machineRequirements).toHaveBeenCalledWith(expect.objectContaining({ plan: 'demo', target: 'local' }))
+    const items = byRole(w, 'list', 'Requirements').findAll('li').map((l) => l.text())
+    expect(items[0]).toContain('Ansible (missing): ansible-playbook is not installed. Install Ansible and its collections')
+    expect(items[1]).toContain('sudo apt-get install git')
+    expect(items[2]).toBe('Disk space (ready): 20.0 GiB free in /h')
+    api.installAnsible.mockResolvedValue('Installed: /h/venv/bin/ansible-playbook')
+    api.machineRequirements.mockResolvedValueOnce([req('Ansible', true, 'ansible-playbook [core 2.16.14] at /h/venv/bin/ansible-playbook'), req('Disk space', true, '19.5 GiB free in /h')])
+    await byRole(w, 'button', 'Install Ansible and its collections').trigger('click')
+    await flushPromises()
+    expect(api.installAnsible).toHaveBeenCalledTimes(1)
+    const section = byRole(w, 'region', 'This machine')
+    expect(section.text()).toContain('Installed: /h/venv/bin/ansible-playbook')
+    expect(section.text()).toContain('This machine has everything the plan needs.')
+    // Nothing left to install: the button is gone.
+    expect(section.findAll('button')).toHaveLength(0)
+  })
+
+  it('says why an install failed', async () => {
+    api.machineRequirements.mockResolvedValue([req('Ansible', false, 'ansible-playbook is not installed', 'Install Ansible')])
+    api.installAnsible.mockRejectedValue({ code: 'ansible_missing', message: 'could not install ansible-core and the ansible package with /h/venv/bin/pip: no network; check that PyPI is reachable' })
+    const w = await onReview()
+    await byRole(w, 'button', 'Install Ansible and its collections').trigger('click')
+    await flushPromises()
+    expect(byRole(byRole(w, 'region', 'This machine'), 'alert').text()).toContain('check that PyPI is reachable')
   })
 })

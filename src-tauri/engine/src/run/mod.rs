@@ -6,6 +6,7 @@ pub mod deploy;
 pub mod gates;
 pub(crate) mod inventory;
 pub mod plan_check;
+pub mod requirements;
 pub mod runner;
 pub mod session;
 pub mod setup;

@@ -28,14 +28,14 @@ pub fn pins() -> String {
 
 /// What `setup` did.
 #[derive(Debug)]
-pub(crate) enum SetupOutcome {
+pub enum SetupOutcome {
     AlreadyInstalled(PathBuf),
     Installed(PathBuf),
 }
 
 /// Creates `<home>/venv` with `python` and installs [`ANSIBLE_CORE`] into it, unless
 /// it is there already. Files are private to the user (umask 077).
-pub(crate) fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Result<SetupOutcome> {
+pub fn install_ansible(home: &Path, python: &str, fs: &dyn FileOps) -> Result<SetupOutcome> {
     let venv = home.join("venv");
     let playbook = venv.join("bin/ansible-playbook");
     let marker = venv.join("thinkube-ansible-core");
