@@ -810,3 +810,162 @@ fn the_completion_pages_addresses_are_the_host_names_thinkube_gives_its_services
         "the fixture inventory names another realm user"
     );
 }
+
+/// A state the earlier installer wrote (v2, its step ids) continues against the
+/// built-in plan: completed steps are kept and never run again, its failed step runs
+/// again with `retry`, and a step the plan has that the old queue did not is pending.
+/// The playbooks are a checkout of one's own (`--var playbooks_root`) at the plan's
+/// paths, each only noting that it ran on this machine, so no server is needed.
+#[test]
+fn an_earlier_installers_state_continues_with_the_plan_step_for_step() {
+    let home = Home::new();
+    let shown = home.run(&["plan", "show", "--plan", "thinkube", "--json"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let outline: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    let steps: Vec<(String, String, String, String)> = outline["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["applicable"] == true)
+                .map(move |s| {
+                    (
+                        s["id"].as_str().unwrap().to_string(),
+                        p["id"].as_str().unwrap().to_string(),
+                        s["title"].as_str().unwrap().to_string(),
+                        s["playbook"].as_str().unwrap().to_string(),
+                    )
+                })
+        })
+        .collect();
+    // The checkout: every playbook notes its step's path; github-cli's fails.
+    let root = home.outside("own-checkout");
+    let ran = home.outside("ran");
+    std::fs::create_dir_all(&ran).unwrap();
+    for (id, _, _, playbook) in &steps {
+        let file = root.join(playbook);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let task = if id == "github-cli" {
+            "    - ansible.builtin.fail:\n        msg: gh is not packaged here\n".to_string()
+        } else {
+            format!(
+                "    - ansible.builtin.copy:\n        content: ran\n        dest: \"{}/{}\"\n",
+                ran.display(),
+                playbook.replace('/', "_")
+            )
+        };
+        std::fs::write(
+            &file,
+            format!(
+                "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n{task}"
+            ),
+        )
+        .unwrap();
+    }
+    let inventory = home.outside("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        "all:\n  hosts:\n    localhost:\n      ansible_connection: local\n      ansible_python_interpreter: /usr/bin/python3\n",
+    )
+    .unwrap();
+    // What the earlier installer saved: its queue of that day without the GPU
+    // operator (a step the plan has now), three steps done, python-setup failed.
+    let done = ["env-setup", "persist-user-secrets", "expand-lvm"];
+    let queue: Vec<serde_json::Value> = steps
+        .iter()
+        .filter(|(id, ..)| id != "gpu-operator")
+        .map(|(id, phase, title, playbook)| {
+            let status = if done.contains(&id.as_str()) {
+                "completed"
+            } else if id == "python-setup" {
+                "failed"
+            } else {
+                "pending"
+            };
+            let mut b = serde_json::json!({
+                "id": id, "phase": phase, "title": title, "name": playbook, "status": status,
+            });
+            if status == "failed" {
+                b["error"] = "Playbook execution failed".into();
+            }
+            b
+        })
+        .collect();
+    let v2 = serde_json::json!({
+        "version": 2,
+        "timestamp": "2026-05-26T10:00:00.000Z",
+        "currentIndex": 3,
+        "completedIds": done,
+        "failedIds": ["python-setup"],
+        "allPlaybooks": queue,
+    });
+    home.write_state(&serde_json::to_vec(&v2).unwrap());
+    let before = home.status_json();
+    assert_eq!(before["deployment"]["status"], "failed");
+    assert_eq!(before["deployment"]["plan_id"], "thinkube");
+    let own = format!("playbooks_root={}", root.display());
+    let inv = inventory.display().to_string();
+    let r = home.run(&["retry", "--var", &own, "--inventory", &inv, "--skip-checks"]);
+    // It stops at github-cli, with the playbook's own message.
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let after = home.status_json();
+    let status = |id: &str| {
+        after["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no step {id}: {after}"))
+            .clone()
+    };
+    for id in done {
+        assert_eq!(status(id)["status"], "completed", "{id}");
+    }
+    assert_eq!(
+        status("python-setup")["status"],
+        "completed",
+        "{}\n{}",
+        status("python-setup"),
+        r.stderr
+    );
+    assert_eq!(status("python-setup")["attempts"], 2);
+    let cli = status("github-cli");
+    assert_eq!(cli["status"], "failed");
+    assert_eq!(cli["last_error"]["message"], "gh is not packaged here");
+    // The step the old queue did not have is there, pending, in plan order.
+    assert_eq!(status("gpu-operator")["status"], "pending");
+    let ids: Vec<&str> = after["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    // Every step of the plan, in its order; those the flags leave out are skipped.
+    let planned: Vec<String> = outline["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["steps"].as_array().unwrap().iter())
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, planned);
+    for id in &planned {
+        if !steps.iter().any(|(s, ..)| s == id) {
+            assert_eq!(status(id)["status"], "skipped", "{id}");
+        }
+    }
+    // Only what was not done ran: not one of the completed steps' playbooks.
+    let mut noted: Vec<String> = std::fs::read_dir(&ran)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    noted.sort();
+    assert_eq!(
+        noted,
+        ["ansible_40_thinkube_core_infrastructure_00_setup_python_k8s.yaml"]
+    );
+}
