@@ -148,8 +148,7 @@ fn id_key(id: &str) -> String {
 impl ArmClient {
     /// A client of `endpoint` (normally [`PUBLIC_ENDPOINT`]; a local fake in tests).
     pub fn new(endpoint: &str, credential: Arc<dyn TokenCredential>, retry: Retry) -> Self {
-        // reqwest is built without a default TLS provider (no C build): use ring.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        use_ring_for_tls();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .connect_timeout(Duration::from_secs(10))
@@ -382,10 +381,23 @@ impl ArmClient {
     }
 }
 
+/// reqwest is built without a default TLS provider (no C build): ring is installed
+/// as the process's provider before anything builds an HTTP client, the ARM client
+/// or a credential (`ClientSecretCredential` and `ManagedIdentityCredential` build
+/// theirs when they are made, and panicked without one).
+fn use_ring_for_tls() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Another part of the process may have installed one already: that one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The credential to use, by name: `cli` (the Azure CLI or Azure Developer CLI login),
 /// `client_secret` (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET from the
 /// environment; never stored), or `managed_identity`.
 pub fn credential(kind: &str) -> Result<Arc<dyn TokenCredential>, ArmError> {
+    use_ring_for_tls();
     let token_err = |e: azure_core::Error| ArmError::Token(e.to_string());
     match kind {
         "client_secret" => {
