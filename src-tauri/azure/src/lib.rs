@@ -3,9 +3,12 @@
 //! One refresh of a resource group is one bulk request set, never one request per VM:
 //! the subscription's VM power states (`statusOnly=true`), the resource group's network
 //! interfaces (private IPs, and which VM each belongs to) and its public IP addresses.
-//! `nextLink` pages are followed; 429 waits for `Retry-After`; 5xx is retried with the
-//! caller's retry policy; authentication, authorization and a missing resource group
-//! are errors that name what to fix. Every request is counted.
+//! `nextLink` pages are followed, on the endpoint's own host only (the bearer token
+//! goes nowhere else); 429 waits for `Retry-After`; 5xx, reset connections and
+//! timeouts are retried with the caller's retry policy; authentication,
+//! authorization, a missing subscription and a missing resource group are errors
+//! that name what to fix, read from ARM's `error` body or Compute's top-level one.
+//! Every request is counted.
 //!
 //! Why not `azure_mgmt_compute`: docs/decisions/0010-azure-arm-client.md.
 
@@ -85,6 +88,14 @@ pub enum ArmError {
         subscription: String,
         resource_group: String,
     },
+    #[error(
+        "subscription {subscription} was not found ({code}): {message}. Check subscription_id in the configuration, and that the identity can see that subscription (`az account list` shows those of a CLI login)"
+    )]
+    SubscriptionNotFound {
+        subscription: String,
+        code: String,
+        message: String,
+    },
     #[error("Azure is throttling requests and asks to wait {seconds} s; refresh again later")]
     Throttled { seconds: u64 },
     #[error("Azure answered {status} ({code}) to {what} after {attempts} attempts: {message}")]
@@ -126,18 +137,59 @@ struct Page {
     next_link: Option<String>,
 }
 
+/// An ARM error body's code and message. ARM wraps them in `error`; Compute's
+/// throttling answer has them at the top (`{"code": "OperationNotAllowed", ...}`).
+/// The message loses a final full stop: it is quoted inside sentences of ours.
 fn error_body(body: &str) -> (String, String) {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let e = &v["error"];
-    (
-        e["code"].as_str().unwrap_or("unknown").to_string(),
-        e["message"]
+    let field = |name: &str| {
+        v["error"][name]
             .as_str()
-            .unwrap_or(body)
-            .chars()
-            .take(300)
-            .collect(),
-    )
+            .or_else(|| v[name].as_str())
+            .map(str::to_string)
+    };
+    let message: String = field("message")
+        .unwrap_or_else(|| body.trim().to_string())
+        .chars()
+        .take(300)
+        .collect();
+    let message = message.trim().trim_end_matches('.').to_string();
+    let message = if message.is_empty() {
+        "(no message)".to_string()
+    } else {
+        message
+    };
+    (field("code").unwrap_or_else(|| "unknown".into()), message)
+}
+
+/// A VM's name: `name`, else the name in its id; empty when it has neither.
+fn vm_name(vm: &serde_json::Value) -> String {
+    vm["name"]
+        .as_str()
+        .filter(|n| !n.trim().is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            // `.../providers/Microsoft.Compute/virtualMachines/<name>`
+            let id = vm["id"].as_str()?;
+            let at = id.to_ascii_lowercase().find("/virtualmachines/")? + "/virtualmachines/".len();
+            id[at..]
+                .split('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+/// `scheme://host[:port]` of a URL, lower-cased.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!("{scheme}://{host}").to_ascii_lowercase()
+}
+
+fn same_origin(url: &str, endpoint: &str) -> bool {
+    origin(url) == origin(endpoint)
 }
 
 /// The last path segment of an ARM id, lower-cased for matching.
@@ -271,7 +323,7 @@ impl ArmClient {
                     .cloned()
                     .unwrap_or_default();
                 VmState {
-                    name: vm["name"].as_str().unwrap_or("").to_string(),
+                    name: vm_name(vm),
                     power_state: status("PowerState/").unwrap_or_else(|| "unknown".into()),
                     provisioning_state: status("ProvisioningState/"),
                     private_ips,
@@ -279,6 +331,8 @@ impl ArmClient {
                 }
             })
             .collect();
+        // A VM with neither a name nor an id says nothing that can be a fact.
+        out.retain(|v| !v.name.is_empty());
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Snapshot {
             vms: out,
@@ -300,6 +354,18 @@ impl ArmClient {
             let page: Page = self.get(token, &url, what, ctx).await?;
             items.extend(page.value);
             match page.next_link {
+                // The bearer token goes only where the endpoint is: a link elsewhere
+                // is not followed.
+                Some(next) if !next.is_empty() && !same_origin(&next, &self.endpoint) => {
+                    return Err(ArmError::Unexpected {
+                        what: what.to_string(),
+                        reason: format!(
+                            "its next page is at {}, not at {}: not followed, so the token is not sent there",
+                            origin(&next),
+                            self.endpoint
+                        ),
+                    });
+                }
                 Some(next) if !next.is_empty() => url = next,
                 _ => return Ok(items),
             }
@@ -321,13 +387,17 @@ impl ArmClient {
         let mut attempt = 1;
         loop {
             self.requests.fetch_add(1, Ordering::SeqCst);
-            let response = self
-                .http
-                .get(url)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(transport)?;
+            let last_try = attempt >= self.retry.attempts;
+            let response = match self.http.get(url).bearer_auth(token).send().await {
+                Ok(r) => r,
+                // A reset connection or a timeout is retried as a 5xx is.
+                Err(e) if !last_try && (e.is_connect() || e.is_timeout() || e.is_request()) => {
+                    tokio::time::sleep(self.retry.delay_before(attempt + 1)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(transport(e)),
+            };
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -342,7 +412,6 @@ impl ArmClient {
                 });
             }
             let (code, message) = error_body(&body);
-            let last_try = attempt >= self.retry.attempts;
             let wait = match (status, retry_after) {
                 (401, _) => return Err(ArmError::Unauthenticated { code, message }),
                 (403, _) => {
@@ -350,6 +419,15 @@ impl ArmClient {
                         code,
                         message,
                         resource_group: resource_group.to_string(),
+                    });
+                }
+                (400 | 404, _)
+                    if code == "SubscriptionNotFound" || code == "InvalidSubscriptionId" =>
+                {
+                    return Err(ArmError::SubscriptionNotFound {
+                        subscription: subscription.to_string(),
+                        code,
+                        message,
                     });
                 }
                 (404, _) if code == "ResourceGroupNotFound" => {

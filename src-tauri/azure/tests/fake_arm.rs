@@ -116,6 +116,10 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<String>>) {
     } else {
         handler(&path, &auth)
     };
+    // Status 0: the connection is dropped without an answer (a reset).
+    if reply.status == 0 {
+        return;
+    }
     let mut out = format!(
         "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         reply.status,
@@ -350,4 +354,169 @@ fn a_deployment_of_five_vms_polled_sixteen_times_costs_one_request_set_per_poll(
     // 16 polls x 3 requests = 48, against 125-140 for the scripted k0rdent deployment.
     assert_eq!(c.requests(), 48);
     println!("ARM requests for 5 VMs polled 16 times: {}", c.requests());
+}
+
+/// Compute's throttling answer as its troubleshooting guide shows it
+/// (learn.microsoft.com, "Troubleshooting API throttling errors"): the code and
+/// message at the top of the body, not under `error`.
+const COMPUTE_THROTTLED: &str = r#"{
+  "code": "OperationNotAllowed",
+  "message": "The server rejected the request because too many requests have been received for this subscription.",
+  "details": [
+    {
+      "code": "TooManyRequests",
+      "target": "HighCostGet30Min",
+      "message": "{\"operationGroup\":\"HighCostGet30Min\",\"startTime\":\"2018-06-29T19:54:21.0914017+00:00\",\"endTime\":\"2018-06-29T20:14:21.0914017+00:00\",\"allowedRequestCount\":800,\"measuredRequestCount\":1238}"
+    }
+  ]
+}"#;
+
+#[test]
+fn computes_top_level_error_body_is_read_with_its_code_and_message() {
+    let fake = FakeArm::start(Box::new(|path, _| {
+        if path.contains("virtualMachines") {
+            Reply {
+                status: 429,
+                headers: vec![],
+                body: COMPUTE_THROTTLED.into(),
+            }
+        } else {
+            ok(serde_json::json!({"value": []}))
+        }
+    }));
+    let e = rt()
+        .block_on(client(&fake, 2).resource_group(SUB, RG))
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("(OperationNotAllowed)"), "{text}");
+    assert!(!text.contains("unknown"), "{text}");
+    assert!(
+        text.contains("too many requests have been received for this subscription"),
+        "{text}"
+    );
+    assert!(!text.contains(".."), "{text}");
+}
+
+#[test]
+fn a_subscription_that_does_not_exist_is_named_as_such() {
+    for (status, code) in [
+        (404, "SubscriptionNotFound"),
+        (400, "InvalidSubscriptionId"),
+    ] {
+        let fake = FakeArm::start(Box::new(move |_, _| Reply {
+            status,
+            headers: vec![],
+            body: serde_json::json!({"error": {"code": code,
+                "message": format!("The subscription '{SUB}' could not be found.")}})
+            .to_string(),
+        }));
+        let e = rt()
+            .block_on(client(&fake, 5).resource_group(SUB, RG))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("subscription {SUB} was not found ({code})")),
+            "{text}"
+        );
+        assert!(text.contains("Check subscription_id"), "{text}");
+        assert!(!text.contains(".."), "{text}");
+        assert_eq!(fake.requests().len(), 1, "not retried");
+    }
+}
+
+#[test]
+fn an_ended_message_is_not_given_a_second_full_stop() {
+    let fake = FakeArm::start(Box::new(|_, _| {
+        Reply {
+        status: 401,
+        headers: vec![],
+        body: r#"{"error":{"code":"ExpiredAuthenticationToken","message":"The access token expiry UTC time is earlier than current UTC time."}}"#.into(),
+    }
+    }));
+    let e = rt()
+        .block_on(client(&fake, 5).resource_group(SUB, RG))
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("earlier than current UTC time. Log in again"),
+        "{text}"
+    );
+    assert!(!text.contains(".."), "{text}");
+}
+
+#[test]
+fn a_next_link_to_another_host_is_not_followed_with_the_token() {
+    // Another listener on loopback: what the link points to, which must see nothing.
+    let elsewhere = FakeArm::start(Box::new(|_, _| ok(serde_json::json!({"value": []}))));
+    let target = elsewhere.base.replace("127.0.0.1", "localhost");
+    let fake = FakeArm::start(Box::new(move |path, _| {
+        if path.contains("virtualMachines") {
+            ok(serde_json::json!({"value": [vm("vm-1", "running")],
+                "nextLink": format!("{target}/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines?page=2")}))
+        } else {
+            ok(serde_json::json!({"value": []}))
+        }
+    }));
+    let e = rt()
+        .block_on(client(&fake, 5).resource_group(SUB, RG))
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("not followed, so the token is not sent there"),
+        "{text}"
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
+}
+
+#[test]
+fn a_reset_connection_is_retried() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let n = calls.clone();
+    let fake = FakeArm::start(Box::new(move |path, _| {
+        if path.contains("networkInterfaces") && n.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Reply {
+                status: 0,
+                headers: vec![],
+                body: String::new(),
+            };
+        }
+        if path.contains("virtualMachines") {
+            ok(serde_json::json!({"value": [vm("vm-1", "running")]}))
+        } else {
+            ok(serde_json::json!({"value": []}))
+        }
+    }));
+    let snap = rt()
+        .block_on(client(&fake, 3).resource_group(SUB, RG))
+        .unwrap();
+    assert_eq!(snap.vms[0].power_state, "running");
+    assert_eq!(
+        snap.requests, 4,
+        "the reset request, its retry, and two lists"
+    );
+}
+
+#[test]
+fn a_vm_without_a_name_is_named_by_its_id_and_one_with_neither_is_left_out() {
+    let fake = FakeArm::start(Box::new(|path, _| {
+        if path.contains("virtualMachines") {
+            let mut unnamed = vm("vm-9", "running");
+            unnamed["name"] = serde_json::Value::Null;
+            let mut nothing = vm("x", "running");
+            nothing["name"] = "".into();
+            nothing["id"] = format!("/subscriptions/{SUB}/resourceGroups/{RG}/").into();
+            ok(serde_json::json!({"value": [unnamed, nothing]}))
+        } else {
+            ok(serde_json::json!({"value": []}))
+        }
+    }));
+    let snap = rt()
+        .block_on(client(&fake, 3).resource_group(SUB, RG))
+        .unwrap();
+    let names: Vec<&str> = snap.vms.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["vm-9"]);
 }
