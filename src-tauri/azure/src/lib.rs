@@ -124,6 +124,8 @@ pub enum ArmError {
 pub struct ArmClient {
     http: reqwest::Client,
     endpoint: String,
+    /// The token scope: the cloud's Resource Manager (`<arm>/.default`).
+    scope: String,
     credential: Arc<dyn TokenCredential>,
     retry: Retry,
     requests: AtomicU32,
@@ -209,10 +211,18 @@ impl ArmClient {
         Self {
             http,
             endpoint: endpoint.trim_end_matches('/').to_string(),
+            scope: ARM_SCOPE.to_string(),
             credential,
             retry,
             requests: AtomicU32::new(0),
         }
+    }
+
+    /// Tokens for `scope` (a sovereign cloud's Resource Manager) instead of the
+    /// public cloud's.
+    pub fn with_scope(mut self, scope: &str) -> Self {
+        self.scope = scope.to_string();
+        self
     }
 
     /// Every ARM request this client made.
@@ -229,7 +239,7 @@ impl ArmClient {
         let before = self.requests();
         let token = self
             .credential
-            .get_token(&[ARM_SCOPE], None)
+            .get_token(&[self.scope.as_str()], None)
             .await
             .map_err(|e| ArmError::Token(e.to_string()))?;
         let token = token.token.secret().to_string();
@@ -459,6 +469,92 @@ impl ArmClient {
     }
 }
 
+/// How to reach Azure: which cloud, which sign-in, which tenant and identity. Built
+/// from the installer's configuration (`azure` in installer-config.json); never
+/// holds a secret (those come from the environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `cli` (default), `client_secret`, `managed_identity` or `workload_identity`.
+    pub credential: String,
+    pub tenant_id: Option<String>,
+    /// A user-assigned managed identity's, or a workload identity's, client id.
+    pub client_id: Option<String>,
+    /// The subscription, which the CLI login is told so that it signs in to its tenant.
+    pub subscription: Option<String>,
+    /// `public` (default), `usgovernment` or `china`.
+    pub cloud: Option<String>,
+    /// Resource Manager's address, overriding the cloud's.
+    pub endpoint: Option<String>,
+    /// The sign-in authority, overriding the cloud's.
+    pub authority_host: Option<String>,
+}
+
+/// A cloud's Resource Manager address, token scope and sign-in authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cloud {
+    pub endpoint: String,
+    pub scope: String,
+    pub authority_host: String,
+}
+
+impl Settings {
+    /// Where this configuration's requests and tokens go. An unknown cloud name is an
+    /// error (the configuration's check names it first).
+    pub fn cloud(&self) -> Result<Cloud, ArmError> {
+        let (endpoint, authority) = match self.cloud.as_deref().unwrap_or("public") {
+            "public" => (PUBLIC_ENDPOINT, "https://login.microsoftonline.com"),
+            "usgovernment" => (
+                "https://management.usgovcloudapi.net",
+                "https://login.microsoftonline.us",
+            ),
+            "china" => (
+                "https://management.chinacloudapi.cn",
+                "https://login.chinacloudapi.cn",
+            ),
+            other => {
+                return Err(ArmError::Token(format!(
+                    "the Azure cloud `{other}` is not one of public, usgovernment, china"
+                )));
+            }
+        };
+        Ok(Cloud {
+            // The token is for the cloud's Resource Manager, also when its address is
+            // overridden (a private link answers for the same audience).
+            scope: format!("{endpoint}/.default"),
+            endpoint: self
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| endpoint.to_string())
+                .trim_end_matches('/')
+                .to_string(),
+            authority_host: self
+                .authority_host
+                .clone()
+                .unwrap_or_else(|| authority.to_string())
+                .trim_end_matches('/')
+                .to_string(),
+        })
+    }
+
+    /// The cloud as azure_identity takes it: the authority for sign-ins.
+    fn identity_cloud(&self, cloud: &Cloud) -> Option<Arc<azure_core::cloud::CloudConfiguration>> {
+        use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+        let known = match self.cloud.as_deref().unwrap_or("public") {
+            "usgovernment" => CloudConfiguration::AzureGovernment,
+            "china" => CloudConfiguration::AzureChina,
+            _ => CloudConfiguration::AzurePublic,
+        };
+        let cfg = if self.authority_host.is_some() {
+            let mut custom = CustomConfiguration::default();
+            custom.authority_host = cloud.authority_host.clone();
+            CloudConfiguration::from(custom)
+        } else {
+            known
+        };
+        Some(Arc::new(cfg))
+    }
+}
+
 /// reqwest is built without a default TLS provider (no C build): ring is installed
 /// as the process's provider before anything builds an HTTP client, the ARM client
 /// or a credential (`ClientSecretCredential` and `ManagedIdentityCredential` build
@@ -471,41 +567,92 @@ fn use_ring_for_tls() {
     });
 }
 
-/// The credential to use, by name: `cli` (the Azure CLI or Azure Developer CLI login),
+/// The credential to use, by name: `cli` (the Azure CLI login),
 /// `client_secret` (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET from the
-/// environment; never stored), or `managed_identity`.
+/// environment; never stored), or `managed_identity`, all of the public cloud.
 pub fn credential(kind: &str) -> Result<Arc<dyn TokenCredential>, ArmError> {
+    credential_for(&Settings {
+        credential: kind.to_string(),
+        ..Default::default()
+    })
+}
+
+/// The credential these settings name, signing in at their cloud's authority: `cli`
+/// (the Azure CLI login, told the subscription and tenant), `client_secret`
+/// (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID or `tenant_id`, from the
+/// environment), `managed_identity` (system-assigned, or the user-assigned one of
+/// `client_id`) or `workload_identity` (AZURE_FEDERATED_TOKEN_FILE).
+pub fn credential_for(settings: &Settings) -> Result<Arc<dyn TokenCredential>, ArmError> {
     use_ring_for_tls();
     let token_err = |e: azure_core::Error| ArmError::Token(e.to_string());
-    match kind {
+    let cloud = settings.cloud()?;
+    let client_options = || azure_core::http::ClientOptions {
+        cloud: settings.identity_cloud(&cloud),
+        ..Default::default()
+    };
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ArmError::Token(format!("{name} is not set")))
+    };
+    match settings.credential.as_str() {
         "client_secret" => {
-            let var = |name: &str| {
-                std::env::var(name)
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| ArmError::Token(format!("{name} is not set")))
-            };
-            let tenant = var("AZURE_TENANT_ID")?;
+            let tenant = var("AZURE_TENANT_ID").or_else(|e| settings.tenant_id.clone().ok_or(e))?;
             let client = var("AZURE_CLIENT_ID")?;
             let secret = var("AZURE_CLIENT_SECRET")?;
-            let c =
-                azure_identity::ClientSecretCredential::new(&tenant, client, secret.into(), None)
-                    .map_err(token_err)?;
+            let options = azure_identity::ClientSecretCredentialOptions {
+                client_options: client_options(),
+            };
+            let c = azure_identity::ClientSecretCredential::new(
+                &tenant,
+                client,
+                secret.into(),
+                Some(options),
+            )
+            .map_err(token_err)?;
             Ok(c)
         }
         "managed_identity" => {
-            Ok(azure_identity::ManagedIdentityCredential::new(None).map_err(token_err)?)
+            let options = azure_identity::ManagedIdentityCredentialOptions {
+                client_options: client_options(),
+                user_assigned_id: settings
+                    .client_id
+                    .clone()
+                    .map(azure_identity::UserAssignedId::ClientId),
+            };
+            Ok(azure_identity::ManagedIdentityCredential::new(Some(options)).map_err(token_err)?)
         }
-        _ => Ok(azure_identity::DeveloperToolsCredential::new(None).map_err(token_err)?),
+        "workload_identity" => {
+            let options = azure_identity::WorkloadIdentityCredentialOptions {
+                credential_options: azure_identity::ClientAssertionCredentialOptions {
+                    client_options: client_options(),
+                },
+                client_id: settings.client_id.clone(),
+                tenant_id: settings.tenant_id.clone(),
+                ..Default::default()
+            };
+            Ok(
+                azure_identity::WorkloadIdentityCredential::new(Some(options))
+                    .map_err(token_err)?,
+            )
+        }
+        _ => {
+            let options = azure_identity::AzureCliCredentialOptions {
+                subscription: settings.subscription.clone(),
+                tenant_id: settings.tenant_id.clone(),
+                ..Default::default()
+            };
+            Ok(azure_identity::AzureCliCredential::new(Some(options)).map_err(token_err)?)
+        }
     }
 }
 
 /// One refresh of a resource group from synchronous code (the engine has no async
-/// runtime): builds a credential by `credential_kind` (see [`credential`]) and a
+/// runtime): builds the credential of `settings` (see [`credential_for`]) and a
 /// single-threaded runtime for the duration of the call.
 pub fn refresh_blocking(
-    endpoint: &str,
-    credential_kind: &str,
+    settings: &Settings,
     retry: Retry,
     subscription: &str,
     resource_group: &str,
@@ -517,6 +664,12 @@ pub fn refresh_blocking(
             what: "starting the HTTP runtime".into(),
             reason: e.to_string(),
         })?;
-    let client = ArmClient::new(endpoint, credential(credential_kind)?, retry);
+    let cloud = settings.cloud()?;
+    let mut settings = settings.clone();
+    settings
+        .subscription
+        .get_or_insert_with(|| subscription.to_string());
+    let client =
+        ArmClient::new(&cloud.endpoint, credential_for(&settings)?, retry).with_scope(&cloud.scope);
     runtime.block_on(client.resource_group(subscription, resource_group))
 }

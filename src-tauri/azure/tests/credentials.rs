@@ -76,8 +76,118 @@ fn child_builds_the_credential() {
     let Ok(kind) = std::env::var("THINKUBE_CREDENTIAL_KIND") else {
         return;
     };
-    match thinkube_azure::credential(&kind) {
+    let settings = thinkube_azure::Settings {
+        credential: kind.clone(),
+        cloud: std::env::var("THINKUBE_CLOUD").ok(),
+        client_id: std::env::var("THINKUBE_USER_ASSIGNED").ok(),
+        tenant_id: Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
+        subscription: Some("0b1c2d3e-0000-4000-8000-00000000abcd".into()),
+        ..Default::default()
+    };
+    let built = if std::env::var_os("THINKUBE_CLOUD").is_some() {
+        thinkube_azure::credential_for(&settings)
+    } else {
+        thinkube_azure::credential(&kind)
+    };
+    match built {
         Ok(_) => println!("built: {kind}"),
         Err(e) => println!("not built: {e}"),
+    }
+}
+
+#[test]
+fn each_cloud_has_its_resource_manager_scope_and_authority() {
+    use thinkube_azure::{Cloud, Settings};
+    let cloud = |name: Option<&str>| {
+        Settings {
+            cloud: name.map(str::to_string),
+            ..Default::default()
+        }
+        .cloud()
+        .unwrap()
+    };
+    assert_eq!(
+        cloud(None),
+        Cloud {
+            endpoint: "https://management.azure.com".into(),
+            scope: "https://management.azure.com/.default".into(),
+            authority_host: "https://login.microsoftonline.com".into(),
+        }
+    );
+    assert_eq!(
+        cloud(Some("usgovernment")),
+        Cloud {
+            endpoint: "https://management.usgovcloudapi.net".into(),
+            scope: "https://management.usgovcloudapi.net/.default".into(),
+            authority_host: "https://login.microsoftonline.us".into(),
+        }
+    );
+    assert_eq!(
+        cloud(Some("china")),
+        Cloud {
+            endpoint: "https://management.chinacloudapi.cn".into(),
+            scope: "https://management.chinacloudapi.cn/.default".into(),
+            authority_host: "https://login.chinacloudapi.cn".into(),
+        }
+    );
+    // An address of one's own (a private link) keeps the cloud's token audience.
+    let private = Settings {
+        cloud: Some("usgovernment".into()),
+        endpoint: Some("https://arm.private.example/".into()),
+        authority_host: Some("https://login.private.example/".into()),
+        ..Default::default()
+    }
+    .cloud()
+    .unwrap();
+    assert_eq!(private.endpoint, "https://arm.private.example");
+    assert_eq!(
+        private.scope,
+        "https://management.usgovcloudapi.net/.default"
+    );
+    assert_eq!(private.authority_host, "https://login.private.example");
+    let e = Settings {
+        cloud: Some("mars".into()),
+        ..Default::default()
+    }
+    .cloud()
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("`mars` is not one of public, usgovernment, china"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_other_kinds_and_a_sovereign_cloud_are_built_without_a_panic() {
+    for (kind, env) in [
+        ("cli", vec![]),
+        (
+            "workload_identity",
+            vec![("AZURE_FEDERATED_TOKEN_FILE", "/nonexistent/token")],
+        ),
+        (
+            "managed_identity",
+            vec![(
+                "THINKUBE_USER_ASSIGNED",
+                "00000000-0000-0000-0000-000000000002",
+            )],
+        ),
+        (
+            "client_secret",
+            vec![
+                ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001"),
+                ("AZURE_CLIENT_SECRET", "not-a-real-secret"),
+            ],
+        ),
+    ] {
+        let mut env = env;
+        env.push(("THINKUBE_CLOUD", "usgovernment"));
+        let (ok, said) = build_in_a_fresh_process(kind, &env);
+        assert!(ok, "{kind}: {said}");
+        assert!(
+            said.contains("built: ") || said.contains("not built: "),
+            "{said}"
+        );
     }
 }

@@ -520,3 +520,49 @@ fn a_vm_without_a_name_is_named_by_its_id_and_one_with_neither_is_left_out() {
     let names: Vec<&str> = snap.vms.iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["vm-9"]);
 }
+
+/// Remembers the scopes it was asked tokens for.
+#[derive(Debug, Default)]
+struct ScopeRecorder(Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl TokenCredential for ScopeRecorder {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        self.0
+            .lock()
+            .unwrap()
+            .extend(scopes.iter().map(|s| s.to_string()));
+        FixedToken.get_token(scopes, None).await
+    }
+}
+
+#[test]
+fn a_sovereign_clouds_token_is_asked_for_its_own_resource_manager() {
+    let fake = FakeArm::start(Box::new(|_, _| ok(serde_json::json!({"value": []}))));
+    let recorder = Arc::new(ScopeRecorder::default());
+    let cloud = thinkube_azure::Settings {
+        cloud: Some("china".into()),
+        ..Default::default()
+    }
+    .cloud()
+    .unwrap();
+    let c = ArmClient::new(
+        &fake.base,
+        recorder.clone(),
+        Retry {
+            attempts: 1,
+            delay: Duration::from_millis(10),
+            backoff: 2.0,
+        },
+    )
+    .with_scope(&cloud.scope);
+    rt().block_on(c.resource_group(SUB, RG)).unwrap();
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        ["https://management.chinacloudapi.cn/.default"]
+    );
+}

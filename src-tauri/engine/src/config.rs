@@ -240,13 +240,28 @@ pub struct AzureTarget {
     pub subscription_id: String,
     pub resource_group: String,
     /// How to get a token: `cli` (the Azure CLI login), `client_secret` (from
-    /// AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET in the environment) or
-    /// `managed_identity`. Credentials themselves are never stored.
+    /// AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET in the environment),
+    /// `managed_identity` or `workload_identity` (AZURE_FEDERATED_TOKEN_FILE).
+    /// Credentials themselves are never stored.
     #[serde(default = "default_credential")]
     pub credential: String,
-    /// Azure Resource Manager's address, for sovereign clouds (default: public cloud).
+    /// The tenant to sign in to (the CLI login's, and a service principal's when
+    /// AZURE_TENANT_ID is not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// A user-assigned managed identity's (or a workload identity's) client id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `public` (default), `usgovernment` or `china`: its Resource Manager, token
+    /// scope and sign-in authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<String>,
+    /// Azure Resource Manager's address, overriding the cloud's (a private link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The sign-in authority, overriding the cloud's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
 }
 
 fn default_credential() -> String {
@@ -259,7 +274,11 @@ impl Default for AzureTarget {
             subscription_id: String::new(),
             resource_group: String::new(),
             credential: default_credential(),
+            tenant_id: None,
+            client_id: None,
+            cloud: None,
             endpoint: None,
+            authority_host: None,
         }
     }
 }
@@ -344,6 +363,17 @@ fn is_host_name(text: &str) -> bool {
 }
 
 /// An Azure subscription id: a GUID.
+/// `https://...`, or `http://` to this machine (a local emulator or proxy).
+fn https_or_loopback(url: &str) -> bool {
+    url.starts_with("https://")
+        || ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| {
+                url.strip_prefix(p)
+                    .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
+            })
+}
+
 fn is_guid(text: &str) -> bool {
     let groups: Vec<&str> = text.split('-').collect();
     groups.len() == 5
@@ -433,12 +463,44 @@ impl InstallerConfig {
             }
             if !matches!(
                 azure.credential.as_str(),
-                "cli" | "client_secret" | "managed_identity"
+                "cli" | "client_secret" | "managed_identity" | "workload_identity"
             ) {
                 out.push(problem(
                     "azure.credential",
-                    "the Azure credential is `cli`, `client_secret` or `managed_identity`",
+                    "the Azure credential is `cli`, `client_secret`, `managed_identity` or `workload_identity`",
                 ));
+            }
+            for (field, value) in [
+                ("azure.tenant_id", &azure.tenant_id),
+                ("azure.client_id", &azure.client_id),
+            ] {
+                if value.as_deref().is_some_and(|v| !is_guid(v)) {
+                    out.push(problem(
+                        field,
+                        "give a GUID such as 00000000-0000-0000-0000-000000000000, or leave it empty",
+                    ));
+                }
+            }
+            if azure
+                .cloud
+                .as_deref()
+                .is_some_and(|c| !matches!(c, "public" | "usgovernment" | "china"))
+            {
+                out.push(problem(
+                    "azure.cloud",
+                    "the Azure cloud is `public`, `usgovernment` or `china`",
+                ));
+            }
+            for (field, value) in [
+                ("azure.endpoint", &azure.endpoint),
+                ("azure.authority_host", &azure.authority_host),
+            ] {
+                if value.as_deref().is_some_and(|v| !https_or_loopback(v)) {
+                    out.push(problem(
+                        field,
+                        "give an https:// address (http:// only on this machine: 127.0.0.1 or localhost), or leave it empty",
+                    ));
+                }
             }
             let rg = &azure.resource_group;
             let rg_ok = !rg.is_empty()
@@ -1047,8 +1109,42 @@ mod tests {
             subscription_id: "0b1c2d3e-0000-4000-8000-00000000abcd".into(),
             resource_group: "rg-thinkube".into(),
             credential: "cli".into(),
-            endpoint: None,
+            ..Default::default()
         });
+        assert!(fields(&c).is_empty());
+        // A sovereign cloud, a tenant and a user-assigned identity.
+        {
+            let a = c.azure.as_mut().unwrap();
+            a.cloud = Some("usgovernment".into());
+            a.tenant_id = Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into());
+            a.client_id = Some("00000000-0000-0000-0000-000000000001".into());
+            a.endpoint = Some("https://management.usgovcloudapi.net".into());
+            a.authority_host = Some("https://login.microsoftonline.us".into());
+        }
+        assert!(fields(&c).is_empty());
+        {
+            let a = c.azure.as_mut().unwrap();
+            a.cloud = Some("mars".into());
+            a.tenant_id = Some("contoso".into());
+            a.endpoint = Some("http://arm.example.com".into());
+            a.authority_host = Some("http://127.0.0.1.example.com".into());
+        }
+        assert_eq!(
+            fields(&c),
+            [
+                "azure.tenant_id",
+                "azure.cloud",
+                "azure.endpoint",
+                "azure.authority_host"
+            ]
+        );
+        {
+            let a = c.azure.as_mut().unwrap();
+            a.cloud = None;
+            a.tenant_id = None;
+            a.endpoint = Some("http://127.0.0.1:10000".into());
+            a.authority_host = None;
+        }
         assert!(fields(&c).is_empty());
         c.azure.as_mut().unwrap().credential = "password".into();
         assert_eq!(fields(&c), ["azure.credential"]);

@@ -3,11 +3,30 @@
 export type AzureTarget = { subscription_id: string, resource_group: string, 
 /**
  * How to get a token: `cli` (the Azure CLI login), `client_secret` (from
- * AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET in the environment) or
- * `managed_identity`. Credentials themselves are never stored.
+ * AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET in the environment),
+ * `managed_identity` or `workload_identity` (AZURE_FEDERATED_TOKEN_FILE).
+ * Credentials themselves are never stored.
  */
 credential: string, 
 /**
- * Azure Resource Manager's address, for sovereign clouds (default: public cloud).
+ * The tenant to sign in to (the CLI login's, and a service principal's when
+ * AZURE_TENANT_ID is not set).
  */
-endpoint?: string | null, };
+tenant_id?: string | null, 
+/**
+ * A user-assigned managed identity's (or a workload identity's) client id.
+ */
+client_id?: string | null, 
+/**
+ * `public` (default), `usgovernment` or `china`: its Resource Manager, token
+ * scope and sign-in authority.
+ */
+cloud?: string | null, 
+/**
+ * Azure Resource Manager's address, overriding the cloud's (a private link).
+ */
+endpoint?: string | null, 
+/**
+ * The sign-in authority, overriding the cloud's.
+ */
+authority_host?: string | null, };

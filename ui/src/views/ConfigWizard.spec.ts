@@ -549,3 +549,35 @@ describe('ConfigWizard requirements of this machine', () => {
     expect(byRole(byRole(w, 'region', 'This machine'), 'alert').text()).toContain('check that PyPI is reachable')
   })
 })
+
+describe('ConfigWizard Azure sign-in', () => {
+  it('saves the cloud, the tenant and a user-assigned identity, and leaves the public cloud unsaid', async () => {
+    api.checkConfig.mockResolvedValue([])
+    api.saveConfig.mockResolvedValue(null)
+    api.loadConfig.mockResolvedValue({
+      target: 'azure', hosts: [{ name: 'vm-1', address: '10.0.0.4' }], ssh_user: 'azureuser', ssh_auth: 'agent', ssh_key_path: null,
+      azure: { subscription_id: '0b1c2d3e-0000-4000-8000-00000000abcd', resource_group: 'rg', credential: 'cli' },
+      plan: 'demo', flags: {}, vars: {}, terraform: null, freshness: { vm_seconds: 300, terraform_seconds: 3600, probe_seconds: 300 },
+    })
+    const w = mount(ConfigWizard)
+    await flushPromises()
+    for (let i = 0; i < 2; i++) await click(w, 'Next')
+    await byRole(w, 'combobox', /Azure sign-in/).setValue('managed_identity')
+    await byRole(w, 'combobox', /Azure cloud/).setValue('usgovernment')
+    await byRole(w, 'textbox', /Tenant id/).setValue('72f988bf-86f1-41af-91ab-2d7cd011db47')
+    await byRole(w, 'textbox', /Identity client id/).setValue('00000000-0000-0000-0000-000000000002')
+    for (let i = 0; i < 2; i++) await click(w, 'Next')
+    await click(w, 'Save')
+    expect(api.saveConfig.mock.calls[0]?.[0].azure).toEqual({
+      subscription_id: '0b1c2d3e-0000-4000-8000-00000000abcd', resource_group: 'rg', credential: 'managed_identity',
+      cloud: 'usgovernment', tenant_id: '72f988bf-86f1-41af-91ab-2d7cd011db47', client_id: '00000000-0000-0000-0000-000000000002',
+    })
+    // Back to the public cloud: not written at all (the default).
+    api.saveConfig.mockClear()
+    for (let i = 0; i < 2; i++) await click(w, 'Back')
+    await byRole(w, 'combobox', /Azure cloud/).setValue('public')
+    for (let i = 0; i < 2; i++) await click(w, 'Next')
+    await click(w, 'Save')
+    expect(api.saveConfig.mock.calls[0]?.[0].azure.cloud).toBeNull()
+  })
+})

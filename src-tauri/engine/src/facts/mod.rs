@@ -444,13 +444,17 @@ fn azure_vms(azure: &crate::config::AzureTarget) -> Result<(Vec<thinkube_azure::
         delay: policy.delay,
         backoff: policy.backoff,
     };
-    let endpoint = azure
-        .endpoint
-        .as_deref()
-        .unwrap_or(thinkube_azure::PUBLIC_ENDPOINT);
+    let settings = thinkube_azure::Settings {
+        credential: azure.credential.clone(),
+        tenant_id: azure.tenant_id.clone(),
+        client_id: azure.client_id.clone(),
+        subscription: Some(azure.subscription_id.clone()),
+        cloud: azure.cloud.clone(),
+        endpoint: azure.endpoint.clone(),
+        authority_host: azure.authority_host.clone(),
+    };
     let snap = thinkube_azure::refresh_blocking(
-        endpoint,
-        &azure.credential,
+        &settings,
         retry,
         &azure.subscription_id,
         &azure.resource_group,
