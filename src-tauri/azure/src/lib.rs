@@ -1,8 +1,9 @@
 //! A small Azure Resource Manager client for the installer's infrastructure facts.
 //!
-//! One refresh of a resource group is one bulk request set, never one request per VM:
-//! the subscription's VM power states (`statusOnly=true`), the resource group's network
-//! interfaces (private IPs, and which VM each belongs to) and its public IP addresses.
+//! One refresh of a resource group is one bulk request set, never one request per VM,
+//! each scoped to the resource group (Reader on it is enough): its VMs with their
+//! instance views (`$expand=instanceView`: power states), its network interfaces
+//! (private IPs, and which VM each belongs to) and its public IP addresses.
 //! `nextLink` pages are followed, on the endpoint's own host only (the bearer token
 //! goes nowhere else); 429 waits for `Retry-After`; 5xx, reset connections and
 //! timeouts are retried with the caller's retry policy; authentication,
@@ -269,8 +270,11 @@ impl ArmClient {
         let vms = self
             .list(
                 &token,
+                // The resource group's own list with each VM's instance view (its
+                // power state): Reader on the resource group is enough, where the
+                // subscription's `statusOnly` list needs rights on the subscription.
                 &format!(
-                    "/subscriptions/{subscription}/providers/Microsoft.Compute/virtualMachines?api-version={COMPUTE_API}&statusOnly=true"
+                    "{rg_path}/providers/Microsoft.Compute/virtualMachines?api-version={COMPUTE_API}&$expand=instanceView"
                 ),
                 "the VM power states",
                 ctx,

@@ -223,10 +223,19 @@ fn one_refresh_is_one_bulk_request_set_with_power_states_and_addresses() {
     assert_eq!(first.private_ips, ["10.0.0.4"]);
     assert_eq!(first.public_ips, ["20.1.2.3"]);
     assert!(snap.vms[1].public_ips.is_empty());
+    // Every request is scoped to the resource group: Reader on it is enough.
+    let rg_scope = format!("/subscriptions/{SUB}/resourceGroups/{RG}/providers/");
     assert!(
+        fake.requests().iter().all(|p| p.starts_with(&rg_scope)),
+        "{:?}",
         fake.requests()
-            .iter()
-            .any(|p| p.contains("statusOnly=true"))
+    );
+    assert!(
+        fake.requests().iter().any(|p| p.contains(
+            "/providers/Microsoft.Compute/virtualMachines?api-version=2024-07-01&$expand=instanceView"
+        )),
+        "{:?}",
+        fake.requests()
     );
 }
 
