@@ -300,7 +300,14 @@ impl ArmClient {
                 .into_iter()
                 .flatten()
             {
-                if let Some(ip) = cfg["properties"]["privateIPAddress"].as_str() {
+                // A configuration with a prefix (`privateIPAddressPrefixLength`, or
+                // the address written as a CIDR block) is a block of addresses given
+                // to the NIC, not the VM's own address.
+                let prefix = cfg["properties"]["privateIPAddressPrefixLength"].is_number();
+                if let Some(ip) = cfg["properties"]["privateIPAddress"]
+                    .as_str()
+                    .filter(|ip| !prefix && !ip.contains('/'))
+                {
                     entry.0.push(ip.to_string());
                 }
                 if let Some(ip) = cfg["properties"]["publicIPAddress"]["id"]

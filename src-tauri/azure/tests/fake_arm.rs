@@ -575,3 +575,32 @@ fn a_sovereign_clouds_token_is_asked_for_its_own_resource_manager() {
         ["https://management.chinacloudapi.cn/.default"]
     );
 }
+
+#[test]
+fn an_ip_prefix_on_a_nic_is_not_taken_for_the_vms_address() {
+    let fake = FakeArm::start(Box::new(|path, _| {
+        if path.contains("networkInterfaces") {
+            // As the Network API writes a NIC with a /28 block beside its address
+            // (`privateIPAddressPrefixLength`; the address may also come as a CIDR).
+            let mut n = nic("vm-1", "10.0.0.4", None);
+            n["properties"]["ipConfigurations"]
+                .as_array_mut()
+                .unwrap()
+                .extend([
+                    serde_json::json!({"name": "prefix0", "properties": {
+                        "privateIPAddress": "10.0.0.16", "privateIPAddressPrefixLength": 28}}),
+                    serde_json::json!({"name": "prefix1", "properties": {
+                        "privateIPAddress": "10.0.0.32/28"}}),
+                ]);
+            ok(serde_json::json!({"value": [n]}))
+        } else if path.contains("virtualMachines") {
+            ok(serde_json::json!({"value": [vm("vm-1", "running")]}))
+        } else {
+            ok(serde_json::json!({"value": []}))
+        }
+    }));
+    let snap = rt()
+        .block_on(client(&fake, 3).resource_group(SUB, RG))
+        .unwrap();
+    assert_eq!(snap.vms[0].private_ips, ["10.0.0.4"]);
+}
