@@ -272,6 +272,32 @@ mod tests {
             .map(|(s, p, _)| (s.to_string(), p.to_string()))
             .collect();
         assert_eq!(ids, imported);
+        // The Azure CSI driver comes with KOF (its prerequisite in the real
+        // deploy-k0rdent.sh), not with the child clusters.
+        let k_skipped = |flags: &[(&str, bool)]| -> Vec<String> {
+            let flags = flags.iter().map(|(f, on)| (f.to_string(), *on)).collect();
+            let vars = BTreeMap::from([("k0rdent_root".to_string(), "/k".to_string())]);
+            let choices = k.choose(&flags, &vars).unwrap();
+            let planned = k.planned("d", &choices, BTreeMap::new()).unwrap();
+            planned
+                .steps
+                .into_iter()
+                .filter(|s| s.skip_reason.is_some())
+                .map(|s| s.id)
+                .collect()
+        };
+        assert_eq!(
+            k_skipped(&[("azure_children", true), ("kof", false)]),
+            [
+                "install_azure_csi",
+                "install_kof_mothership",
+                "install_kof_regional"
+            ]
+        );
+        assert_eq!(
+            k_skipped(&[("azure_children", false), ("kof", true)]),
+            ["setup_azure_children"]
+        );
     }
 
     #[test]

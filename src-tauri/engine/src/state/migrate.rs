@@ -451,11 +451,8 @@ pub(crate) const K0RDENT_STEPS: &[(&str, &str, &str)] = &[
         "azure_children",
         "Set up Azure child clusters",
     ),
-    (
-        "install_azure_csi",
-        "azure_children",
-        "Install Azure CSI driver",
-    ),
+    // KOF's prerequisite (deploy-k0rdent.sh runs it when KOF is enabled).
+    ("install_azure_csi", "kof", "Install Azure CSI driver"),
     ("install_kof_mothership", "kof", "Install KOF mothership"),
     ("install_kof_regional", "kof", "Install KOF regional"),
 ];
