@@ -402,7 +402,8 @@ impl<'a> Collected<'a> {
             if self.tail.len() == TAIL_LINES {
                 self.tail.pop_front();
             }
-            self.tail.push_back(bounds::cut(text, bounds::LINE_BYTES));
+            self.tail
+                .push_back(bounds::stored(text, bounds::LINE_BYTES));
         }
         self.tail_open = !ends_line;
     }

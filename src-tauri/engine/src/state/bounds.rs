@@ -36,19 +36,78 @@ pub(crate) fn cut(text: &str, max: usize) -> String {
     )
 }
 
-/// An error as it is stored: every piece cut to its limit.
+/// `text` without terminal escape sequences (colours, cursor moves, titles): what is
+/// stored is read as text, in the window, `status` and JSON; the step's log keeps
+/// the output as it was printed.
+pub(crate) fn plain(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('\u{1b}') && !text.contains('\u{9b}') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // CSI: ESC [ (or the 8-bit CSI), parameters, one final byte @ to ~.
+            '\u{1b}' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            }
+            '\u{9b}' => {
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            }
+            // OSC (a title, a hyperlink): ESC ] ... up to BEL or ESC \.
+            '\u{1b}' if chars.peek() == Some(&']') => {
+                chars.next();
+                while let Some(f) = chars.next() {
+                    if f == '\u{7}' {
+                        break;
+                    }
+                    if f == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            // Any other escape: ESC, its intermediate bytes (space to `/`, as in
+            // `ESC ( B`) and one final character.
+            '\u{1b}' => {
+                while chars.peek().is_some_and(|f| (' '..='/').contains(f)) {
+                    chars.next();
+                }
+                chars.next();
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `text` as a stored piece: plain text, cut to `max` bytes.
+pub(crate) fn stored(text: &str, max: usize) -> String {
+    cut(&plain(text), max)
+}
+
+/// An error as it is stored: every piece plain text, cut to its limit.
 pub(crate) fn step_error(error: StepError) -> StepError {
     let skip = error.output_tail.len().saturating_sub(TAIL_LINES);
     StepError {
-        message: cut(&error.message, MESSAGE_BYTES),
-        task: error.task.map(|t| cut(&t, NAME_BYTES)),
-        host: error.host.map(|h| cut(&h, NAME_BYTES)),
+        message: stored(&error.message, MESSAGE_BYTES),
+        task: error.task.map(|t| stored(&t, NAME_BYTES)),
+        host: error.host.map(|h| stored(&h, NAME_BYTES)),
         exit_code: error.exit_code,
         output_tail: error
             .output_tail
             .iter()
             .skip(skip)
-            .map(|l| cut(l, LINE_BYTES))
+            .map(|l| stored(l, LINE_BYTES))
             .collect(),
     }
 }
@@ -78,6 +137,28 @@ pub(crate) fn drop_older_run_tails(run: &mut RunRecord) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn escape_sequences_are_taken_out_of_what_is_stored() {
+        use super::plain;
+        assert_eq!(
+            plain("\u{1b}[31;1mERROR\u{1b}[0m: disk full"),
+            "ERROR: disk full"
+        );
+        assert_eq!(plain("\u{1b}]0;title\u{7}after"), "after");
+        assert_eq!(
+            plain("\u{1b}]8;;http://x\u{1b}\\link\u{1b}]8;;\u{1b}\\"),
+            "link"
+        );
+        assert_eq!(plain("a\u{1b}(Bb"), "ab");
+        assert_eq!(plain("\u{9b}2Kline"), "line");
+        // A cut sequence at the end takes nothing else with it.
+        assert_eq!(plain("ok\u{1b}[3"), "ok");
+        assert!(matches!(
+            plain("plain ä"),
+            std::borrow::Cow::Borrowed("plain ä")
+        ));
+    }
+
     use super::*;
 
     #[test]

@@ -523,7 +523,7 @@ impl Writer {
                 run_id: e.run_id,
                 kind: e.kind,
                 step: e.step,
-                message: bounds::cut(&e.message, bounds::MESSAGE_BYTES),
+                message: bounds::stored(&e.message, bounds::MESSAGE_BYTES),
             })
             .collect();
         next.last_event_seq = self.state.last_event_seq + next.recent_events.len() as u64;

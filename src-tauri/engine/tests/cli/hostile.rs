@@ -279,3 +279,51 @@ fn an_error_built_from_a_secret_is_masked_on_the_terminal_and_in_the_log() {
     let log = std::fs::read_to_string(home.path().join("logs/engine.log")).unwrap();
     assert!(log.contains("books/********/site.yaml"), "{log}");
 }
+
+/// A step that prints in colour once left raw escape codes in the state (its error
+/// message, its output tail, the events), so `status` and the window showed
+/// `\x1b[31m`. What is stored is plain text; the log keeps the colours.
+#[test]
+fn colour_codes_stay_in_the_log_and_out_of_the_state() {
+    let home = Home::new();
+    let plan = one_step_plan(
+        &home,
+        "printf '\\033[32mok\\033[0m first\\n'; printf '\\033]0;a title\\007\\033[31;1mERROR\\033[0m: disk full\\n' >&2; exit 4",
+    );
+    let r = home.run(&["deploy", "--plan", plan.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let v = home.status_json();
+    let error = &v["steps"][0]["last_error"];
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("ERROR: disk full"),
+        "{error}"
+    );
+    let state = std::fs::read_to_string(home.state_file()).unwrap();
+    assert!(!state.contains("\\u001b"), "an escape code is in the state");
+    assert!(!state.contains('\u{1b}'), "an escape code is in the state");
+    let tail: Vec<&str> = error["output_tail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(tail.contains(&"ok first"), "{tail:?}");
+    let events = std::fs::read_to_string(home.layout().root.join("events.jsonl")).unwrap();
+    assert!(
+        !events.contains("\\u001b"),
+        "an escape code is in the events"
+    );
+    // The log has the output as it was printed.
+    let log = files_under(&home, "log")
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("/s-1.log"))
+        .expect("the attempt's log");
+    let text = std::fs::read(log).unwrap();
+    assert!(
+        text.windows(5).any(|w| w == b"\x1b[31;"),
+        "the log lost the colours"
+    );
+}
