@@ -24,6 +24,7 @@ use thinkube_engine::retry::RetryPolicy;
 use thinkube_engine::run::deploy::{self, DeployArgs};
 use thinkube_engine::run::plan_check::{self, CheckReport};
 use thinkube_engine::run::requirements::{self, Requirement};
+use thinkube_engine::run::runner;
 use thinkube_engine::run::setup;
 use thinkube_engine::run::source::{self, Fetched, SourceView};
 use thinkube_engine::state::fact_keys::HardwareFact;
@@ -802,12 +803,9 @@ pub async fn machine_requirements(
             password: remote && config.ssh_auth == SshAuth::Password,
             upstream,
         };
-        let ansible = std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from);
         Ok(requirements::check(
             &layout.home,
-            ansible.as_deref(),
+            runner::ansible_override().as_deref(),
             std::env::var_os("PATH").as_deref(),
             needs,
         ))
@@ -886,13 +884,10 @@ pub async fn check_plan(
 ) -> Result<CheckReport> {
     let layout = state.store.layout().clone();
     blocking(move || {
-        let ansible = std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from);
         Ok(plan_check::check_config(
             &layout,
             &config,
-            ansible.as_deref(),
+            runner::ansible_override().as_deref(),
             std::env::var_os("PATH").as_deref(),
         )?)
     })

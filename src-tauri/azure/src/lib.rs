@@ -117,6 +117,8 @@ pub enum ArmError {
         "could not get an Azure token: {0}. Log in with `az login`, or configure a service principal or managed identity"
     )]
     Token(String),
+    #[error("{0}: fix `azure` in installer-config.json (or on the wizard's SSH page)")]
+    Configuration(String),
     #[error("Azure's answer to {what} could not be read: {reason}")]
     Unexpected { what: String, reason: String },
 }
@@ -523,7 +525,7 @@ impl Settings {
                 "https://login.chinacloudapi.cn",
             ),
             other => {
-                return Err(ArmError::Token(format!(
+                return Err(ArmError::Configuration(format!(
                     "the Azure cloud `{other}` is not one of public, usgovernment, china"
                 )));
             }
@@ -548,7 +550,7 @@ impl Settings {
     }
 
     /// The cloud as azure_identity takes it: the authority for sign-ins.
-    fn identity_cloud(&self, cloud: &Cloud) -> Option<Arc<azure_core::cloud::CloudConfiguration>> {
+    fn identity_cloud(&self, cloud: &Cloud) -> Arc<azure_core::cloud::CloudConfiguration> {
         use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
         let known = match self.cloud.as_deref().unwrap_or("public") {
             "usgovernment" => CloudConfiguration::AzureGovernment,
@@ -562,7 +564,7 @@ impl Settings {
         } else {
             known
         };
-        Some(Arc::new(cfg))
+        Arc::new(cfg)
     }
 }
 
@@ -578,16 +580,6 @@ fn use_ring_for_tls() {
     });
 }
 
-/// The credential to use, by name: `cli` (the Azure CLI login),
-/// `client_secret` (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET from the
-/// environment; never stored), or `managed_identity`, all of the public cloud.
-pub fn credential(kind: &str) -> Result<Arc<dyn TokenCredential>, ArmError> {
-    credential_for(&Settings {
-        credential: kind.to_string(),
-        ..Default::default()
-    })
-}
-
 /// The credential these settings name, signing in at their cloud's authority: `cli`
 /// (the Azure CLI login, told the subscription and tenant), `client_secret`
 /// (AZURE_CLIENT_ID, AZURE_CLIENT_SECRET and AZURE_TENANT_ID or `tenant_id`, from the
@@ -598,7 +590,7 @@ pub fn credential_for(settings: &Settings) -> Result<Arc<dyn TokenCredential>, A
     let token_err = |e: azure_core::Error| ArmError::Token(e.to_string());
     let cloud = settings.cloud()?;
     let client_options = || azure_core::http::ClientOptions {
-        cloud: settings.identity_cloud(&cloud),
+        cloud: Some(settings.identity_cloud(&cloud)),
         ..Default::default()
     };
     let var = |name: &str| {

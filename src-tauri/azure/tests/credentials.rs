@@ -80,16 +80,11 @@ fn child_builds_the_credential() {
         credential: kind.clone(),
         cloud: std::env::var("THINKUBE_CLOUD").ok(),
         client_id: std::env::var("THINKUBE_USER_ASSIGNED").ok(),
-        tenant_id: Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into()),
+        tenant_id: std::env::var("THINKUBE_TENANT").ok(),
         subscription: Some("0b1c2d3e-0000-4000-8000-00000000abcd".into()),
         ..Default::default()
     };
-    let built = if std::env::var_os("THINKUBE_CLOUD").is_some() {
-        thinkube_azure::credential_for(&settings)
-    } else {
-        thinkube_azure::credential(&kind)
-    };
-    match built {
+    match thinkube_azure::credential_for(&settings) {
         Ok(_) => println!("built: {kind}"),
         Err(e) => println!("not built: {e}"),
     }
@@ -183,6 +178,7 @@ fn the_other_kinds_and_a_sovereign_cloud_are_built_without_a_panic() {
     ] {
         let mut env = env;
         env.push(("THINKUBE_CLOUD", "usgovernment"));
+        env.push(("THINKUBE_TENANT", "72f988bf-86f1-41af-91ab-2d7cd011db47"));
         let (ok, said) = build_in_a_fresh_process(kind, &env);
         assert!(ok, "{kind}: {said}");
         assert!(

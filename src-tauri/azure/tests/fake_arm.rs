@@ -178,6 +178,17 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A resource group whose VM list is `reply()` and whose other lists are empty.
+fn vms_only(reply: impl Fn() -> Reply + Send + Sync + 'static) -> Box<Handler> {
+    Box::new(move |path, _| {
+        if path.contains("virtualMachines") {
+            reply()
+        } else {
+            ok(serde_json::json!({"value": []}))
+        }
+    })
+}
+
 /// A resource group of `n` VMs whose power state is `power(poll)`.
 fn cluster(n: usize, polls: Arc<AtomicU32>, power: fn(u32) -> &'static str) -> Box<Handler> {
     Box::new(move |path, _| {
@@ -382,16 +393,10 @@ const COMPUTE_THROTTLED: &str = r#"{
 
 #[test]
 fn computes_top_level_error_body_is_read_with_its_code_and_message() {
-    let fake = FakeArm::start(Box::new(|path, _| {
-        if path.contains("virtualMachines") {
-            Reply {
-                status: 429,
-                headers: vec![],
-                body: COMPUTE_THROTTLED.into(),
-            }
-        } else {
-            ok(serde_json::json!({"value": []}))
-        }
+    let fake = FakeArm::start(vms_only(|| Reply {
+        status: 429,
+        headers: vec![],
+        body: COMPUTE_THROTTLED.into(),
     }));
     let e = rt()
         .block_on(client(&fake, 2).resource_group(SUB, RG))
@@ -458,13 +463,9 @@ fn a_next_link_to_another_host_is_not_followed_with_the_token() {
     // Another listener on loopback: what the link points to, which must see nothing.
     let elsewhere = FakeArm::start(Box::new(|_, _| ok(serde_json::json!({"value": []}))));
     let target = elsewhere.base.replace("127.0.0.1", "localhost");
-    let fake = FakeArm::start(Box::new(move |path, _| {
-        if path.contains("virtualMachines") {
-            ok(serde_json::json!({"value": [vm("vm-1", "running")],
-                "nextLink": format!("{target}/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines?page=2")}))
-        } else {
-            ok(serde_json::json!({"value": []}))
-        }
+    let fake = FakeArm::start(vms_only(move || {
+        ok(serde_json::json!({"value": [vm("vm-1", "running")],
+            "nextLink": format!("{target}/subscriptions/{SUB}/providers/Microsoft.Compute/virtualMachines?page=2")}))
     }));
     let e = rt()
         .block_on(client(&fake, 5).resource_group(SUB, RG))
@@ -511,17 +512,13 @@ fn a_reset_connection_is_retried() {
 
 #[test]
 fn a_vm_without_a_name_is_named_by_its_id_and_one_with_neither_is_left_out() {
-    let fake = FakeArm::start(Box::new(|path, _| {
-        if path.contains("virtualMachines") {
-            let mut unnamed = vm("vm-9", "running");
-            unnamed["name"] = serde_json::Value::Null;
-            let mut nothing = vm("x", "running");
-            nothing["name"] = "".into();
-            nothing["id"] = format!("/subscriptions/{SUB}/resourceGroups/{RG}/").into();
-            ok(serde_json::json!({"value": [unnamed, nothing]}))
-        } else {
-            ok(serde_json::json!({"value": []}))
-        }
+    let fake = FakeArm::start(vms_only(|| {
+        let mut unnamed = vm("vm-9", "running");
+        unnamed["name"] = serde_json::Value::Null;
+        let mut nothing = vm("x", "running");
+        nothing["name"] = "".into();
+        nothing["id"] = format!("/subscriptions/{SUB}/resourceGroups/{RG}/").into();
+        ok(serde_json::json!({"value": [unnamed, nothing]}))
     }));
     let snap = rt()
         .block_on(client(&fake, 3).resource_group(SUB, RG))

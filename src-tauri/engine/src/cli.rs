@@ -872,12 +872,7 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
             .map_err(|e| EngineError::Usage(format!("{e}; the configuration was not saved")))?;
     }
     crate::config::save(store, &cfg, now)?;
-    if cfg.plan == "thinkube" {
-        let flags = cfg.thinkube_flags();
-        cfg.flags.extend(flags);
-        let vars = cfg.thinkube_vars();
-        cfg.vars.extend(vars);
-    }
+    let cfg = cfg.with_derived();
     let mut text = format!(
         "Saved {} and the inventory {}\n",
         crate::config::config_file(layout).display(),
@@ -949,10 +944,7 @@ fn plan_check(
         &plan,
         &choices,
         inventory,
-        std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .as_deref(),
+        crate::run::runner::ansible_override().as_deref(),
         std::env::var_os("PATH").as_deref(),
     )?;
     show(json, &report, crate::run::plan_check::render)?;

@@ -620,6 +620,17 @@ impl InstallerConfig {
         ])
     }
 
+    /// The configuration as it is saved and run: for the thinkube plan, its overlay
+    /// and workers flags and its domain variable follow the answers they are about.
+    pub fn with_derived(&self) -> InstallerConfig {
+        let mut c = self.clone();
+        if c.plan == "thinkube" {
+            c.flags.extend(self.thinkube_flags());
+            c.vars.extend(self.thinkube_vars());
+        }
+        c
+    }
+
     /// The variables the thinkube plan takes from these answers: its domain (the
     /// completion page's addresses use it). An empty domain sets nothing.
     pub fn thinkube_vars(&self) -> BTreeMap<String, String> {
@@ -958,15 +969,7 @@ pub fn save(store: &Store, config: &InstallerConfig, now: Timestamp) -> Result<(
             text.join("; ")
         )));
     }
-    // The thinkube plan's overlay and workers flags, and its domain, follow the
-    // answers they are about.
-    let mut config = config.clone();
-    if config.plan == "thinkube" {
-        let derived = config.thinkube_flags();
-        config.flags.extend(derived);
-        let derived = config.thinkube_vars();
-        config.vars.extend(derived);
-    }
+    let config = config.with_derived();
     let _guard = store.lock("configure", LockWait::NoWait, now)?;
     let layout = store.layout();
     let json = serde_json::to_vec_pretty(&config)

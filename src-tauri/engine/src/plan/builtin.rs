@@ -217,22 +217,29 @@ mod tests {
         );
     }
 
+    /// The ids of the steps `plan` skips with these flags and variables.
+    fn skipped(plan: &Plan, flags: &[(&str, bool)], vars: &[(&str, &str)]) -> Vec<String> {
+        let flags = flags.iter().map(|(f, on)| (f.to_string(), *on)).collect();
+        let vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let choices = plan.choose(&flags, &vars).unwrap();
+        let planned = plan.planned("d", &choices, BTreeMap::new()).unwrap();
+        planned
+            .steps
+            .into_iter()
+            .filter(|s| s.skip_reason.is_some())
+            .map(|s| s.id)
+            .collect()
+    }
+
     #[test]
     fn optional_thinkube_and_k0rdent_steps_follow_their_flags() {
         let plan = find("thinkube")
             .map(|b| PlanRef::Builtin(b).load(Path::new("/p")).unwrap())
             .unwrap();
-        let skipped_with = |flags: &[(&str, bool)]| -> Vec<String> {
-            let flags = flags.iter().map(|(f, on)| (f.to_string(), *on)).collect();
-            let choices = plan.choose(&flags, &BTreeMap::new()).unwrap();
-            let planned = plan.planned("d", &choices, BTreeMap::new()).unwrap();
-            planned
-                .steps
-                .into_iter()
-                .filter(|s| s.skip_reason.is_some())
-                .map(|s| s.id)
-                .collect()
-        };
+        let skipped_with = |flags: &[(&str, bool)]| skipped(&plan, flags, &[]);
         // ZeroTier, one server, no DGX Spark: what the defaults say.
         assert_eq!(
             skipped_with(&[]),
@@ -274,18 +281,7 @@ mod tests {
         assert_eq!(ids, imported);
         // The Azure CSI driver comes with KOF (its prerequisite in the real
         // deploy-k0rdent.sh), not with the child clusters.
-        let k_skipped = |flags: &[(&str, bool)]| -> Vec<String> {
-            let flags = flags.iter().map(|(f, on)| (f.to_string(), *on)).collect();
-            let vars = BTreeMap::from([("k0rdent_root".to_string(), "/k".to_string())]);
-            let choices = k.choose(&flags, &vars).unwrap();
-            let planned = k.planned("d", &choices, BTreeMap::new()).unwrap();
-            planned
-                .steps
-                .into_iter()
-                .filter(|s| s.skip_reason.is_some())
-                .map(|s| s.id)
-                .collect()
-        };
+        let k_skipped = |flags: &[(&str, bool)]| skipped(&k, flags, &[("k0rdent_root", "/k")]);
         assert_eq!(
             k_skipped(&[("azure_children", true), ("kof", false)]),
             [

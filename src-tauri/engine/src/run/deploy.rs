@@ -77,9 +77,7 @@ impl DeployArgs {
             inventory: None,
             flags: BTreeMap::new(),
             vars: BTreeMap::new(),
-            ansible_playbook: std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            ansible_playbook: crate::run::runner::ansible_override(),
             path_var: std::env::var_os("PATH"),
             wait: LockWait::NoWait,
             program: program.to_string(),

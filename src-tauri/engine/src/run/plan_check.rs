@@ -114,13 +114,7 @@ pub fn check_config(
 ) -> Result<CheckReport> {
     let plan = crate::plan::builtin::PlanRef::parse(Some(&config.plan))?
         .load(&layout.root.join("plans"))?;
-    let mut config = config.clone();
-    if config.plan == "thinkube" {
-        let derived = config.thinkube_flags();
-        config.flags.extend(derived);
-        let derived = config.thinkube_vars();
-        config.vars.extend(derived);
-    }
+    let config = config.with_derived();
     let choices = plan
         .choose(&config.flags, &config.vars)
         .map_err(crate::error::EngineError::from)?;

@@ -145,30 +145,25 @@ fn version(playbook: &Path) -> Option<String> {
         .filter(|l| !l.is_empty())
 }
 
-/// The Python an `ansible-playbook` script runs with: its `#!` line.
+/// The Python an `ansible-playbook` script runs with: its `#!` line (for
+/// `#!/usr/bin/env python3`, the program after env), with its arguments.
 fn interpreter(playbook: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read(playbook).map_err(|e| format!("{}: {e}", playbook.display()))?;
     let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(first);
-    let words: Vec<String> = line
+    let mut words: Vec<String> = line
         .strip_prefix("#!")
         .ok_or_else(|| format!("{} is not a Python script", playbook.display()))?
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    match words.first().map(String::as_str) {
-        None => Err(format!("{} names no interpreter", playbook.display())),
-        // `#!/usr/bin/env python3`: the program after env.
-        Some(env) if env.ends_with("/env") => Ok(words[1..].to_vec()),
-        Some(_) => Ok(words),
+    if words.first().is_some_and(|w| w.ends_with("/env")) {
+        words.remove(0);
     }
-    .and_then(|w| {
-        if w.is_empty() {
-            Err(format!("{} names no interpreter", playbook.display()))
-        } else {
-            Ok(w)
-        }
-    })
+    if words.is_empty() {
+        return Err(format!("{} names no interpreter", playbook.display()));
+    }
+    Ok(words)
 }
 
 /// The collections of [`COLLECTIONS`] the Python of `playbook` cannot import.
@@ -308,6 +303,31 @@ mod tests {
         assert_eq!(
             by_name(&all, "ssh-keyscan").details,
             "ssh-keyscan is not installed (it is needed for servers over SSH)"
+        );
+    }
+
+    #[test]
+    fn an_ansible_that_is_no_python_script_is_said_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("ansible-playbook");
+        std::fs::write(&binary, b"\x7fELF\x02\x01").unwrap();
+        assert_eq!(
+            missing_collections(&binary),
+            Err(format!("{} is not a Python script", binary.display()))
+        );
+        let bare_env = dir.path().join("env-only");
+        std::fs::write(&bare_env, "#!/usr/bin/env\n").unwrap();
+        assert_eq!(
+            interpreter(&bare_env),
+            Err(format!("{} names no interpreter", bare_env.display()))
+        );
+        assert_eq!(
+            interpreter(&{
+                let p = dir.path().join("args");
+                std::fs::write(&p, "#!/opt/py/bin/python3 -E\nimport x\n").unwrap();
+                p
+            }),
+            Ok(vec!["/opt/py/bin/python3".to_string(), "-E".to_string()])
         );
     }
 

@@ -723,6 +723,14 @@ pub(crate) fn on_path(name: &str, path_var: Option<&std::ffi::OsStr>) -> Option<
         .find(|candidate| candidate.is_file())
 }
 
+/// The ansible-playbook named by `THINKUBE_ANSIBLE_PLAYBOOK` (unset or empty: none),
+/// which [`find_ansible_playbook`] takes before the installer's own.
+pub fn ansible_override() -> Option<PathBuf> {
+    std::env::var_os("THINKUBE_ANSIBLE_PLAYBOOK")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 pub(crate) fn find_ansible_playbook(
     configured: Option<&Path>,
     home: &Path,

@@ -149,8 +149,10 @@ pub fn view(
         return Ok(None);
     };
     let root = root(plan, vars, home);
-    let head = inspect(root.dir())?.map(|s| s.head);
-    let problem = match check(plan, &root) {
+    // One look at the checkout, for its commit and for what a run would say.
+    let state = inspect(root.dir())?;
+    let pinned_state = state.as_ref().filter(|_| matches!(root, Root::Pinned(_)));
+    let problem = match check_state(plan, &root, pinned_state) {
         Ok(()) => None,
         Err(EngineError::Checkout(why)) => Some(why),
         Err(other) => return Err(other),
@@ -159,7 +161,7 @@ pub fn view(
         repository: upstream.repository.clone(),
         pinned: upstream.commit.clone(),
         dir: root.dir().display().to_string(),
-        head,
+        head: state.map(|s| s.head),
         own: matches!(root, Root::Own(_)),
         problem,
     }))
@@ -168,6 +170,16 @@ pub fn view(
 /// Refuses a run whose pinned checkout is missing, at another commit, or changed.
 /// A checkout of one's own is checked only to exist.
 pub fn check(plan: &Plan, root: &Root) -> Result<()> {
+    let state = match root {
+        Root::Pinned(dir) => inspect(dir)?,
+        _ => None,
+    };
+    check_state(plan, root, state.as_ref())
+}
+
+/// [`check`] of a checkout already inspected (`state`: what [`inspect`] found in a
+/// pinned root).
+fn check_state(plan: &Plan, root: &Root, state: Option<&CheckoutState>) -> Result<()> {
     let (dir, upstream) = match (root, &plan.upstream) {
         (Root::PlanFolder(_), _) | (_, None) => return Ok(()),
         (Root::Own(dir), Some(_)) => {
@@ -182,7 +194,7 @@ pub fn check(plan: &Plan, root: &Root) -> Result<()> {
         (Root::Pinned(dir), Some(u)) => (dir, u),
     };
     let fetch = source_command(plan);
-    match inspect(dir)? {
+    match state {
         None => Err(EngineError::Checkout(format!(
             "plan {} runs the playbooks of {} at {}, and there is no checkout of it at {}: run `{fetch}` (add --from PATH for a local clone, mirror or bundle), or give a checkout of your own with --var {PLAYBOOKS_ROOT}=PATH. Nothing ran",
             plan.id,

@@ -21,6 +21,15 @@ fn files_under(home: &Home, ext: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// The bytes of the log of step `s`'s first attempt.
+fn first_attempt_log(home: &Home) -> Vec<u8> {
+    let log = files_under(home, "log")
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("/s-1.log"))
+        .expect("the attempt's log");
+    std::fs::read(log).unwrap()
+}
+
 /// A 17 MB line once made the state 68 MB (stored four times) and the backup
 /// 85 MB, over the read limit: status, retry, clean-state and recover all refused.
 #[test]
@@ -64,12 +73,7 @@ fn one_huge_output_line_keeps_the_state_small_and_every_command_working() {
     assert!(tail[0].starts_with("xxxx") && tail[0].contains("more bytes in the step's log"));
     assert!(tail[0].len() < 2048);
     // The whole line is in the log, byte for byte.
-    let logs = files_under(&home, "log");
-    let log = logs
-        .iter()
-        .find(|p| p.to_string_lossy().contains("/s-1.log"))
-        .expect("the attempt's log");
-    let text = std::fs::read(log).unwrap();
+    let text = first_attempt_log(&home);
     assert_eq!(text.iter().filter(|&&b| b == b'x').count(), 17_000_000);
     assert!(text.ends_with(b"second line\n"));
     // Every command still reads the state.
@@ -317,11 +321,7 @@ fn colour_codes_stay_in_the_log_and_out_of_the_state() {
         "an escape code is in the events"
     );
     // The log has the output as it was printed.
-    let log = files_under(&home, "log")
-        .into_iter()
-        .find(|p| p.to_string_lossy().contains("/s-1.log"))
-        .expect("the attempt's log");
-    let text = std::fs::read(log).unwrap();
+    let text = first_attempt_log(&home);
     assert!(
         text.windows(5).any(|w| w == b"\x1b[31;"),
         "the log lost the colours"

@@ -74,6 +74,30 @@ struct Queued {
     condition: Option<String>,
 }
 
+/// The steps `plan show --json` marks applicable: (id, phase, title, playbook).
+fn applicable_steps(outline: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    outline["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["applicable"].as_bool().unwrap())
+                .map(move |s| {
+                    (
+                        s["id"].as_str().unwrap().to_string(),
+                        p["id"].as_str().unwrap().to_string(),
+                        s["title"].as_str().unwrap().to_string(),
+                        s["playbook"].as_str().unwrap().to_string(),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// The queue `buildQueue` of `frontend/src/pages/deploy.tsx` builds.
 fn real_queue(installer: &Path) -> Vec<Queued> {
     let page = git(
@@ -177,26 +201,7 @@ fn the_thinkube_plan_is_the_earlier_installers_queue_for_every_answer() {
                 ]);
                 assert_eq!(r.code, 0, "{}", r.stderr);
                 let shown: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-                let ours: Vec<(String, String, String, String)> = shown["phases"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .flat_map(|p| {
-                        p["steps"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .filter(|s| s["applicable"].as_bool().unwrap())
-                            .map(move |s| {
-                                (
-                                    s["id"].as_str().unwrap().to_string(),
-                                    p["id"].as_str().unwrap().to_string(),
-                                    s["title"].as_str().unwrap().to_string(),
-                                    s["playbook"].as_str().unwrap().to_string(),
-                                )
-                            })
-                    })
-                    .collect();
+                let ours = applicable_steps(&shown);
                 let theirs: Vec<(String, String, String, String)> = queue
                     .iter()
                     .filter(|q| enqueued(q.condition.as_deref(), tailscale, workers, dgx_spark))
@@ -822,26 +827,7 @@ fn an_earlier_installers_state_continues_with_the_plan_step_for_step() {
     let shown = home.run(&["plan", "show", "--plan", "thinkube", "--json"]);
     assert_eq!(shown.code, 0, "{}", shown.stderr);
     let outline: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
-    let steps: Vec<(String, String, String, String)> = outline["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| {
-            p["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|s| s["applicable"] == true)
-                .map(move |s| {
-                    (
-                        s["id"].as_str().unwrap().to_string(),
-                        p["id"].as_str().unwrap().to_string(),
-                        s["title"].as_str().unwrap().to_string(),
-                        s["playbook"].as_str().unwrap().to_string(),
-                    )
-                })
-        })
-        .collect();
+    let steps = applicable_steps(&outline);
     // The checkout: every playbook notes its step's path; github-cli's fails.
     let root = home.outside("own-checkout");
     let ran = home.outside("ran");
