@@ -491,16 +491,27 @@ impl InstallerConfig {
                     "the Azure cloud is `public`, `usgovernment` or `china`",
                 ));
             }
-            for (field, value) in [
-                ("azure.endpoint", &azure.endpoint),
-                ("azure.authority_host", &azure.authority_host),
-            ] {
-                if value.as_deref().is_some_and(|v| !https_or_loopback(v)) {
-                    out.push(problem(
-                        field,
-                        "give an https:// address (http:// only on this machine: 127.0.0.1 or localhost), or leave it empty",
-                    ));
-                }
+            if azure
+                .endpoint
+                .as_deref()
+                .is_some_and(|v| !https_or_loopback(v))
+            {
+                out.push(problem(
+                    "azure.endpoint",
+                    "give an https:// address (http:// only on this machine: 127.0.0.1 or localhost), or leave it empty",
+                ));
+            }
+            // Sign-ins go over https only: azure_identity refuses any other authority,
+            // this machine's included.
+            if azure
+                .authority_host
+                .as_deref()
+                .is_some_and(|v| !v.starts_with("https://") || v.len() <= "https://".len())
+            {
+                out.push(problem(
+                    "azure.authority_host",
+                    "give the sign-in authority's https:// address, or leave it empty",
+                ));
             }
             let rg = &azure.resource_group;
             let rg_ok = !rg.is_empty()
@@ -1149,6 +1160,10 @@ mod tests {
             a.authority_host = None;
         }
         assert!(fields(&c).is_empty());
+        // A loopback http authority is refused: sign-ins are https only.
+        c.azure.as_mut().unwrap().authority_host = Some("http://127.0.0.1:10001".into());
+        assert_eq!(fields(&c), ["azure.authority_host"]);
+        c.azure.as_mut().unwrap().authority_host = None;
         c.azure.as_mut().unwrap().credential = "password".into();
         assert_eq!(fields(&c), ["azure.credential"]);
         c.azure.as_mut().unwrap().credential = "managed_identity".into();

@@ -139,4 +139,16 @@ describe('FactsPanel', () => {
     expect(row()).toContain('stale: older than 110 s')
     expect(api.facts).toHaveBeenCalledTimes(1)
   })
+
+  it('shows a VM with its addresses and DNS name, and how the refresh asked Azure', async () => {
+    const azure = (key: string, value: unknown) => ({ ...fact(key, false, 5), source: 'azure', value })
+    api.facts.mockResolvedValue(answer([
+      azure('vm/ctl', { power_state: 'running', provisioning_state: 'succeeded', private_ips: ['10.0.0.4'], public_ips: ['20.1.2.3'], fqdns: ['ctl.westeurope.cloudapp.azure.com'] }),
+      azure('azure/refresh', { vms: 1, resource_group: 'rg', arm_requests: 1, via: 'resource_graph' }),
+    ]))
+    const w = mount(FactsPanel)
+    await flushPromises()
+    expect(w.find('[data-fact="vm/ctl"]').text()).toContain('running, 10.0.0.4, 20.1.2.3, ctl.westeurope.cloudapp.azure.com')
+    expect(w.find('[data-fact="azure/refresh"]').text()).toContain('1 VM(s) in rg (1 ARM requests, Resource Graph)')
+  })
 })

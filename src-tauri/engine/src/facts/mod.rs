@@ -369,7 +369,13 @@ pub(crate) fn gather(
     if let (TargetKind::Azure, Some(azure)) = (config.target, &config.azure) {
         r.replaced_prefixes.push(keys::VM_PREFIX.into());
         r.replaced_prefixes.push(keys::AZURE_PREFIX.into());
-        let (vms, requests) = azure_vms(azure)?;
+        let AzureVms {
+            vms,
+            requests,
+            via,
+            fallback_reason,
+            notes,
+        } = azure_vms(azure)?;
         let count = vms.len();
         for vm in vms {
             r.facts.push(InfraFact {
@@ -380,12 +386,23 @@ pub(crate) fn gather(
                     provisioning_state: vm.provisioning_state,
                     private_ips: vm.private_ips,
                     public_ips: vm.public_ips,
+                    fqdns: vm.fqdns,
                 }),
                 fetched_at: now,
                 ttl_seconds: fresh.vm_seconds,
                 checksum: None,
             });
         }
+        let how = match &fallback_reason {
+            None => format!("{requests} ARM request(s), Resource Graph"),
+            Some(why) => format!("{requests} ARM requests, the resource group's lists: {why}"),
+        };
+        r.summary.push(format!(
+            "Azure: {count} VM(s) in resource group {} ({how})",
+            azure.resource_group
+        ));
+        r.summary
+            .extend(notes.iter().map(|n| format!("Azure: {n}")));
         r.facts.push(InfraFact {
             key: FactKey::AzureRefresh.text(),
             source: FactSource::Azure,
@@ -396,15 +413,14 @@ pub(crate) fn gather(
                 arm_requests: requests,
                 run_id: None,
                 arm_requests_in_run: None,
+                via: Some(via.to_string()),
+                fallback_reason,
+                notes,
             }),
             fetched_at: now,
             ttl_seconds: fresh.vm_seconds,
             checksum: None,
         });
-        r.summary.push(format!(
-            "Azure: {count} VM(s) in resource group {} ({requests} ARM requests)",
-            azure.resource_group
-        ));
         r.arm_requests = requests;
     }
     if config.target != TargetKind::Local && !config.hosts.is_empty() {
@@ -435,14 +451,32 @@ pub(crate) fn gather(
     Ok(r)
 }
 
-/// One refresh of the resource group's VMs: (VMs, ARM requests made).
+/// What one refresh of the resource group's VMs learned, and how.
+struct AzureVms {
+    vms: Vec<AzureVm>,
+    /// ARM requests made.
+    requests: u32,
+    /// `resource_graph` or `lists`.
+    via: &'static str,
+    fallback_reason: Option<String>,
+    notes: Vec<String>,
+}
+
+/// The longest one ARM request may take, its retries included.
 #[cfg(feature = "azure")]
-fn azure_vms(azure: &crate::config::AzureTarget) -> Result<(Vec<thinkube_azure::VmState>, u32)> {
+const ARM_REQUEST_TOTAL: std::time::Duration = std::time::Duration::from_secs(90);
+
+#[cfg(feature = "azure")]
+use thinkube_azure::VmState as AzureVm;
+
+#[cfg(feature = "azure")]
+fn azure_vms(azure: &crate::config::AzureTarget) -> Result<AzureVms> {
     let policy = crate::retry::RetryPolicy::arm();
     let retry = thinkube_azure::Retry {
         attempts: policy.attempts,
         delay: policy.delay,
         backoff: policy.backoff,
+        total: ARM_REQUEST_TOTAL,
     };
     let settings = thinkube_azure::Settings {
         credential: azure.credential.clone(),
@@ -460,13 +494,23 @@ fn azure_vms(azure: &crate::config::AzureTarget) -> Result<(Vec<thinkube_azure::
         &azure.resource_group,
     )
     .map_err(|e| EngineError::Usage(format!("the Azure VM facts could not be refreshed: {e}")))?;
-    Ok((snap.vms, snap.requests))
+    let (via, fallback_reason) = match snap.source {
+        thinkube_azure::Source::ResourceGraph => ("resource_graph", None),
+        thinkube_azure::Source::Lists { reason } => ("lists", Some(reason)),
+    };
+    Ok(AzureVms {
+        vms: snap.vms,
+        requests: snap.requests,
+        via,
+        fallback_reason,
+        notes: snap.notes,
+    })
 }
 
 #[cfg(not(feature = "azure"))]
-fn azure_vms(_: &crate::config::AzureTarget) -> Result<(Vec<AzureVm>, u32)> {
+fn azure_vms(_: &crate::config::AzureTarget) -> Result<AzureVms> {
     Err(EngineError::Usage(
-        "this thinkube-deploy was built without Azure support: build it with `cargo build --release -p thinkube-engine --features azure`, or use thinkube-installer (which includes it)".into(),
+        "this thinkube-deploy was built without Azure support (--no-default-features): build it with `cargo build --release -p thinkube-engine`, or use thinkube-installer (which includes it)".into(),
     ))
 }
 
@@ -478,6 +522,7 @@ struct AzureVm {
     provisioning_state: Option<String>,
     private_ips: Vec<String>,
     public_ips: Vec<String>,
+    fqdns: Vec<String>,
 }
 
 /// `facts --refresh`: asks every source the saved configuration names, once, and

@@ -75,13 +75,17 @@ pub struct VmFact {
     /// absent when the source knows only how the VM was provisioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub power_state: Option<String>,
-    /// ARM's `provisioningState` (`Succeeded`, `Creating`, ...).
+    /// ARM's `provisioningState` in lower case (`succeeded`, `creating`, ...), from a
+    /// refresh and from an imported state alike.
     #[serde(default)]
     pub provisioning_state: Option<String>,
     #[serde(default)]
     pub private_ips: Vec<String>,
     #[serde(default)]
     pub public_ips: Vec<String>,
+    /// The public IPs' DNS names.
+    #[serde(default)]
+    pub fqdns: Vec<String>,
 }
 
 impl VmFact {
@@ -139,6 +143,15 @@ pub struct AzureRefresh {
     pub run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm_requests_in_run: Option<u32>,
+    /// `resource_graph`, or `lists` when Resource Graph could not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// Why the lists were used instead of Resource Graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// What the refresh could not read (a NIC of a resource group without rights).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The fact stored under `key`.
@@ -201,12 +214,14 @@ mod tests {
             ..VmFact::default()
         };
         assert!(running.is_running());
-        // What a refresh has always written reads as it was.
+        // What a refresh wrote before FQDNs were kept reads as it was, with none.
         let stored = serde_json::json!({
             "power_state": "deallocated", "provisioning_state": null,
             "private_ips": ["10.0.0.4"], "public_ips": []
         });
         let fact: VmFact = serde_json::from_value(stored.clone()).unwrap();
-        assert_eq!(to_value(&fact), stored);
+        let mut now = stored;
+        now["fqdns"] = serde_json::json!([]);
+        assert_eq!(to_value(&fact), now);
     }
 }

@@ -439,6 +439,9 @@ fn split_secrets(vars: &BTreeMap<String, Value>) -> (serde_json::Map<String, Val
 /// The k0rdent-azure plan's steps: (step id, phase id, title). The same ids as the
 /// built-in `k0rdent-azure` plan, so an imported deployment continues with it.
 pub(crate) const K0RDENT_STEPS: &[(&str, &str, &str)] = &[
+    // The plan's own first step: deploy-k0rdent.sh checks before every deployment,
+    // and records no phase for it (an imported deployment has it pending).
+    ("check_prerequisites", "azure", "Check prerequisites"),
     ("prepare_deployment", "azure", "Prepare deployment"),
     ("setup_network", "azure", "Set up Azure network"),
     ("create_vms", "azure", "Create VMs"),
@@ -543,7 +546,103 @@ struct K0rdentState {
     wireguard_peers: BTreeMap<String, BTreeMap<String, Value>>,
     #[serde(default)]
     artifacts: Option<Value>,
-    phases: Ordered<K0rdentPhase>,
+    /// Since k0rdent-azure-setup 7122b56 (2025-11-07): each phase with its status.
+    #[serde(default)]
+    phases: Option<Ordered<K0rdentPhase>>,
+    /// Before it: the phase reached (`phase:`), the deployment's `status`, and
+    /// booleans and statuses that each script set when its work was done.
+    #[serde(flatten)]
+    legacy: BTreeMap<String, Value>,
+}
+
+/// The phases of a state written before 7122b56 (no `phases` key), read from what
+/// `etc/state-management.sh` and the scripts recorded then: `phase:` (the last
+/// phase reached, `..._deployment` while one ran), `status`, and each script's own
+/// marks (`azure_network_status: created`, `wg_keys_generated: true`, ...). A step is
+/// completed only where a mark or a later phase says so; the phase that was running
+/// is interrupted (failed when the deployment's status is `failed`); the rest pending.
+fn legacy_k0rdent_phases(k: &K0rdentState) -> Ordered<K0rdentPhase> {
+    let legacy = &k.legacy;
+    let mark = |key: &str| match legacy.get(key) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true" || s == "created",
+        _ => false,
+    };
+    let phase = legacy.get("phase").and_then(Value::as_str).unwrap_or("");
+    // How many of the first three steps (prepare, network, VMs) the phase reached
+    // proves done: `preparation` is set when preparing starts, `azure_ready` when the
+    // network is up, `vms_ready` when the VMs are, and every later phase comes after.
+    let proven = match phase {
+        "azure_ready" => 2,
+        "vms_ready"
+        | "k0s_config_generation"
+        | "k0s_deployment"
+        | "k0s_deployed"
+        | "k0rdent_installation"
+        | "k0rdent_deployed"
+        | "kof_mothership_deployment"
+        | "kof_regional_deployment" => 3,
+        _ => 0,
+    };
+    let running = match phase {
+        "k0s_config_generation" | "k0s_deployment" => Some("install_k0s"),
+        "k0rdent_installation" => Some("install_k0rdent"),
+        "kof_mothership_deployment" => Some("install_kof_mothership"),
+        "kof_regional_deployment" => Some("install_kof_regional"),
+        _ => None,
+    };
+    let failed = legacy.get("status").and_then(Value::as_str) == Some("failed");
+    let steps: [(&str, bool); 11] = [
+        ("prepare_deployment", mark("wg_keys_generated")),
+        ("setup_network", mark("azure_network_status")),
+        ("create_vms", false),
+        ("setup_vpn", mark("wg_laptop_config_created")),
+        ("connect_vpn", k.wg_vpn_connected == Some(true)),
+        ("install_k0s", mark("k0s_cluster_deployed")),
+        ("install_k0rdent", mark("k0rdent_installed")),
+        ("setup_azure_children", false),
+        ("install_azure_csi", mark("azure_csi_installed")),
+        ("install_kof_mothership", mark("kof_mothership_installed")),
+        ("install_kof_regional", mark("kof_regional_installed")),
+    ];
+    Ordered(
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, (name, marked))| {
+                // The VMs have no mark of their own: the phase reached proves them.
+                let by_phase = i < proven;
+                // A step of a flag that was off did not run, as the newer files say.
+                let flag = match *name {
+                    "setup_azure_children" => Some("azure_children"),
+                    "install_azure_csi" | "install_kof_mothership" | "install_kof_regional" => {
+                        Some("kof")
+                    }
+                    _ => None,
+                };
+                let off = flag.is_some_and(|f| k.deployment_flags.get(f) != Some(&true));
+                let status = if *marked || by_phase {
+                    "completed"
+                } else if running == Some(*name) {
+                    if failed { "failed" } else { "in_progress" }
+                } else if off {
+                    "skipped"
+                } else {
+                    "pending"
+                };
+                (
+                    name.to_string(),
+                    K0rdentPhase {
+                        status: status.into(),
+                        updated_at: None,
+                        skipped_reason: (status == "skipped").then(|| {
+                            format!("`{}` was off in the deployment's flags", flag.unwrap_or(""))
+                        }),
+                    },
+                )
+            })
+            .collect(),
+    )
 }
 
 /// A k0rdent deployment converted: the deployment, facts, and what was not copied.
@@ -570,7 +669,20 @@ pub fn import_k0rdent(
     let mut notes = Vec::new();
     let mut phases: Vec<PhaseRecord> = Vec::new();
     let mut steps = Vec::new();
-    for (name, phase) in &k.phases.0 {
+    let recorded = match &k.phases {
+        Some(p) => p,
+        None => {
+            if !k.legacy.contains_key("phase") {
+                return Err("it is not a k0rdent-azure-setup deployment state: it has neither `phases` nor `phase`".into());
+            }
+            notes.push(format!(
+                "a state written before k0rdent-azure-setup 7122b56 (no `phases`): progress read from `phase: {}` and the scripts' marks",
+                k.legacy.get("phase").and_then(Value::as_str).unwrap_or("?")
+            ));
+            &legacy_k0rdent_phases(&k)
+        }
+    };
+    for (name, phase) in &recorded.0 {
         let (phase_id, title) = K0RDENT_STEPS
             .iter()
             .find(|(id, _, _)| id == name)
@@ -666,9 +778,10 @@ pub fn import_k0rdent(
             // state: a vm_running gate asks Azure rather than trust it.
             value: crate::state::fact_keys::to_value(&crate::state::fact_keys::VmFact {
                 power_state: None,
-                provisioning_state: vm.state.clone(),
+                provisioning_state: vm.state.as_deref().map(str::to_ascii_lowercase),
                 private_ips: vm.private_ip.iter().cloned().collect(),
                 public_ips: vm.public_ip.iter().cloned().collect(),
+                fqdns: Vec::new(),
             }),
             fetched_at: time(&vm.last_checked).or(last_updated).unwrap_or(now),
             ttl_seconds: VM_FACT_TTL_SECONDS,

@@ -476,7 +476,17 @@ pub fn import(
             (d, state.facts, Vec::new(), converted.format)
         }
         Err(_) => {
-            let k = import_k0rdent(&text, &shown, now).map_err(bad)?;
+            let mut k = import_k0rdent(&text, &shown, now).map_err(bad)?;
+            // The scripts' checkout is where the file lives: k0rdent-azure-setup
+            // writes `<checkout>/state/deployment-state.yaml`, so the plan's
+            // `k0rdent_root` is known when that folder holds the scripts.
+            if let Some(root) = k0rdent_checkout_of(path) {
+                k.deployment
+                    .configuration
+                    .vars
+                    .entry("k0rdent_root".into())
+                    .or_insert(root);
+            }
             (
                 k.deployment,
                 k.facts,
@@ -575,6 +585,17 @@ pub fn request_cancel(store: &Store) -> Result<Option<crate::state::lock::LockHo
     }
     crate::state::lock::signal_process(holder.pid, libc::SIGTERM);
     Ok(Some(holder))
+}
+
+/// The k0rdent-azure-setup checkout a state file at `<checkout>/state/NAME` belongs
+/// to, when that folder is one (its `deploy-k0rdent.sh` and `bin/` scripts).
+fn k0rdent_checkout_of(file: &Path) -> Option<String> {
+    let state_dir = std::fs::canonicalize(file).ok()?.parent()?.to_path_buf();
+    let root = state_dir.parent()?;
+    let is_checkout = state_dir.file_name()? == "state"
+        && root.join("deploy-k0rdent.sh").is_file()
+        && root.join("bin").is_dir();
+    is_checkout.then(|| root.to_str().map(str::to_string))?
 }
 
 #[cfg(test)]

@@ -559,3 +559,129 @@ fn validate_of_a_local_target_says_there_was_nothing_to_check() {
     assert_eq!(v["checked"], serde_json::json!([]));
     assert_eq!(v["mismatches"], serde_json::json!([]));
 }
+
+/// A managed identity's token endpoint and a Resource Manager of ours on 127.0.0.1:
+/// a token for any request, and one Resource Graph answer with `rows`. Returns the
+/// base address and the paths asked, in order.
+#[cfg(feature = "azure")]
+fn fake_azure(rows: serde_json::Value) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut length = 0;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            log.lock().unwrap().push(path.clone());
+            let expires_on = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 3600;
+            // The App Service form of a managed identity (IDENTITY_ENDPOINT).
+            let answer = if path.starts_with("/msi/token") {
+                serde_json::json!({"token_type": "Bearer", "expires_on": expires_on.to_string(),
+                    "resource": "https://management.azure.com", "access_token": "local-test-token"})
+            } else if path.starts_with("/providers/Microsoft.ResourceGraph/resources") {
+                serde_json::json!({"totalRecords": 1, "count": 1, "resultTruncated": "false",
+                    "facets": [], "data": rows.clone()})
+            } else {
+                serde_json::json!({"error": {"code": "NotFound", "message": path}})
+            };
+            let status = if answer.get("error").is_some() {
+                404
+            } else {
+                200
+            };
+            let text = answer.to_string();
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+        }
+    });
+    (base, seen)
+}
+
+/// thinkube-deploy, as built by default, refreshes Azure VM facts itself: the
+/// managed identity's token (its App Service endpoint, IDENTITY_ENDPOINT, on
+/// 127.0.0.1) and one Resource Graph request give the VM's power state, addresses
+/// and DNS name, recorded in the same shape as any VM fact; the identity's header
+/// secret is in no file of the home.
+#[cfg(feature = "azure")]
+#[test]
+fn thinkube_deploy_refreshes_azure_vm_facts_with_one_resource_graph_request() {
+    let home = Home::new();
+    home.create();
+    let sub = "0b1c2d3e-0000-4000-8000-00000000abcd";
+    let (base, seen) = fake_azure(serde_json::json!([{
+        "id": format!("/subscriptions/{sub}/resourcegroups/rg-thinkube/providers/microsoft.compute/virtualmachines/k0s-controller"),
+        "vmName": "k0s-controller", "powerState": "PowerState/running",
+        "provisioningState": "Succeeded", "privateIp": "10.0.0.4", "prefixLength": "",
+        "publicIp": "20.1.2.3", "fqdn": "k0s-controller.westeurope.cloudapp.azure.com",
+    }]));
+    write_config(
+        &home,
+        &serde_json::json!({
+            "target": "azure", "ssh_user": "azureuser", "ssh_auth": "agent", "plan": "k0rdent-azure",
+            "hosts": [{"name": "k0s-controller", "address": "10.0.0.4"}],
+            "azure": {"subscription_id": sub, "resource_group": "rg-thinkube",
+                      "credential": "managed_identity", "endpoint": base},
+        }),
+    );
+    let secret = "identity-header-that-stays-in-memory";
+    let mut c = home.command(&["facts", "--refresh"]);
+    c.env("IDENTITY_ENDPOINT", format!("{base}/msi/token"))
+        .env("IDENTITY_HEADER", secret);
+    let r = crate::common::Run::from(c.output().unwrap());
+    r.expect(0, &[]);
+    assert!(
+        r.stdout.contains(
+            "Azure: 1 VM(s) in resource group rg-thinkube (1 ARM request(s), Resource Graph)"
+        ),
+        "{}",
+        r.stdout
+    );
+    let all = facts(&home);
+    let vm = fact(&all, "vm/k0s-controller");
+    assert_eq!(
+        vm["value"],
+        serde_json::json!({"power_state": "running", "provisioning_state": "succeeded",
+            "private_ips": ["10.0.0.4"], "public_ips": ["20.1.2.3"],
+            "fqdns": ["k0s-controller.westeurope.cloudapp.azure.com"]})
+    );
+    let refresh = fact(&all, "azure/refresh");
+    assert_eq!(refresh["value"]["arm_requests"], 1);
+    assert_eq!(refresh["value"]["via"], "resource_graph");
+    let asked = seen.lock().unwrap().clone();
+    assert!(asked[0].starts_with("/msi/token"), "{asked:?}");
+    assert_eq!(asked.len(), 2, "one token, one query: {asked:?}");
+    for file in crate::migration::walk(home.path()) {
+        let text = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).to_string();
+        assert!(
+            !text.contains(secret),
+            "{} holds the secret",
+            file.display()
+        );
+    }
+}

@@ -197,7 +197,7 @@ fn golden_k0rdent_import() {
     // so a vm_running gate does not take it for a running VM.
     let worker = thinkube_engine::state::fact_keys::vm(&k.facts.infrastructure, "k0s-worker-1")
         .expect("the worker's VM fact reads as a VM fact");
-    assert_eq!(worker.provisioning_state.as_deref(), Some("Creating"));
+    assert_eq!(worker.provisioning_state.as_deref(), Some("creating"));
     assert_eq!(worker.power_state, None);
     assert!(!worker.is_running());
     assert_eq!(worker.private_ips, ["10.240.1.13"]);
@@ -334,4 +334,57 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A state written before k0rdent-azure-setup 7122b56 (2025-11-07) has no `phases`:
+/// `etc/state-management.sh` then wrote the phase reached and each script's marks
+/// (this file is its template as `init_deployment_state` wrote it, with the marks of
+/// a deployment stopped while k0s was being installed). It is imported too: what the
+/// marks prove completed, the running phase interrupted, the rest pending.
+#[test]
+fn a_k0rdent_state_from_before_phases_is_imported_from_its_phase_and_marks() {
+    let home = Home::new();
+    let src = data("legacy/k0rdent-deployment-state-before-phases.yaml");
+    let r = home.run(&["migrate", "--from", src.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("progress read from `phase: k0s_deployment`"),
+        "{}",
+        r.stdout
+    );
+    let v = home.status_json();
+    assert_eq!(v["deployment"]["id"], "k0rdent-old7x2m9");
+    assert_eq!(v["deployment"]["status"], "interrupted");
+    let steps: Vec<(String, String)> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("prepare_deployment", "completed"),
+        ("setup_network", "completed"),
+        ("create_vms", "completed"),
+        ("setup_vpn", "completed"),
+        ("connect_vpn", "completed"),
+        ("install_k0s", "interrupted"),
+        ("install_k0rdent", "pending"),
+        // Its flags were off.
+        ("setup_azure_children", "skipped"),
+        ("install_kof_regional", "skipped"),
+    ];
+    for (id, status) in want {
+        assert!(
+            steps.contains(&(id.to_string(), status.to_string())),
+            "{id} is not {status}: {steps:?}"
+        );
+    }
+    let facts = home.run(&["facts", "--json"]);
+    assert!(facts.stdout.contains("10.240.1.11"), "{}", facts.stdout);
 }

@@ -1,0 +1,178 @@
+//! The built-in k0rdent-azure plan against the real k0rdent-azure-setup
+//! (`../shared/upstream/randybias+k0rdent-azure-setup.bundle`): every script the plan
+//! runs exists in the checkout, is executable, and takes the arguments the plan gives
+//! it, as its own usage says. Without the bundle the test says it was skipped and why.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::Home;
+
+#[test]
+fn every_script_of_the_k0rdent_plan_exists_is_executable_and_takes_its_arguments() {
+    let Some(bundle) = crate::thinkube::bundle("randybias+k0rdent-azure-setup") else {
+        return;
+    };
+    let home = Home::new();
+    let checkout = home.path().join("k0rdent-azure-setup");
+    let out = Command::new("git")
+        .arg("clone")
+        .arg("-q")
+        .arg(&bundle)
+        .arg(&checkout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root = checkout.to_str().unwrap();
+    let r = home.run(&[
+        "plan",
+        "show",
+        "--plan",
+        "k0rdent-azure",
+        "--var",
+        &format!("k0rdent_root={root}"),
+        "--flag",
+        "azure_children=true",
+        "--flag",
+        "kof=true",
+        "--json",
+    ]);
+    r.expect(0, &[]);
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let mut checked = Vec::new();
+    for step in plan["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["steps"].as_array().unwrap())
+    {
+        let runs = step["runs"].as_str().unwrap();
+        let words: Vec<String> = runs
+            .strip_prefix("command ")
+            .unwrap_or_else(|| panic!("{runs}: every k0rdent step runs a script"))
+            .split_whitespace()
+            .map(|w| w.replace("${k0rdent_root}", root))
+            .collect();
+        let script = Path::new(&words[0]);
+        let mode = std::fs::metadata(script)
+            .unwrap_or_else(|e| panic!("{}: {e}", script.display()))
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "{} is not executable", script.display());
+        let args = &words[1..];
+        if args.is_empty() {
+            // check-prerequisites.sh takes no arguments (its header: "Usage:
+            // ./bin/check-prerequisites.sh") and is not asked for help: it would check.
+            let text = std::fs::read_to_string(script).unwrap();
+            assert!(
+                text.contains("# Usage: ./bin/check-prerequisites.sh\n"),
+                "{}",
+                script.display()
+            );
+            checked.push(step["id"].as_str().unwrap().to_string());
+            continue;
+        }
+        // Its usage, as the script prints it from a fresh checkout: the subcommand
+        // the plan gives, and `-y, --yes` (every script reads its options through
+        // etc/common-functions.sh's parse_standard_args).
+        let usage = Command::new("bash")
+            .arg(script)
+            .arg("--help")
+            .current_dir(&checkout)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&usage.stdout).to_string()
+            + &String::from_utf8_lossy(&usage.stderr);
+        assert!(
+            usage.status.success(),
+            "{} --help: {text}",
+            script.display()
+        );
+        let command_listed = text
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(args[0].as_str()));
+        assert!(
+            command_listed,
+            "{} does not list `{}`: {text}",
+            script.display(),
+            args[0]
+        );
+        for option in &args[1..] {
+            assert_eq!(option, "-y", "{runs}: the plan gives only -y as an option");
+            assert!(
+                text.contains("-y, --yes"),
+                "{} takes no -y: {text}",
+                script.display()
+            );
+        }
+        checked.push(step["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        checked,
+        [
+            "check_prerequisites",
+            "prepare_deployment",
+            "setup_network",
+            "create_vms",
+            "setup_vpn",
+            "connect_vpn",
+            "install_k0s",
+            "install_k0rdent",
+            "setup_azure_children",
+            "install_azure_csi",
+            "install_kof_mothership",
+            "install_kof_regional",
+        ]
+    );
+}
+
+/// A state imported from a checkout's `state/deployment-state.yaml` takes that
+/// checkout as the plan's `k0rdent_root`; one from elsewhere does not guess.
+#[test]
+fn an_imported_state_knows_its_checkout_as_k0rdent_root() {
+    let Some(bundle) = crate::thinkube::bundle("randybias+k0rdent-azure-setup") else {
+        return;
+    };
+    let home = Home::new();
+    let checkout = home.outside("k0rdent-azure-setup");
+    let out = Command::new("git")
+        .arg("clone")
+        .arg("-q")
+        .arg(&bundle)
+        .arg(&checkout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/legacy/k0rdent-deployment-state.yaml");
+    std::fs::create_dir_all(checkout.join("state")).unwrap();
+    let file = checkout.join("state/deployment-state.yaml");
+    std::fs::copy(&sample, &file).unwrap();
+    home.run(&["migrate", "--from", file.to_str().unwrap()])
+        .expect(0, &[]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.state_file()).unwrap()).unwrap();
+    let root = std::fs::canonicalize(&checkout).unwrap();
+    assert_eq!(
+        state["deployment"]["configuration"]["vars"]["k0rdent_root"],
+        root.to_str().unwrap()
+    );
+    // The same file outside a checkout: no k0rdent_root.
+    let other = Home::new();
+    other
+        .run(&["migrate", "--from", sample.to_str().unwrap()])
+        .expect(0, &[]);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(other.state_file()).unwrap()).unwrap();
+    assert!(state["deployment"]["configuration"]["vars"]["k0rdent_root"].is_null());
+}
