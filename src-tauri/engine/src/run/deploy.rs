@@ -521,6 +521,7 @@ fn prepare(
                 env_root: &layout.root,
                 ansible_playbook: ansible,
                 inventory: recorded.as_ref().map(|r| Path::new(&r.path)),
+                path: args.path_var.as_deref(),
             },
         )?;
         if !report.problems.is_empty() {

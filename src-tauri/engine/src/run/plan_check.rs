@@ -63,6 +63,8 @@ pub struct CheckInputs<'a> {
     pub ansible_playbook: &'a Path,
     /// The inventory file, if any.
     pub inventory: Option<&'a Path>,
+    /// Where a command step's program is looked for when it names no folder.
+    pub path: Option<&'a std::ffi::OsStr>,
 }
 
 /// Checks `plan` as `choices` make it for the environment at `layout`, with its
@@ -90,7 +92,13 @@ pub fn check_environment(
     if let Some(inv) = &inventory {
         crate::config::check_inventory(inv)?;
     }
-    let ansible = crate::run::runner::find_ansible_playbook(ansible_override, &layout.home, path)?;
+    // Ansible is needed only for playbooks: a plan of commands is checked without it.
+    let ansible =
+        match crate::run::runner::find_ansible_playbook(ansible_override, &layout.home, path) {
+            Ok(a) => a,
+            Err(e) if has_playbooks(plan, choices) => return Err(e),
+            Err(_) => PathBuf::new(),
+        };
     check(
         plan,
         choices,
@@ -99,6 +107,7 @@ pub fn check_environment(
             env_root: &layout.root,
             ansible_playbook: &ansible,
             inventory: inventory.as_deref(),
+            path,
         },
     )
 }
@@ -146,8 +155,18 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
             continue;
         }
         let action = plan.resolved_action(step, choices)?;
-        let Action::Playbook { path, vars } = action else {
-            continue;
+        let (path, vars) = match action {
+            Action::Playbook { path, vars } => (path, vars),
+            Action::Command { argv, cwd, .. } => {
+                problems.extend(command_problem(
+                    &step.id,
+                    &argv,
+                    cwd.as_deref(),
+                    &dir,
+                    inputs.path,
+                ));
+                continue;
+            }
         };
         let full = dir.join(&path);
         if full.is_file() {
@@ -160,6 +179,17 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
                 message: format!("playbook {path} does not exist in {}", dir.display()),
             });
         }
+    }
+    // A plan of commands only (k0rdent-azure) needs no Ansible to be checked.
+    if playbooks.is_empty() {
+        return Ok(CheckReport {
+            plan: plan.id.clone(),
+            root: dir.display().to_string(),
+            commit: source::inspect(&dir).ok().flatten().map(|s| s.head),
+            inventory: "none (no playbook)".to_string(),
+            playbooks: 0,
+            problems,
+        });
     }
     // The inventory's copy beside the checkout's group variables goes to a folder of
     // this process, removed when the check ends: a check runs before a deployment
@@ -222,6 +252,69 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
         playbooks: playbooks.len(),
         problems,
     })
+}
+
+/// Whether any step that would run is a playbook.
+fn has_playbooks(plan: &Plan, choices: &Choices) -> bool {
+    plan.steps().any(|(phase, step)| {
+        plan.skip_reason(phase, step, &choices.flags).is_none()
+            && matches!(
+                plan.resolved_action(step, choices),
+                Ok(Action::Playbook { .. })
+            )
+    })
+}
+
+/// What is wrong with a command step's program, if anything: it must exist (found
+/// in `path` when it names no folder; a relative one from the step's folder) and be
+/// executable, or the step would fail at once.
+fn command_problem(
+    step: &str,
+    argv: &[String],
+    cwd: Option<&str>,
+    plan_dir: &Path,
+    path: Option<&std::ffi::OsStr>,
+) -> Option<CheckProblem> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let program = argv.first()?;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let problem = |file: String, message: String| CheckProblem {
+        step: step.to_string(),
+        file,
+        line: None,
+        message,
+    };
+    if !program.contains('/') {
+        let found = path
+            .map(std::env::split_paths)
+            .into_iter()
+            .flatten()
+            .any(|d| executable(&d.join(program)));
+        return (!found).then(|| {
+            problem(
+                program.clone(),
+                format!("the command `{program}` is not installed (not found in PATH)"),
+            )
+        });
+    }
+    let base = cwd.map_or_else(|| plan_dir.to_path_buf(), |c| plan_dir.join(c));
+    let full = base.join(program);
+    let shown = full.display().to_string();
+    match std::fs::metadata(&full) {
+        Err(_) => Some(problem(
+            shown.clone(),
+            format!(
+                "{shown} does not exist: check the plan's variables (such as the checkout's folder)"
+            ),
+        )),
+        Ok(_) if !executable(&full) => Some(problem(
+            shown.clone(),
+            format!("{shown} is not an executable file: `chmod +x` it, or fix the plan"),
+        )),
+        Ok(_) => None,
+    }
 }
 
 /// A folder removed when dropped.

@@ -176,3 +176,59 @@ fn an_imported_state_knows_its_checkout_as_k0rdent_root() {
         serde_json::from_slice(&std::fs::read(other.state_file()).unwrap()).unwrap();
     assert!(state["deployment"]["configuration"]["vars"]["k0rdent_root"].is_null());
 }
+
+/// `plan check --plan k0rdent-azure --var k0rdent_root=PATH` checks the scripts the
+/// plan runs, without Ansible (the plan has no playbook): the real checkout passes;
+/// a folder that is not one names each missing script, exit 2.
+#[test]
+fn plan_check_of_the_k0rdent_plan_checks_its_scripts_in_the_checkout() {
+    let Some(bundle) = crate::thinkube::bundle("randybias+k0rdent-azure-setup") else {
+        return;
+    };
+    let home = Home::new();
+    let checkout = home.outside("k0rdent-azure-setup");
+    let out = Command::new("git")
+        .arg("clone")
+        .arg("-q")
+        .arg(&bundle)
+        .arg(&checkout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let check = |root: &Path| {
+        let var = format!("k0rdent_root={}", root.display());
+        let mut c = home.command(&[
+            "plan",
+            "check",
+            "--plan",
+            "k0rdent-azure",
+            "--var",
+            &var,
+            "--flag",
+            "kof=true",
+        ]);
+        c.env("THINKUBE_ANSIBLE_PLAYBOOK", "/nonexistent/ansible-playbook");
+        crate::common::Run::from(c.output().unwrap())
+    };
+    let r = check(&checkout);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let empty = home.outside("not-a-checkout");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = check(&empty);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    for script in [
+        "check-prerequisites.sh",
+        "prepare-deployment.sh",
+        "install-kof-regional.sh",
+    ] {
+        assert!(
+            said.contains(&format!("{}/bin/{script} does not exist", empty.display())),
+            "{said}"
+        );
+    }
+}
