@@ -292,7 +292,9 @@ fn colour_codes_stay_in_the_log_and_out_of_the_state() {
     let home = Home::new();
     let plan = one_step_plan(
         &home,
-        "printf '\\033[32mok\\033[0m first\\n'; printf '\\033]0;a title\\007\\033[31;1mERROR\\033[0m: disk full\\n' >&2; exit 4",
+        // One stream, so the lines' order is the order printed (stdout and stderr
+        // are read apart and may interleave either way).
+        "printf '\\033[32mok\\033[0m first\\n' >&2; printf '\\033]0;a title\\007\\033[31;1mERROR\\033[0m: disk full\\n' >&2; exit 4",
     );
     let r = home.run(&["deploy", "--plan", plan.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stderr);
