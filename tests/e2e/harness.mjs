@@ -447,6 +447,8 @@ export async function keyringService(world) {
     /** What the keyring holds for these attributes (`secret-tool lookup`), or null. */
     lookup(attributes) {
       const r = secretTool(['lookup', ...Object.entries(attributes).flat()])
+      // secret-tool missing is the test machine's fault, not "not in the keyring".
+      if (r.error) throw new Error(`secret-tool could not run (scripts/ensure-system installs libsecret-tools): ${r.error.message}`)
       return r.status === 0 ? r.stdout : null
     },
     stop,
