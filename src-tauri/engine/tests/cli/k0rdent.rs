@@ -16,18 +16,7 @@ fn every_script_of_the_k0rdent_plan_exists_is_executable_and_takes_its_arguments
     };
     let home = Home::new();
     let checkout = home.path().join("k0rdent-azure-setup");
-    let out = Command::new("git")
-        .arg("clone")
-        .arg("-q")
-        .arg(&bundle)
-        .arg(&checkout)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::thinkube::clone(&bundle, &checkout);
     let root = checkout.to_str().unwrap();
     let r = home.run(&[
         "plan",
@@ -141,18 +130,7 @@ fn an_imported_state_knows_its_checkout_as_k0rdent_root() {
     };
     let home = Home::new();
     let checkout = home.outside("k0rdent-azure-setup");
-    let out = Command::new("git")
-        .arg("clone")
-        .arg("-q")
-        .arg(&bundle)
-        .arg(&checkout)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::thinkube::clone(&bundle, &checkout);
     let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data/legacy/k0rdent-deployment-state.yaml");
     std::fs::create_dir_all(checkout.join("state")).unwrap();
@@ -187,18 +165,7 @@ fn plan_check_of_the_k0rdent_plan_checks_its_scripts_in_the_checkout() {
     };
     let home = Home::new();
     let checkout = home.outside("k0rdent-azure-setup");
-    let out = Command::new("git")
-        .arg("clone")
-        .arg("-q")
-        .arg(&bundle)
-        .arg(&checkout)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::thinkube::clone(&bundle, &checkout);
     let check = |root: &Path| {
         let var = format!("k0rdent_root={}", root.display());
         let mut c = home.command(&[

@@ -49,7 +49,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn clone(bundle: &Path, to: &Path) {
+pub fn clone(bundle: &Path, to: &Path) {
     let out = Command::new("git")
         .args(["clone", "--quiet"])
         .arg(bundle)
