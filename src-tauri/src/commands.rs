@@ -888,7 +888,7 @@ pub async fn check_plan(
             &layout,
             &config,
             runner::ansible_override().as_deref(),
-            std::env::var_os("PATH").as_deref(),
+            &|name| std::env::var_os(name),
         )?)
     })
     .await

@@ -945,7 +945,7 @@ fn plan_check(
         &choices,
         inventory,
         crate::run::runner::ansible_override().as_deref(),
-        std::env::var_os("PATH").as_deref(),
+        &|name| std::env::var_os(name),
     )?;
     show(json, &report, crate::run::plan_check::render)?;
     if report.problems.is_empty() {

@@ -16,13 +16,27 @@ pub(crate) const MAX_SCALAR_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) fn from_str<'de, T: serde::Deserialize<'de>>(
     text: &'de str,
 ) -> Result<T, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, options(false))
+}
+
+/// Parses `text` as YAML 1.2 tools (yq) read it: only `true`/`false` (any case)
+/// are booleans, `yes`, `on` and their kin are strings. For files another
+/// program reads with yq, so the installer sees the value it sees.
+pub(crate) fn from_str_yaml12<'de, T: serde::Deserialize<'de>>(
+    text: &'de str,
+) -> Result<T, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options(text, options(true))
+}
+
+fn options(strict_booleans: bool) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.enforce_alias_anchor_ratio = false;
     budget.max_nodes = MAX_NODES;
     budget.max_total_scalar_bytes = MAX_SCALAR_BYTES;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
-    serde_saphyr::from_str_with_options(text, options)
+    options.strict_booleans = strict_booleans;
+    options
 }
 
 #[cfg(test)]

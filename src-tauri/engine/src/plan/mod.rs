@@ -80,6 +80,17 @@ struct RawFlag {
     default: bool,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    config: Option<Spanned<RawFlagConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlagConfig {
+    file: String,
+    key: String,
+    #[serde(default)]
+    env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +226,23 @@ pub struct FlagDef {
     pub name: String,
     pub default: bool,
     pub description: Option<String>,
+    /// Where the plan's own programs read the same switch, when they do.
+    pub config: Option<FlagConfig>,
+}
+
+/// `config:` of a flag: the plan's programs read the switch the flag stands for
+/// from a YAML file of their own (k0rdent's KOF scripts refuse to run unless
+/// `kof.enabled` is true in `config/k0rdent.yaml`). `plan check` and a deployment
+/// check that the file agrees with the flag when it is on, before anything runs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FlagConfig {
+    /// The YAML file, `${var}`s allowed; a relative one is from the plan's folder.
+    pub file: String,
+    /// The dotted path of the boolean in it (`kof.enabled`).
+    pub key: String,
+    /// An environment variable that, when set, names the file the programs read
+    /// instead (`K0RDENT_CONFIG_FILE`).
+    pub env: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -415,6 +443,7 @@ pub fn parse(
             name: f.value.name.clone(),
             default: f.value.default,
             description: f.value.description.clone(),
+            config: None,
         });
     }
     let mut vars = Vec::new();
@@ -438,6 +467,52 @@ pub fn parse(
             name: v.value.name.clone(),
             default: v.value.default.clone(),
             description: v.value.description.clone(),
+        });
+    }
+    let check_vars = |at: &serde_saphyr::Location, text: &str| -> Result<(), PlanError> {
+        for name in var_refs(text).map_err(|m| ctx.err(at, m))? {
+            if !vars.iter().any(|v| v.name == name) {
+                return Err(ctx.err(
+                    at,
+                    format!("`${{{name}}}` names an undeclared variable; declare it under `vars:`"),
+                ));
+            }
+        }
+        Ok(())
+    };
+    for (def, raw) in flags.iter_mut().zip(&raw.flags) {
+        let Some(c) = &raw.value.config else { continue };
+        check_vars(&c.referenced, &c.value.file)?;
+        if c.value.file.trim().is_empty() {
+            return Err(ctx.err(
+                &c.referenced,
+                "`config.file` is empty: name the YAML file the programs read".to_string(),
+            ));
+        }
+        if c.value.key.split('.').any(|k| k.trim().is_empty()) {
+            return Err(ctx.err(
+                &c.referenced,
+                format!(
+                    "`config.key` `{}` is not a dotted path such as `kof.enabled`",
+                    c.value.key
+                ),
+            ));
+        }
+        if let Some(env) = &c.value.env
+            && (env.is_empty()
+                || !env
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+        {
+            return Err(ctx.err(
+                &c.referenced,
+                format!("`config.env` `{env}` is not an environment variable's name"),
+            ));
+        }
+        def.config = Some(FlagConfig {
+            file: c.value.file.clone(),
+            key: c.value.key.clone(),
+            env: c.value.env.clone(),
         });
     }
     let upstream = match &raw.upstream {
@@ -465,17 +540,6 @@ pub fn parse(
             flag: name.to_string(),
             negated,
         }))
-    };
-    let check_vars = |at: &serde_saphyr::Location, text: &str| -> Result<(), PlanError> {
-        for name in var_refs(text).map_err(|m| ctx.err(at, m))? {
-            if !vars.iter().any(|v| v.name == name) {
-                return Err(ctx.err(
-                    at,
-                    format!("`${{{name}}}` names an undeclared variable; declare it under `vars:`"),
-                ));
-            }
-        }
-        Ok(())
     };
     let mut phase_ids = HashSet::new();
     let mut step_ids = HashSet::new();
@@ -1205,6 +1269,10 @@ mod tests {
             r("link not a web address", format!("links:\n  - title: x\n    url: ftp://h/\n{}", one_phase("")), (3, 10), "not a web address"),
             r("link with an undeclared variable", format!("links:\n  - title: x\n    url: \"http://${{nope}}/\"\n{}", one_phase("")), (3, 10), "undeclared variable"),
             r("credentials with an undeclared variable", format!("credentials: \"in ${{nope}}/.env\"\n{}", one_phase("")), (1, 14), "undeclared variable"),
+            r("flag config with an undeclared variable", format!("flags:\n  - name: kof\n    config:\n      file: \"${{nope}}/k.yaml\"\n      key: kof.enabled\n{}", one_phase("")), (4, 7), "undeclared variable"),
+            r("flag config key not a dotted path", format!("flags:\n  - name: kof\n    config:\n      file: k.yaml\n      key: kof..enabled\n{}", one_phase("")), (4, 7), "not a dotted path"),
+            r("flag config env not a name", format!("flags:\n  - name: kof\n    config:\n      file: k.yaml\n      key: kof.enabled\n      env: \"A B\"\n{}", one_phase("")), (4, 7), "not an environment variable"),
+            r("flag config without a key", format!("flags:\n  - name: kof\n    config:\n      file: k.yaml\n{}", one_phase("")), (4, 7), "key"),
             r("link behind an undeclared flag", format!("links:\n  - title: x\n    url: http://h/\n    when: gpu\n{}", one_phase("")), (4, 11), "unknown flag `gpu`"),
             r("bad phase id", "phases:\n  - id: p/q\n    steps:\n      - id: s\n        command: [x]\n".into(), (2, 9), "not a valid phase id"),
             r(

@@ -508,6 +508,21 @@ fn prepare(
     let inventory = inventory_beside
         .as_ref()
         .map_or(inventory, |b| b.to.display().to_string());
+    let env = |name: &str| args.env_value(name).map(OsString::from);
+    // The configuration a flag's programs read must agree with the flag before
+    // anything runs, for every plan (`plan check` says the same).
+    let to_run = |step: &str| {
+        carries_on
+            .and_then(|d| d.step(step))
+            .is_none_or(|r| r.status != StepStatus::Completed)
+    };
+    let flag_problems =
+        crate::run::plan_check::flag_config_problems(&plan, &choices, root.dir(), &env, &to_run);
+    if !flag_problems.is_empty() {
+        return Err(EngineError::PlanCheck {
+            problems: flag_problems.iter().map(|p| p.to_string()).collect(),
+        });
+    }
     // An upstream plan's playbooks are another project's: before anything runs,
     // check that they load, match hosts and have what they require (`plan check`).
     if plan.upstream.is_some()
@@ -522,6 +537,7 @@ fn prepare(
                 ansible_playbook: ansible,
                 inventory: recorded.as_ref().map(|r| Path::new(&r.path)),
                 path: args.path_var.as_deref(),
+                env: &env,
             },
         )?;
         if !report.problems.is_empty() {

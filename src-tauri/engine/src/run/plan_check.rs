@@ -65,6 +65,8 @@ pub struct CheckInputs<'a> {
     pub inventory: Option<&'a Path>,
     /// Where a command step's program is looked for when it names no folder.
     pub path: Option<&'a std::ffi::OsStr>,
+    /// The environment the steps would inherit (a flag's `config.env` is read in it).
+    pub env: &'a dyn Fn(&str) -> Option<std::ffi::OsString>,
 }
 
 /// Checks `plan` as `choices` make it for the environment at `layout`, with its
@@ -77,8 +79,10 @@ pub fn check_environment(
     choices: &Choices,
     inventory: Option<PathBuf>,
     ansible_override: Option<&Path>,
-    path: Option<&std::ffi::OsStr>,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<CheckReport> {
+    let path = env("PATH");
+    let path = path.as_deref();
     let inventory = match inventory {
         Some(p) if !p.is_file() => {
             return Err(crate::error::EngineError::Usage(format!(
@@ -108,6 +112,7 @@ pub fn check_environment(
             ansible_playbook: &ansible,
             inventory: inventory.as_deref(),
             path,
+            env,
         },
     )
 }
@@ -119,7 +124,7 @@ pub fn check_config(
     layout: &crate::paths::Layout,
     config: &crate::config::InstallerConfig,
     ansible_override: Option<&Path>,
-    path: Option<&std::ffi::OsStr>,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<CheckReport> {
     let plan = crate::plan::builtin::PlanRef::parse(Some(&config.plan))?
         .load(&layout.root.join("plans"))?;
@@ -135,8 +140,7 @@ pub fn check_config(
             crate::state::fsops::RealFs.replace(&file, config.inventory_yaml().as_bytes())
         })
         .map_err(|e| crate::error::EngineError::io("write the inventory to check", &file, e))?;
-    let mut report =
-        check_environment(layout, &plan, &choices, Some(file), ansible_override, path)?;
+    let mut report = check_environment(layout, &plan, &choices, Some(file), ansible_override, env)?;
     report.inventory = "the inventory this configuration writes".to_string();
     Ok(report)
 }
@@ -180,6 +184,13 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
             });
         }
     }
+    problems.extend(flag_config_problems(
+        plan,
+        choices,
+        &dir,
+        inputs.env,
+        &|_| true,
+    ));
     // A plan of commands only (k0rdent-azure) needs no Ansible to be checked.
     if playbooks.is_empty() {
         return Ok(CheckReport {
@@ -315,6 +326,129 @@ fn command_problem(
         )),
         Ok(_) => None,
     }
+}
+
+/// Largest configuration file a flag's check reads.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// What is wrong between a flag that is on and the configuration file the plan's
+/// programs read the same switch from (a flag's `config:`): the file must exist and
+/// say `true` at the key, or those programs refuse to run (k0rdent's KOF scripts
+/// with "KOF is not enabled in configuration") after the earlier steps already ran.
+/// The file is the one the environment variable `config.env` names when set, as the
+/// programs read it. A flag that is off needs nothing: its steps do not run; nor
+/// does one whose steps have all run (`to_run` says which steps still would).
+pub(crate) fn flag_config_problems(
+    plan: &Plan,
+    choices: &Choices,
+    plan_dir: &Path,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    to_run: &dyn Fn(&str) -> bool,
+) -> Vec<CheckProblem> {
+    let mut problems = Vec::new();
+    for flag in &plan.flags {
+        let Some(config) = &flag.config else { continue };
+        if choices.flags.get(&flag.name) != Some(&true) {
+            continue;
+        }
+        let gated_by = |c: &Option<crate::plan::Condition>| {
+            c.as_ref()
+                .is_some_and(|c| c.flag == flag.name && !c.negated)
+        };
+        let needed = plan.steps().any(|(phase, step)| {
+            (gated_by(&phase.when) || gated_by(&step.when))
+                && plan.skip_reason(phase, step, &choices.flags).is_none()
+                && to_run(&step.id)
+        });
+        if !needed {
+            continue;
+        }
+        let step = format!("flag {}", flag.name);
+        let problem = |file: &Path, message: String| CheckProblem {
+            step: step.clone(),
+            file: file.display().to_string(),
+            line: None,
+            message,
+        };
+        let overridden = config
+            .env
+            .as_deref()
+            .and_then(|name| env(name).filter(|v| !v.is_empty()).map(|v| (name, v)));
+        let file = match &overridden {
+            Some((_, v)) => PathBuf::from(v),
+            None => match crate::plan::substitute(&config.file, &choices.vars) {
+                Ok(f) => PathBuf::from(f),
+                Err(e) => {
+                    problems.push(problem(Path::new(&config.file), e));
+                    continue;
+                }
+            },
+        };
+        let file = plan_dir.join(file);
+        let whence = match &overridden {
+            Some((name, _)) => format!(" (named by {name})"),
+            None => String::new(),
+        };
+        let fix = format!(
+            "set `{}: true` there, or turn the flag off (--flag {}=false)",
+            config.key, flag.name
+        );
+        let text = match crate::state::fsops::read_regular(&file, MAX_CONFIG_BYTES) {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(None) => {
+                problems.push(problem(
+                    &file,
+                    format!(
+                        "the flag `{}` is on, but this file{whence} does not exist, and the plan's programs read `{}` from it (without it they refuse to run the flag's steps): create it with `{}: true`, or turn the flag off (--flag {}=false)",
+                        flag.name, config.key, config.key, flag.name
+                    ),
+                ));
+                continue;
+            }
+            Err(e) => {
+                problems.push(problem(
+                    &file,
+                    format!(
+                        "cannot read this file{whence}, which the plan's programs read `{}` from: {e}",
+                        config.key
+                    ),
+                ));
+                continue;
+            }
+        };
+        let value = match crate::yaml::from_str_yaml12::<serde_json::Value>(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(problem(
+                    &file,
+                    format!(
+                        "this file{whence} is not valid YAML ({}), so the plan's programs cannot read `{}` from it",
+                        e.to_string().lines().next().unwrap_or_default(),
+                        config.key
+                    ),
+                ));
+                continue;
+            }
+        };
+        let found = config.key.split('.').try_fold(&value, |v, k| v.get(k));
+        // Only a boolean: yq prints a quoted "true" or a `yes` as they are written,
+        // which the scripts' `== "true"` does not take.
+        let on = matches!(found, Some(serde_json::Value::Bool(true)));
+        if !on {
+            let says = match found {
+                None | Some(serde_json::Value::Null) => format!("has no `{}`", config.key),
+                Some(v) => format!("says `{}: {v}`", config.key),
+            };
+            problems.push(problem(
+                &file,
+                format!(
+                    "the flag `{}` is on, but this file{whence} {says}, and the plan's programs refuse to run the flag's steps unless it is true: {fix}",
+                    flag.name
+                ),
+            ));
+        }
+    }
+    problems
 }
 
 /// A folder removed when dropped.

@@ -137,12 +137,9 @@ fn configure_writes_the_thinkube_inventory_that_plan_check_passes() {
     // inventory it would write, not the file (removed here), in a file of its own
     // that is gone once the check ends.
     std::fs::remove_file(layout.inventory_file()).unwrap();
-    let report = plan_check::check_config(
-        &layout,
-        &config,
-        Some(&ansible_playbook()),
-        std::env::var_os("PATH").as_deref(),
-    )
+    let report = plan_check::check_config(&layout, &config, Some(&ansible_playbook()), &|name| {
+        std::env::var_os(name)
+    })
     .unwrap();
     assert_eq!(report.problems, Vec::new(), "{report:?}");
     assert!(report.playbooks >= 34, "{report:?}");

@@ -181,6 +181,19 @@ fn plan_check_of_the_k0rdent_plan_checks_its_scripts_in_the_checkout() {
         c.env("THINKUBE_ANSIBLE_PLAYBOOK", "/nonexistent/ansible-playbook");
         crate::common::Run::from(c.output().unwrap())
     };
+    // A fresh checkout has no config/k0rdent.yaml (`configure.sh init` writes it):
+    // with KOF on, that is the only problem.
+    let r = check(&checkout);
+    assert_eq!(r.code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(&format!(
+            "flag kof: {}/config/k0rdent.yaml: the flag `kof` is on, but this file does not exist",
+            checkout.display()
+        )),
+        "{}",
+        r.stdout
+    );
+    enable_kof(&checkout);
     let r = check(&checkout);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let empty = home.outside("not-a-checkout");
@@ -198,4 +211,171 @@ fn plan_check_of_the_k0rdent_plan_checks_its_scripts_in_the_checkout() {
             "{said}"
         );
     }
+}
+
+/// Writes the checkout's `config/k0rdent.yaml` as `configure.sh init` would (from
+/// its default configuration), with KOF enabled as its docs say to.
+fn enable_kof(checkout: &Path) {
+    let default = std::fs::read_to_string(checkout.join("config/k0rdent-default.yaml")).unwrap();
+    let from = "kof:\n  enabled: false";
+    assert!(
+        default.contains(from),
+        "the default configuration has no `{from}`"
+    );
+    std::fs::write(
+        checkout.join("config/k0rdent.yaml"),
+        default.replacen(from, "kof:\n  enabled: true", 1),
+    )
+    .unwrap();
+}
+
+/// Whether the checkout's own `check_kof_enabled` (etc/kof-functions.sh, what
+/// install-kof-*.sh ask before they do anything) says KOF is enabled, reading the
+/// file the scripts read: K0RDENT_CONFIG_FILE when set, else ./config/k0rdent.yaml.
+fn scripts_say_kof_enabled(checkout: &Path, config_file: Option<&Path>) -> bool {
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(r#"source etc/kof-functions.sh; CONFIG_YAML="${K0RDENT_CONFIG_FILE:-./config/k0rdent.yaml}"; check_kof_enabled"#)
+        .current_dir(checkout)
+        .stdin(Stdio::null())
+        .env_remove("K0RDENT_CONFIG_FILE");
+    if let Some(f) = config_file {
+        c.env("K0RDENT_CONFIG_FILE", f);
+    }
+    c.status().unwrap().success()
+}
+
+/// The `kof` flag maps to the configuration the KOF scripts read: for each way the
+/// checkout's configuration can say it (missing, the default `false`, `true`, a
+/// quoted "true", `yes`, `True`, no `kof:` at all, a file named by
+/// K0RDENT_CONFIG_FILE), `plan check --flag kof=true` passes exactly when the
+/// checkout's own check_kof_enabled says enabled; with the flag off it always passes.
+#[test]
+fn the_kof_flag_agrees_with_what_the_kof_scripts_read() {
+    let Some(bundle) = crate::thinkube::bundle("randybias+k0rdent-azure-setup") else {
+        return;
+    };
+    if Command::new("yq").arg("--version").output().is_err() {
+        panic!("yq is needed to run the checkout's check_kof_enabled: run scripts/ensure-system");
+    }
+    let home = Home::new();
+    let checkout = home.outside("k0rdent-azure-setup");
+    crate::thinkube::clone(&bundle, &checkout);
+    let elsewhere = home.outside("team-k0rdent.yaml");
+    let check = |kof: bool, config_file: Option<&Path>| {
+        let var = format!("k0rdent_root={}", checkout.display());
+        let flag = format!("kof={kof}");
+        let mut c = home.command(&[
+            "plan",
+            "check",
+            "--plan",
+            "k0rdent-azure",
+            "--var",
+            &var,
+            "--flag",
+            &flag,
+        ]);
+        c.env_remove("K0RDENT_CONFIG_FILE");
+        if let Some(f) = config_file {
+            c.env("K0RDENT_CONFIG_FILE", f);
+        }
+        crate::common::Run::from(c.output().unwrap())
+    };
+    let config = checkout.join("config/k0rdent.yaml");
+    let cases: [(&str, Option<&str>); 8] = [
+        ("missing", None),
+        ("default", Some("kof:\n  enabled: false\n")),
+        ("true", Some("kof:\n  enabled: true\n")),
+        ("quoted", Some("kof:\n  enabled: \"true\"\n")),
+        ("yes", Some("kof:\n  enabled: yes\n")),
+        ("True", Some("kof:\n  enabled: True\n")),
+        ("no kof", Some("azure:\n  location: westeurope\n")),
+        ("elsewhere", Some("kof:\n  enabled: false\n")),
+    ];
+    let mut verdicts = Vec::new();
+    for (name, text) in cases {
+        let _ = std::fs::remove_file(&config);
+        let named = (name == "elsewhere").then_some(elsewhere.as_path());
+        if let Some(text) = text {
+            std::fs::write(&config, text).unwrap();
+        }
+        if named.is_some() {
+            // The file K0RDENT_CONFIG_FILE names wins over the checkout's own.
+            std::fs::write(&elsewhere, "kof:\n  enabled: true\n").unwrap();
+        }
+        let enabled = scripts_say_kof_enabled(&checkout, named);
+        let r = check(true, named);
+        assert_eq!(
+            r.code,
+            if enabled { 0 } else { 2 },
+            "{name}: the scripts say enabled={enabled}\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        if !enabled {
+            assert!(r.stdout.contains("flag kof: "), "{name}: {}", r.stdout);
+            assert!(r.stdout.contains("kof.enabled"), "{name}: {}", r.stdout);
+        }
+        let r = check(false, named);
+        assert_eq!(r.code, 0, "{name}, flag off: {}\n{}", r.stdout, r.stderr);
+        verdicts.push((name, enabled));
+    }
+    // What the real scripts said, so the cases cover both answers.
+    assert_eq!(
+        verdicts,
+        [
+            ("missing", false),
+            ("default", false),
+            ("true", true),
+            ("quoted", false),
+            ("yes", false),
+            ("True", true),
+            ("no kof", false),
+            ("elsewhere", true),
+        ]
+    );
+}
+
+/// A deployment with KOF on and a checkout whose configuration does not enable it
+/// stops before anything runs (the KOF scripts would refuse after an hour of Azure
+/// work), saying what to set; nothing is recorded as run.
+#[test]
+fn a_deployment_with_kof_on_stops_before_anything_runs_when_the_configuration_disables_it() {
+    let Some(bundle) = crate::thinkube::bundle("randybias+k0rdent-azure-setup") else {
+        return;
+    };
+    let home = Home::new();
+    let checkout = home.outside("k0rdent-azure-setup");
+    crate::thinkube::clone(&bundle, &checkout);
+    let var = format!("k0rdent_root={}", checkout.display());
+    let mut c = home.command(&[
+        "deploy",
+        "--plan",
+        "k0rdent-azure",
+        "--var",
+        &var,
+        "--flag",
+        "kof=true",
+    ]);
+    c.env_remove("K0RDENT_CONFIG_FILE");
+    let r = crate::common::Run::from(c.output().unwrap());
+    r.expect(
+        2,
+        &[
+            "flag kof: ",
+            "config/k0rdent.yaml: the flag `kof` is on, but this file does not exist",
+            "kof.enabled: true",
+        ],
+    );
+    let status = home.run(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let ran: Vec<&serde_json::Value> = status["steps"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["status"] != "pending").collect())
+        .unwrap_or_default();
+    assert!(ran.is_empty(), "{status}");
+    assert!(
+        !checkout.join("state").exists(),
+        "a script ran: its state folder exists"
+    );
 }
