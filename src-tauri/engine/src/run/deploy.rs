@@ -510,25 +510,18 @@ fn prepare(
         .map_or(inventory, |b| b.to.display().to_string());
     let env = |name: &str| args.env_value(name).map(OsString::from);
     // The configuration a flag's programs read must agree with the flag before
-    // anything runs, for every plan (`plan check` says the same).
+    // anything runs, for every plan (`plan check` says the same), while a step
+    // behind the flag is still to run.
     let to_run = |step: &str| {
         carries_on
             .and_then(|d| d.step(step))
             .is_none_or(|r| r.status != StepStatus::Completed)
     };
-    let flag_problems =
-        crate::run::plan_check::flag_config_problems(&plan, &choices, root.dir(), &env, &to_run);
-    if !flag_problems.is_empty() {
-        return Err(EngineError::PlanCheck {
-            problems: flag_problems.iter().map(|p| p.to_string()).collect(),
-        });
-    }
     // An upstream plan's playbooks are another project's: before anything runs,
-    // check that they load, match hosts and have what they require (`plan check`).
-    if plan.upstream.is_some()
-        && let Some(ansible) = &ansible
-    {
-        let report = crate::run::plan_check::check(
+    // check that they load, match hosts and have what they require (`plan check`,
+    // which checks the flags' configuration too).
+    let problems: Vec<String> = match &ansible {
+        Some(ansible) if plan.upstream.is_some() => crate::run::plan_check::check(
             &plan,
             &choices,
             &crate::run::plan_check::CheckInputs {
@@ -536,15 +529,23 @@ fn prepare(
                 env_root: &layout.root,
                 ansible_playbook: ansible,
                 inventory: recorded.as_ref().map(|r| Path::new(&r.path)),
-                path: args.path_var.as_deref(),
                 env: &env,
+                to_run: &to_run,
             },
-        )?;
-        if !report.problems.is_empty() {
-            return Err(EngineError::PlanCheck {
-                problems: report.problems.iter().map(|p| p.to_string()).collect(),
-            });
+        )?
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect(),
+        _ => {
+            crate::run::plan_check::flag_config_problems(&plan, &choices, root.dir(), &env, &to_run)
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
         }
+    };
+    if !problems.is_empty() {
+        return Err(EngineError::PlanCheck { problems });
     }
     let inventory_file = recorded.as_ref().map(|r| PathBuf::from(&r.path));
     planned.configuration.inventory = recorded;

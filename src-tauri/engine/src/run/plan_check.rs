@@ -63,10 +63,12 @@ pub struct CheckInputs<'a> {
     pub ansible_playbook: &'a Path,
     /// The inventory file, if any.
     pub inventory: Option<&'a Path>,
-    /// Where a command step's program is looked for when it names no folder.
-    pub path: Option<&'a std::ffi::OsStr>,
-    /// The environment the steps would inherit (a flag's `config.env` is read in it).
+    /// The environment the steps would inherit: a command step's program is looked
+    /// for in its `PATH`, a flag's `config.env` is read in it.
     pub env: &'a dyn Fn(&str) -> Option<std::ffi::OsString>,
+    /// Whether a step is still to run: a flag's configuration is checked only while
+    /// some step behind the flag is (a deployment resumed after them needs no check).
+    pub to_run: &'a dyn Fn(&str) -> bool,
 }
 
 /// Checks `plan` as `choices` make it for the environment at `layout`, with its
@@ -111,8 +113,8 @@ pub fn check_environment(
             env_root: &layout.root,
             ansible_playbook: &ansible,
             inventory: inventory.as_deref(),
-            path,
             env,
+            to_run: &|_| true,
         },
     )
 }
@@ -151,6 +153,7 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
     let root = source::root(plan, &choices.vars, inputs.home);
     source::check(plan, &root)?;
     let dir = root.dir().to_path_buf();
+    let path = (inputs.env)("PATH");
     let mut problems = Vec::new();
     // (step, playbook's full path, the step's own vars)
     let mut playbooks: Vec<(String, PathBuf, BTreeMap<String, String>)> = Vec::new();
@@ -167,7 +170,7 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
                     &argv,
                     cwd.as_deref(),
                     &dir,
-                    inputs.path,
+                    path.as_deref(),
                 ));
                 continue;
             }
@@ -189,7 +192,7 @@ pub fn check(plan: &Plan, choices: &Choices, inputs: &CheckInputs) -> Result<Che
         choices,
         &dir,
         inputs.env,
-        &|_| true,
+        inputs.to_run,
     ));
     // A plan of commands only (k0rdent-azure) needs no Ansible to be checked.
     if playbooks.is_empty() {

@@ -704,6 +704,64 @@ fn flags_toggled_later_add_steps_and_never_hide_completed_ones() {
     assert_eq!(count_lines(&dir.join("count-bonus")), 1);
 }
 
+/// A flag's configuration (`flags[].config`) is checked only while a step behind the
+/// flag is still to run: once they have all completed, a later `false` in the file
+/// does not stop the rest of the deployment from being retried; while one is still
+/// to run, it does (exit 2, nothing runs).
+#[test]
+fn a_flag_configuration_is_checked_only_while_its_steps_are_still_to_run() {
+    let fails_once = "      - id: fails-once\n        command: [sh, -c, \"test -e fixed\"]\n";
+    let flagged = |id: &str| format!("{}        when: extra\n", counting_step(id, "count-extra"));
+    for (name, steps, refused) in [
+        (
+            "done before",
+            format!("{}{fails_once}", flagged("bonus")),
+            false,
+        ),
+        (
+            "still to run",
+            format!("{fails_once}{}", flagged("late-bonus")),
+            true,
+        ),
+    ] {
+        let home = Home::new();
+        let text = format!(
+            "id: configured\nflags:\n  - name: extra\n    default: true\n    config:\n      file: site.yaml\n      key: extra.enabled\nphases:\n  - id: p\n    steps:\n{steps}"
+        );
+        let dir = plan_dir(
+            &home,
+            &[
+                ("plan.yaml", &text),
+                ("site.yaml", "extra:\n  enabled: true\n"),
+            ],
+        );
+        let r = home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()]);
+        assert_eq!(r.code, 1, "{name}: {}\n{}", r.stdout, r.stderr);
+        let ran_before = count_lines(&dir.join("count-extra"));
+        std::fs::write(dir.join("site.yaml"), "extra:\n  enabled: false\n").unwrap();
+        std::fs::write(dir.join("fixed"), "").unwrap();
+        let r = home.run(&["retry"]);
+        if refused {
+            r.expect(2, &["flag extra: ", "set `extra.enabled: true` there"]);
+            let failed = steps_of(&home).into_iter().find(|s| s.0 == "fails-once");
+            assert_eq!(
+                failed.map(|s| (s.1, s.2)),
+                Some(("failed".to_string(), 1)),
+                "{name}"
+            );
+            assert_eq!(count_lines(&dir.join("count-extra")), 0, "{name}");
+        } else {
+            assert_eq!(r.code, 0, "{name}: {}\n{}", r.stdout, r.stderr);
+            assert_eq!(home.status_json()["deployment"]["status"], "completed");
+            assert_eq!(
+                (ran_before, count_lines(&dir.join("count-extra"))),
+                (1, 1),
+                "{name}"
+            );
+        }
+    }
+}
+
 fn run_env(home: &Home, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut c = home.command(args);
     for (k, v) in env {

@@ -167,17 +167,7 @@ fn plan_check_of_the_k0rdent_plan_checks_its_scripts_in_the_checkout() {
     let checkout = home.outside("k0rdent-azure-setup");
     crate::thinkube::clone(&bundle, &checkout);
     let check = |root: &Path| {
-        let var = format!("k0rdent_root={}", root.display());
-        let mut c = home.command(&[
-            "plan",
-            "check",
-            "--plan",
-            "k0rdent-azure",
-            "--var",
-            &var,
-            "--flag",
-            "kof=true",
-        ]);
+        let mut c = k0rdent(&home, &["plan", "check"], root, true);
         c.env("THINKUBE_ANSIBLE_PLAYBOOK", "/nonexistent/ansible-playbook");
         crate::common::Run::from(c.output().unwrap())
     };
@@ -213,6 +203,18 @@ fn plan_check_of_the_k0rdent_plan_checks_its_scripts_in_the_checkout() {
     }
 }
 
+/// `thinkube-deploy VERB... --plan k0rdent-azure --var k0rdent_root=ROOT --flag
+/// kof=KOF`, with no K0RDENT_CONFIG_FILE taken from whoever runs the tests.
+fn k0rdent(home: &Home, verb: &[&str], root: &Path, kof: bool) -> Command {
+    let var = format!("k0rdent_root={}", root.display());
+    let flag = format!("kof={kof}");
+    let mut args = verb.to_vec();
+    args.extend(["--plan", "k0rdent-azure", "--var", &var, "--flag", &flag]);
+    let mut c = home.command(&args);
+    c.env_remove("K0RDENT_CONFIG_FILE");
+    c
+}
+
 /// Writes the checkout's `config/k0rdent.yaml` as `configure.sh init` would (from
 /// its default configuration), with KOF enabled as its docs say to.
 fn enable_kof(checkout: &Path) {
@@ -230,12 +232,13 @@ fn enable_kof(checkout: &Path) {
 }
 
 /// Whether the checkout's own `check_kof_enabled` (etc/kof-functions.sh, what
-/// install-kof-*.sh ask before they do anything) says KOF is enabled, reading the
-/// file the scripts read: K0RDENT_CONFIG_FILE when set, else ./config/k0rdent.yaml.
+/// install-kof-*.sh ask before they do anything) says KOF is enabled, with the
+/// configuration loaded as those scripts load it (`source ./etc/k0rdent-config.sh`,
+/// which picks the file: K0RDENT_CONFIG_FILE when set, else ./config/k0rdent.yaml).
 fn scripts_say_kof_enabled(checkout: &Path, config_file: Option<&Path>) -> bool {
     let mut c = Command::new("bash");
     c.arg("-c")
-        .arg(r#"source etc/kof-functions.sh; CONFIG_YAML="${K0RDENT_CONFIG_FILE:-./config/k0rdent.yaml}"; check_kof_enabled"#)
+        .arg("source ./etc/k0rdent-config.sh >/dev/null; source ./etc/kof-functions.sh; check_kof_enabled")
         .current_dir(checkout)
         .stdin(Stdio::null())
         .env_remove("K0RDENT_CONFIG_FILE");
@@ -263,45 +266,46 @@ fn the_kof_flag_agrees_with_what_the_kof_scripts_read() {
     crate::thinkube::clone(&bundle, &checkout);
     let elsewhere = home.outside("team-k0rdent.yaml");
     let check = |kof: bool, config_file: Option<&Path>| {
-        let var = format!("k0rdent_root={}", checkout.display());
-        let flag = format!("kof={kof}");
-        let mut c = home.command(&[
-            "plan",
-            "check",
-            "--plan",
-            "k0rdent-azure",
-            "--var",
-            &var,
-            "--flag",
-            &flag,
-        ]);
-        c.env_remove("K0RDENT_CONFIG_FILE");
+        let mut c = k0rdent(&home, &["plan", "check"], &checkout, kof);
         if let Some(f) = config_file {
             c.env("K0RDENT_CONFIG_FILE", f);
         }
         crate::common::Run::from(c.output().unwrap())
     };
     let config = checkout.join("config/k0rdent.yaml");
+    // Each case is the checkout's default configuration (what `configure.sh init`
+    // writes, and what the scripts need to load at all) with its `kof:` section's
+    // first lines written another way.
+    let default = std::fs::read_to_string(checkout.join("config/k0rdent-default.yaml")).unwrap();
+    let from = "kof:\n  enabled: false";
+    assert!(
+        default.contains(from),
+        "the default configuration has no `{from}`"
+    );
     let cases: [(&str, Option<&str>); 8] = [
         ("missing", None),
-        ("default", Some("kof:\n  enabled: false\n")),
-        ("true", Some("kof:\n  enabled: true\n")),
-        ("quoted", Some("kof:\n  enabled: \"true\"\n")),
-        ("yes", Some("kof:\n  enabled: yes\n")),
-        ("True", Some("kof:\n  enabled: True\n")),
-        ("no kof", Some("azure:\n  location: westeurope\n")),
-        ("elsewhere", Some("kof:\n  enabled: false\n")),
+        ("default", Some(from)),
+        ("true", Some("kof:\n  enabled: true")),
+        ("quoted", Some("kof:\n  enabled: \"true\"")),
+        ("yes", Some("kof:\n  enabled: yes")),
+        ("True", Some("kof:\n  enabled: True")),
+        ("no kof", Some("not_kof:\n  enabled: true")),
+        ("elsewhere", Some(from)),
     ];
     let mut verdicts = Vec::new();
     for (name, text) in cases {
         let _ = std::fs::remove_file(&config);
         let named = (name == "elsewhere").then_some(elsewhere.as_path());
         if let Some(text) = text {
-            std::fs::write(&config, text).unwrap();
+            std::fs::write(&config, default.replacen(from, text, 1)).unwrap();
         }
         if named.is_some() {
             // The file K0RDENT_CONFIG_FILE names wins over the checkout's own.
-            std::fs::write(&elsewhere, "kof:\n  enabled: true\n").unwrap();
+            std::fs::write(
+                &elsewhere,
+                default.replacen(from, "kof:\n  enabled: true", 1),
+            )
+            .unwrap();
         }
         let enabled = scripts_say_kof_enabled(&checkout, named);
         let r = check(true, named);
@@ -347,18 +351,11 @@ fn a_deployment_with_kof_on_stops_before_anything_runs_when_the_configuration_di
     let home = Home::new();
     let checkout = home.outside("k0rdent-azure-setup");
     crate::thinkube::clone(&bundle, &checkout);
-    let var = format!("k0rdent_root={}", checkout.display());
-    let mut c = home.command(&[
-        "deploy",
-        "--plan",
-        "k0rdent-azure",
-        "--var",
-        &var,
-        "--flag",
-        "kof=true",
-    ]);
-    c.env_remove("K0RDENT_CONFIG_FILE");
-    let r = crate::common::Run::from(c.output().unwrap());
+    let r = crate::common::Run::from(
+        k0rdent(&home, &["deploy"], &checkout, true)
+            .output()
+            .unwrap(),
+    );
     r.expect(
         2,
         &[
