@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
-use crate::plan::Action;
 use crate::plan::builtin::PlanRef;
+use crate::plan::{Action, Choices, Plan};
 use crate::retry::RetryPolicy;
 use crate::run::runner::{self, Output, StepCommand};
 use crate::run::session::{Begun, Request, RunContext, RunSession, RunSummary};
@@ -413,28 +413,8 @@ fn prepare(
     let plan_ref = which_plan(args, current, config.as_ref())?;
     let plans_dir = layout.root.join("plans");
     let plan = plan_ref.load(&plans_dir)?;
-    // The deployment's own plan, changed since it last ran: the change is taken only
-    // when asked for with `--plan`.
-    if args.plan.is_none()
-        && let Some(d) = current
-        && let Some(then) = d.plan_digest.as_deref()
-        && then != plan.digest
-    {
-        let source = d.plan_source.as_deref().unwrap_or(&plan.id);
-        return Err(EngineError::Usage(format!(
-            "the plan {source} changed since this deployment last ran it ({} then, {} now): see it with `thinkube-deploy plan show --plan {source}`, then run it as it is now with `--plan {source}` (steps are matched by id, and what changed is shown), or put the earlier one back. Nothing ran",
-            crate::run::inventory::short_digest(then),
-            crate::run::inventory::short_digest(&plan.digest)
-        )));
-    }
-    if let Some(d) = current
-        && d.plan_id.as_deref() != Some(plan.id.as_str())
-    {
-        return Err(EngineError::Usage(format!(
-            "this deployment runs plan `{}`, not `{}`; finish it or run `thinkube-deploy clean-state` first",
-            d.plan_id.as_deref().unwrap_or("-"),
-            plan.id
-        )));
+    if let Some(d) = current {
+        same_plan(args, d, &plan)?;
     }
     // A run that carries on a deployment (anything but `deploy` of a completed one)
     // needs its secret values again: they were never kept.
@@ -467,36 +447,14 @@ fn prepare(
         .transpose()?;
     let (inventory, recorded) =
         crate::run::inventory::choose(args.inventory.as_deref(), layout, current)?;
-    // The inventory's SSH hosts, read once: a password login needs `sshpass`, and
-    // every host that answers must offer the key that was trusted.
     if needs_ansible && let Some(r) = &recorded {
-        use crate::facts::host_keys;
-        let hosts = host_keys::ssh_hosts(Path::new(&r.path))?;
-        let wizard_password = config.as_ref().is_some_and(|c| {
-            c.ssh_auth == crate::config::SshAuth::Password
-                && c.target != crate::config::TargetKind::Local
-        });
-        if (wizard_password || hosts.iter().any(|h| h.password))
-            && runner::on_path("sshpass", args.path_var.as_deref()).is_none()
-        {
-            return Err(EngineError::ToolMissing {
-                tool: "sshpass",
-                why: "the inventory logs in to its hosts with a password, which Ansible does through `sshpass`".into(),
-            });
-        }
-        if let Some(refused) =
-            host_keys::refusal(&layout.home, &host_keys::check(&layout.home, &hosts))
-        {
-            return Err(refused);
-        }
-        if !args.skip_checks {
-            preflight(
-                &layout.home,
-                &hosts,
-                args,
-                uses_become(&plan_ref, &plan, &actions, root.dir()),
-            )?;
-        }
+        check_ssh_hosts(
+            layout,
+            args,
+            config.as_ref(),
+            Path::new(&r.path),
+            uses_become(&plan_ref, &plan, &actions, root.dir()),
+        )?;
     }
     let inventory_beside = recorded.as_ref().and_then(|r| {
         crate::run::source::inventory_beside(
@@ -508,42 +466,16 @@ fn prepare(
     let inventory = inventory_beside
         .as_ref()
         .map_or(inventory, |b| b.to.display().to_string());
-    let env = |name: &str| args.env_value(name).map(OsString::from);
-    // The configuration a flag's programs read must agree with the flag before
-    // anything runs, for every plan (`plan check` says the same), while a step
-    // behind the flag is still to run.
-    let to_run = |step: &str| {
-        carries_on
-            .and_then(|d| d.step(step))
-            .is_none_or(|r| r.status != StepStatus::Completed)
-    };
-    // An upstream plan's playbooks are another project's: before anything runs,
-    // check that they load, match hosts and have what they require (`plan check`,
-    // which checks the flags' configuration too).
-    let problems: Vec<String> = match &ansible {
-        Some(ansible) if plan.upstream.is_some() => crate::run::plan_check::check(
-            &plan,
-            &choices,
-            &crate::run::plan_check::CheckInputs {
-                home: &layout.home,
-                env_root: &layout.root,
-                ansible_playbook: ansible,
-                inventory: recorded.as_ref().map(|r| Path::new(&r.path)),
-                env: &env,
-                to_run: &to_run,
-            },
-        )?
-        .problems
-        .iter()
-        .map(|p| p.to_string())
-        .collect(),
-        _ => {
-            crate::run::plan_check::flag_config_problems(&plan, &choices, root.dir(), &env, &to_run)
-                .iter()
-                .map(|p| p.to_string())
-                .collect()
-        }
-    };
+    let problems = plan_problems(
+        layout,
+        args,
+        &plan,
+        &choices,
+        &root,
+        ansible.as_deref(),
+        recorded.as_ref().map(|r| Path::new(&r.path)),
+        carries_on,
+    )?;
     if !problems.is_empty() {
         return Err(EngineError::PlanCheck { problems });
     }
@@ -574,6 +506,119 @@ fn prepare(
         config,
     };
     Ok((prepared, planned))
+}
+
+/// The deployment `d` runs the plan loaded now: the same plan, and (unless
+/// `--plan` takes the change) unchanged since it last ran.
+fn same_plan(args: &DeployArgs, d: &DeploymentRecord, plan: &Plan) -> Result<()> {
+    // The deployment's own plan, changed since it last ran: the change is taken only
+    // when asked for with `--plan`.
+    if args.plan.is_none()
+        && let Some(then) = d.plan_digest.as_deref()
+        && then != plan.digest
+    {
+        let source = d.plan_source.as_deref().unwrap_or(&plan.id);
+        return Err(EngineError::Usage(format!(
+            "the plan {source} changed since this deployment last ran it ({} then, {} now): see it with `thinkube-deploy plan show --plan {source}`, then run it as it is now with `--plan {source}` (steps are matched by id, and what changed is shown), or put the earlier one back. Nothing ran",
+            crate::run::inventory::short_digest(then),
+            crate::run::inventory::short_digest(&plan.digest)
+        )));
+    }
+    if d.plan_id.as_deref() != Some(plan.id.as_str()) {
+        return Err(EngineError::Usage(format!(
+            "this deployment runs plan `{}`, not `{}`; finish it or run `thinkube-deploy clean-state` first",
+            d.plan_id.as_deref().unwrap_or("-"),
+            plan.id
+        )));
+    }
+    Ok(())
+}
+
+/// The inventory's SSH hosts, read once: a password login needs `sshpass`, and
+/// every host that answers must offer the key that was trusted; unless the checks
+/// are skipped, each logs in (and becomes root when the plan needs it).
+fn check_ssh_hosts(
+    layout: &crate::paths::Layout,
+    args: &DeployArgs,
+    config: Option<&crate::config::InstallerConfig>,
+    inventory: &Path,
+    uses_become: bool,
+) -> Result<()> {
+    // The inventory's SSH hosts, read once: a password login needs `sshpass`, and
+    // every host that answers must offer the key that was trusted.
+    use crate::facts::host_keys;
+    let hosts = host_keys::ssh_hosts(inventory)?;
+    let wizard_password = config.is_some_and(|c| {
+        c.ssh_auth == crate::config::SshAuth::Password
+            && c.target != crate::config::TargetKind::Local
+    });
+    if (wizard_password || hosts.iter().any(|h| h.password))
+        && runner::on_path("sshpass", args.path_var.as_deref()).is_none()
+    {
+        return Err(EngineError::ToolMissing {
+            tool: "sshpass",
+            why: "the inventory logs in to its hosts with a password, which Ansible does through `sshpass`".into(),
+        });
+    }
+    if let Some(refused) = host_keys::refusal(&layout.home, &host_keys::check(&layout.home, &hosts))
+    {
+        return Err(refused);
+    }
+    if !args.skip_checks {
+        preflight(&layout.home, &hosts, args, uses_become)?;
+    }
+    Ok(())
+}
+
+/// What stops the plan from running as chosen: the checks of `plan check` for an
+/// upstream plan (its playbooks are another project's: they must load, match hosts
+/// and have what they require), and for every plan the configuration a flag's
+/// programs read, while a step behind the flag is still to run.
+#[allow(clippy::too_many_arguments)]
+fn plan_problems(
+    layout: &crate::paths::Layout,
+    args: &DeployArgs,
+    plan: &Plan,
+    choices: &Choices,
+    root: &crate::run::source::Root,
+    ansible: Option<&Path>,
+    inventory: Option<&Path>,
+    carries_on: Option<&DeploymentRecord>,
+) -> Result<Vec<String>> {
+    let env = |name: &str| args.env_value(name).map(OsString::from);
+    // The configuration a flag's programs read must agree with the flag before
+    // anything runs, for every plan (`plan check` says the same), while a step
+    // behind the flag is still to run.
+    let to_run = |step: &str| {
+        carries_on
+            .and_then(|d| d.step(step))
+            .is_none_or(|r| r.status != StepStatus::Completed)
+    };
+    // An upstream plan's playbooks are another project's: before anything runs,
+    // check that they load, match hosts and have what they require (`plan check`,
+    // which checks the flags' configuration too).
+    Ok(match ansible {
+        Some(ansible) if plan.upstream.is_some() => crate::run::plan_check::check(
+            plan,
+            choices,
+            &crate::run::plan_check::CheckInputs {
+                home: &layout.home,
+                env_root: &layout.root,
+                ansible_playbook: ansible,
+                inventory,
+                env: &env,
+                to_run: &to_run,
+            },
+        )?
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect(),
+        _ => crate::run::plan_check::flag_config_problems(plan, choices, root.dir(), &env, &to_run)
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+    })
 }
 
 /// The plan named, else the deployment's own, else the default.
