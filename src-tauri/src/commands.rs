@@ -518,7 +518,17 @@ pub async fn step_log(
         (None, None) => Window::Tail,
     };
     let store = state.store.clone();
-    blocking(move || Ok(log::page(&store, &step, attempt, window, log::PAGE_BYTES)?)).await
+    blocking(move || {
+        Ok(log::page(
+            &store,
+            &step,
+            attempt,
+            window,
+            log::PAGE_BYTES,
+            Timestamp::now(),
+        )?)
+    })
+    .await
 }
 
 /// Saves a copy of a step attempt's whole log into the user's download folder (a
@@ -532,7 +542,13 @@ pub async fn save_step_log(
     let store = state.store.clone();
     blocking(move || {
         let into = thinkube_engine::paths::downloads_folder_from_process()?;
-        Ok(log::save_copy(&store, &step, attempt, &into)?)
+        Ok(log::save_copy(
+            &store,
+            &step,
+            attempt,
+            &into,
+            Timestamp::now(),
+        )?)
     })
     .await
 }
@@ -542,7 +558,7 @@ pub async fn save_step_log(
 #[tauri::command]
 pub async fn plan_choices(state: State<'_, AppState>) -> Result<Vec<PlanChoice>> {
     let also: Vec<&str> = state.launch.plan.as_deref().into_iter().collect();
-    Ok(catalog::choices(&state.store, &also))
+    Ok(catalog::choices(&state.store, &also, Timestamp::now()))
 }
 
 /// What the completed deployment deployed, where and how long it took; `null` until
@@ -780,7 +796,14 @@ pub async fn detect_hardware(
 #[tauri::command]
 pub async fn validate(state: State<'_, AppState>) -> Result<Option<Validation>> {
     let store = state.store.clone();
-    blocking(move || Ok(validate::check_environment(&store, facts::PROBE_TIMEOUT)?)).await
+    blocking(move || {
+        Ok(validate::check_environment(
+            &store,
+            facts::PROBE_TIMEOUT,
+            Timestamp::now(),
+        )?)
+    })
+    .await
 }
 
 /// What this machine needs for the configuration's plan and target (Ansible and the

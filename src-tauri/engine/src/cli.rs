@@ -1023,7 +1023,7 @@ fn validate(
     now: Timestamp,
 ) -> Result<u8> {
     use crate::facts::validate::{check_environment, reset_affected as reset};
-    let Some(validation) = check_environment(store, crate::facts::PROBE_TIMEOUT)? else {
+    let Some(validation) = check_environment(store, crate::facts::PROBE_TIMEOUT, now)? else {
         emit("There is no deployment to validate.\n");
         return Ok(exit::SUCCESS);
     };

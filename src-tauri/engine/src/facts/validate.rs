@@ -62,6 +62,7 @@ pub fn check(
     config: Option<&InstallerConfig>,
     plan: Option<&Plan>,
     probe_timeout: Duration,
+    now: Timestamp,
 ) -> Validation {
     let mut out = Vec::new();
     let mut checked = Vec::new();
@@ -94,7 +95,7 @@ pub fn check(
         });
     }
     if let Some(c) = config.filter(|c| c.target == TargetKind::Azure && c.azure.is_some()) {
-        let (vms, found) = vm_mismatches(state, c, plan, earliest.as_deref());
+        let (vms, found) = vm_mismatches(state, c, plan, earliest.as_deref(), now);
         checked.extend(vms);
         out.extend(found);
     }
@@ -144,6 +145,7 @@ fn vm_mismatches(
     config: &InstallerConfig,
     plan: Option<&Plan>,
     earliest: Option<&str>,
+    at: Timestamp,
 ) -> (Vec<String>, Vec<Mismatch>) {
     let cached: Vec<String> = crate::state::fact_keys::vms(&state.facts.infrastructure)
         .filter(|(_, vm)| vm.is_running())
@@ -153,7 +155,7 @@ fn vm_mismatches(
         return (Vec::new(), Vec::new());
     }
     let checked = cached.iter().map(|n| format!("the Azure VM {n}")).collect();
-    let now = match facts::gather_vms(config, Timestamp::now()) {
+    let now = match facts::gather_vms(config, at) {
         Ok(r) => r.facts,
         Err(e) => {
             return (
@@ -236,8 +238,12 @@ fn first_completed(state: &StateFile, phase: impl Fn(&str) -> bool) -> Option<St
 
 /// `validate`: reality now against the environment's recorded state, configuration
 /// and plan. `None` when there is no state yet.
-pub fn check_environment(store: &Store, probe_timeout: Duration) -> Result<Option<Validation>> {
-    let Some(loaded) = store.load(Timestamp::now())? else {
+pub fn check_environment(
+    store: &Store,
+    probe_timeout: Duration,
+    now: Timestamp,
+) -> Result<Option<Validation>> {
+    let Some(loaded) = store.load(now)? else {
         return Ok(None);
     };
     let config = crate::config::load(store.layout())?;
@@ -247,6 +253,7 @@ pub fn check_environment(store: &Store, probe_timeout: Duration) -> Result<Optio
         config.as_ref(),
         plan.as_ref(),
         probe_timeout,
+        now,
     )))
 }
 

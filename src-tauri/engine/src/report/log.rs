@@ -70,8 +70,9 @@ pub fn page(
     attempt: Option<u32>,
     window: Window,
     max_bytes: u64,
+    now: Timestamp,
 ) -> Result<LogPage> {
-    let Some(loaded) = store.load(Timestamp::now())? else {
+    let Some(loaded) = store.load(now)? else {
         return Err(no_log(
             step,
             "there is no deployment in this environment yet",
@@ -174,8 +175,14 @@ pub struct SavedLog {
 /// current deployment into the folder `into`, as `thinkube-<step>-attempt-<n>.log`
 /// (`-2`, `-3`, ... before `.log` when that name is taken: nothing there is ever
 /// replaced). A step still running is copied as far as it has printed.
-pub fn save_copy(store: &Store, step: &str, attempt: Option<u32>, into: &Path) -> Result<SavedLog> {
-    let Some(loaded) = store.load(Timestamp::now())? else {
+pub fn save_copy(
+    store: &Store,
+    step: &str,
+    attempt: Option<u32>,
+    into: &Path,
+    now: Timestamp,
+) -> Result<SavedLog> {
+    let Some(loaded) = store.load(now)? else {
         return Err(no_log(
             step,
             "there is no deployment in this environment yet",

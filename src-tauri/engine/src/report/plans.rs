@@ -29,7 +29,7 @@ pub struct PlanChoice {
 
 /// Every built-in plan, then each plan file in `also` (given first) and the ones the
 /// saved configuration and the deployment name, once each, in that order.
-pub fn choices(store: &Store, also: &[&str]) -> Vec<PlanChoice> {
+pub fn choices(store: &Store, also: &[&str], now: Timestamp) -> Vec<PlanChoice> {
     let layout = store.layout();
     let plans_dir = layout.root.join("plans");
     let mut out: Vec<PlanChoice> = builtin::names()
@@ -38,7 +38,7 @@ pub fn choices(store: &Store, also: &[&str]) -> Vec<PlanChoice> {
         .collect();
     let mut files: Vec<String> = also.iter().map(|s| s.to_string()).collect();
     files.extend(configured_plan(layout));
-    files.extend(deployment_plan(store));
+    files.extend(deployment_plan(store, now));
     for file in files {
         if builtin::find(&file).is_some() && !Path::new(&file).is_file() {
             continue;
@@ -58,8 +58,8 @@ fn configured_plan(layout: &Layout) -> Option<String> {
     crate::config::load(layout).ok().flatten().map(|c| c.plan)
 }
 
-fn deployment_plan(store: &Store) -> Option<String> {
-    let loaded = store.load(Timestamp::now()).ok().flatten()?;
+fn deployment_plan(store: &Store, now: Timestamp) -> Option<String> {
+    let loaded = store.load(now).ok().flatten()?;
     loaded.state.deployment.plan_source
 }
 
@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn every_builtin_plan_is_listed_with_its_title() {
         let d = dir("builtins");
-        let list = choices(&store(&d), &[]);
+        let list = choices(&store(&d), &[], Timestamp::now());
         let names: Vec<&str> = list.iter().map(|c| c.source.as_str()).collect();
         assert_eq!(names, builtin::names());
         for c in &list {
@@ -160,6 +160,7 @@ mod tests {
                 &good_s,
                 "demo",
             ],
+            Timestamp::now(),
         );
         let files: Vec<&PlanChoice> = list.iter().filter(|c| !c.builtin).collect();
         assert_eq!(files.len(), 3, "{files:?}");
@@ -196,7 +197,7 @@ mod tests {
             ..Default::default()
         };
         crate::config::save(&st, &config, Timestamp::now()).unwrap();
-        let list = choices(&st, &[]);
+        let list = choices(&st, &[], Timestamp::now());
         let last = list.last().unwrap();
         assert!(!last.builtin);
         assert_eq!(last.title.as_deref(), Some("Saved plan"));

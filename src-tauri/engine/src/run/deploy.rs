@@ -1108,7 +1108,7 @@ impl<'a> Run<'a> {
             if !wait_unless_stopped(delay, self.stop) {
                 return Ok(StepEnd::Failed);
             }
-            self.session.rerun_failed_step(&step.id)?;
+            self.session.rerun_failed_step(&step.id, self.now())?;
         }
     }
 

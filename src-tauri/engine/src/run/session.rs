@@ -121,7 +121,7 @@ impl RunSession {
         let asked = request.kind();
         let operation = asked.as_str();
         let mut writer = store.open_writer(operation, ctx.wait, now)?;
-        writer.wait_for_orphans()?;
+        writer.wait_for_orphans(now)?;
         let current = AnyDeployment::from_record(writer.state().deployment.clone())
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         let mut events = Vec::new();
@@ -362,10 +362,10 @@ impl RunSession {
 
     /// Makes a step that just failed runnable again (an automatic retry); its
     /// failed attempt stays in its history.
-    pub(crate) fn rerun_failed_step(&mut self, step: &str) -> Result<u64> {
+    pub(crate) fn rerun_failed_step(&mut self, step: &str, now: Timestamp) -> Result<u64> {
         self.deployment.rerun_failed_step(step)?;
         let event = NewEvent::new(EventKind::StepsReset, "automatic retry").step(step);
-        self.commit(Timestamp::now(), event)
+        self.commit(now, event)
     }
 
     /// Records what the run learned about the infrastructure (a gate's refresh of

@@ -43,7 +43,7 @@ pub fn clean_state(store: &Store, wait: LockWait, now: Timestamp) -> Result<Clea
     let mut w = store.open_writer("clean-state", wait, now)?;
     // A step's process that outlived its runner still works on this deployment:
     // clearing it would let the next deploy run the same step beside it.
-    w.wait_for_orphans()?;
+    w.wait_for_orphans(now)?;
     if let Some((step, pid)) = w.orphaned_step() {
         return Err(EngineError::StepStillRunning { step, pid });
     }

@@ -679,14 +679,15 @@ impl Writer {
 
     /// Waits up to [`ORPHAN_GRACE`] for the processes of steps still recorded
     /// running (left by a runner that died; they get SIGTERM when it dies) to exit,
-    /// then records the ones that did as interrupted. Those still alive stay
-    /// running: see [`Writer::orphaned_step`].
-    pub(crate) fn wait_for_orphans(&mut self) -> Result<()> {
+    /// then records the ones that did as interrupted (at `now`, when the operation
+    /// that found them began). Those still alive stay running: see
+    /// [`Writer::orphaned_step`].
+    pub(crate) fn wait_for_orphans(&mut self, now: Timestamp) -> Result<()> {
         let deadline = std::time::Instant::now() + ORPHAN_GRACE;
         while self.orphaned_step().is_some() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        self.interrupt_dead_run(Timestamp::now())
+        self.interrupt_dead_run(now)
     }
 
     /// A step still recorded running whose process is alive, with its pid: it
