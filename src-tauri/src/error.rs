@@ -78,9 +78,9 @@ impl From<EngineError> for AppError {
                 ErrorCode::AnsibleMissing
             }
             EngineError::RestartDue(_) => ErrorCode::RestartDue,
-            EngineError::NotReachable { .. } | EngineError::Preflight { .. } => {
-                ErrorCode::NotReachable
-            }
+            EngineError::NotReachable { .. }
+            | EngineError::Preflight { .. }
+            | EngineError::Unavailable(_) => ErrorCode::NotReachable,
             EngineError::NoHome
             | EngineError::InvalidEnvName { .. }
             | EngineError::BadImport { .. }

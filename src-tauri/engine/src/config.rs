@@ -984,7 +984,7 @@ pub fn save(store: &Store, config: &InstallerConfig, now: Timestamp) -> Result<(
     let _guard = store.lock("configure", LockWait::NoWait, now)?;
     let layout = store.layout();
     let json = serde_json::to_vec_pretty(&config)
-        .map_err(|e| EngineError::Usage(format!("the configuration cannot be written: {e}")))?;
+        .map_err(|e| EngineError::Internal(format!("the configuration cannot be encoded: {e}")))?;
     let fs = store.fs();
     fs.replace(&layout.inventory_file(), config.inventory_yaml().as_bytes())
         .map_err(|e| EngineError::io("write the inventory", layout.inventory_file(), e))?;

@@ -118,6 +118,11 @@ pub enum EngineError {
     #[error("{0}")]
     Usage(String),
 
+    /// A program or service asked on the user's behalf failed or answered what
+    /// cannot be used (git, ansible-inventory, Azure): not bad input, exit 1.
+    #[error("{0}")]
+    Unavailable(String),
+
     /// A bug: the engine's own invariant did not hold (exit 1). Nothing was written.
     #[error(
         "internal error: {0}. Nothing was written; this is a bug in the installer: please report it with the output of `thinkube-deploy status --json`"
@@ -227,6 +232,7 @@ impl EngineError {
             | Self::AnsibleMissing(_)
             | Self::ToolMissing { .. }
             | Self::Internal(_)
+            | Self::Unavailable(_)
             | Self::CancelTimedOut { .. }
             | Self::PlaybookMissing { .. } => exit::FAILED,
             Self::Unreadable { .. }
@@ -257,6 +263,10 @@ mod tests {
                 exit::FAILED,
             ),
             (EngineError::CancelTimedOut { pid: 7 }, exit::FAILED),
+            (
+                EngineError::Unavailable("could not clone URL: git says: no route".into()),
+                exit::FAILED,
+            ),
             (
                 EngineError::PlaybookMissing {
                     step: "s".into(),

@@ -493,7 +493,9 @@ fn azure_vms(azure: &crate::config::AzureTarget) -> Result<AzureVms> {
         &azure.subscription_id,
         &azure.resource_group,
     )
-    .map_err(|e| EngineError::Usage(format!("the Azure VM facts could not be refreshed: {e}")))?;
+    .map_err(|e| {
+        EngineError::Unavailable(format!("the Azure VM facts could not be refreshed: {e}"))
+    })?;
     let (via, fallback_reason) = match snap.source {
         thinkube_azure::Source::ResourceGraph => ("resource_graph", None),
         thinkube_azure::Source::Lists { reason } => ("lists", Some(reason)),

@@ -551,7 +551,7 @@ impl Ansible<'_> {
             )));
         }
         let value: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-            EngineError::Usage(format!("ansible-inventory printed no inventory: {e}"))
+            EngineError::Unavailable(format!("ansible-inventory printed no inventory: {e}"))
         })?;
         let mut hosts = BTreeMap::new();
         if let Some(map) = value.pointer("/_meta/hostvars").and_then(|v| v.as_object()) {

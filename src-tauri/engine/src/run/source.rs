@@ -89,7 +89,7 @@ fn run_git(cmd: &mut Command, what: &str) -> Result<String> {
         .unwrap_or("(git printed nothing)")
         .trim()
         .to_string();
-    Err(EngineError::Usage(format!(
+    Err(EngineError::Unavailable(format!(
         "could not {what}: git says: {said}"
     )))
 }

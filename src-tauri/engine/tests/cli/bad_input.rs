@@ -643,3 +643,13 @@ fn an_ini_inventory_deploys() {
     ]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 }
+
+/// A program the engine asks on the user's behalf failing is not bad input: git
+/// unable to clone the checkout exits 1 (a check failed), with git's own words.
+#[test]
+fn a_source_git_cannot_clone_exits_1_with_what_git_said() {
+    let home = Home::new();
+    let missing = home.outside("no-such-repository");
+    home.run(&["source", "--from", missing.to_str().unwrap()])
+        .expect(1, &["could not clone", "git says:", "does not exist"]);
+}
