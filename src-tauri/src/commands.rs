@@ -269,31 +269,27 @@ impl std::fmt::Debug for RunRequest {
     }
 }
 
-/// Starts a deployment, resume or retry on a background thread; its progress arrives
-/// through `on_event`. Returns at once.
-#[tauri::command]
-pub async fn start_run(
-    app: AppHandle,
-    state: State<'_, AppState>,
-    request: RunRequest,
-    on_event: Channel<Vec<RunEvent>>,
-) -> Result<()> {
-    let cfg = config::load(state.store.layout())?;
-    if let Some(p) = request.ssh_password.filter(|p| !p.is_empty()) {
-        *state.ssh_password.lock().map_err(|_| poisoned())? = Some(p);
-    }
+/// The secret values a run's steps get in their environment: the plan's tokens
+/// (given now, earlier in this window, or kept in the keyring; those given now kept
+/// there first when asked to) and the SSH password of a remote password login.
+/// Names what is missing, before anything runs.
+fn run_secrets(
+    state: &AppState,
+    cfg: Option<&config::InstallerConfig>,
+    tokens: BTreeMap<String, String>,
+    remember_tokens: bool,
+) -> Result<BTreeMap<String, String>> {
     let password = state.ssh_password.lock().map_err(|_| poisoned())?.clone();
     let mut secret_env = BTreeMap::new();
-    if let Some(c) = &cfg {
+    if let Some(c) = cfg {
         let needed = c.tokens();
         let keyring = Keyring::for_environment(&state.store.layout().root);
-        let fresh: BTreeMap<String, String> = request
-            .tokens
+        let fresh: BTreeMap<String, String> = tokens
             .into_iter()
             .filter(|(name, value)| !value.is_empty() && needed.iter().any(|t| t.name == *name))
             .collect();
         // Kept first: a keyring that refuses is said before anything runs.
-        if request.remember_tokens {
+        if remember_tokens {
             for (name, value) in &fresh {
                 keyring
                     .set(name, value)
@@ -326,9 +322,7 @@ pub async fn start_run(
             ));
         }
     }
-    if cfg
-        .as_ref()
-        .is_some_and(|c| c.ssh_auth == SshAuth::Password && c.target != config::TargetKind::Local)
+    if cfg.is_some_and(|c| c.ssh_auth == SshAuth::Password && c.target != config::TargetKind::Local)
     {
         match password {
             Some(p) => {
@@ -342,12 +336,22 @@ pub async fn start_run(
             }
         }
     }
-    let plan = match request.kind {
+    Ok(secret_env)
+}
+
+/// The plan a run of `kind` asks for: for a deploy, the window's `--plan` or the
+/// configuration's; otherwise the deployment's own.
+fn run_plan(
+    state: &AppState,
+    kind: RunKind,
+    cfg: Option<&config::InstallerConfig>,
+) -> Option<String> {
+    match kind {
         RunKind::Deploy => state
             .launch
             .plan
             .clone()
-            .or_else(|| cfg.as_ref().map(|c| c.plan.clone())),
+            .or_else(|| cfg.map(|c| c.plan.clone())),
         // The window has no `--plan` to accept a plan that changed since the
         // deployment last ran it: it runs the deployment's own plan as it is now
         // (what changed is matched by id and shown, as with `--plan`).
@@ -357,7 +361,29 @@ pub async fn start_run(
             .ok()
             .flatten()
             .and_then(|l| l.state.deployment.plan_source),
-    };
+    }
+}
+
+/// Starts a deployment, resume or retry on a background thread; its progress arrives
+/// through `on_event`. Returns at once.
+#[tauri::command]
+pub async fn start_run(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    request: RunRequest,
+    on_event: Channel<Vec<RunEvent>>,
+) -> Result<()> {
+    let cfg = config::load(state.store.layout())?;
+    if let Some(p) = request.ssh_password.filter(|p| !p.is_empty()) {
+        *state.ssh_password.lock().map_err(|_| poisoned())? = Some(p);
+    }
+    let secret_env = run_secrets(
+        &state,
+        cfg.as_ref(),
+        request.tokens,
+        request.remember_tokens,
+    )?;
+    let plan = run_plan(&state, request.kind, cfg.as_ref());
     // The window runs against the wizard's inventory as it is now: the wizard is
     // where its user changes the hosts, on purpose (the CLI needs `--inventory`).
     let inventory =
