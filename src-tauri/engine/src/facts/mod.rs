@@ -494,7 +494,19 @@ fn azure_vms(azure: &crate::config::AzureTarget) -> Result<AzureVms> {
         &azure.resource_group,
     )
     .map_err(|e| {
-        EngineError::Unavailable(format!("the Azure VM facts could not be refreshed: {e}"))
+        use thinkube_azure::ArmError as A;
+        let message = format!("the Azure VM facts could not be refreshed: {e}");
+        match e {
+            // What the user set up (credentials, subscription, group, rights) is wrong.
+            A::Unauthenticated { .. }
+            | A::Forbidden { .. }
+            | A::ResourceGroupNotFound { .. }
+            | A::SubscriptionNotFound { .. }
+            | A::Token(_)
+            | A::Configuration(_) => EngineError::Usage(message),
+            // Azure or the way to it failed.
+            _ => EngineError::Unavailable(message),
+        }
     })?;
     let (via, fallback_reason) = match snap.source {
         thinkube_azure::Source::ResourceGraph => ("resource_graph", None),
