@@ -982,11 +982,14 @@ fn render_migration(report: &ops::MigrateReport) -> String {
 }
 
 fn render_recovery(r: &ops::RecoverReport) -> String {
-    let aside = r
+    let mut aside = r
         .moved_aside
         .as_ref()
         .map(|p| format!("; the unreadable file was moved to {}", p.display()))
         .unwrap_or_default();
+    if let Some(p) = &r.journal_moved_aside {
+        aside.push_str(&format!("; its journal was moved to {}", p.display()));
+    }
     format!(
         "Restored the state from {}{aside} (serial {}).\n",
         r.restored_from.display(),

@@ -128,7 +128,12 @@ impl Layout {
     pub fn state_file(&self) -> PathBuf {
         self.root.join("deployment-state.json")
     }
-    /// The previous committed state, kept on every commit.
+    /// The changes committed since the state file was last written whole: one line
+    /// per commit, replayed by every reader (see `state::journal`).
+    pub fn journal_file(&self) -> PathBuf {
+        self.root.join("deployment-state.journal")
+    }
+    /// The previous state file, kept each time the state file is written whole.
     pub fn backup_file(&self) -> PathBuf {
         self.root.join("deployment-state.json.bak")
     }

@@ -5,7 +5,7 @@
 //! Progress goes to a callback the caller supplies (the CLI prints it; the app will
 //! forward it to the window).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -879,6 +879,8 @@ struct Run<'a> {
     gates_passed: Option<String>,
     /// ARM requests made to refresh stale VM facts for gates.
     arm_requests: u32,
+    /// Each plan step's phase and place in it, by step id.
+    plan_index: HashMap<String, (usize, usize)>,
 }
 
 impl<'a> Run<'a> {
@@ -932,6 +934,19 @@ impl<'a> Run<'a> {
             hide,
             gates_passed: None,
             arm_requests: 0,
+            plan_index: prepared
+                .plan
+                .phases
+                .iter()
+                .enumerate()
+                .flat_map(|(p, phase)| {
+                    phase
+                        .steps
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, s)| (s.id.clone(), (p, i)))
+                })
+                .collect(),
         }
     }
 
@@ -951,7 +966,11 @@ impl<'a> Run<'a> {
             let Some(next) = self.session.next_step().cloned() else {
                 break;
             };
-            let Some((phase, step)) = plan.steps().find(|(_, s)| s.id == next.id) else {
+            let found = self.plan_index.get(&next.id).map(|(p, i)| {
+                let phase = &plan.phases[*p];
+                (phase, &phase.steps[*i])
+            });
+            let Some((phase, step)) = found else {
                 return Err(EngineError::Usage(format!(
                     "step `{}` is not in plan `{}` any more; run `thinkube-deploy clean-state` to start over",
                     next.id, plan.id

@@ -13,7 +13,7 @@ use crate::state::model::{
     AttemptOutcome, DeploymentStatus, EventKind, NewEvent, ProcessRef, RunKind, RunOutcome,
     RunRecord, RunStep, StepError, StepRecord, StepStatus,
 };
-use crate::state::store::{Store, Writer, new_run_id};
+use crate::state::store::{StepChange, Store, Writer, new_run_id};
 use crate::timestamp::Timestamp;
 
 /// What the user asked for.
@@ -99,6 +99,15 @@ pub struct RunSession {
     run: RunRecord,
     /// The plan's definition digest of each step, recorded when the step starts.
     digests: std::collections::HashMap<String, String>,
+    /// Each step's index in the deployment (its steps do not change during a run).
+    index: std::collections::HashMap<String, usize>,
+    /// What changed since the last commit, by index: the deployment's steps and the
+    /// run's attempted steps (a commit writes only those; see `state::journal`).
+    touched: Vec<usize>,
+    touched_attempts: Vec<usize>,
+    /// The steps before this one are done (completed or skipped) for the rest of
+    /// the run: the search for the next step starts here.
+    done_before: std::cell::Cell<usize>,
 }
 
 /// How a run ended.
@@ -269,11 +278,22 @@ impl RunSession {
             s.current_run = Some(r);
             Ok(())
         })?;
+        let index = deployment
+            .record()
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
         Ok(Begun::Run(Box::new(RunSession {
             writer,
             deployment,
             run,
             digests,
+            index,
+            touched: Vec::new(),
+            touched_attempts: Vec::new(),
+            done_before: std::cell::Cell::new(0),
         })))
     }
 
@@ -291,7 +311,9 @@ impl RunSession {
 
     /// The next step to run, in plan order.
     pub fn next_step(&self) -> Option<&StepRecord> {
-        self.deployment.next_runnable()
+        let (i, step) = self.deployment.next_runnable_from(self.done_before.get())?;
+        self.done_before.set(i);
+        Some(step)
     }
 
     /// Records that a step starts (a `running` attempt), durably, before it runs.
@@ -309,6 +331,8 @@ impl RunSession {
         let attempt = self
             .deployment
             .start_step(step, &self.run.run_id, process, log_file, now)?;
+        self.touch(step);
+        self.touched_attempts.push(self.run.steps_attempted.len());
         self.run.steps_attempted.push(RunStep {
             step: step.to_string(),
             attempt,
@@ -331,6 +355,7 @@ impl RunSession {
         now: Timestamp,
     ) -> Result<u64> {
         self.deployment.set_step_process(step, process)?;
+        self.touch(step);
         let event = NewEvent::new(
             EventKind::StepStarted,
             format!("running in pid {}", process.pid),
@@ -342,6 +367,7 @@ impl RunSession {
     /// The step's process exited successfully.
     pub fn complete_step(&mut self, step: &str, now: Timestamp) -> Result<u64> {
         self.deployment.complete_step(step, now)?;
+        self.touch(step);
         self.end_attempt(step, AttemptOutcome::Success, None, now);
         self.commit(
             now,
@@ -353,6 +379,7 @@ impl RunSession {
     pub fn fail_step(&mut self, step: &str, error: StepError, now: Timestamp) -> Result<u64> {
         let message = error.message.clone();
         self.deployment.fail_step(step, error.clone(), now)?;
+        self.touch(step);
         self.end_attempt(step, AttemptOutcome::Failed, Some(error), now);
         self.commit(
             now,
@@ -364,6 +391,7 @@ impl RunSession {
     /// failed attempt stays in its history.
     pub(crate) fn rerun_failed_step(&mut self, step: &str, now: Timestamp) -> Result<u64> {
         self.deployment.rerun_failed_step(step)?;
+        self.touch(step);
         let event = NewEvent::new(EventKind::StepsReset, "automatic retry").step(step);
         self.commit(now, event)
     }
@@ -379,11 +407,15 @@ impl RunSession {
         let record = self.deployment.record().clone();
         let run = self.run.clone();
         let event = event.run(Some(&self.run.run_id));
-        self.writer
+        let serial = self
+            .writer
             .commit_replacing(now, vec![event], record, Some(run), |s| {
                 change(s);
                 Ok(())
-            })
+            })?;
+        self.touched.clear();
+        self.touched_attempts.clear();
+        Ok(serial)
     }
 
     /// Records an event of this run (a gate's verdict, say) without changing a step.
@@ -444,26 +476,49 @@ impl RunSession {
         error: Option<StepError>,
         now: Timestamp,
     ) {
-        if let Some(a) = self
-            .run
-            .steps_attempted
-            .iter_mut()
-            .rev()
-            .find(|a| a.step == step && a.outcome == AttemptOutcome::Running)
-        {
-            a.outcome = outcome;
-            a.finished_at = Some(now);
-            a.error = error.map(bounds::step_error);
+        let attempts = &mut self.run.steps_attempted;
+        let Some(i) = attempts
+            .iter()
+            .rposition(|a| a.step == step && a.outcome == AttemptOutcome::Running)
+        else {
+            return;
+        };
+        let a = &mut attempts[i];
+        a.outcome = outcome;
+        a.finished_at = Some(now);
+        a.error = error.map(bounds::step_error);
+        self.touched_attempts.push(i);
+        // Only a step's latest attempt keeps its output tail.
+        for (j, older) in attempts[..i].iter_mut().enumerate() {
+            if older.step == step
+                && let Some(e) = older.error.as_mut().filter(|e| !e.output_tail.is_empty())
+            {
+                e.output_tail.clear();
+                self.touched_attempts.push(j);
+            }
         }
-        bounds::drop_older_run_tails(&mut self.run);
     }
 
+    /// Notes that `step` changed since the last commit.
+    fn touch(&mut self, step: &str) {
+        if let Some(i) = self.index.get(step) {
+            self.touched.push(*i);
+        }
+    }
+
+    /// Commits what changed since the last commit, with `event`.
     fn commit(&mut self, now: Timestamp, event: NewEvent) -> Result<u64> {
-        let record = self.deployment.record().clone();
-        let run = self.run.clone();
         let event = event.run(Some(&self.run.run_id));
-        self.writer
-            .commit_replacing(now, vec![event], record, Some(run), |_| Ok(()))
+        let change = StepChange {
+            deployment: self.deployment.record(),
+            steps: &self.touched,
+            run: &self.run,
+            run_steps: &self.touched_attempts,
+        };
+        let serial = self.writer.commit_steps(now, vec![event], change)?;
+        self.touched.clear();
+        self.touched_attempts.clear();
+        Ok(serial)
     }
 
     /// Ends the run: a step still running is recorded as interrupted (the run was

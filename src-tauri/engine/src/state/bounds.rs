@@ -8,7 +8,7 @@
 //! of `LINE_BYTES`) plus one message of `MESSAGE_BYTES` per attempt; per event, one
 //! message of `MESSAGE_BYTES`.
 
-use crate::state::model::{RunRecord, StepError, StepRecord};
+use crate::state::model::{StepError, StepRecord};
 
 /// Lines of output kept for a failed attempt.
 pub(crate) const TAIL_LINES: usize = 20;
@@ -118,18 +118,6 @@ pub(crate) fn drop_older_tails(step: &mut StepRecord) {
     let n = step.attempts.len();
     for attempt in step.attempts.iter_mut().take(n.saturating_sub(1)) {
         if let Some(e) = attempt.error.as_mut() {
-            e.output_tail.clear();
-        }
-    }
-}
-
-/// The same for a run's attempts: only the latest attempt of each step keeps its tail.
-pub(crate) fn drop_older_run_tails(run: &mut RunRecord) {
-    let mut seen = std::collections::BTreeSet::new();
-    for attempt in run.steps_attempted.iter_mut().rev() {
-        if !seen.insert(attempt.step.clone())
-            && let Some(e) = attempt.error.as_mut()
-        {
             e.output_tail.clear();
         }
     }

@@ -87,6 +87,9 @@ pub struct InvariantViolation(pub String);
 pub struct Deployment<S: LifecycleState> {
     // Boxed so a refused transition's `Err((Self, error))` stays small.
     record: Box<DeploymentRecord>,
+    /// Where the last step looked up was: a run changes one step several times,
+    /// then the next one, so a lookup starts there instead of at the first step.
+    hint: usize,
     _state: PhantomData<S>,
 }
 
@@ -105,6 +108,7 @@ impl<S: LifecycleState> Deployment<S> {
         record.status = S::STATUS;
         Self {
             record: Box::new(record),
+            hint: 0,
             _state: PhantomData,
         }
     }
@@ -137,11 +141,17 @@ impl<S: LifecycleState> Deployment<S> {
     }
 
     fn step_mut(&mut self, id: &str) -> Result<&mut StepRecord, TransitionError> {
-        self.record
-            .step_mut(id)
+        let steps = &self.record.steps;
+        let at = |i: usize| steps.get(i).is_some_and(|s| s.id == id);
+        let index = [self.hint, self.hint + 1]
+            .into_iter()
+            .find(|i| at(*i))
+            .or_else(|| steps.iter().position(|s| s.id == id))
             .ok_or_else(|| TransitionError::UnknownStep {
                 step: id.to_string(),
-            })
+            })?;
+        self.hint = index;
+        Ok(&mut self.record.steps[index])
     }
 
     /// Marks steps pending again so they run: the named ones (any status but
@@ -297,16 +307,24 @@ impl Deployment<InProgress> {
     /// The first step in plan order that is to run, unless a failed step comes
     /// before it: plan order holds, nothing runs past a failure.
     pub fn next_runnable(&self) -> Option<&StepRecord> {
+        self.next_runnable_from(0).map(|(_, s)| s)
+    }
+
+    /// [`Deployment::next_runnable`], looking from step `start` on (the steps before
+    /// it are known to be done), with its index.
+    pub(crate) fn next_runnable_from(&self, start: usize) -> Option<(usize, &StepRecord)> {
         self.record
             .steps
             .iter()
-            .find(|s| {
+            .enumerate()
+            .skip(start)
+            .find(|(_, s)| {
                 matches!(
                     s.status,
                     StepStatus::Pending | StepStatus::Interrupted | StepStatus::Failed
                 )
             })
-            .filter(|s| s.status != StepStatus::Failed)
+            .filter(|(_, s)| s.status != StepStatus::Failed)
     }
 
     /// Records that a step starts: a new `running` attempt. Returns its number.
@@ -892,34 +910,57 @@ impl AnyDeployment {
 
 /// Checks a stored deployment's invariants without taking it (see `from_record`).
 pub(crate) fn check_invariants(r: &DeploymentRecord) -> Result<(), InvariantViolation> {
-    let fail = |msg: String| Err(InvariantViolation(msg));
     let mut seen = HashSet::new();
     for step in &r.steps {
         if !seen.insert(step.id.as_str()) {
-            return fail(format!("step id `{}` appears more than once", step.id));
+            return Err(InvariantViolation(format!(
+                "step id `{}` appears more than once",
+                step.id
+            )));
         }
-        let last_running = step
-            .attempts
-            .last()
-            .is_some_and(|a| a.outcome == AttemptOutcome::Running);
-        let running_attempts = step
-            .attempts
-            .iter()
-            .filter(|a| a.outcome == AttemptOutcome::Running)
-            .count();
-        if (step.status == StepStatus::Running) != last_running || running_attempts > 1 {
-            return fail(format!(
-                "step `{}` is {} but its attempts say otherwise",
-                step.id,
-                step.status.as_str()
-            ));
-        }
+        check_step(step)?;
     }
-    let any = |st: StepStatus| r.steps.iter().any(|s| s.status == st);
-    let all_done = r
-        .steps
+    check_status(r)
+}
+
+/// [`check_invariants`] after a change of only the `changed` steps of a deployment
+/// that held them (step ids do not change): those steps and the deployment's status.
+pub(crate) fn check_changed(
+    r: &DeploymentRecord,
+    changed: &[&StepRecord],
+) -> Result<(), InvariantViolation> {
+    changed.iter().try_for_each(|s| check_step(s))?;
+    check_status(r)
+}
+
+fn check_step(step: &StepRecord) -> Result<(), InvariantViolation> {
+    let last_running = step
+        .attempts
+        .last()
+        .is_some_and(|a| a.outcome == AttemptOutcome::Running);
+    let running_attempts = step
+        .attempts
         .iter()
-        .all(|s| matches!(s.status, StepStatus::Completed | StepStatus::Skipped));
+        .filter(|a| a.outcome == AttemptOutcome::Running)
+        .count();
+    if (step.status == StepStatus::Running) != last_running || running_attempts > 1 {
+        return Err(InvariantViolation(format!(
+            "step `{}` is {} but its attempts say otherwise",
+            step.id,
+            step.status.as_str()
+        )));
+    }
+    Ok(())
+}
+
+fn check_status(r: &DeploymentRecord) -> Result<(), InvariantViolation> {
+    let fail = |msg: String| Err(InvariantViolation(msg));
+    let any = |st: StepStatus| r.steps.iter().any(|s| s.status == st);
+    let all_done = || {
+        r.steps
+            .iter()
+            .all(|s| matches!(s.status, StepStatus::Completed | StepStatus::Skipped))
+    };
     let status = r.status.as_str();
     match r.status {
         DeploymentStatus::NotStarted => {
@@ -954,7 +995,7 @@ pub(crate) fn check_invariants(r: &DeploymentRecord) -> Result<(), InvariantViol
                     "the deployment is {status} but a step is running or failed"
                 ));
             }
-            if r.status == DeploymentStatus::Interrupted && all_done && !r.steps.is_empty() {
+            if r.status == DeploymentStatus::Interrupted && !r.steps.is_empty() && all_done() {
                 return fail("the deployment is interrupted but every step is done".into());
             }
             if r.status == DeploymentStatus::AwaitingRestart && r.restart.is_none() {

@@ -4,6 +4,7 @@
 pub mod bounds;
 pub mod fact_keys;
 pub mod fsops;
+pub(crate) mod journal;
 pub mod lifecycle;
 pub mod lock;
 pub mod migrate;

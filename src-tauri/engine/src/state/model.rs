@@ -154,10 +154,6 @@ impl DeploymentRecord {
         self.steps.iter().find(|s| s.id == id)
     }
 
-    pub(crate) fn step_mut(&mut self, id: &str) -> Option<&mut StepRecord> {
-        self.steps.iter_mut().find(|s| s.id == id)
-    }
-
     /// Number of steps in each status.
     pub fn count(&self, status: StepStatus) -> usize {
         self.steps.iter().filter(|s| s.status == status).count()

@@ -16,7 +16,8 @@ use crate::state::model::{
     StateFile,
 };
 use crate::state::store::{
-    Loaded, MAX_STATE_BYTES, Store, Writer, migration_backup_path, parse_state, valid_run_id,
+    Loaded, MAX_STATE_BYTES, Store, Writer, migration_backup_path, parse_state, read_state_bytes,
+    valid_run_id,
 };
 use crate::timestamp::Timestamp;
 
@@ -184,6 +185,8 @@ pub struct RecoverReport {
     pub restored_from: PathBuf,
     /// Where the unreadable file was moved (`None` if there was no state file).
     pub moved_aside: Option<PathBuf>,
+    /// Where the journal of the replaced state was moved, if it had one.
+    pub journal_moved_aside: Option<PathBuf>,
     pub serial: u64,
 }
 
@@ -211,7 +214,18 @@ pub fn recover(
             state_path.display()
         )));
     }
+    let journal_path = layout.journal_file();
+    let journal_exists = std::fs::symlink_metadata(&journal_path).is_ok();
+    // When only the journal cannot be read, the state file itself is the last good
+    // copy (newer than the backup).
+    let state_alone = matches!(source, RecoverSource::Backup)
+        && journal_exists
+        && read_state_bytes(fs, &state_path)
+            .ok()
+            .flatten()
+            .is_some_and(|b| parse_state(&b, &state_path, now, uuid::Uuid::new_v4()).is_ok());
     let (source_path, document) = match source {
+        RecoverSource::Backup if state_alone => (state_path.clone(), None),
         RecoverSource::Backup => (layout.backup_file(), None),
         RecoverSource::File(p) => (p, None),
         RecoverSource::Document { bytes, origin } => (PathBuf::from(origin), Some(bytes)),
@@ -253,10 +267,25 @@ pub fn recover(
     let seen = |p: &Path| fs.read(p).ok().flatten().and_then(|b| scan_serial(&b));
     let floor = seen(&state_path)
         .into_iter()
+        .chain(seen(&journal_path))
         .chain(seen(&layout.backup_file()).map(|s| s.saturating_add(1)))
         .max()
         .unwrap_or(0);
-    let moved_aside = match exists {
+    // The journal belongs to the state being replaced: replayed over another copy
+    // it would not follow it.
+    let journal_moved_aside = match journal_exists {
+        false => None,
+        true => {
+            let aside = unique_path(
+                &layout.root,
+                &format!("deployment-state.journal.unreadable-{}", now.compact()),
+            );
+            fs.rename(&journal_path, &aside)
+                .map_err(|e| EngineError::io("move the journal aside from", &journal_path, e))?;
+            Some(aside)
+        }
+    };
+    let moved_aside = match exists && !state_alone {
         false => None,
         true => {
             let aside = unique_path(
@@ -276,9 +305,14 @@ pub fn recover(
         "state restored from {}{}",
         source_path.display(),
         moved_aside
-            .as_ref()
+            .iter()
             .map(|p| format!("; the unreadable file was moved to {}", p.display()))
-            .unwrap_or_default()
+            .chain(
+                journal_moved_aside
+                    .iter()
+                    .map(|p| format!("; its journal was moved to {}", p.display()))
+            )
+            .collect::<String>()
     );
     let serial = w.commit(
         now,
@@ -292,6 +326,7 @@ pub fn recover(
     Ok(RecoverReport {
         restored_from: source_path,
         moved_aside,
+        journal_moved_aside,
         serial,
     })
 }

@@ -22,12 +22,13 @@ use crate::error::{EngineError, Result};
 use crate::paths::Layout;
 use crate::state::bounds;
 use crate::state::fsops::{FileOps, RealFs, TEMP_PREFIX};
+use crate::state::journal;
 use crate::state::lifecycle::AnyDeployment;
 use crate::state::lock::{self, Identity, LockGuard, LockHolder, LockWait};
 use crate::state::migrate::{self, Converted};
 use crate::state::model::{
     AttemptOutcome, DeploymentRecord, DeploymentStatus, Event, EventKind, NewEvent, ProcessRef,
-    RunOutcome, RunRecord, SCHEMA_VERSION, StateFile, StepStatus,
+    RunOutcome, RunRecord, SCHEMA_VERSION, StateFile, StepRecord, StepStatus,
 };
 use crate::timestamp::Timestamp;
 
@@ -95,10 +96,7 @@ impl Store {
 
     /// Reads the state without the lock. `Ok(None)` when there is no state file yet.
     pub fn load(&self, now: Timestamp) -> Result<Option<Loaded>> {
-        let path = self.layout.state_file();
-        read_state_bytes(self.fs.as_ref(), &path)?
-            .map(|b| parse_state(&b, &path, now, Uuid::new_v4()))
-            .transpose()
+        Ok(read_current(self.fs.as_ref(), &self.layout, now)?.map(|c| c.loaded))
     }
 
     /// The live holder of the writer lock, if any (never takes the lock).
@@ -256,6 +254,35 @@ pub(crate) fn read_state_bytes(fs: &dyn FileOps, path: &Path) -> Result<Option<V
     })
 }
 
+/// The state as every reader sees it: the state file with the journal replayed.
+struct Current {
+    loaded: Loaded,
+    /// The state file's bytes (kept as the original when it was in an older format).
+    bytes: Vec<u8>,
+    /// The state file's and the journal's sizes.
+    state_len: u64,
+    journal_len: u64,
+}
+
+fn read_current(fs: &dyn FileOps, layout: &Layout, now: Timestamp) -> Result<Option<Current>> {
+    let path = layout.state_file();
+    let Some(bytes) = read_state_bytes(fs, &path)? else {
+        return Ok(None);
+    };
+    let mut loaded = parse_state(&bytes, &path, now, Uuid::new_v4())?;
+    let journal_path = layout.journal_file();
+    let journal = read_state_bytes(fs, &journal_path)?.unwrap_or_default();
+    if !journal.is_empty() {
+        journal::replay(&mut loaded.state, &journal, &journal_path)?;
+    }
+    Ok(Some(Current {
+        loaded,
+        state_len: bytes.len() as u64,
+        journal_len: journal.len() as u64,
+        bytes,
+    }))
+}
+
 /// A file that could not be read, and why.
 pub(crate) type UnreadableFile = (PathBuf, String);
 
@@ -379,18 +406,44 @@ pub struct Writer {
     /// What opening had to repair, in sentences (shown to the user, and recorded as
     /// an event with the next commit).
     pub repairs: Vec<String>,
+    journal: JournalUse,
+}
+
+/// How this writer uses the journal (see `state::journal`).
+#[derive(Debug, Default)]
+struct JournalUse {
+    /// Whether commits may append to it: not before this writer has written the
+    /// state file whole once, nor after an append failed.
+    open: bool,
+    /// Its size, and the state file's, in bytes.
+    len: u64,
+    state_len: u64,
+}
+
+/// The journal is compacted into the state file when it reaches the state file's
+/// size, or this, whichever is larger.
+const JOURNAL_MIN_BYTES: u64 = 256 * 1024;
+
+/// What a run's commit changed: the deployment and run as they are now, and which
+/// of their steps changed (by index). Everything else must be as last committed.
+pub(crate) struct StepChange<'a> {
+    pub deployment: &'a DeploymentRecord,
+    pub steps: &'a [usize],
+    pub run: &'a RunRecord,
+    pub run_steps: &'a [usize],
 }
 
 impl Writer {
     pub(crate) fn open(store: Store, guard: LockGuard, now: Timestamp) -> Result<Self> {
         remove_leftover_temp_files(&store);
-        let path = store.layout.state_file();
-        let (state, original) = match read_state_bytes(store.fs.as_ref(), &path)? {
+        let mut journal = JournalUse::default();
+        let (state, original) = match read_current(store.fs.as_ref(), &store.layout, now)? {
             None => (StateFile::new(Uuid::new_v4(), now), None),
-            Some(bytes) => {
-                let loaded = parse_state(&bytes, &path, now, Uuid::new_v4())?;
-                let original = loaded.converted_from.map(|c| (c, bytes));
-                (loaded.state, original)
+            Some(current) => {
+                journal.len = current.journal_len;
+                journal.state_len = current.state_len;
+                let original = current.loaded.converted_from.map(|c| (c, current.bytes));
+                (current.loaded.state, original)
             }
         };
         let mut writer = Writer {
@@ -400,6 +453,7 @@ impl Writer {
             original,
             events_unsynced: false,
             repairs: Vec::new(),
+            journal,
         };
         writer.repair_trail()?;
         writer.interrupt_dead_run(now)?;
@@ -494,40 +548,202 @@ impl Writer {
             events.insert(0, NewEvent::new(EventKind::TrailRepaired, message));
         }
         // A change may raise the serial (recovery never lets it go back), never lower it.
-        let exhausted = |what: &str| EngineError::Unreadable {
+        next.serial = self.next_serial(next.serial)?;
+        next.updated_at = now;
+        next.recent_events = self.number_events(now, events)?;
+        next.last_event_seq = self.state.last_event_seq + next.recent_events.len() as u64;
+        self.write_whole(&next)?;
+        tracing::debug!(serial = next.serial, "committed");
+        // The state is durable; now the trail. A crash here is repaired on the next
+        // open from `recent_events`.
+        self.state = next;
+        self.original = None;
+        self.repairs.clear();
+        self.append_events()?;
+        Ok(self.state.serial)
+    }
+
+    /// Commits a run's change of its steps (see [`StepChange`]): one journal line
+    /// instead of the whole state, when the journal can take it; otherwise the whole
+    /// state, as [`Writer::commit_replacing`] does. Same guarantees either way: on
+    /// any error nothing is changed, on disk or here; on success it is durable.
+    pub(crate) fn commit_steps(
+        &mut self,
+        now: Timestamp,
+        events: Vec<NewEvent>,
+        change: StepChange<'_>,
+    ) -> Result<u64> {
+        if !self.journal_fits(&change) {
+            return self.commit_replacing(
+                now,
+                events,
+                change.deployment.clone(),
+                Some(change.run.clone()),
+                |_| Ok(()),
+            );
+        }
+        let entry = self.journal_entry(now, events, &change)?;
+        let changed: Vec<&StepRecord> = change
+            .steps
+            .iter()
+            .filter_map(|i| change.deployment.steps.get(*i))
+            .collect();
+        crate::state::lifecycle::check_changed(change.deployment, &changed)
+            .map_err(|e| EngineError::Internal(format!("the change would break the state: {e}")))?;
+        let line = entry.line()?;
+        if cfg!(debug_assertions) {
+            // Tests run debug builds: prove the line says everything that changed.
+            let mut replayed = self.state.clone();
+            entry
+                .clone()
+                .apply(&mut replayed)
+                .map_err(EngineError::Internal)?;
+            if replayed.deployment != *change.deployment
+                || replayed.current_run.as_ref() != Some(change.run)
+            {
+                return Err(EngineError::Internal(
+                    "a journal entry does not hold every change of its commit".into(),
+                ));
+            }
+        }
+        self.append_journal(&line)?;
+        let serial = entry.serial;
+        entry
+            .apply(&mut self.state)
+            .map_err(EngineError::Internal)?;
+        tracing::debug!(serial, "committed to the journal");
+        self.append_events()?;
+        Ok(serial)
+    }
+
+    /// Whether `change` can be committed as a journal line. Not when the journal is
+    /// not open to this writer yet or has grown to the state's size, nor when the
+    /// change reaches beyond the steps it names.
+    fn journal_fits(&self, change: &StepChange<'_>) -> bool {
+        let j = &self.journal;
+        let Some(stored_run) = self.state.current_run.as_ref() else {
+            return false;
+        };
+        let (run, deployment) = (change.run, change.deployment);
+        let stored_len = stored_run.steps_attempted.len();
+        j.open
+            && self.original.is_none()
+            && self.repairs.is_empty()
+            && j.len < j.state_len.max(JOURNAL_MIN_BYTES)
+            && deployment.steps.len() == self.state.deployment.steps.len()
+            && run.steps_attempted.len() >= stored_len
+            && (stored_len..run.steps_attempted.len()).all(|i| change.run_steps.contains(&i))
+            && change.steps.iter().all(|i| *i < deployment.steps.len())
+            && change
+                .run_steps
+                .iter()
+                .all(|i| *i < run.steps_attempted.len())
+            && same_deployment_head(deployment, &self.state.deployment)
+            && same_run_head(run, stored_run)
+    }
+
+    /// The journal line for `change` (which [`Writer::journal_fits`]).
+    fn journal_entry(
+        &self,
+        now: Timestamp,
+        events: Vec<NewEvent>,
+        change: &StepChange<'_>,
+    ) -> Result<journal::Entry> {
+        let (run, deployment) = (change.run, change.deployment);
+        let recent_events = self.number_events(now, events)?;
+        let mut indexes = change.steps.to_vec();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut run_indexes = change.run_steps.to_vec();
+        run_indexes.sort_unstable();
+        run_indexes.dedup();
+        Ok(journal::Entry {
+            lineage: self.state.lineage,
+            serial: self.next_serial(self.state.serial)?,
+            updated_at: now,
+            last_event_seq: self.state.last_event_seq + recent_events.len() as u64,
+            recent_events,
+            steps: indexes
+                .into_iter()
+                .map(|i| (i, deployment.steps[i].clone()))
+                .collect(),
+            run_id: run.run_id.clone(),
+            run_steps_len: run.steps_attempted.len(),
+            run_steps: run_indexes
+                .into_iter()
+                .map(|i| (i, run.steps_attempted[i].clone()))
+                .collect(),
+        })
+    }
+
+    /// Appends one line to the journal, durably. A failed append is cut back off
+    /// (best effort) and closes the journal to this writer: its next commit writes
+    /// the state whole, which removes the journal.
+    fn append_journal(&mut self, line: &[u8]) -> Result<()> {
+        let fs = self.store.fs.as_ref();
+        let path = self.store.layout.journal_file();
+        let result = fs
+            .append(&path, line)
+            .and_then(|()| fs.sync_file(&path))
+            .and_then(|()| {
+                // A new file's name must be durable too.
+                if self.journal.len == 0 {
+                    fs.sync_dir(&self.store.layout.root)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = result {
+            let _ = fs.set_len(&path, self.journal.len);
+            self.journal.open = false;
+            return Err(EngineError::io("append to", &path, e));
+        }
+        self.journal.len += line.len() as u64;
+        Ok(())
+    }
+
+    /// The serial after the current one (or after `proposed`, when a change raised it).
+    fn next_serial(&self, proposed: u64) -> Result<u64> {
+        proposed
+            .max(self.state.serial)
+            .checked_add(1)
+            .ok_or_else(|| self.exhausted("serial"))
+    }
+
+    fn exhausted(&self, what: &str) -> EngineError {
+        EngineError::Unreadable {
             path: self.store.layout.state_file(),
             reason: format!(
                 "its {what} is at the largest number a state can hold (it was edited by hand?)"
             ),
-        };
-        next.serial = next
-            .serial
-            .max(self.state.serial)
-            .checked_add(1)
-            .ok_or_else(|| exhausted("serial"))?;
-        if self
-            .state
-            .last_event_seq
-            .checked_add(events.len() as u64 + 1)
-            .is_none()
-        {
-            return Err(exhausted("last event number"));
         }
-        next.updated_at = now;
-        next.recent_events = events
+    }
+
+    /// `events` numbered after the last committed one, at `now`.
+    fn number_events(&self, now: Timestamp, events: Vec<NewEvent>) -> Result<Vec<Event>> {
+        let last = self.state.last_event_seq;
+        if last.checked_add(events.len() as u64 + 1).is_none() {
+            return Err(self.exhausted("last event number"));
+        }
+        Ok(events
             .into_iter()
             .enumerate()
             .map(|(i, e)| Event {
-                seq: self.state.last_event_seq + 1 + i as u64,
+                seq: last + 1 + i as u64,
                 at: now,
                 run_id: e.run_id,
                 kind: e.kind,
                 step: e.step,
                 message: bounds::stored(&e.message, bounds::MESSAGE_BYTES),
             })
-            .collect();
-        next.last_event_seq = self.state.last_event_seq + next.recent_events.len() as u64;
-        let bytes = serde_json::to_vec(&next)
+            .collect())
+    }
+
+    /// Writes `next` as the state file, durably, keeping the previous one as the
+    /// backup (and the original of a converted format), then removes the journal,
+    /// which the state file now holds.
+    fn write_whole(&mut self, next: &StateFile) -> Result<()> {
+        let bytes = serde_json::to_vec(next)
             .map_err(|e| EngineError::Internal(format!("cannot encode the state: {e}")))?;
         let layout = &self.store.layout;
         let fs = self.store.fs.as_ref();
@@ -541,24 +757,54 @@ impl Writer {
             }
         }
         let path = layout.state_file();
-        fs.snapshot(&path, &layout.backup_file())
-            .map_err(|e| EngineError::io("keep a backup of", &path, e))?;
+        // The backup is the state as last committed: the state file itself (a link,
+        // no copy), or with the journal replayed, the state in memory.
+        if self.journal.len == 0 {
+            fs.snapshot(&path, &layout.backup_file())
+                .map_err(|e| EngineError::io("keep a backup of", &path, e))?;
+        } else {
+            let previous = serde_json::to_vec(&self.state)
+                .map_err(|e| EngineError::Internal(format!("cannot encode the state: {e}")))?;
+            let backup = layout.backup_file();
+            fs.replace(&backup, &previous)
+                .map_err(|e| EngineError::io("keep a backup of the state in", &backup, e))?;
+        }
         fs.replace(&path, &bytes)
             .map_err(|e| EngineError::io("write", &path, e))?;
-        tracing::debug!(serial = next.serial, "committed");
-        // The state is durable; now the trail. A crash here is repaired on the next
-        // open from `recent_events`.
-        let lines = events_lines(&next.recent_events);
-        self.state = next;
-        self.original = None;
-        self.repairs.clear();
+        self.journal.state_len = bytes.len() as u64;
+        // What the journal held is in the state file now. Should the removal fail
+        // (or a crash undo it), readers skip the lines by their serial; this writer
+        // stops appending until a removal succeeds.
+        let journal = layout.journal_file();
+        match fs.remove(&journal) {
+            Ok(()) => {
+                self.journal = JournalUse {
+                    open: true,
+                    len: 0,
+                    ..self.journal
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %journal.display(), "cannot remove the journal");
+                self.journal.open = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the last commit's events to the audit trail (synced once per
+    /// operation: a crash before that is repaired from `recent_events`).
+    fn append_events(&mut self) -> Result<()> {
+        let lines = events_lines(&self.state.recent_events);
         if !lines.is_empty() {
-            let events_path = layout.events_file();
-            fs.append(&events_path, &lines)
+            let events_path = self.store.layout.events_file();
+            self.store
+                .fs
+                .append(&events_path, &lines)
                 .map_err(|e| EngineError::io("append to", &events_path, e))?;
             self.events_unsynced = true;
         }
-        Ok(self.state.serial)
+        Ok(())
     }
 
     /// Makes the appended events durable (once per operation, not per commit).
@@ -601,8 +847,13 @@ impl Writer {
         Ok(path)
     }
 
-    /// Ends the session: syncs the trail, then releases the lock.
+    /// Ends the session: writes the state whole if the journal holds commits (a
+    /// state at rest is one file), syncs the trail, then releases the lock.
     pub fn finish(mut self) -> Result<()> {
+        if self.journal.len > 0 {
+            let state = self.state.clone();
+            self.write_whole(&state)?;
+        }
         self.sync_events()
     }
 
@@ -863,4 +1114,63 @@ fn remove_leftover_temp_files(store: &Store) {
 pub fn new_run_id(now: Timestamp) -> String {
     let suffix = Uuid::new_v4().simple().to_string();
     format!("{}-{}", now.compact(), &suffix[..6])
+}
+
+/// Whether two deployments agree in everything but their steps.
+fn same_deployment_head(a: &DeploymentRecord, b: &DeploymentRecord) -> bool {
+    // Destructured so that a new field cannot be forgotten here.
+    let DeploymentRecord {
+        id,
+        status,
+        plan_id,
+        plan_source,
+        plan_digest,
+        configuration,
+        phases,
+        steps: _,
+        started_at,
+        finished_at,
+        restart,
+        migrated_from,
+    } = a;
+    *id == b.id
+        && *status == b.status
+        && *plan_id == b.plan_id
+        && *plan_source == b.plan_source
+        && *plan_digest == b.plan_digest
+        && *started_at == b.started_at
+        && *finished_at == b.finished_at
+        && *restart == b.restart
+        && *migrated_from == b.migrated_from
+        && *phases == b.phases
+        && *configuration == b.configuration
+}
+
+/// Whether two runs agree in everything but their attempted steps.
+fn same_run_head(a: &RunRecord, b: &RunRecord) -> bool {
+    let RunRecord {
+        run_id,
+        kind,
+        deployment_id,
+        started_at,
+        finished_at,
+        outcome,
+        plan_id,
+        plan_digest,
+        configuration,
+        enabled_flags,
+        steps_attempted: _,
+        program,
+    } = a;
+    *run_id == b.run_id
+        && *kind == b.kind
+        && *deployment_id == b.deployment_id
+        && *started_at == b.started_at
+        && *finished_at == b.finished_at
+        && *outcome == b.outcome
+        && *plan_id == b.plan_id
+        && *plan_digest == b.plan_digest
+        && *enabled_flags == b.enabled_flags
+        && *program == b.program
+        && *configuration == b.configuration
 }

@@ -16,6 +16,7 @@ mod disk_full;
 mod facts;
 mod history;
 mod hostile;
+mod journal;
 mod k0rdent;
 mod kill_loop;
 mod layering;

@@ -12,6 +12,7 @@ use thinkube_engine::EngineError;
 use thinkube_engine::paths::{EnvName, Layout};
 use thinkube_engine::run::session::{Begun, Request, RunContext, RunSession};
 use thinkube_engine::state::lock::{Identity, LockWait};
+use thinkube_engine::state::model::{EventKind, NewEvent};
 use thinkube_engine::state::store::Store;
 
 use crate::common::*;
@@ -149,15 +150,27 @@ fn a_power_loss_before_any_file_operation_leaves_the_old_or_the_new_state() {
 
 #[test]
 fn no_space_and_io_errors_fail_clearly_keep_the_previous_state_and_clear() {
-    for op in [
+    // A run's step commits append to the journal; other commits (and the first of
+    // each operation) write the state file whole. Each file operation of each.
+    let journal = [Op::Append, Op::SyncFile, Op::SyncDir];
+    let whole = [
         Op::WriteNew,
         Op::SyncFile,
         Op::Rename,
         Op::SyncDir,
         Op::Link,
         Op::Append,
-    ] {
+    ];
+    let cases = journal
+        .iter()
+        .map(|op| (true, *op))
+        .chain(whole.iter().map(|op| (false, *op)));
+    for (to_journal, op) in cases {
         for errno in [28, 5] {
+            let case = format!(
+                "{op:?}/{errno} ({})",
+                if to_journal { "journal" } else { "whole" }
+            );
             let dir = tempfile::tempdir().unwrap();
             let fs = Arc::new(SimFs::with_dirs(&[dir.path()]));
             let store = store_on(dir.path(), fs.clone());
@@ -170,33 +183,46 @@ fn no_space_and_io_errors_fail_clearly_keep_the_previous_state_and_clear() {
             .unwrap() else {
                 panic!()
             };
-            let (before, before_shape) = shape(&store).unwrap();
-            fs.fail_next(op, errno);
-            let result = session.start_step("a", None, None, at(NOW));
-            let err = result.expect_err(&format!("{op:?}/{errno}: the commit should fail"));
+            let (before, before_shape, result) = if to_journal {
+                let (before, before_shape) = shape(&store).unwrap();
+                fs.fail_next(op, errno);
+                let result = session.start_step("a", None, None, at(NOW)).map(|_| ());
+                drop(session);
+                (before, before_shape, result)
+            } else {
+                session.finish(at(NOW)).unwrap();
+                let mut w = store
+                    .open_writer("test", LockWait::NoWait, at(NOW))
+                    .unwrap();
+                let (before, before_shape) = shape(&store).unwrap();
+                fs.fail_next(op, errno);
+                let event = NewEvent::new(EventKind::StateRecovered, "a whole commit");
+                let result = w.commit(at(NOW), vec![event], |_| Ok(())).map(|_| ());
+                (before, before_shape, result)
+            };
+            let err = result.expect_err(&format!("{case}: the commit should fail"));
             let text = err.to_string();
             let hint = if errno == 28 {
                 "the disk is full"
             } else {
                 "Input/output error"
             };
-            assert!(text.contains(hint), "{op:?}/{errno}: {text}");
-            drop(session);
+            assert!(text.contains(hint), "{case}: {text}");
             let (serial, now_shape) =
-                shape(&store).unwrap_or_else(|| panic!("{op:?}/{errno}: state unreadable"));
+                shape(&store).unwrap_or_else(|| panic!("{case}: state unreadable"));
             // Before the rename the old state stands; once the new file is in place
             // (a failed folder sync, or a failed append after the commit), it may be
-            // the new one. Never anything else.
-            if matches!(op, Op::SyncDir | Op::Append) {
+            // the new one. A failed journal append is cut back off. Never anything else.
+            if !to_journal && matches!(op, Op::SyncDir | Op::Append) {
                 assert!(
                     serial == before || serial == before + 1,
-                    "{op:?}/{errno}: serial {serial}"
+                    "{case}: serial {serial}"
                 );
             } else {
                 assert_eq!(
                     (serial, &now_shape),
                     (before, &before_shape),
-                    "{op:?}/{errno}: the previous state changed"
+                    "{case}: the previous state changed"
                 );
             }
             // The fault has cleared: the deployment resumes and finishes.
@@ -214,7 +240,7 @@ fn no_space_and_io_errors_fail_clearly_keep_the_previous_state_and_clear() {
             assert_eq!(
                 summary.status,
                 thinkube_engine::state::model::DeploymentStatus::Completed,
-                "{op:?}/{errno}"
+                "{case}"
             );
         }
     }

@@ -1,0 +1,226 @@
+//! The journal (`deployment-state.journal`): a run's step commits are appended to it,
+//! every reader replays it over the state file, and the state file is whole again
+//! when the operation ends. What a crash or a damaged disk can leave in it.
+
+use std::path::PathBuf;
+
+use thinkube_engine::run::session::{Begun, Request, RunContext, RunSession};
+use thinkube_engine::state::lock::LockWait;
+use thinkube_engine::state::model::{DeploymentStatus, StateFile, StepStatus};
+use thinkube_engine::state::store::Store;
+
+use crate::common::*;
+
+const NOW: &str = "2026-01-01T00:00:00Z";
+const STEPS: [(&str, &str); 3] = [("a", "p"), ("b", "p"), ("c", "p")];
+
+fn begin(store: &Store, request: Request) -> RunSession {
+    let ctx = RunContext {
+        program: "tests".into(),
+        boot_id: None,
+        wait: LockWait::NoWait,
+    };
+    match RunSession::begin(store, request, &ctx, at(NOW)).unwrap() {
+        Begun::Run(session) => *session,
+        other => panic!("no run began: {other:?}"),
+    }
+}
+
+fn deploy(store: &Store) -> RunSession {
+    begin(store, Request::Deploy { plan: plan(&STEPS) })
+}
+
+fn journal(home: &Home) -> PathBuf {
+    home.layout().journal_file()
+}
+
+/// The serial the state file itself says, without the journal.
+fn file_serial(home: &Home) -> u64 {
+    let bytes = std::fs::read(home.state_file()).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    value["serial"].as_u64().unwrap()
+}
+
+/// A run that completed step a and stopped (its process went on living: the
+/// session is dropped, as a killed runner leaves it). Returns the last serial.
+fn stopped_after_a(home: &Home) -> u64 {
+    let mut session = deploy(&home.store());
+    session.start_step("a", None, None, at(NOW)).unwrap();
+    session.complete_step("a", at(NOW)).unwrap()
+}
+
+fn status_of(home: &Home) -> (u64, Vec<String>) {
+    let status = home.status_json();
+    let steps = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap().to_string())
+        .collect();
+    (status["serial"].as_u64().unwrap(), steps)
+}
+
+#[test]
+fn a_run_s_step_commits_are_journaled_seen_by_every_reader_and_written_whole_at_the_end() {
+    let home = Home::new();
+    let store = home.store();
+    let mut session = deploy(&store);
+    let begun = file_serial(&home);
+    session.start_step("a", None, None, at(NOW)).unwrap();
+    let serial = session.complete_step("a", at(NOW)).unwrap();
+    // The state file was not rewritten: the journal holds the two commits.
+    assert_eq!(file_serial(&home), begun);
+    let lines = std::fs::read_to_string(journal(&home)).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    // Every reader replays it: the engine's load, and `status` in another process.
+    let loaded = store.load(at(NOW)).unwrap().unwrap().state;
+    assert_eq!(loaded.serial, serial);
+    assert_eq!(loaded.deployment.steps[0].status, StepStatus::Completed);
+    assert_eq!(
+        status_of(&home),
+        (
+            serial,
+            vec!["completed".into(), "pending".into(), "pending".into()]
+        )
+    );
+    // The operation's end writes the state file whole and removes the journal; the
+    // backup is the state as last committed, not the one before the run.
+    let summary = session.finish(at(NOW)).unwrap();
+    assert!(!journal(&home).exists());
+    assert_eq!(file_serial(&home), summary.serial);
+    let backup: StateFile =
+        serde_json::from_slice(&std::fs::read(home.layout().backup_file()).unwrap()).unwrap();
+    assert_eq!(backup.serial, serial);
+    assert_eq!(backup.deployment.steps[0].status, StepStatus::Completed);
+}
+
+#[test]
+fn a_last_journal_line_cut_short_or_unreadable_is_ignored() {
+    let home = Home::new();
+    let serial = stopped_after_a(&home);
+    let expected = (
+        serial,
+        vec!["completed".to_string(), "pending".into(), "pending".into()],
+    );
+    assert_eq!(status_of(&home), expected);
+    let good = std::fs::read(journal(&home)).unwrap();
+    // Never acknowledged: a crash cut the append short, or left garbage.
+    for tail in [
+        &b"{\"lineage\":\"12"[..],
+        b"\0\0\0\0\n",
+        b"{\"serial\": 99}\n",
+    ] {
+        std::fs::write(journal(&home), [&good[..], tail].concat()).unwrap();
+        assert_eq!(
+            status_of(&home),
+            expected,
+            "{:?}",
+            String::from_utf8_lossy(tail)
+        );
+    }
+    // The next writer goes on from the last acknowledged commit.
+    let mut session = begin(&home.store(), Request::Resume { plan: None });
+    while let Some(step) = session.next_step().map(|s| s.id.clone()) {
+        session.start_step(&step, None, None, at(NOW)).unwrap();
+        session.complete_step(&step, at(NOW)).unwrap();
+    }
+    let summary = session.finish(at(NOW)).unwrap();
+    assert_eq!(summary.status, DeploymentStatus::Completed);
+    assert!(summary.serial > serial);
+    assert!(!journal(&home).exists());
+}
+
+#[test]
+fn an_unreadable_journal_line_before_others_exits_4_and_recover_keeps_the_state_file() {
+    let home = Home::new();
+    let serial = stopped_after_a(&home);
+    let good = std::fs::read_to_string(journal(&home)).unwrap();
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines.insert(1, "not a journal entry");
+    let damaged = format!("{}\n", lines.join("\n"));
+    std::fs::write(journal(&home), &damaged).unwrap();
+    let state_before = std::fs::read(home.state_file()).unwrap();
+    for args in [
+        &["status"][..],
+        &["deploy", "--plan", "demo"],
+        &["clean-state", "--yes"],
+    ] {
+        home.run(args).expect(
+            4,
+            &[
+                "deployment-state.journal",
+                "line 2",
+                "recover --from-backup",
+            ],
+        );
+    }
+    // Nothing was written over what could not be read.
+    assert_eq!(std::fs::read(home.state_file()).unwrap(), state_before);
+    assert_eq!(std::fs::read_to_string(journal(&home)).unwrap(), damaged);
+    // recover moves the journal aside (kept, byte for byte) and keeps the state file,
+    // newer than the backup; the serial never goes back.
+    let recovered = home.run(&["recover", "--from-backup"]);
+    assert_eq!(recovered.code, 0, "{}", recovered.stderr);
+    assert!(
+        recovered.stdout.contains("its journal was moved to"),
+        "{}",
+        recovered.stdout
+    );
+    let aside: Vec<_> = std::fs::read_dir(home.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("deployment-state.journal.unreadable-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(std::fs::read_to_string(aside[0].path()).unwrap(), damaged);
+    assert!(!journal(&home).exists());
+    let (after, steps) = status_of(&home);
+    assert!(after > serial, "serial {after} after {serial}");
+    assert_eq!(steps, ["pending", "pending", "pending"]);
+}
+
+#[test]
+fn journal_lines_the_state_file_already_holds_are_skipped() {
+    // A crash after the state file was written whole but before the journal was
+    // removed leaves lines the state file already holds.
+    let home = Home::new();
+    let mut session = deploy(&home.store());
+    session.start_step("a", None, None, at(NOW)).unwrap();
+    session.complete_step("a", at(NOW)).unwrap();
+    let left = std::fs::read(journal(&home)).unwrap();
+    let summary = session.finish(at(NOW)).unwrap();
+    let at_rest = status_of(&home);
+    assert_eq!(at_rest.0, summary.serial);
+    std::fs::write(journal(&home), &left).unwrap();
+    assert_eq!(status_of(&home), at_rest);
+    // The next writer writes the state whole first, which removes them.
+    let mut session = begin(&home.store(), Request::Resume { plan: None });
+    assert!(!journal(&home).exists());
+    let step = session.next_step().unwrap().id.clone();
+    assert_eq!(step, "b");
+    session.start_step(&step, None, None, at(NOW)).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(journal(&home))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_journal_that_does_not_follow_the_state_file_is_unreadable() {
+    let home = Home::new();
+    stopped_after_a(&home);
+    let good = std::fs::read_to_string(journal(&home)).unwrap();
+    let second: String = good.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(journal(&home), second).unwrap();
+    home.run(&["status"]).expect(
+        4,
+        &["deployment-state.journal", "does not follow the state file"],
+    );
+}
