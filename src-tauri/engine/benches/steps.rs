@@ -1,9 +1,13 @@
 //! The engine's cost per step as the plan grows (issue #11): a real `thinkube-deploy
 //! deploy` of N command steps that each run `true`, at N = 10, 100, 1,000 and 5,000,
-//! timed as a whole and divided by N; beside it the floor, measured the same way in
-//! this process: spawning `true` and waiting for it, plus two durable replaces of a
-//! small file (what the two commits of a step must at least cost: temp file, write,
-//! fsync, rename, folder fsync).
+//! timed as a whole and divided by N (the median of several deploys where N is
+//! small, so that every row covers at least 2,000 steps); beside it the floor,
+//! measured the same way in this process, right after: spawning the step and
+//! waiting for it, plus two durable replaces of a small file (what the two commits
+//! of a step must at least cost: temp file, write, fsync, rename, folder fsync). The
+//! floor is given twice: spawning `true` itself, and spawning it as the runner must,
+//! with its parent-death signal set by `setpriv --pdeathsig TERM` (run/spawn.rs),
+//! which is one more exec.
 //!
 //! Targets: the cost per step flat from 10 to 5,000 steps (within 1.3x), and within
 //! 2x of the floor. Run: `cargo bench -p thinkube-engine --bench steps` (set
@@ -56,13 +60,21 @@ fn durable_replace(dir: &Path, bytes: &[u8]) {
     std::fs::File::open(dir).unwrap().sync_all().unwrap();
 }
 
-/// Milliseconds per step of the floor, over `steps` rounds.
-fn floor(steps: usize) -> f64 {
+/// Milliseconds per step of the floor, over `steps` rounds; through `setpriv` when given.
+fn floor(steps: usize, setpriv: Option<&str>) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let change = vec![b'x'; 2048];
     let start = Instant::now();
     for _ in 0..steps {
-        let ok = Command::new("true")
+        let mut command = match setpriv {
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "TERM", "true"]);
+                c
+            }
+            None => Command::new("true"),
+        };
+        let ok = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -82,18 +94,36 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
     println!(
-        "| plan steps | state bytes at the end | engine ms/step | floor ms/step | engine / floor |"
+        "| plan steps | deploys | state bytes at the end | engine ms/step | floor ms/step | engine / floor | floor with setpriv | engine / floor with setpriv |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut first = None;
     for n in counts {
-        let (per_step, bytes) = engine(n);
-        let floor = floor(n.min(500));
+        let deploys = (2000 / n).clamp(1, 25);
+        let mut per_step = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..deploys {
+            let (ms, b) = engine(n);
+            per_step.push(ms);
+            bytes = b;
+        }
+        per_step.sort_by(f64::total_cmp);
+        let per_step = per_step[per_step.len() / 2];
+        let rounds = n.clamp(500, 1000);
+        let plain = floor(rounds, None);
+        let with_setpriv = setpriv.map(|p| floor(rounds, Some(p)));
         first.get_or_insert(per_step);
+        let (sp, sp_ratio) = match with_setpriv {
+            Some(f) => (format!("{f:.2}"), format!("{:.2}", per_step / f)),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "| {n} | {bytes} | {per_step:.2} | {floor:.2} | {:.2} |",
-            per_step / floor
+            "| {n} | {deploys} | {bytes} | {per_step:.2} | {plain:.2} | {:.2} | {sp} | {sp_ratio} |",
+            per_step / plain
         );
     }
     if let Some(first) = first {
