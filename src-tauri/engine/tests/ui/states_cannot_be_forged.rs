@@ -4,6 +4,7 @@ use thinkube_engine::state::model::{Configuration, DeploymentRecord};
 fn forge() -> Deployment<Completed> {
     Deployment {
         record: Box::new(DeploymentRecord::empty(Configuration::default())),
+        hint: 0,
         _state: std::marker::PhantomData,
     }
 }
