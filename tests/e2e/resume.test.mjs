@@ -28,13 +28,29 @@ phases:
 `
 
 /**
- * The pid the state file records for `step`'s running attempt, or undefined. The engine
+ * The pid the state records for `step`'s running attempt, or undefined. The engine
  * commits the pid once the child has been spawned, a commit after the step went running,
- * so a child can have started before its pid is in the file.
+ * so a child can have started before its pid is in the state. During a run the step
+ * commits are lines of `deployment-state.journal` beside the state file (each says the
+ * step records that changed, by index): read as every reader does, the file and then
+ * the journal's complete lines.
  */
 function runningPid(world, step) {
   const state = JSON.parse(readFileSync(join(world.home, 'deployment-state.json'), 'utf8'))
-  const attempts = state.deployment.steps.find((x) => x.id === step)?.attempts ?? []
+  const steps = state.deployment.steps
+  const journal = join(world.home, 'deployment-state.journal')
+  const text = existsSync(journal) ? readFileSync(journal, 'utf8') : ''
+  for (const line of text.split('\n').slice(0, -1)) {
+    let entry
+    try {
+      entry = JSON.parse(line)
+    } catch {
+      continue
+    }
+    if (entry.serial <= state.serial) continue
+    for (const [i, record] of entry.steps) steps[i] = record
+  }
+  const attempts = steps.find((x) => x.id === step)?.attempts ?? []
   return attempts.at(-1)?.process?.pid
 }
 
