@@ -267,36 +267,37 @@ struct Current {
 fn read_current(fs: &dyn FileOps, layout: &Layout, now: Timestamp) -> Result<Option<Current>> {
     let path = layout.state_file();
     let journal_path = layout.journal_file();
-    // A reader takes no lock: a writer may write the state whole and start a new
-    // journal between the two reads, so a journal that does not follow the state
-    // file read is checked against the state file as it is now before it counts.
+    // A reader takes no lock: a writer may write the state whole (a rename: a new
+    // file) and remove or restart the journal between the reader's two reads. What
+    // was read counts only if the state file is still the one read.
+    let identity = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(&path)
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.mtime_nsec()))
+    };
     let mut tries = 0;
     loop {
-        let Some(bytes) = read_state_bytes(fs, &path)? else {
-            return Ok(None);
-        };
-        let mut loaded = parse_state(&bytes, &path, now, Uuid::new_v4())?;
-        let journal = read_state_bytes(fs, &journal_path)?.unwrap_or_default();
-        let replayed = match journal.is_empty() {
-            true => Ok(0),
-            false => journal::replay(&mut loaded.state, &journal, &journal_path),
-        };
-        match replayed {
-            Ok(_) => {
-                return Ok(Some(Current {
-                    loaded,
-                    state_len: bytes.len() as u64,
-                    journal_len: journal.len() as u64,
-                    bytes,
-                }));
+        let before = identity();
+        let read = read_state_bytes(fs, &path).and_then(|bytes| {
+            let Some(bytes) = bytes else {
+                return Ok(None);
+            };
+            let mut loaded = parse_state(&bytes, &path, now, Uuid::new_v4())?;
+            let journal = read_state_bytes(fs, &journal_path)?.unwrap_or_default();
+            if !journal.is_empty() {
+                journal::replay(&mut loaded.state, &journal, &journal_path)?;
             }
-            Err(e) => {
-                tries += 1;
-                let moved = read_state_bytes(fs, &path).ok().flatten().as_ref() != Some(&bytes);
-                if !moved || tries >= 5 {
-                    return Err(e);
-                }
-            }
+            Ok(Some(Current {
+                loaded,
+                state_len: bytes.len() as u64,
+                journal_len: journal.len() as u64,
+                bytes,
+            }))
+        });
+        tries += 1;
+        if before == identity() || tries >= 5 {
+            return read;
         }
     }
 }

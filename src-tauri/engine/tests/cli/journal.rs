@@ -2,7 +2,12 @@
 //! every reader replays it over the state file, and the state file is whole again
 //! when the operation ends. What a crash or a damaged disk can leave in it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thinkube_engine::paths::Layout;
+use thinkube_engine::state::fsops::{FileOps, RealFs};
+use thinkube_engine::state::lock::Identity;
 
 use thinkube_engine::run::session::{Begun, Request, RunContext, RunSession};
 use thinkube_engine::state::lock::LockWait;
@@ -223,4 +228,106 @@ fn a_journal_that_does_not_follow_the_state_file_is_unreadable() {
         4,
         &["deployment-state.journal", "does not follow the state file"],
     );
+}
+
+/// The real file system, except that the first read of the journal is preceded by
+/// `between`: a writer's work landing between a reader's two reads.
+struct WriterBetweenReads {
+    journal: PathBuf,
+    between: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl FileOps for WriterBetweenReads {
+    fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        if path == self.journal
+            && let Some(between) = self.between.lock().unwrap().take()
+        {
+            between();
+        }
+        RealFs.read(path)
+    }
+    fn write_new(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        RealFs.write_new(path, bytes)
+    }
+    fn append(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        RealFs.append(path, bytes)
+    }
+    fn sync_file(&self, path: &Path) -> std::io::Result<()> {
+        RealFs.sync_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        RealFs.sync_dir(dir)
+    }
+    fn rename_entry(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        RealFs.rename_entry(from, to)
+    }
+    fn hard_link(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        RealFs.hard_link(from, to)
+    }
+    fn make_private(&self, path: &Path) -> std::io::Result<()> {
+        RealFs.make_private(path)
+    }
+    fn set_len(&self, path: &Path, len: u64) -> std::io::Result<()> {
+        RealFs.set_len(path, len)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        RealFs.remove(path)
+    }
+    fn create_dir(&self, path: &Path) -> std::io::Result<()> {
+        RealFs.create_dir(path)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        RealFs.exists(path)
+    }
+}
+
+/// The state file and the journal as they are now (`None`: no journal).
+fn files(home: &Home) -> (Vec<u8>, Option<Vec<u8>>) {
+    (
+        std::fs::read(home.state_file()).unwrap(),
+        std::fs::read(journal(home)).ok(),
+    )
+}
+
+/// Puts `files` in place as a writer does: the state file by rename (a new file).
+fn put(layout: &Layout, (state, lines): &(Vec<u8>, Option<Vec<u8>>)) {
+    let tmp = layout.root.join("next-state");
+    std::fs::write(&tmp, state).unwrap();
+    std::fs::rename(&tmp, layout.state_file()).unwrap();
+    match lines {
+        Some(lines) => std::fs::write(layout.journal_file(), lines).unwrap(),
+        None => std::fs::remove_file(layout.journal_file()).unwrap(),
+    }
+}
+
+#[test]
+fn a_reader_never_mixes_a_state_file_with_a_journal_written_after_it() {
+    // Two moments of one deployment: A, a run's journal over the state file; B, a
+    // later writer's (the state written whole, then a new journal), or the same
+    // deployment at rest (no journal). A reader that read A's state file and then
+    // finds B's journal, or none, must read again, not show a mix or an older state.
+    let home = Home::new();
+    stopped_after_a(&home);
+    let moment_a = files(&home);
+    let mut session = begin(&home.store(), Request::Resume { plan: None });
+    session.start_step("b", None, None, at(NOW)).unwrap();
+    let moment_b = files(&home);
+    let at_b = home.store().load(at(NOW)).unwrap().unwrap().state;
+    let at_rest = session.finish(at(NOW)).unwrap().serial;
+    let moment_rest = files(&home);
+    assert!(moment_rest.1.is_none(), "a state at rest has no journal");
+    for (later, serial) in [(moment_b, at_b.serial), (moment_rest, at_rest)] {
+        put(&home.layout(), &moment_a);
+        let layout = home.layout();
+        let store = Store::with_fs(
+            home.layout(),
+            Arc::new(WriterBetweenReads {
+                journal: journal(&home),
+                between: std::sync::Mutex::new(Some(Box::new(move || put(&layout, &later)))),
+            }),
+            Identity::new("tests"),
+        );
+        let read = store.load(at(NOW)).unwrap().unwrap().state;
+        assert_eq!(read.serial, serial);
+    }
 }
