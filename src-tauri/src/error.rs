@@ -34,7 +34,8 @@ pub enum ErrorCode {
     /// A deployment is already running in this window.
     Busy,
     /// A host does not answer, its login or sudo fails (the pre-flight before a
-    /// run), or its VM is not running.
+    /// run), or its VM is not running; or a service asked on the user's behalf
+    /// cannot be reached or fails (Azure Resource Manager, git, ansible-inventory).
     NotReachable,
     /// A step's playbook is not where the plan says: nothing ran.
     PlaybookMissing,

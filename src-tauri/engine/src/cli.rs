@@ -3,7 +3,7 @@
 //! The desktop app runs the same `run` when given a subcommand.
 
 use std::io::{self, BufRead, IsTerminal, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -743,30 +743,61 @@ fn show<T: serde::Serialize>(
 /// `configure`: the saved configuration changed by the flags given, checked and
 /// saved as the wizard saves it; `--show` prints it.
 fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
-    use crate::config::{Overlay, SshAuth, TargetKind};
     let layout = store.layout();
     let current = crate::config::load(layout)?;
     if a.show {
-        let Some(config) = current else {
-            return Err(EngineError::Usage(
-                "there is no configuration yet: write one with `thinkube-deploy configure --target ssh --host NAME=ADDRESS ...` or the desktop wizard".into(),
-            ));
-        };
-        let view = serde_json::json!({
-            "config": config,
-            "config_file": crate::config::config_file(layout),
-            "inventory": layout.inventory_file(),
-        });
-        return show(a.json, &view, |v| {
-            format!(
-                "{}\nConfiguration: {}\nInventory: {}\n",
-                serde_json::to_string_pretty(&v["config"]).unwrap_or_default(),
-                v["config_file"].as_str().unwrap_or(""),
-                v["inventory"].as_str().unwrap_or("")
-            )
-        });
+        return configure_show(layout, current, a.json);
     }
+    let json = a.json;
     let mut cfg = current.unwrap_or_default();
+    apply_configure_args(&mut cfg, a)?;
+    // Flags and variables the plan does not declare are refused now, not at deploy.
+    if !cfg.plan.trim().is_empty() {
+        let plan = crate::plan::builtin::PlanRef::parse(Some(&cfg.plan))?
+            .load(&layout.root.join("plans"))?;
+        plan.choose(&cfg.flags, &cfg.vars)
+            .map_err(|e| EngineError::Usage(format!("{e}; the configuration was not saved")))?;
+    }
+    crate::config::save(store, &cfg, now)?;
+    let cfg = cfg.with_derived();
+    if json {
+        emit_json(&serde_json::to_value(&cfg).unwrap_or_default());
+    } else {
+        emit(&configure_saved_text(layout, &cfg));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// `configure --show`: the configuration and where it and the inventory are.
+fn configure_show(
+    layout: &crate::paths::Layout,
+    current: Option<crate::config::InstallerConfig>,
+    json: bool,
+) -> Result<u8> {
+    let Some(config) = current else {
+        return Err(EngineError::Usage(
+            "there is no configuration yet: write one with `thinkube-deploy configure --target ssh --host NAME=ADDRESS ...` or the desktop wizard".into(),
+        ));
+    };
+    let view = serde_json::json!({
+        "config": config,
+        "config_file": crate::config::config_file(layout),
+        "inventory": layout.inventory_file(),
+    });
+    show(json, &view, |v| {
+        format!(
+            "{}\nConfiguration: {}\nInventory: {}\n",
+            serde_json::to_string_pretty(&v["config"]).unwrap_or_default(),
+            v["config_file"].as_str().unwrap_or(""),
+            v["inventory"].as_str().unwrap_or("")
+        )
+    })
+}
+
+/// The configuration with what the command line gives laid over it; a `--role` or
+/// `--overlay-ip` of a host it does not have is refused (nothing is saved).
+fn apply_configure_args(cfg: &mut crate::config::InstallerConfig, a: ConfigureArgs) -> Result<()> {
+    use crate::config::{Overlay, SshAuth, TargetKind};
     if let Some(t) = a.target {
         cfg.target = match t {
             TargetArg::Local => TargetKind::Local,
@@ -820,11 +851,11 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
             })
         };
     for (name, role) in a.roles {
-        let i = find(&mut cfg, &name, "--role")?;
+        let i = find(cfg, &name, "--role")?;
         cfg.hosts[i].role = Some(role);
     }
     for (name, ip) in a.overlay_ips {
-        let i = find(&mut cfg, &name, "--overlay-ip")?;
+        let i = find(cfg, &name, "--overlay-ip")?;
         cfg.hosts[i].overlay_ip = Some(ip);
     }
     let settings_given = a.domain.is_some()
@@ -864,15 +895,14 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
         set(&mut t.admin_email, a.admin_email);
         set(&mut t.github_org, a.github_org);
     }
-    // Flags and variables the plan does not declare are refused now, not at deploy.
-    if !cfg.plan.trim().is_empty() {
-        let plan = crate::plan::builtin::PlanRef::parse(Some(&cfg.plan))?
-            .load(&layout.root.join("plans"))?;
-        plan.choose(&cfg.flags, &cfg.vars)
-            .map_err(|e| EngineError::Usage(format!("{e}; the configuration was not saved")))?;
-    }
-    crate::config::save(store, &cfg, now)?;
-    let cfg = cfg.with_derived();
+    Ok(())
+}
+
+/// What `configure` says once it saved: where, and for the thinkube plan what to run next.
+fn configure_saved_text(
+    layout: &crate::paths::Layout,
+    cfg: &crate::config::InstallerConfig,
+) -> String {
     let mut text = format!(
         "Saved {} and the inventory {}\n",
         crate::config::config_file(layout).display(),
@@ -903,12 +933,7 @@ fn configure(store: &Store, a: ConfigureArgs, now: Timestamp) -> Result<u8> {
                 .join(", ")
         ));
     }
-    if a.json {
-        emit_json(&serde_json::to_value(&cfg).unwrap_or_default());
-    } else {
-        emit(&text);
-    }
-    Ok(exit::SUCCESS)
+    text
 }
 
 fn render_fetched(f: &crate::run::source::Fetched) -> String {
@@ -1261,7 +1286,7 @@ fn hosts(
     json: bool,
     now: Timestamp,
 ) -> Result<u8> {
-    use crate::facts::host_keys::{self, Trust};
+    use crate::facts::host_keys;
     let home = store.layout().home.clone();
     let recorded = store
         .load(now)?
@@ -1276,153 +1301,175 @@ fn hosts(
         ));
     };
     let hosts = host_keys::ssh_hosts(&path)?;
-    if let Some(HostsCommand::Check { json }) = action {
-        let password = std::env::var(crate::config::SSH_PASSWORD_ENV).ok();
-        let become_password = std::env::var(host_keys::BECOME_PASSWORD_ENV).ok();
-        let checks = host_keys::preflight(
-            &home,
-            &hosts,
-            host_keys::Logins {
-                password: password.as_deref(),
-                become_password: become_password.as_deref().filter(|p| !p.is_empty()),
-                needs_sudo: true,
-                missing_password: None,
-            },
-        );
-        if json {
-            emit_json(&checks);
-        } else {
-            let mut text = String::new();
-            for c in &checks {
-                let mark = |ok: Option<bool>| match ok {
-                    Some(true) => "✓",
-                    Some(false) => "✗",
-                    None => "-",
-                };
-                text.push_str(&format!(
-                    "{:<16} {}:{:<6} answers {}  key {}  login {}  sudo {}\n",
-                    c.host.name,
-                    c.host.address,
-                    c.host.port,
-                    mark(Some(c.reachable)),
-                    mark(Some(c.trust == Trust::Trusted)),
-                    mark(c.login),
-                    match (c.sudo, c.host.user.as_deref()) {
-                        (None, Some("root")) if c.login == Some(true) => "not needed (root)",
-                        (s, _) => mark(s),
-                    }
-                ));
-                for p in &c.problems {
-                    text.push_str(&format!("    {p}\n"));
+    match action {
+        Some(HostsCommand::Check { json }) => hosts_check(&home, &hosts, json),
+        None => {
+            hosts_list(&host_keys::check(&home, &hosts), json);
+            Ok(exit::SUCCESS)
+        }
+        Some(HostsCommand::Trust { hosts: named, yes }) => {
+            hosts_trust(&home, &path, host_keys::check(&home, &hosts), &named, yes)
+        }
+    }
+}
+
+/// `hosts check`: the pre-flight of every host (answers, key trusted, login, sudo);
+/// exit 2 naming each host not ready.
+fn hosts_check(home: &Path, hosts: &[crate::facts::host_keys::SshHost], json: bool) -> Result<u8> {
+    use crate::facts::host_keys::{self, Trust};
+    let password = std::env::var(crate::config::SSH_PASSWORD_ENV).ok();
+    let become_password = std::env::var(host_keys::BECOME_PASSWORD_ENV).ok();
+    let checks = host_keys::preflight(
+        home,
+        hosts,
+        host_keys::Logins {
+            password: password.as_deref(),
+            become_password: become_password.as_deref().filter(|p| !p.is_empty()),
+            needs_sudo: true,
+            missing_password: None,
+        },
+    );
+    if json {
+        emit_json(&checks);
+    } else {
+        let mut text = String::new();
+        for c in &checks {
+            let mark = |ok: Option<bool>| match ok {
+                Some(true) => "✓",
+                Some(false) => "✗",
+                None => "-",
+            };
+            text.push_str(&format!(
+                "{:<16} {}:{:<6} answers {}  key {}  login {}  sudo {}\n",
+                c.host.name,
+                c.host.address,
+                c.host.port,
+                mark(Some(c.reachable)),
+                mark(Some(c.trust == Trust::Trusted)),
+                mark(c.login),
+                match (c.sudo, c.host.user.as_deref()) {
+                    (None, Some("root")) if c.login == Some(true) => "not needed (root)",
+                    (s, _) => mark(s),
                 }
+            ));
+            for p in &c.problems {
+                text.push_str(&format!("    {p}\n"));
             }
-            if checks.is_empty() {
-                text.push_str("The inventory has no hosts reached over SSH.\n");
-            }
-            emit(&text);
         }
-        let failing: Vec<String> = checks
-            .iter()
-            .filter(|c| !c.problems.is_empty())
-            .map(|c| format!("{}: {}", c.host.name, c.problems.join("; ")))
-            .collect();
-        if failing.is_empty() {
-            return Ok(exit::SUCCESS);
+        if checks.is_empty() {
+            text.push_str("The inventory has no hosts reached over SSH.\n");
         }
+        emit(&text);
+    }
+    let failing: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.problems.is_empty())
+        .map(|c| format!("{}: {}", c.host.name, c.problems.join("; ")))
+        .collect();
+    if failing.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    eprintln!(
+        "thinkube-deploy: {} of {} host(s) not ready: {}",
+        failing.len(),
+        checks.len(),
+        failing.join(" | ")
+    );
+    Ok(exit::BAD_INPUT)
+}
+
+/// `hosts`: each host with whether its key is trusted, and its fingerprint.
+fn hosts_list(views: &[crate::facts::host_keys::HostKeyView], json: bool) {
+    use crate::facts::host_keys::Trust;
+    if json {
+        emit_json(&views);
+        return;
+    }
+    let mut text = String::new();
+    for v in views {
+        text.push_str(&format!(
+            "{:<16} {}:{:<6} {:<11} {}{}\n",
+            v.host.name,
+            v.host.address,
+            v.host.port,
+            match v.trust {
+                Trust::Trusted => "trusted",
+                Trust::Unknown => "not trusted",
+                Trust::Changed => "CHANGED",
+                Trust::Unreachable => "no answer",
+            },
+            v.fingerprint.as_deref().unwrap_or("-"),
+            v.problem
+                .as_deref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        ));
+    }
+    if views.is_empty() {
+        text.push_str("The inventory has no hosts reached over SSH.\n");
+    }
+    emit(&text);
+}
+
+/// `hosts trust [HOST...]`: the keys of the hosts named (all when none) that are not
+/// trusted yet, shown, confirmed (or `--yes`), then trusted; a changed key is refused.
+fn hosts_trust(
+    home: &Path,
+    inventory: &Path,
+    views: Vec<crate::facts::host_keys::HostKeyView>,
+    named: &[String],
+    yes: bool,
+) -> Result<u8> {
+    use crate::facts::host_keys::{self, Trust};
+    if let Some(unknown) = named
+        .iter()
+        .find(|n| !views.iter().any(|v| &v.host.name == *n))
+    {
+        return Err(EngineError::Usage(format!(
+            "there is no host `{unknown}` in {}; `thinkube-deploy hosts` lists them",
+            inventory.display()
+        )));
+    }
+    let chosen: Vec<_> = views
+        .into_iter()
+        .filter(|v| named.is_empty() || named.contains(&v.host.name))
+        .collect();
+    if let Some(refused) = host_keys::refusal(home, &chosen)
+        .filter(|_| chosen.iter().any(|v| v.trust == Trust::Changed))
+    {
+        return Err(refused);
+    }
+    for v in chosen.iter().filter(|v| v.trust == Trust::Unreachable) {
         eprintln!(
-            "thinkube-deploy: {} of {} host(s) not ready: {}",
-            failing.len(),
-            checks.len(),
-            failing.join(" | ")
+            "thinkube-deploy: {} did not answer, so its key cannot be read: {}",
+            v.host.describe(),
+            v.problem.as_deref().unwrap_or("no answer")
         );
+    }
+    let new: Vec<_> = chosen
+        .iter()
+        .filter(|v| v.trust == Trust::Unknown)
+        .collect();
+    if new.is_empty() {
+        emit("Nothing to trust: every host that answered is trusted already.\n");
+        return Ok(exit::SUCCESS);
+    }
+    let list: String = new
+        .iter()
+        .map(|v| format!("  {}\n", v.describe()))
+        .collect();
+    emit(&format!("Host keys to trust:\n{list}"));
+    if !yes && !confirm("Do these fingerprints match the hosts' own?")? {
+        emit("Nothing was trusted.\n");
         return Ok(exit::BAD_INPUT);
     }
-    let views = host_keys::check(&home, &hosts);
-    match action {
-        None => {
-            if json {
-                emit_json(&views);
-            } else {
-                let mut text = String::new();
-                for v in &views {
-                    text.push_str(&format!(
-                        "{:<16} {}:{:<6} {:<11} {}{}\n",
-                        v.host.name,
-                        v.host.address,
-                        v.host.port,
-                        match v.trust {
-                            Trust::Trusted => "trusted",
-                            Trust::Unknown => "not trusted",
-                            Trust::Changed => "CHANGED",
-                            Trust::Unreachable => "no answer",
-                        },
-                        v.fingerprint.as_deref().unwrap_or("-"),
-                        v.problem
-                            .as_deref()
-                            .map(|p| format!(" ({p})"))
-                            .unwrap_or_default()
-                    ));
-                }
-                if views.is_empty() {
-                    text.push_str("The inventory has no hosts reached over SSH.\n");
-                }
-                emit(&text);
-            }
-            Ok(exit::SUCCESS)
-        }
-        Some(HostsCommand::Check { .. }) => Ok(exit::SUCCESS),
-        Some(HostsCommand::Trust { hosts: named, yes }) => {
-            if let Some(unknown) = named
-                .iter()
-                .find(|n| !views.iter().any(|v| &v.host.name == *n))
-            {
-                return Err(EngineError::Usage(format!(
-                    "there is no host `{unknown}` in {}; `thinkube-deploy hosts` lists them",
-                    path.display()
-                )));
-            }
-            let chosen: Vec<_> = views
-                .into_iter()
-                .filter(|v| named.is_empty() || named.contains(&v.host.name))
-                .collect();
-            if let Some(refused) = host_keys::refusal(&home, &chosen)
-                .filter(|_| chosen.iter().any(|v| v.trust == Trust::Changed))
-            {
-                return Err(refused);
-            }
-            for v in chosen.iter().filter(|v| v.trust == Trust::Unreachable) {
-                eprintln!(
-                    "thinkube-deploy: {} did not answer, so its key cannot be read: {}",
-                    v.host.describe(),
-                    v.problem.as_deref().unwrap_or("no answer")
-                );
-            }
-            let new: Vec<_> = chosen
-                .iter()
-                .filter(|v| v.trust == Trust::Unknown)
-                .collect();
-            if new.is_empty() {
-                emit("Nothing to trust: every host that answered is trusted already.\n");
-                return Ok(exit::SUCCESS);
-            }
-            let list: String = new
-                .iter()
-                .map(|v| format!("  {}\n", v.describe()))
-                .collect();
-            emit(&format!("Host keys to trust:\n{list}"));
-            if !yes && !confirm("Do these fingerprints match the hosts' own?")? {
-                emit("Nothing was trusted.\n");
-                return Ok(exit::BAD_INPUT);
-            }
-            let trusted = host_keys::trust(&home, &chosen)?;
-            emit(&format!(
-                "Trusted {} in {}.\n",
-                trusted.join(", "),
-                host_keys::known_hosts_file(&home).display()
-            ));
-            Ok(exit::SUCCESS)
-        }
-    }
+    let trusted = host_keys::trust(home, &chosen)?;
+    emit(&format!(
+        "Trusted {} in {}.\n",
+        trusted.join(", "),
+        host_keys::known_hosts_file(home).display()
+    ));
+    Ok(exit::SUCCESS)
 }
 
 fn confirm(question: &str) -> Result<bool> {

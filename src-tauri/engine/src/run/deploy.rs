@@ -328,6 +328,7 @@ pub fn execute(
 ) -> Result<Ended> {
     let now = (args.clock)();
     let (prepared, planned) = prepare(store, args, now)?;
+    crate::run::spawn::find_setpriv_in_background();
     let request = Request::new(args.kind, args.steps.clone(), planned);
     let ctx = RunContext {
         program: args.program.clone(),
@@ -466,16 +467,15 @@ fn prepare(
     let inventory = inventory_beside
         .as_ref()
         .map_or(inventory, |b| b.to.display().to_string());
-    let problems = plan_problems(
-        layout,
-        args,
-        &plan,
-        &choices,
-        &root,
-        ansible.as_deref(),
-        recorded.as_ref().map(|r| Path::new(&r.path)),
+    let problems = PlanToCheck {
+        plan: &plan,
+        choices: &choices,
+        root: &root,
+        ansible: ansible.as_deref(),
+        inventory: recorded.as_ref().map(|r| Path::new(&r.path)),
         carries_on,
-    )?;
+    }
+    .problems(layout, args)?;
     if !problems.is_empty() {
         return Err(EngineError::PlanCheck { problems });
     }
@@ -570,55 +570,74 @@ fn check_ssh_hosts(
     Ok(())
 }
 
-/// What stops the plan from running as chosen: the checks of `plan check` for an
-/// upstream plan (its playbooks are another project's: they must load, match hosts
-/// and have what they require), and for every plan the configuration a flag's
-/// programs read, while a step behind the flag is still to run.
-#[allow(clippy::too_many_arguments)]
-fn plan_problems(
-    layout: &crate::paths::Layout,
-    args: &DeployArgs,
-    plan: &Plan,
-    choices: &Choices,
-    root: &crate::run::source::Root,
-    ansible: Option<&Path>,
-    inventory: Option<&Path>,
-    carries_on: Option<&DeploymentRecord>,
-) -> Result<Vec<String>> {
-    let env = |name: &str| args.env_value(name).map(OsString::from);
-    // The configuration a flag's programs read must agree with the flag before
-    // anything runs, for every plan (`plan check` says the same), while a step
-    // behind the flag is still to run.
-    let to_run = |step: &str| {
-        carries_on
-            .and_then(|d| d.step(step))
-            .is_none_or(|r| r.status != StepStatus::Completed)
-    };
-    // An upstream plan's playbooks are another project's: before anything runs,
-    // check that they load, match hosts and have what they require (`plan check`,
-    // which checks the flags' configuration too).
-    Ok(match ansible {
-        Some(ansible) if plan.upstream.is_some() => crate::run::plan_check::check(
+/// What [`PlanToCheck::problems`] checks: the plan as chosen, the folder it was read
+/// from, the Ansible and inventory its playbooks would run with, and the deployment
+/// it carries on (whose completed steps need nothing more).
+#[derive(Clone, Copy)]
+struct PlanToCheck<'a> {
+    plan: &'a Plan,
+    choices: &'a Choices,
+    root: &'a crate::run::source::Root,
+    ansible: Option<&'a Path>,
+    inventory: Option<&'a Path>,
+    carries_on: Option<&'a DeploymentRecord>,
+}
+
+impl PlanToCheck<'_> {
+    /// What stops the plan from running as chosen: the checks of `plan check` for an
+    /// upstream plan (its playbooks are another project's: they must load, match hosts
+    /// and have what they require), and for every plan the configuration a flag's
+    /// programs read, while a step behind the flag is still to run.
+    fn problems(&self, layout: &crate::paths::Layout, args: &DeployArgs) -> Result<Vec<String>> {
+        let PlanToCheck {
             plan,
             choices,
-            &crate::run::plan_check::CheckInputs {
-                home: &layout.home,
-                env_root: &layout.root,
-                ansible_playbook: ansible,
-                inventory,
-                env: &env,
-                to_run: &to_run,
-            },
-        )?
-        .problems
-        .iter()
-        .map(|p| p.to_string())
-        .collect(),
-        _ => crate::run::plan_check::flag_config_problems(plan, choices, root.dir(), &env, &to_run)
+            root,
+            ansible,
+            inventory,
+            carries_on,
+        } = *self;
+        let env = |name: &str| args.env_value(name).map(OsString::from);
+        // The configuration a flag's programs read must agree with the flag before
+        // anything runs, for every plan (`plan check` says the same), while a step
+        // behind the flag is still to run.
+        let to_run = |step: &str| {
+            carries_on
+                .and_then(|d| d.step(step))
+                .is_none_or(|r| r.status != StepStatus::Completed)
+        };
+        // An upstream plan's playbooks are another project's: before anything runs,
+        // check that they load, match hosts and have what they require (`plan check`,
+        // which checks the flags' configuration too).
+        Ok(match ansible {
+            Some(ansible) if plan.upstream.is_some() => crate::run::plan_check::check(
+                plan,
+                choices,
+                &crate::run::plan_check::CheckInputs {
+                    home: &layout.home,
+                    env_root: &layout.root,
+                    ansible_playbook: ansible,
+                    inventory,
+                    env: &env,
+                    to_run: &to_run,
+                },
+            )?
+            .problems
             .iter()
             .map(|p| p.to_string())
             .collect(),
-    })
+            _ => crate::run::plan_check::flag_config_problems(
+                plan,
+                choices,
+                root.dir(),
+                &env,
+                &to_run,
+            )
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
+        })
+    }
 }
 
 /// The plan named, else the deployment's own, else the default.

@@ -79,6 +79,17 @@ fn forked(program: &Path) -> Command {
     command
 }
 
+/// Starts the search for `setpriv` (which runs it once, a few milliseconds) on a
+/// thread of its own, so that it overlaps the run's first commit instead of
+/// delaying the first step. The first spawn waits for it if it is not done yet.
+pub(crate) fn find_setpriv_in_background() {
+    let _ = std::thread::Builder::new()
+        .name("find-setpriv".into())
+        .spawn(|| {
+            setpriv();
+        });
+}
+
 /// `setpriv`, if it is there and sets the parent-death signal (util-linux 2.33 and
 /// later); asked once a process.
 fn setpriv() -> Option<&'static Path> {

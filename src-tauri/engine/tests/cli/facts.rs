@@ -685,3 +685,49 @@ fn thinkube_deploy_refreshes_azure_vm_facts_with_one_resource_graph_request() {
         );
     }
 }
+
+/// When Azure Resource Manager cannot be reached (here a server on 127.0.0.1 that
+/// closes every connection before answering, after a token was given), a refresh
+/// retries, then fails as "not reachable" (exit 1, not bad input: nothing the user
+/// typed is wrong), names the endpoint, and writes nothing. Takes about 30 s: the
+/// ARM policy's waits (2, 4, 8, 16 s) before its last attempt.
+#[cfg(feature = "azure")]
+#[test]
+fn an_azure_refresh_that_cannot_reach_resource_manager_exits_1_and_writes_nothing() {
+    let home = Home::new();
+    home.create();
+    let (token_base, _) = fake_azure(serde_json::json!([]));
+    let dropping = TcpListener::bind("127.0.0.1:0").unwrap();
+    let arm = format!("http://{}", dropping.local_addr().unwrap());
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = attempts.clone();
+    std::thread::spawn(move || {
+        for stream in dropping.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    write_config(
+        &home,
+        &serde_json::json!({
+            "target": "azure", "ssh_user": "azureuser", "ssh_auth": "agent", "plan": "k0rdent-azure",
+            "hosts": [{"name": "k0s-controller", "address": "10.0.0.4"}],
+            "azure": {"subscription_id": "0b1c2d3e-0000-4000-8000-00000000abcd",
+                      "resource_group": "rg-thinkube", "credential": "managed_identity",
+                      "endpoint": arm},
+        }),
+    );
+    let mut c = home.command(&["facts", "--refresh"]);
+    c.env("IDENTITY_ENDPOINT", format!("{token_base}/msi/token"))
+        .env("IDENTITY_HEADER", "header");
+    let r = crate::common::Run::from(c.output().unwrap());
+    r.expect(
+        1,
+        &["the Azure VM facts could not be refreshed", arm.as_str()],
+    );
+    assert!(
+        attempts.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "a dropped connection is retried"
+    );
+    assert!(!home.state_file().exists(), "nothing is written");
+}
