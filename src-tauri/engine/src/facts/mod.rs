@@ -303,152 +303,186 @@ pub(crate) fn gather(
     let fresh = config.freshness;
     let mut r = Refresh::default();
     if let Some(tf) = &config.terraform {
-        r.replaced_prefixes.push(keys::TERRAFORM_PREFIX.into());
-        let reference = serde_json::json!({
-            "backend": tf.backend,
-            "state_path": tf.state_path,
-            "backend_config": tf.backend_config,
-        });
-        match (tf.backend.as_str(), &tf.state_path) {
-            ("local", Some(path)) => {
-                let st = read_tfstate(Path::new(path))?;
-                let source_file = st.path.display().to_string();
-                let mut value = reference.clone();
-                value["source_file"] = source_file.clone().into();
-                value["terraform_version"] = st.terraform_version.clone().into();
-                value["serial"] = st.serial.into();
-                value["lineage"] = st.lineage.clone().into();
-                value["last_read_at"] = serde_json::to_value(now).unwrap_or_default();
-                // Terraform rewrites its state on every successful apply or refresh.
-                value["last_written_at"] = std::fs::metadata(path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(Timestamp::from_system_time)
-                    .and_then(|t| serde_json::to_value(t).ok())
-                    .unwrap_or_default();
+        gather_terraform(tf, fresh, now, &mut r)?;
+    }
+    if let (TargetKind::Azure, Some(azure)) = (config.target, &config.azure) {
+        gather_azure(azure, fresh, now, &mut r)?;
+    }
+    if config.target != TargetKind::Local && !config.hosts.is_empty() {
+        gather_hosts(config, fresh, probe_timeout, now, &mut r);
+    }
+    Ok(r)
+}
+
+/// Terraform: a local state's outputs (and the state's identity); for a remote
+/// backend only the reference.
+fn gather_terraform(
+    tf: &TerraformConfig,
+    fresh: Freshness,
+    now: Timestamp,
+    r: &mut Refresh,
+) -> Result<()> {
+    r.replaced_prefixes.push(keys::TERRAFORM_PREFIX.into());
+    let reference = serde_json::json!({
+        "backend": tf.backend,
+        "state_path": tf.state_path,
+        "backend_config": tf.backend_config,
+    });
+    match (tf.backend.as_str(), &tf.state_path) {
+        ("local", Some(path)) => {
+            let st = read_tfstate(Path::new(path))?;
+            let source_file = st.path.display().to_string();
+            let mut value = reference.clone();
+            value["source_file"] = source_file.clone().into();
+            value["terraform_version"] = st.terraform_version.clone().into();
+            value["serial"] = st.serial.into();
+            value["lineage"] = st.lineage.clone().into();
+            value["last_read_at"] = serde_json::to_value(now).unwrap_or_default();
+            // Terraform rewrites its state on every successful apply or refresh.
+            value["last_written_at"] = std::fs::metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(Timestamp::from_system_time)
+                .and_then(|t| serde_json::to_value(t).ok())
+                .unwrap_or_default();
+            r.facts.push(InfraFact {
+                key: FactKey::TerraformState.text(),
+                source: FactSource::Terraform,
+                value,
+                fetched_at: now,
+                ttl_seconds: fresh.terraform_seconds,
+                checksum: Some(st.sha256.clone()),
+            });
+            for (name, v) in &st.outputs {
                 r.facts.push(InfraFact {
-                    key: FactKey::TerraformState.text(),
+                    key: FactKey::TerraformOutput(name.clone()).text(),
                     source: FactSource::Terraform,
-                    value,
+                    value: serde_json::json!({ "value": v, "source_file": source_file }),
                     fetched_at: now,
                     ttl_seconds: fresh.terraform_seconds,
                     checksum: Some(st.sha256.clone()),
                 });
-                for (name, v) in &st.outputs {
-                    r.facts.push(InfraFact {
-                        key: FactKey::TerraformOutput(name.clone()).text(),
-                        source: FactSource::Terraform,
-                        value: serde_json::json!({ "value": v, "source_file": source_file }),
-                        fetched_at: now,
-                        ttl_seconds: fresh.terraform_seconds,
-                        checksum: Some(st.sha256.clone()),
-                    });
-                }
-                r.summary.push(format!(
-                    "Terraform: {} output(s) from {source_file}",
-                    st.outputs.len()
-                ));
             }
-            (backend, _) => {
-                // A remote backend's outputs need its credentials, which we never hold:
-                // only the reference is recorded.
-                r.facts.push(InfraFact {
-                    key: FactKey::TerraformState.text(),
-                    source: FactSource::Terraform,
-                    value: reference,
-                    fetched_at: now,
-                    ttl_seconds: fresh.terraform_seconds,
-                    checksum: None,
-                });
-                r.summary.push(format!(
-                    "Terraform: backend `{backend}` recorded (outputs are read from local states only)"
-                ));
-            }
+            r.summary.push(format!(
+                "Terraform: {} output(s) from {source_file}",
+                st.outputs.len()
+            ));
         }
-    }
-    if let (TargetKind::Azure, Some(azure)) = (config.target, &config.azure) {
-        r.replaced_prefixes.push(keys::VM_PREFIX.into());
-        r.replaced_prefixes.push(keys::AZURE_PREFIX.into());
-        let AzureVms {
-            vms,
-            requests,
-            via,
-            fallback_reason,
-            notes,
-        } = azure_vms(azure)?;
-        let count = vms.len();
-        for vm in vms {
+        (backend, _) => {
+            // A remote backend's outputs need its credentials, which we never hold:
+            // only the reference is recorded.
             r.facts.push(InfraFact {
-                key: FactKey::Vm(vm.name).text(),
-                source: FactSource::Azure,
-                value: keys::to_value(&VmFact {
-                    power_state: Some(vm.power_state),
-                    provisioning_state: vm.provisioning_state,
-                    private_ips: vm.private_ips,
-                    public_ips: vm.public_ips,
-                    fqdns: vm.fqdns,
-                }),
+                key: FactKey::TerraformState.text(),
+                source: FactSource::Terraform,
+                value: reference,
                 fetched_at: now,
-                ttl_seconds: fresh.vm_seconds,
+                ttl_seconds: fresh.terraform_seconds,
                 checksum: None,
             });
+            r.summary.push(format!(
+                "Terraform: backend `{backend}` recorded (outputs are read from local states only)"
+            ));
         }
-        let how = match &fallback_reason {
-            None => format!("{requests} ARM request(s), Resource Graph"),
-            Some(why) => format!("{requests} ARM requests, the resource group's lists: {why}"),
-        };
-        r.summary.push(format!(
-            "Azure: {count} VM(s) in resource group {} ({how})",
-            azure.resource_group
-        ));
-        r.summary
-            .extend(notes.iter().map(|n| format!("Azure: {n}")));
+    }
+    Ok(())
+}
+
+/// Azure: the resource group's VMs (power state, addresses) and how they were asked.
+fn gather_azure(
+    azure: &crate::config::AzureTarget,
+    fresh: Freshness,
+    now: Timestamp,
+    r: &mut Refresh,
+) -> Result<()> {
+    r.replaced_prefixes.push(keys::VM_PREFIX.into());
+    r.replaced_prefixes.push(keys::AZURE_PREFIX.into());
+    let AzureVms {
+        vms,
+        requests,
+        via,
+        fallback_reason,
+        notes,
+    } = azure_vms(azure)?;
+    let count = vms.len();
+    for vm in vms {
         r.facts.push(InfraFact {
-            key: FactKey::AzureRefresh.text(),
+            key: FactKey::Vm(vm.name).text(),
             source: FactSource::Azure,
-            value: keys::to_value(&AzureRefresh {
-                subscription_id: azure.subscription_id.clone(),
-                resource_group: azure.resource_group.clone(),
-                vms: count,
-                arm_requests: requests,
-                run_id: None,
-                arm_requests_in_run: None,
-                via: Some(via.to_string()),
-                fallback_reason,
-                notes,
+            value: keys::to_value(&VmFact {
+                power_state: Some(vm.power_state),
+                provisioning_state: vm.provisioning_state,
+                private_ips: vm.private_ips,
+                public_ips: vm.public_ips,
+                fqdns: vm.fqdns,
             }),
             fetched_at: now,
             ttl_seconds: fresh.vm_seconds,
             checksum: None,
         });
-        r.arm_requests = requests;
     }
-    if config.target != TargetKind::Local && !config.hosts.is_empty() {
-        r.replaced_prefixes.push(keys::HOST_PREFIX.into());
-        let mut up = 0;
-        for h in &config.hosts {
-            let result = probe(h.address.trim(), h.ssh_port(), probe_timeout);
-            up += usize::from(result.is_ok());
-            r.facts.push(InfraFact {
-                key: FactKey::Host(h.name.clone()).text(),
-                source: FactSource::Inventory,
-                value: keys::to_value(&HostFact {
-                    address: h.address.trim().to_string(),
-                    port: h.ssh_port(),
-                    reachable: result.is_ok(),
-                    error: result.err(),
-                }),
-                fetched_at: now,
-                ttl_seconds: fresh.probe_seconds,
-                checksum: None,
-            });
-        }
-        r.summary.push(format!(
-            "Inventory: {up} of {} host(s) answer on their SSH port",
-            config.hosts.len()
-        ));
+    let how = match &fallback_reason {
+        None => format!("{requests} ARM request(s), Resource Graph"),
+        Some(why) => format!("{requests} ARM requests, the resource group's lists: {why}"),
+    };
+    r.summary.push(format!(
+        "Azure: {count} VM(s) in resource group {} ({how})",
+        azure.resource_group
+    ));
+    r.summary
+        .extend(notes.iter().map(|n| format!("Azure: {n}")));
+    r.facts.push(InfraFact {
+        key: FactKey::AzureRefresh.text(),
+        source: FactSource::Azure,
+        value: keys::to_value(&AzureRefresh {
+            subscription_id: azure.subscription_id.clone(),
+            resource_group: azure.resource_group.clone(),
+            vms: count,
+            arm_requests: requests,
+            run_id: None,
+            arm_requests_in_run: None,
+            via: Some(via.to_string()),
+            fallback_reason,
+            notes,
+        }),
+        fetched_at: now,
+        ttl_seconds: fresh.vm_seconds,
+        checksum: None,
+    });
+    r.arm_requests = requests;
+    Ok(())
+}
+
+/// The inventory's hosts: whether each answers on its SSH port.
+fn gather_hosts(
+    config: &InstallerConfig,
+    fresh: Freshness,
+    probe_timeout: Duration,
+    now: Timestamp,
+    r: &mut Refresh,
+) {
+    r.replaced_prefixes.push(keys::HOST_PREFIX.into());
+    let mut up = 0;
+    for h in &config.hosts {
+        let result = probe(h.address.trim(), h.ssh_port(), probe_timeout);
+        up += usize::from(result.is_ok());
+        r.facts.push(InfraFact {
+            key: FactKey::Host(h.name.clone()).text(),
+            source: FactSource::Inventory,
+            value: keys::to_value(&HostFact {
+                address: h.address.trim().to_string(),
+                port: h.ssh_port(),
+                reachable: result.is_ok(),
+                error: result.err(),
+            }),
+            fetched_at: now,
+            ttl_seconds: fresh.probe_seconds,
+            checksum: None,
+        });
     }
-    Ok(r)
+    r.summary.push(format!(
+        "Inventory: {up} of {} host(s) answer on their SSH port",
+        config.hosts.len()
+    ));
 }
 
 /// What one refresh of the resource group's VMs learned, and how.

@@ -146,42 +146,7 @@ impl RunSession {
             .unwrap_or_default();
         let current = match request.plan() {
             None => current,
-            Some(plan) => {
-                let (replanned, changes, removed) = current.replan(plan);
-                let unfinished: Vec<String> = removed
-                    .iter()
-                    .filter(|s| matches!(s.status, StepStatus::Failed | StepStatus::Interrupted))
-                    .map(|s| {
-                        format!(
-                            "step `{}` ({}, {} after {} attempt(s))",
-                            s.id,
-                            s.title,
-                            s.status.as_str(),
-                            s.attempts.len()
-                        )
-                    })
-                    .collect();
-                if !unfinished.is_empty() {
-                    return Err(EngineError::UnfinishedStepsRemoved { steps: unfinished });
-                }
-                if !changes.is_empty() {
-                    events.push(NewEvent::new(
-                        EventKind::PlanChanged,
-                        changes.describe().join("; "),
-                    ));
-                    for step in removed {
-                        let message = format!(
-                            "step `{}` ({}) is no longer in the plan; it was {} after {} attempt(s)",
-                            step.id,
-                            step.title,
-                            step.status.as_str(),
-                            step.attempts.len()
-                        );
-                        events.push(NewEvent::new(EventKind::PlanChanged, message).step(&step.id));
-                    }
-                }
-                replanned
-            }
+            Some(plan) => matched_to_plan(current, plan, &mut events)?,
         };
         let status = current.status();
         let (deployment, kind) = match (request, current) {
@@ -251,20 +216,7 @@ impl RunSession {
             (Request::Retry { .. }, _) => return Err(nothing_to(RunKind::Retry, status)),
         };
         let record = deployment.record();
-        let run = RunRecord {
-            run_id: new_run_id(now),
-            kind,
-            deployment_id: record.id.clone(),
-            started_at: now,
-            finished_at: None,
-            outcome: RunOutcome::Running,
-            plan_id: record.plan_id.clone(),
-            plan_digest: record.plan_digest.clone(),
-            configuration: record.configuration.clone(),
-            enabled_flags: record.configuration.enabled_flags(),
-            steps_attempted: Vec::new(),
-            program: ctx.program.clone(),
-        };
+        let run = new_run(record, kind, &ctx.program, now);
         for e in &mut events {
             e.run_id = Some(run.run_id.clone());
         }
@@ -604,6 +556,72 @@ fn conclude(
         status,
         serial,
     })
+}
+
+/// The deployment matched to the plan it will now follow (steps by id), with an
+/// event for each change; refused when a failed or interrupted step would leave it.
+fn matched_to_plan(
+    current: AnyDeployment,
+    plan: &PlannedDeployment,
+    events: &mut Vec<NewEvent>,
+) -> Result<AnyDeployment> {
+    let (replanned, changes, removed) = current.replan(plan);
+    let unfinished: Vec<String> = removed
+        .iter()
+        .filter(|s| matches!(s.status, StepStatus::Failed | StepStatus::Interrupted))
+        .map(|s| {
+            format!(
+                "step `{}` ({}, {} after {} attempt(s))",
+                s.id,
+                s.title,
+                s.status.as_str(),
+                s.attempts.len()
+            )
+        })
+        .collect();
+    if !unfinished.is_empty() {
+        return Err(EngineError::UnfinishedStepsRemoved { steps: unfinished });
+    }
+    if !changes.is_empty() {
+        events.push(NewEvent::new(
+            EventKind::PlanChanged,
+            changes.describe().join("; "),
+        ));
+        for step in removed {
+            let message = format!(
+                "step `{}` ({}) is no longer in the plan; it was {} after {} attempt(s)",
+                step.id,
+                step.title,
+                step.status.as_str(),
+                step.attempts.len()
+            );
+            events.push(NewEvent::new(EventKind::PlanChanged, message).step(&step.id));
+        }
+    }
+    Ok(replanned)
+}
+
+/// The record of a run of `kind` starting now on `record`.
+fn new_run(
+    record: &crate::state::model::DeploymentRecord,
+    kind: RunKind,
+    program: &str,
+    now: Timestamp,
+) -> RunRecord {
+    RunRecord {
+        run_id: new_run_id(now),
+        kind,
+        deployment_id: record.id.clone(),
+        started_at: now,
+        finished_at: None,
+        outcome: RunOutcome::Running,
+        plan_id: record.plan_id.clone(),
+        plan_digest: record.plan_digest.clone(),
+        configuration: record.configuration.clone(),
+        enabled_flags: record.configuration.enabled_flags(),
+        steps_attempted: Vec::new(),
+        program: program.to_string(),
+    }
 }
 
 fn failed_steps(record: &crate::state::model::DeploymentRecord) -> Vec<String> {

@@ -665,7 +665,6 @@ pub fn import_k0rdent(
 ) -> Result<K0rdentImport, String> {
     let k: K0rdentState = crate::yaml::from_str(yaml)
         .map_err(|e| format!("it is not a k0rdent-azure-setup deployment state: {e}"))?;
-    let time = |t: &Option<String>| t.as_deref().and_then(|t| Timestamp::parse(t).ok());
     let mut notes = Vec::new();
     let mut phases: Vec<PhaseRecord> = Vec::new();
     let mut steps = Vec::new();
@@ -698,48 +697,108 @@ pub fn import_k0rdent(
                 title: phase_title.into(),
             });
         }
-        let mut step = StepRecord::new(name, phase_id, title);
-        step.source = Some(format!("k0rdent-azure-setup phase {name}"));
-        let updated = time(&phase.updated_at);
-        let (status, outcome) = match phase.status.as_str() {
-            "completed" => (StepStatus::Completed, Some(AttemptOutcome::Success)),
-            "in_progress" => (StepStatus::Interrupted, Some(AttemptOutcome::Interrupted)),
-            "failed" => (StepStatus::Failed, Some(AttemptOutcome::Failed)),
-            "skipped" => (StepStatus::Skipped, None),
-            "pending" => (StepStatus::Pending, None),
-            other => {
-                notes.push(format!(
-                    "phase `{name}` had status `{other}`, taken as pending"
-                ));
-                (StepStatus::Pending, None)
-            }
-        };
-        step.status = status;
-        if status == StepStatus::Skipped {
-            step.skip_reason = Some(
-                phase
-                    .skipped_reason
-                    .clone()
-                    .unwrap_or_else(|| "skipped by k0rdent-azure-setup".into()),
-            );
-        }
-        if let Some(outcome) = outcome {
-            let finished = outcome != AttemptOutcome::Interrupted;
-            step.attempts.push(Attempt {
-                number: 1,
-                run_id: None,
-                started_at: if finished { None } else { updated },
-                finished_at: if finished { updated } else { None },
-                outcome,
-                process: None,
-                error: (outcome == AttemptOutcome::Failed).then(|| {
-                    StepError::message("failed in k0rdent-azure-setup (no message recorded)")
-                }),
-                log_file: None,
-            });
-        }
-        steps.push(step);
+        steps.push(k0rdent_step(name, phase_id, title, phase, &mut notes));
     }
+    let configuration = k0rdent_configuration(&k, &mut notes);
+    let last_updated = k0rdent_time(&k.last_updated);
+    let facts = k0rdent_facts(&k, last_updated, now);
+    let peers_with_private_keys: Vec<String> = k
+        .wireguard_peers
+        .iter()
+        .filter(|(_, peer)| peer.keys().any(|key| crate::secrets::is_secret_key(key)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !peers_with_private_keys.is_empty() {
+        notes.push(format!(
+            "WireGuard private keys of {} were not copied; they stay in {source_path}",
+            peers_with_private_keys.join(", ")
+        ));
+    }
+    let status = derive_status(&steps, false);
+    let deployment = DeploymentRecord {
+        id: Some(k.deployment_id.clone()),
+        status,
+        plan_id: Some("k0rdent-azure".into()),
+        plan_source: Some("k0rdent-azure".into()),
+        plan_digest: None,
+        configuration,
+        phases,
+        steps,
+        started_at: k0rdent_time(&k.created_at),
+        finished_at: if status == DeploymentStatus::Completed {
+            last_updated
+        } else {
+            None
+        },
+        restart: None,
+        migrated_from: Some(MigrationRecord {
+            format: "k0rdent-azure".into(),
+            migrated_at: now,
+            saved_at: last_updated,
+            source_path: Some(source_path.to_string()),
+            notes,
+        }),
+    };
+    Ok(K0rdentImport {
+        deployment,
+        facts,
+        peers_with_private_keys,
+    })
+}
+
+/// The step recorded for one k0rdent-azure-setup phase (`name`), with its status and
+/// an attempt for what ran; a status it does not know is taken as pending (noted).
+fn k0rdent_step(
+    name: &str,
+    phase_id: &str,
+    title: &str,
+    phase: &K0rdentPhase,
+    notes: &mut Vec<String>,
+) -> StepRecord {
+    let mut step = StepRecord::new(name, phase_id, title);
+    step.source = Some(format!("k0rdent-azure-setup phase {name}"));
+    let updated = k0rdent_time(&phase.updated_at);
+    let (status, outcome) = match phase.status.as_str() {
+        "completed" => (StepStatus::Completed, Some(AttemptOutcome::Success)),
+        "in_progress" => (StepStatus::Interrupted, Some(AttemptOutcome::Interrupted)),
+        "failed" => (StepStatus::Failed, Some(AttemptOutcome::Failed)),
+        "skipped" => (StepStatus::Skipped, None),
+        "pending" => (StepStatus::Pending, None),
+        other => {
+            notes.push(format!(
+                "phase `{name}` had status `{other}`, taken as pending"
+            ));
+            (StepStatus::Pending, None)
+        }
+    };
+    step.status = status;
+    if status == StepStatus::Skipped {
+        step.skip_reason = Some(
+            phase
+                .skipped_reason
+                .clone()
+                .unwrap_or_else(|| "skipped by k0rdent-azure-setup".into()),
+        );
+    }
+    if let Some(outcome) = outcome {
+        let finished = outcome != AttemptOutcome::Interrupted;
+        step.attempts.push(Attempt {
+            number: 1,
+            run_id: None,
+            started_at: if finished { None } else { updated },
+            finished_at: if finished { updated } else { None },
+            outcome,
+            process: None,
+            error: (outcome == AttemptOutcome::Failed)
+                .then(|| StepError::message("failed in k0rdent-azure-setup (no message recorded)")),
+            log_file: None,
+        });
+    }
+    step
+}
+
+/// The configuration k0rdent-azure-setup recorded, but what looks secret (noted).
+fn k0rdent_configuration(k: &K0rdentState, notes: &mut Vec<String>) -> Configuration {
     let mut configuration = Configuration {
         flags: k.deployment_flags.clone(),
         ..Configuration::default()
@@ -768,7 +827,12 @@ pub fn import_k0rdent(
             .answers
             .insert("k0rdent_artifacts".into(), artifacts.clone());
     }
-    let last_updated = time(&k.last_updated);
+    configuration
+}
+
+/// What k0rdent-azure-setup knew of the infrastructure: its VMs (provisioning state
+/// and addresses) and whether its VPN was connected.
+fn k0rdent_facts(k: &K0rdentState, last_updated: Option<Timestamp>, now: Timestamp) -> Facts {
     let mut facts = Facts::default();
     for (name, vm) in &k.vm_states.0 {
         facts.infrastructure.push(InfraFact {
@@ -783,7 +847,9 @@ pub fn import_k0rdent(
                 public_ips: vm.public_ip.iter().cloned().collect(),
                 fqdns: Vec::new(),
             }),
-            fetched_at: time(&vm.last_checked).or(last_updated).unwrap_or(now),
+            fetched_at: k0rdent_time(&vm.last_checked)
+                .or(last_updated)
+                .unwrap_or(now),
             ttl_seconds: VM_FACT_TTL_SECONDS,
             checksum: None,
         });
@@ -797,48 +863,12 @@ pub fn import_k0rdent(
             last_seen_true: connected.then_some(at),
         });
     }
-    let peers_with_private_keys: Vec<String> = k
-        .wireguard_peers
-        .iter()
-        .filter(|(_, peer)| peer.keys().any(|key| crate::secrets::is_secret_key(key)))
-        .map(|(name, _)| name.clone())
-        .collect();
-    if !peers_with_private_keys.is_empty() {
-        notes.push(format!(
-            "WireGuard private keys of {} were not copied; they stay in {source_path}",
-            peers_with_private_keys.join(", ")
-        ));
-    }
-    let status = derive_status(&steps, false);
-    let deployment = DeploymentRecord {
-        id: Some(k.deployment_id.clone()),
-        status,
-        plan_id: Some("k0rdent-azure".into()),
-        plan_source: Some("k0rdent-azure".into()),
-        plan_digest: None,
-        configuration,
-        phases,
-        steps,
-        started_at: time(&k.created_at),
-        finished_at: if status == DeploymentStatus::Completed {
-            last_updated
-        } else {
-            None
-        },
-        restart: None,
-        migrated_from: Some(MigrationRecord {
-            format: "k0rdent-azure".into(),
-            migrated_at: now,
-            saved_at: last_updated,
-            source_path: Some(source_path.to_string()),
-            notes,
-        }),
-    };
-    Ok(K0rdentImport {
-        deployment,
-        facts,
-        peers_with_private_keys,
-    })
+    facts
+}
+
+/// A time k0rdent-azure-setup wrote, when it is one.
+fn k0rdent_time(t: &Option<String>) -> Option<Timestamp> {
+    t.as_deref().and_then(|t| Timestamp::parse(t).ok())
 }
 
 #[cfg(test)]
