@@ -606,19 +606,15 @@ impl ArmClient {
             .flat_map(|vm| network_interfaces(vm))
             .map(|id| (id_key(&id), id))
             .collect();
-        for (key, id) in named {
-            if let std::collections::btree_map::Entry::Vacant(slot) = nic_by_id.entry(key) {
-                match self
-                    .linked(token, &id, "network interface", ctx("a network interface"))
-                    .await?
-                {
-                    Ok(nic) => {
-                        slot.insert(nic);
-                    }
-                    Err(note) => notes.push(note),
-                }
-            }
-        }
+        self.add_linked(
+            token,
+            &mut nic_by_id,
+            named,
+            "network interface",
+            ctx("a network interface"),
+            &mut notes,
+        )
+        .await?;
         let mut public_by_id: BTreeMap<String, serde_json::Value> = public
             .into_iter()
             .filter_map(|p| Some((id_key(p["id"].as_str()?), p)))
@@ -629,84 +625,45 @@ impl ArmClient {
             .filter_map(|cfg| cfg["properties"]["publicIPAddress"]["id"].as_str())
             .map(|id| (id_key(id), id.to_string()))
             .collect();
+        self.add_linked(
+            token,
+            &mut public_by_id,
+            wanted,
+            "public IP address",
+            ctx("a public IP address"),
+            &mut notes,
+        )
+        .await?;
+        let out = vms
+            .iter()
+            .map(|vm| vm_state(vm, &nic_by_id, &public_by_id))
+            .collect();
+        Ok((finish(out), notes))
+    }
+
+    /// Adds to `by_id` each resource of `wanted` (by lower-case id, the id as written)
+    /// that it lacks, asked for on its own (it lives in another resource group); one
+    /// that cannot be read is a note.
+    async fn add_linked(
+        &self,
+        token: &str,
+        by_id: &mut BTreeMap<String, serde_json::Value>,
+        wanted: BTreeMap<String, String>,
+        kind: &str,
+        ctx: Context<'_>,
+        notes: &mut Vec<String>,
+    ) -> Result<(), ArmError> {
         for (key, id) in wanted {
-            if let std::collections::btree_map::Entry::Vacant(slot) = public_by_id.entry(key) {
-                match self
-                    .linked(token, &id, "public IP address", ctx("a public IP address"))
-                    .await?
-                {
-                    Ok(ip) => {
-                        slot.insert(ip);
+            if let std::collections::btree_map::Entry::Vacant(slot) = by_id.entry(key) {
+                match self.linked(token, &id, kind, ctx).await? {
+                    Ok(resource) => {
+                        slot.insert(resource);
                     }
                     Err(note) => notes.push(note),
                 }
             }
         }
-        let out = vms
-            .iter()
-            .map(|vm| {
-                let id = id_key(vm["id"].as_str().unwrap_or(""));
-                let statuses = vm["properties"]["instanceView"]["statuses"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                let status = |prefix: &str| {
-                    statuses.iter().find_map(|s| {
-                        s["code"]
-                            .as_str()
-                            .and_then(|c| c.strip_prefix(prefix))
-                            .map(str::to_string)
-                    })
-                };
-                let mut state = VmState {
-                    name: vm_name(vm["name"].as_str(), vm["id"].as_str().unwrap_or("")),
-                    power_state: status("PowerState/").unwrap_or_else(|| "unknown".into()),
-                    provisioning_state: status("ProvisioningState/")
-                        .or_else(|| {
-                            vm["properties"]["provisioningState"]
-                                .as_str()
-                                .map(str::to_string)
-                        })
-                        .map(|s| s.to_ascii_lowercase()),
-                    private_ips: Vec::new(),
-                    public_ips: Vec::new(),
-                    fqdns: Vec::new(),
-                };
-                // The VM's NICs: those it names, and those that name it.
-                let mine: BTreeSet<String> =
-                    network_interfaces(vm).iter().map(|n| id_key(n)).collect();
-                let nics = nic_by_id.iter().filter(|(nic_id, nic)| {
-                    mine.contains(*nic_id)
-                        || nic["properties"]["virtualMachine"]["id"]
-                            .as_str()
-                            .is_some_and(|v| id_key(v) == id)
-                });
-                for (_, nic) in nics {
-                    for cfg in ip_configurations(nic) {
-                        let prefix = cfg["properties"]["privateIPAddressPrefixLength"].is_number();
-                        if let Some(ip) =
-                            own_address(cfg["properties"]["privateIPAddress"].as_str(), prefix)
-                        {
-                            push_new(&mut state.private_ips, ip);
-                        }
-                        let Some(public) = cfg["properties"]["publicIPAddress"]["id"]
-                            .as_str()
-                            .and_then(|p| public_by_id.get(&id_key(p)))
-                        else {
-                            continue;
-                        };
-                        if let Some(ip) = public["properties"]["ipAddress"].as_str() {
-                            push_new(&mut state.public_ips, ip);
-                        }
-                        if let Some(fqdn) = public["properties"]["dnsSettings"]["fqdn"].as_str() {
-                            push_new(&mut state.fqdns, fqdn);
-                        }
-                    }
-                }
-                state
-            })
-            .collect();
-        Ok((finish(out), notes))
+        Ok(())
     }
 
     /// A resource of another resource group that a VM links to. Not being allowed to
@@ -905,6 +862,72 @@ impl ArmClient {
         };
         Ok(Err((wait, last)))
     }
+}
+
+/// One VM of the resource group's lists: its power and provisioning states (from its
+/// instance view), and the addresses and DNS names of its NICs (those it names and
+/// those that name it) and of their public IPs.
+fn vm_state(
+    vm: &serde_json::Value,
+    nic_by_id: &BTreeMap<String, serde_json::Value>,
+    public_by_id: &BTreeMap<String, serde_json::Value>,
+) -> VmState {
+    let id = id_key(vm["id"].as_str().unwrap_or(""));
+    let statuses = vm["properties"]["instanceView"]["statuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let status = |prefix: &str| {
+        statuses.iter().find_map(|s| {
+            s["code"]
+                .as_str()
+                .and_then(|c| c.strip_prefix(prefix))
+                .map(str::to_string)
+        })
+    };
+    let mut state = VmState {
+        name: vm_name(vm["name"].as_str(), vm["id"].as_str().unwrap_or("")),
+        power_state: status("PowerState/").unwrap_or_else(|| "unknown".into()),
+        provisioning_state: status("ProvisioningState/")
+            .or_else(|| {
+                vm["properties"]["provisioningState"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .map(|s| s.to_ascii_lowercase()),
+        private_ips: Vec::new(),
+        public_ips: Vec::new(),
+        fqdns: Vec::new(),
+    };
+    // The VM's NICs: those it names, and those that name it.
+    let mine: BTreeSet<String> = network_interfaces(vm).iter().map(|n| id_key(n)).collect();
+    let nics = nic_by_id.iter().filter(|(nic_id, nic)| {
+        mine.contains(*nic_id)
+            || nic["properties"]["virtualMachine"]["id"]
+                .as_str()
+                .is_some_and(|v| id_key(v) == id)
+    });
+    for (_, nic) in nics {
+        for cfg in ip_configurations(nic) {
+            let prefix = cfg["properties"]["privateIPAddressPrefixLength"].is_number();
+            if let Some(ip) = own_address(cfg["properties"]["privateIPAddress"].as_str(), prefix) {
+                push_new(&mut state.private_ips, ip);
+            }
+            let Some(public) = cfg["properties"]["publicIPAddress"]["id"]
+                .as_str()
+                .and_then(|p| public_by_id.get(&id_key(p)))
+            else {
+                continue;
+            };
+            if let Some(ip) = public["properties"]["ipAddress"].as_str() {
+                push_new(&mut state.public_ips, ip);
+            }
+            if let Some(fqdn) = public["properties"]["dnsSettings"]["fqdn"].as_str() {
+                push_new(&mut state.fqdns, fqdn);
+            }
+        }
+    }
+    state
 }
 
 /// The NIC ids a VM names (`networkProfile.networkInterfaces`).
