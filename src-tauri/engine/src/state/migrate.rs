@@ -246,26 +246,7 @@ pub(crate) fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Va
         .as_deref()
         .and_then(|t| Timestamp::parse(t).ok());
     let mut notes = Vec::new();
-    let mut phases: Vec<PhaseRecord> = Vec::new();
-    if let Some(queue_phases) = &v2.x_phases {
-        for p in queue_phases {
-            let has_steps = v2
-                .all_playbooks
-                .iter()
-                .any(|pb| pb.phase.as_deref() == Some(&p.id));
-            if !has_steps && p.status.as_deref() == Some("completed") {
-                notes.push(format!(
-                    "phase `{}` ({}) was completed by the earlier installer; the queue format does not list its playbooks",
-                    p.id,
-                    p.name.as_deref().unwrap_or(&p.id)
-                ));
-            }
-            phases.push(PhaseRecord {
-                id: p.id.clone(),
-                title: p.name.clone().unwrap_or_else(|| p.id.clone()),
-            });
-        }
-    }
+    let mut phases = queue_phases(&v2, &mut notes);
     let mut steps = Vec::new();
     let mut legacy_vars = serde_json::Map::new();
     for pb in &v2.all_playbooks {
@@ -276,53 +257,7 @@ pub(crate) fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Va
                 title: thinkube_phase_title(&phase),
             });
         }
-        let mut step = StepRecord::new(&pb.id, &phase, pb.title.as_deref().unwrap_or(&pb.id));
-        step.source = pb.name.as_ref().map(|n| format!("playbook {n}"));
-        let failed = v2.failed_ids.contains(&pb.id) || pb.status.as_deref() == Some("failed");
-        let completed = !failed
-            && (v2.completed_ids.contains(&pb.id) || pb.status.as_deref() == Some("completed"));
-        let (status, outcome) = if failed {
-            (StepStatus::Failed, Some(AttemptOutcome::Failed))
-        } else if completed {
-            (StepStatus::Completed, Some(AttemptOutcome::Success))
-        } else {
-            match pb.status.as_deref() {
-                Some("running") | Some("in_progress") => {
-                    (StepStatus::Interrupted, Some(AttemptOutcome::Interrupted))
-                }
-                Some("skipped") => (StepStatus::Skipped, None),
-                _ => (StepStatus::Pending, None),
-            }
-        };
-        step.status = status;
-        if status == StepStatus::Skipped {
-            step.skip_reason = Some("skipped by the earlier installer".into());
-        }
-        if let Some(outcome) = outcome {
-            let error = (outcome == AttemptOutcome::Failed).then(|| {
-                let message = pb
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "failed (the earlier installer recorded no message)".into());
-                StepError {
-                    exit_code: exit_code_in(&message),
-                    message,
-                    task: None,
-                    host: None,
-                    output_tail: Vec::new(),
-                }
-            });
-            step.attempts.push(Attempt {
-                number: 1,
-                run_id: None,
-                started_at: None,
-                finished_at: None,
-                outcome,
-                process: None,
-                error,
-                log_file: None,
-            });
-        }
+        let step = v2_step(&v2, pb, &phase);
         if let Some(vars) = &pb.extra_vars {
             let (kept, dropped) = split_secrets(vars);
             if !dropped.is_empty() {
@@ -392,6 +327,85 @@ pub(crate) fn v2_to_v3(value: Value, now: Timestamp, lineage: Uuid) -> Result<Va
     state.updated_at = now;
     state.deployment = deployment;
     serde_json::to_value(state).map_err(|e| e.to_string())
+}
+
+/// The phases of the queue format (`x_phases`), noting each completed one whose
+/// playbooks the format does not list.
+fn queue_phases(v2: &V2State, notes: &mut Vec<String>) -> Vec<PhaseRecord> {
+    let mut phases: Vec<PhaseRecord> = Vec::new();
+    if let Some(queue_phases) = &v2.x_phases {
+        for p in queue_phases {
+            let has_steps = v2
+                .all_playbooks
+                .iter()
+                .any(|pb| pb.phase.as_deref() == Some(&p.id));
+            if !has_steps && p.status.as_deref() == Some("completed") {
+                notes.push(format!(
+                    "phase `{}` ({}) was completed by the earlier installer; the queue format does not list its playbooks",
+                    p.id,
+                    p.name.as_deref().unwrap_or(&p.id)
+                ));
+            }
+            phases.push(PhaseRecord {
+                id: p.id.clone(),
+                title: p.name.clone().unwrap_or_else(|| p.id.clone()),
+            });
+        }
+    }
+    phases
+}
+
+/// The step recorded for one playbook of the v2 format: its status from the
+/// completed and failed lists (failed wins) or its own, and an attempt for what ran.
+fn v2_step(v2: &V2State, pb: &V2Playbook, phase: &str) -> StepRecord {
+    let mut step = StepRecord::new(&pb.id, phase, pb.title.as_deref().unwrap_or(&pb.id));
+    step.source = pb.name.as_ref().map(|n| format!("playbook {n}"));
+    let failed = v2.failed_ids.contains(&pb.id) || pb.status.as_deref() == Some("failed");
+    let completed =
+        !failed && (v2.completed_ids.contains(&pb.id) || pb.status.as_deref() == Some("completed"));
+    let (status, outcome) = if failed {
+        (StepStatus::Failed, Some(AttemptOutcome::Failed))
+    } else if completed {
+        (StepStatus::Completed, Some(AttemptOutcome::Success))
+    } else {
+        match pb.status.as_deref() {
+            Some("running") | Some("in_progress") => {
+                (StepStatus::Interrupted, Some(AttemptOutcome::Interrupted))
+            }
+            Some("skipped") => (StepStatus::Skipped, None),
+            _ => (StepStatus::Pending, None),
+        }
+    };
+    step.status = status;
+    if status == StepStatus::Skipped {
+        step.skip_reason = Some("skipped by the earlier installer".into());
+    }
+    if let Some(outcome) = outcome {
+        let error = (outcome == AttemptOutcome::Failed).then(|| {
+            let message = pb
+                .error
+                .clone()
+                .unwrap_or_else(|| "failed (the earlier installer recorded no message)".into());
+            StepError {
+                exit_code: exit_code_in(&message),
+                message,
+                task: None,
+                host: None,
+                output_tail: Vec::new(),
+            }
+        });
+        step.attempts.push(Attempt {
+            number: 1,
+            run_id: None,
+            started_at: None,
+            finished_at: None,
+            outcome,
+            process: None,
+            error,
+            log_file: None,
+        });
+    }
+    step
 }
 
 /// A deployment's status from its steps: a failed step means failed, never completed.
