@@ -450,13 +450,6 @@ pub(crate) struct StepChange<'a> {
     pub steps: &'a [usize],
     pub run: &'a RunRecord,
     pub run_steps: &'a [usize],
-    /// Whether the commit must survive a power loss. `false` only for what matters
-    /// while the machine stays up (the pid of a step's process, which a power loss
-    /// ends too): its journal line is written, seen by readers and kept if this
-    /// process dies, and made durable by the next synced commit (an fsync covers
-    /// every byte of the file before it). Such a line lost or cut short by a power
-    /// loss is the journal's last, which replay ignores.
-    pub durable: bool,
 }
 
 impl Writer {
@@ -632,7 +625,7 @@ impl Writer {
                 ));
             }
         }
-        self.append_journal(&line, change.durable)?;
+        self.append_journal(&line)?;
         let serial = entry.serial;
         entry
             .apply(&mut self.state)
@@ -702,17 +695,18 @@ impl Writer {
         })
     }
 
-    /// Appends one line to the journal, durably when `durable` (and always when it
-    /// creates the file). A failed append is cut back off (best effort) and closes
-    /// the journal to this writer: its next commit writes the state whole, which
-    /// removes the journal.
-    fn append_journal(&mut self, line: &[u8], durable: bool) -> Result<()> {
+    /// Appends one line to the journal, durably: each line is on the disk before the
+    /// next is written, so only the last can be cut short by a power loss (never
+    /// skip this fsync for a line another will follow: a power loss could then keep
+    /// the later line and not the earlier). A failed append is cut back off (best
+    /// effort) and closes the journal to this writer: its next commit writes the state
+    /// whole, which removes the journal.
+    fn append_journal(&mut self, line: &[u8]) -> Result<()> {
         let fs = self.store.fs.as_ref();
         let path = self.store.layout.journal_file();
-        let sync = durable || self.journal.len == 0;
         let result = fs
             .append(&path, line)
-            .and_then(|()| if sync { fs.sync_file(&path) } else { Ok(()) })
+            .and_then(|()| fs.sync_file(&path))
             .and_then(|()| {
                 // A new file's name must be durable too.
                 if self.journal.len == 0 {
