@@ -268,6 +268,17 @@ fn symbol(status: StepStatus) -> &'static str {
 /// the lock, and what to do next.
 pub(crate) fn render(v: &StatusView) -> String {
     let mut out = String::new();
+    render_heading(&mut out, v);
+    render_steps(&mut out, v);
+    render_progress(&mut out, v);
+    render_last_error(&mut out, v);
+    render_run_and_lock(&mut out, v);
+    render_hint(&mut out, v);
+    out
+}
+
+/// The deployment's line (or that there is none), and the format it was read from.
+fn render_heading(out: &mut String, v: &StatusView) {
     let d = &v.deployment;
     let env = if v.environment == "default" {
         String::new()
@@ -294,6 +305,10 @@ pub(crate) fn render(v: &StatusView) -> String {
             "  (read from {c}; the next change saves it in the current format)"
         );
     }
+}
+
+/// Each phase's steps, with their status, attempts, skip reasons and notices.
+fn render_steps(out: &mut String, v: &StatusView) {
     let mut phases: Vec<(&str, &str)> = v
         .phases
         .iter()
@@ -335,6 +350,10 @@ pub(crate) fn render(v: &StatusView) -> String {
             let _ = writeln!(out, "{line}");
         }
     }
+}
+
+/// How far the deployment is, counted by status.
+fn render_progress(out: &mut String, v: &StatusView) {
     let p = &v.progress;
     if p.total > 0 || p.skipped > 0 {
         let mut parts = vec![format!(
@@ -354,6 +373,10 @@ pub(crate) fn render(v: &StatusView) -> String {
         }
         let _ = writeln!(out, "\nProgress: {}", parts.join(" · "));
     }
+}
+
+/// The first failed step's last error, with its task, host and exit code.
+fn render_last_error(out: &mut String, v: &StatusView) {
     if let Some((step, e)) = v
         .steps
         .iter()
@@ -377,6 +400,10 @@ pub(crate) fn render(v: &StatusView) -> String {
         };
         let _ = writeln!(out, "Last error: {}: {}{detail}", step.id, e.message);
     }
+}
+
+/// The current run, and who holds the lock.
+fn render_run_and_lock(out: &mut String, v: &StatusView) {
     if let Some(r) = &v.current_run {
         let _ = writeln!(
             out,
@@ -394,6 +421,11 @@ pub(crate) fn render(v: &StatusView) -> String {
             let _ = writeln!(out, "Lock: free");
         }
     }
+}
+
+/// What to run next, for a deployment that needs it.
+fn render_hint(out: &mut String, v: &StatusView) {
+    let d = &v.deployment;
     let hint = match d.status {
         DeploymentStatus::Failed => {
             Some("Run `thinkube-deploy retry` to run the failed step again.")
@@ -412,5 +444,4 @@ pub(crate) fn render(v: &StatusView) -> String {
     if let Some(h) = hint {
         let _ = writeln!(out, "{h}");
     }
-    out
 }
