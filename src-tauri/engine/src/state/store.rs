@@ -274,7 +274,7 @@ fn read_current(fs: &dyn FileOps, layout: &Layout, now: Timestamp) -> Result<Opt
         use std::os::unix::fs::MetadataExt;
         std::fs::symlink_metadata(&path)
             .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime_nsec()))
+            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
     };
     let mut tries = 0;
     loop {
