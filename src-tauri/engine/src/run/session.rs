@@ -299,8 +299,10 @@ impl RunSession {
         Ok((attempt, serial))
     }
 
-    /// Records the pid of the process running a step, once spawned (durably, as
-    /// every commit: see `Writer::append_journal` for why).
+    /// Records the pid of the process running a step, once spawned. Visible to
+    /// readers and kept if this runner dies (so nothing runs the step beside a live
+    /// orphan), but not synced on its own: a power loss ends the process too, and
+    /// the step's next commit, synced, holds it as well (see `state::journal`).
     pub fn set_step_process(
         &mut self,
         step: &str,
@@ -314,7 +316,7 @@ impl RunSession {
             format!("running in pid {}", process.pid),
         )
         .step(step);
-        self.commit(now, event)
+        self.commit_as(now, event, false)
     }
 
     /// The step's process exited successfully.
@@ -461,12 +463,17 @@ impl RunSession {
 
     /// Commits what changed since the last commit, with `event`.
     fn commit(&mut self, now: Timestamp, event: NewEvent) -> Result<u64> {
+        self.commit_as(now, event, true)
+    }
+
+    fn commit_as(&mut self, now: Timestamp, event: NewEvent, durable: bool) -> Result<u64> {
         let event = event.run(Some(&self.run.run_id));
         let change = StepChange {
             deployment: self.deployment.record(),
             steps: &self.touched,
             run: &self.run,
             run_steps: &self.touched_attempts,
+            durable,
         };
         let serial = self.writer.commit_steps(now, vec![event], change)?;
         self.touched.clear();

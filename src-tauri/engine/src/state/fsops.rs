@@ -7,7 +7,7 @@
 //! (no space, I/O errors) at each operation.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,15 @@ pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 pub trait FileOps: Send + Sync {
     /// Reads a whole file; `Ok(None)` when it does not exist.
     fn read(&self, path: &Path) -> io::Result<Option<Vec<u8>>>;
+    /// Reads a file from byte `offset` to its end (nothing if it is shorter).
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.read(path)?.map(|bytes| {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            bytes[start..].to_vec()
+        }))
+    }
     /// Creates a new file (0600) with `bytes`; fails if it exists. Not synced.
     fn write_new(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
     /// Appends to a file, creating it (0600). Not synced.
@@ -293,6 +302,16 @@ impl FileOps for RealFs {
         let Some(mut f) = open_regular(path)? else {
             return Ok(None);
         };
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        Ok(Some(buf))
+    }
+
+    fn read_from(&self, path: &Path, offset: u64) -> io::Result<Option<Vec<u8>>> {
+        let Some(mut f) = open_regular(path)? else {
+            return Ok(None);
+        };
+        f.seek(io::SeekFrom::Start(offset))?;
         let mut buf = Vec::new();
         f.read_to_end(&mut buf)?;
         Ok(Some(buf))

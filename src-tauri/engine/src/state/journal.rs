@@ -11,11 +11,14 @@
 //!
 //! Every reader replays the journal over the state file ([`replay`]): lines whose
 //! serial the state file already has are skipped (a compaction cut short before it
-//! removed the journal), the others must follow it one by one. Only the last line
-//! can be one that was never acknowledged (each line is made durable before the next
-//! is written), so a last line cut short or unreadable is ignored; any other line
-//! that cannot be read makes the state unreadable (exit 4; `recover` moves the
-//! journal aside).
+//! removed the journal), the others must follow it one by one. Each line is durable
+//! before the next is written, with one exception: the pid of a step's process (it
+//! matters only while the machine is up) is written without its own fsync, and the
+//! step's next line, fsynced, covers it (`covers_from`: it holds that commit's
+//! changes too). So what a power loss can leave damaged is the journal's end (lines
+//! never acknowledged durable: ignored) and a line that the next one covers
+//! (skipped). Any other line that cannot be read makes the state unreadable (exit 4;
+//! `recover` moves the journal aside).
 
 use std::path::Path;
 
@@ -41,6 +44,12 @@ pub(crate) struct Entry {
     pub run_id: String,
     pub run_steps_len: usize,
     pub run_steps: Vec<(usize, RunStep)>,
+    /// Set when the line before this one was written without its own fsync: the
+    /// serial of that line's commit, whose changes this entry holds too (its steps
+    /// and run entries as they are now, its events before this commit's). A reader
+    /// that could not read the line before applies this one over the state before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers_from: Option<u64>,
 }
 
 impl Entry {
@@ -105,9 +114,17 @@ impl Entry {
     }
 }
 
-/// Replays the journal's `bytes` over `state` (read from the state file). Returns
-/// how many entries were applied.
-pub(crate) fn replay(state: &mut StateFile, bytes: &[u8], path: &Path) -> Result<usize> {
+/// What [`replay`] did: the entries applied, and the bytes it is done with (up to
+/// the end of the last line applied or skipped; a follower reads on from there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Replayed {
+    pub applied: usize,
+    pub consumed: usize,
+}
+
+/// Replays the journal's `bytes` over `state` (read from the state file, or the
+/// state a follower has replayed so far, `bytes` then being what followed).
+pub(crate) fn replay(state: &mut StateFile, bytes: &[u8], path: &Path) -> Result<Replayed> {
     let unreadable = |reason: String| EngineError::Unreadable {
         path: path.to_path_buf(),
         reason: format!(
@@ -115,28 +132,49 @@ pub(crate) fn replay(state: &mut StateFile, bytes: &[u8], path: &Path) -> Result
         ),
     };
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let lines: Vec<&[u8]> = bytes[..complete]
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut applied = 0;
-    for (n, line) in lines.iter().enumerate() {
-        let entry = match serde_json::from_slice::<Entry>(line) {
-            Ok(entry) => entry,
-            // Never acknowledged: its commit did not return.
-            Err(_) if n + 1 == lines.len() => break,
-            Err(e) => {
-                return Err(unreadable(format!(
-                    "its line {} is not a journal entry ({e})",
-                    n + 1
-                )));
+    let mut done = Replayed {
+        applied: 0,
+        consumed: 0,
+    };
+    // The first unreadable line since the last readable one: skipped if the next
+    // entry covers it, ignored at the end (never acknowledged durable).
+    let mut damaged: Option<(usize, serde_json::Error)> = None;
+    let mut end = 0;
+    for (n, line) in bytes[..complete]
+        .split_inclusive(|b| *b == b'\n')
+        .enumerate()
+    {
+        end += line.len();
+        let text = &line[..line.len() - 1];
+        if text.is_empty() {
+            if damaged.is_none() {
+                done.consumed = end;
             }
-        };
-        // Another lineage's journal was left by a removal a crash undid.
-        if entry.lineage != state.lineage || entry.serial <= state.serial {
             continue;
         }
-        if entry.serial != state.serial + 1 {
+        let entry = match serde_json::from_slice::<Entry>(text) {
+            Ok(entry) => entry,
+            Err(e) => {
+                damaged.get_or_insert((n + 1, e));
+                continue;
+            }
+        };
+        // Another lineage's journal was left by a removal a crash undid; lines the
+        // state already has were left by a compaction cut short.
+        if entry.lineage != state.lineage || entry.serial <= state.serial {
+            damaged = None;
+            done.consumed = end;
+            continue;
+        }
+        let from = entry.covers_from.unwrap_or(entry.serial);
+        if let Some((line, e)) = damaged.take()
+            && (entry.covers_from.is_none() || from > state.serial + 1)
+        {
+            return Err(unreadable(format!(
+                "its line {line} is not a journal entry ({e})"
+            )));
+        }
+        if from > state.serial + 1 || from > entry.serial {
             return Err(unreadable(format!(
                 "its line {} has serial {} but the state file is at {}: the journal does not follow the state file",
                 n + 1,
@@ -145,11 +183,12 @@ pub(crate) fn replay(state: &mut StateFile, bytes: &[u8], path: &Path) -> Result
             )));
         }
         entry.apply(state).map_err(unreadable)?;
-        applied += 1;
+        done.applied += 1;
+        done.consumed = end;
     }
-    if applied > 0 {
+    if done.applied > 0 {
         crate::state::lifecycle::check_invariants(&state.deployment)
             .map_err(|e| unreadable(format!("with it the state contradicts itself: {e}")))?;
     }
-    Ok(applied)
+    Ok(done)
 }

@@ -3,6 +3,7 @@
 
 pub mod bounds;
 pub mod fact_keys;
+pub mod follow;
 pub mod fsops;
 pub(crate) mod journal;
 pub mod lifecycle;

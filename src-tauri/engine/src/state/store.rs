@@ -255,27 +255,40 @@ pub(crate) fn read_state_bytes(fs: &dyn FileOps, path: &Path) -> Result<Option<V
 }
 
 /// The state as every reader sees it: the state file with the journal replayed.
-struct Current {
-    loaded: Loaded,
+pub(crate) struct Current {
+    pub loaded: Loaded,
     /// The state file's bytes (kept as the original when it was in an older format).
-    bytes: Vec<u8>,
+    pub bytes: Vec<u8>,
     /// The state file's and the journal's sizes.
-    state_len: u64,
-    journal_len: u64,
+    pub state_len: u64,
+    pub journal_len: u64,
+    /// The state file read, and the journal's bytes replayed (see `Replayed`).
+    pub state_id: Option<FileId>,
+    pub journal_consumed: u64,
 }
 
-fn read_current(fs: &dyn FileOps, layout: &Layout, now: Timestamp) -> Result<Option<Current>> {
+/// Which file a path names, and at what size and modification time: a writer that
+/// writes the state whole replaces the file (a rename: a new inode).
+pub(crate) type FileId = (u64, u64, i64, i64);
+
+pub(crate) fn file_id(path: &Path) -> Option<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+pub(crate) fn read_current(
+    fs: &dyn FileOps,
+    layout: &Layout,
+    now: Timestamp,
+) -> Result<Option<Current>> {
     let path = layout.state_file();
     let journal_path = layout.journal_file();
     // A reader takes no lock: a writer may write the state whole (a rename: a new
     // file) and remove or restart the journal between the reader's two reads. What
     // was read counts only if the state file is still the one read.
-    let identity = || {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::symlink_metadata(&path)
-            .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
-    };
+    let identity = || file_id(&path);
     let mut tries = 0;
     loop {
         let before = identity();
@@ -285,14 +298,18 @@ fn read_current(fs: &dyn FileOps, layout: &Layout, now: Timestamp) -> Result<Opt
             };
             let mut loaded = parse_state(&bytes, &path, now, Uuid::new_v4())?;
             let journal = read_state_bytes(fs, &journal_path)?.unwrap_or_default();
-            if !journal.is_empty() {
-                journal::replay(&mut loaded.state, &journal, &journal_path)?;
-            }
+            let journal_consumed = if journal.is_empty() {
+                0
+            } else {
+                journal::replay(&mut loaded.state, &journal, &journal_path)?.consumed as u64
+            };
             Ok(Some(Current {
                 loaded,
                 state_len: bytes.len() as u64,
                 journal_len: journal.len() as u64,
                 bytes,
+                state_id: before,
+                journal_consumed,
             }))
         });
         tries += 1;
@@ -437,6 +454,18 @@ struct JournalUse {
     /// Its size, and the state file's, in bytes.
     len: u64,
     state_len: u64,
+    /// The last line, when it was written without its own fsync: the next line
+    /// covers it (see `state::journal`).
+    unsynced: Option<Unsynced>,
+}
+
+/// A journal line written without its own fsync: its commit's serial and the
+/// indexes of the steps and run entries it changed.
+#[derive(Debug, Clone)]
+struct Unsynced {
+    serial: u64,
+    steps: Vec<usize>,
+    run_steps: Vec<usize>,
 }
 
 /// The journal is compacted into the state file when it reaches the state file's
@@ -450,6 +479,13 @@ pub(crate) struct StepChange<'a> {
     pub steps: &'a [usize],
     pub run: &'a RunRecord,
     pub run_steps: &'a [usize],
+    /// Whether the commit must survive a power loss. `false` only for what matters
+    /// while the machine stays up (the pid of a step's process, which a power loss
+    /// ends too): its line is written before the commit returns, so readers see it
+    /// and it survives this process being killed, but it is not fsynced on its own.
+    /// The next line is fsynced and holds its changes too (`covers_from`), so a
+    /// power loss that damages it while keeping a later line loses nothing.
+    pub durable: bool,
 }
 
 impl Writer {
@@ -575,10 +611,11 @@ impl Writer {
         tracing::debug!(serial = next.serial, "committed");
         // The state is durable; now the trail. A crash here is repaired on the next
         // open from `recent_events`.
+        let after = self.state.last_event_seq;
         self.state = next;
         self.original = None;
         self.repairs.clear();
-        self.append_events()?;
+        self.append_events(after)?;
         Ok(self.state.serial)
     }
 
@@ -610,6 +647,11 @@ impl Writer {
         crate::state::lifecycle::check_changed(change.deployment, &changed)
             .map_err(|e| EngineError::Internal(format!("the change would break the state: {e}")))?;
         let line = entry.line()?;
+        let unsynced = Unsynced {
+            serial: entry.serial,
+            steps: entry.steps.iter().map(|(i, _)| *i).collect(),
+            run_steps: entry.run_steps.iter().map(|(i, _)| *i).collect(),
+        };
         if cfg!(debug_assertions) {
             // Tests run debug builds: prove the line says everything that changed.
             let mut replayed = self.state.clone();
@@ -625,13 +667,17 @@ impl Writer {
                 ));
             }
         }
-        self.append_journal(&line)?;
-        let serial = entry.serial;
+        // A line is written unsynced only when the next is sure to be synced and so
+        // to cover it: never two in a row, never the line that creates the file.
+        let sync = change.durable || self.journal.unsynced.is_some() || self.journal.len == 0;
+        self.append_journal(&line, sync)?;
+        self.journal.unsynced = (!sync).then_some(unsynced);
+        let (serial, after) = (entry.serial, self.state.last_event_seq);
         entry
             .apply(&mut self.state)
             .map_err(EngineError::Internal)?;
         tracing::debug!(serial, "committed to the journal");
-        self.append_events()?;
+        self.append_events(after)?;
         Ok(serial)
     }
 
@@ -669,19 +715,33 @@ impl Writer {
         change: &StepChange<'_>,
     ) -> Result<journal::Entry> {
         let (run, deployment) = (change.run, change.deployment);
-        let recent_events = self.number_events(now, events)?;
+        let mut recent_events = self.number_events(now, events)?;
         let mut indexes = change.steps.to_vec();
+        let mut run_indexes = change.run_steps.to_vec();
+        // The line before was not synced: this one holds its changes and events too.
+        let covers_from = self.journal.unsynced.as_ref().map(|u| {
+            indexes.extend(&u.steps);
+            run_indexes.extend(&u.run_steps);
+            u.serial
+        });
+        if covers_from.is_some() {
+            let mut both = self.state.recent_events.clone();
+            both.append(&mut recent_events);
+            recent_events = both;
+        }
         indexes.sort_unstable();
         indexes.dedup();
-        let mut run_indexes = change.run_steps.to_vec();
         run_indexes.sort_unstable();
         run_indexes.dedup();
         Ok(journal::Entry {
             lineage: self.state.lineage,
             serial: self.next_serial(self.state.serial)?,
             updated_at: now,
-            last_event_seq: self.state.last_event_seq + recent_events.len() as u64,
+            last_event_seq: recent_events
+                .last()
+                .map_or(self.state.last_event_seq, |e| e.seq),
             recent_events,
+            covers_from,
             steps: indexes
                 .into_iter()
                 .map(|i| (i, deployment.steps[i].clone()))
@@ -695,18 +755,19 @@ impl Writer {
         })
     }
 
-    /// Appends one line to the journal, durably: each line is on the disk before the
-    /// next is written, so only the last can be cut short by a power loss (never
-    /// skip this fsync for a line another will follow: a power loss could then keep
-    /// the later line and not the earlier). A failed append is cut back off (best
-    /// effort) and closes the journal to this writer: its next commit writes the state
-    /// whole, which removes the journal.
-    fn append_journal(&mut self, line: &[u8]) -> Result<()> {
+    /// Appends one line to the journal, durably when `sync`. A line is on the disk
+    /// before the next is written, so a power loss can damage only the journal's end,
+    /// except a line written unsynced: a power loss could keep a later line and not
+    /// it (a file system may write pages in any order), which is why the next line
+    /// must cover it (`covers_from`) and so is always synced. A failed append is cut
+    /// back off (best effort) and closes the journal to this writer: its next commit
+    /// writes the state whole, which removes the journal.
+    fn append_journal(&mut self, line: &[u8], sync: bool) -> Result<()> {
         let fs = self.store.fs.as_ref();
         let path = self.store.layout.journal_file();
         let result = fs
             .append(&path, line)
-            .and_then(|()| fs.sync_file(&path))
+            .and_then(|()| if sync { fs.sync_file(&path) } else { Ok(()) })
             .and_then(|()| {
                 // A new file's name must be durable too.
                 if self.journal.len == 0 {
@@ -803,12 +864,14 @@ impl Writer {
                 self.journal = JournalUse {
                     open: true,
                     len: 0,
-                    ..self.journal
+                    state_len: self.journal.state_len,
+                    unsynced: None,
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, path = %journal.display(), "cannot remove the journal");
                 self.journal.open = false;
+                self.journal.unsynced = None;
             }
         }
         Ok(())
@@ -816,8 +879,11 @@ impl Writer {
 
     /// Appends the last commit's events to the audit trail (synced once per
     /// operation: a crash before that is repaired from `recent_events`).
-    fn append_events(&mut self) -> Result<()> {
-        let lines = events_lines(&self.state.recent_events);
+    /// Only the events numbered after `after`: a commit that covers an unsynced
+    /// line holds that line's events too, which are in the trail already.
+    fn append_events(&mut self, after: u64) -> Result<()> {
+        let new = self.state.recent_events.iter().position(|e| e.seq > after);
+        let lines = events_lines(new.map_or(&[][..], |i| &self.state.recent_events[i..]));
         if !lines.is_empty() {
             let events_path = self.store.layout.events_file();
             self.store

@@ -4,14 +4,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use thinkube_engine::paths::Layout;
 use thinkube_engine::state::fsops::{FileOps, RealFs};
 use thinkube_engine::state::lock::Identity;
 
 use thinkube_engine::run::session::{Begun, Request, RunContext, RunSession};
+use thinkube_engine::state::follow::Follower;
 use thinkube_engine::state::lock::LockWait;
-use thinkube_engine::state::model::{DeploymentStatus, StateFile, StepStatus};
+use thinkube_engine::state::model::{DeploymentStatus, ProcessRef, StateFile, StepStatus};
 use thinkube_engine::state::store::Store;
 
 use crate::common::*;
@@ -231,20 +233,36 @@ fn a_journal_that_does_not_follow_the_state_file_is_unreadable() {
 }
 
 /// The real file system, except that the first read of the journal is preceded by
-/// `between`: a writer's work landing between a reader's two reads.
-struct WriterBetweenReads {
+/// `between` (a writer's work landing between a reader's two reads), and that it
+/// counts the bytes it reads.
+#[derive(Default)]
+struct Observed {
     journal: PathBuf,
     between: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    bytes_read: AtomicU64,
 }
 
-impl FileOps for WriterBetweenReads {
+impl Observed {
+    fn counted(&self, read: std::io::Result<Option<Vec<u8>>>) -> std::io::Result<Option<Vec<u8>>> {
+        if let Ok(Some(bytes)) = &read {
+            self.bytes_read
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        read
+    }
+}
+
+impl FileOps for Observed {
     fn read(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
         if path == self.journal
             && let Some(between) = self.between.lock().unwrap().take()
         {
             between();
         }
-        RealFs.read(path)
+        self.counted(RealFs.read(path))
+    }
+    fn read_from(&self, path: &Path, offset: u64) -> std::io::Result<Option<Vec<u8>>> {
+        self.counted(RealFs.read_from(path, offset))
     }
     fn write_new(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         RealFs.write_new(path, bytes)
@@ -321,13 +339,215 @@ fn a_reader_never_mixes_a_state_file_with_a_journal_written_after_it() {
         let layout = home.layout();
         let store = Store::with_fs(
             home.layout(),
-            Arc::new(WriterBetweenReads {
+            Arc::new(Observed {
                 journal: journal(&home),
                 between: std::sync::Mutex::new(Some(Box::new(move || put(&layout, &later)))),
+                ..Observed::default()
             }),
             Identity::new("tests"),
         );
         let read = store.load(at(NOW)).unwrap().unwrap().state;
         assert_eq!(read.serial, serial);
     }
+}
+
+/// Step a started, given its pid and completed, the session left open (as a killed
+/// runner leaves it, the lock released). Returns the serials of the three commits.
+fn a_ran_with_its_pid(home: &Home) -> [u64; 3] {
+    let mut session = deploy(&home.store());
+    let (_, started) = session.start_step("a", None, None, at(NOW)).unwrap();
+    let process = ProcessRef {
+        pid: 4_000_000,
+        start_ticks: Some(1),
+    };
+    let pid = session.set_step_process("a", process, at(NOW)).unwrap();
+    let completed = session.complete_step("a", at(NOW)).unwrap();
+    drop(session);
+    [started, pid, completed]
+}
+
+fn journal_lines(home: &Home) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(journal(home))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The journal with its lines numbered `damaged` (from 1) overwritten: zeros, as a
+/// page a power loss lost, or other bytes, keeping the line ends.
+fn damage(home: &Home, damaged: &[usize], with: u8) {
+    let text = std::fs::read(journal(home)).unwrap();
+    let mut out = Vec::new();
+    for (n, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+        if damaged.contains(&(n + 1)) {
+            out.extend(std::iter::repeat_n(with, line.len() - 1));
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    std::fs::write(journal(home), out).unwrap();
+}
+
+#[test]
+fn a_pid_line_a_power_loss_damaged_is_covered_by_the_step_s_next_line() {
+    // The pid's line is not fsynced on its own; a power loss during the next line's
+    // fsync may keep the next line and lose it. The next line holds its changes too.
+    for with in [0u8, b'x'] {
+        let home = Home::new();
+        let [_, pid, completed] = a_ran_with_its_pid(&home);
+        let lines = journal_lines(&home);
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[1]["serial"], pid);
+        assert!(lines[1].get("covers_from").is_none());
+        assert_eq!(lines[2]["covers_from"], pid);
+        let expected = (
+            completed,
+            vec!["completed".to_string(), "pending".into(), "pending".into()],
+        );
+        assert_eq!(status_of(&home), expected);
+        damage(&home, &[2], with);
+        assert_eq!(
+            status_of(&home),
+            expected,
+            "pid line overwritten with {with}"
+        );
+        // The trail holds each event once (the covering line's events include the
+        // pid line's, which were appended already).
+        let seqs: Vec<u64> = home
+            .store()
+            .read_events()
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+        // The next writer goes on from there.
+        let mut session = begin(&home.store(), Request::Resume { plan: None });
+        assert_eq!(session.next_step().unwrap().id, "b");
+        assert!(session.finish(at(NOW)).unwrap().serial > completed);
+    }
+}
+
+#[test]
+fn a_damaged_line_no_later_line_covers_exits_4() {
+    // The step's start is fsynced before the pid's line is written: damage there is
+    // not a power loss, and no later line says it holds that commit.
+    let home = Home::new();
+    a_ran_with_its_pid(&home);
+    damage(&home, &[1], 0);
+    home.run(&["status"]).expect(
+        4,
+        &[
+            "deployment-state.journal",
+            "line 1",
+            "recover --from-backup",
+        ],
+    );
+}
+
+#[test]
+fn damaged_lines_at_the_journal_s_end_were_never_acknowledged_and_are_ignored() {
+    // A power loss during the completion's fsync: the pid's line and the completion's
+    // both damaged. Neither was acknowledged durable; the step's start was (and its
+    // runner is gone, so status says interrupted).
+    let home = Home::new();
+    let [started, ..] = a_ran_with_its_pid(&home);
+    damage(&home, &[2, 3], 0);
+    assert_eq!(
+        status_of(&home),
+        (
+            started,
+            vec![
+                "interrupted".to_string(),
+                "pending".into(),
+                "pending".into()
+            ]
+        )
+    );
+}
+
+/// What `load` says, as JSON (a follower must say exactly the same).
+fn loaded(home: &Home) -> serde_json::Value {
+    serde_json::to_value(home.store().load(at(NOW)).unwrap().unwrap().state).unwrap()
+}
+
+#[test]
+fn a_follower_answers_what_load_does_reading_only_the_lines_appended_since() {
+    const MANY: usize = 60;
+    let names: Vec<String> = (0..MANY).map(|i| format!("s{i}")).collect();
+    let steps: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "p")).collect();
+    let home = Home::new();
+    let fs = Arc::new(Observed::default());
+    let mut follower = Follower::new(Store::with_fs(
+        home.layout(),
+        fs.clone(),
+        Identity::new("tests"),
+    ));
+    assert!(follower.read(at(NOW)).unwrap().is_none(), "no state yet");
+    let follow = |follower: &mut Follower| {
+        let before = fs.bytes_read.load(Ordering::Relaxed);
+        let state = follower.read(at(NOW)).unwrap().unwrap().state.clone();
+        assert_eq!(serde_json::to_value(&state).unwrap(), loaded(&home));
+        fs.bytes_read.load(Ordering::Relaxed) - before
+    };
+    let journal_len = || std::fs::metadata(journal(&home)).map_or(0, |m| m.len());
+    let mut session = begin(&home.store(), Request::Deploy { plan: plan(&steps) });
+    let whole = follow(&mut follower);
+    let state_len = std::fs::metadata(home.state_file()).unwrap().len();
+    assert!(whole >= state_len, "the first read is whole: {whole} bytes");
+    let begun = file_serial(&home);
+    let mut seen = journal_len();
+    for (i, name) in names.iter().enumerate().take(MANY / 2) {
+        session.start_step(name, None, None, at(NOW)).unwrap();
+        let process = ProcessRef {
+            pid: 4_000_000 + i as u32,
+            start_ticks: Some(1),
+        };
+        session.set_step_process(name, process, at(NOW)).unwrap();
+        // Every other step, the follower reads between the pid's line and the next.
+        if i % 2 == 0 {
+            assert_eq!(follow(&mut follower), journal_len() - seen);
+            seen = journal_len();
+        }
+        session.complete_step(name, at(NOW)).unwrap();
+        assert_eq!(follow(&mut follower), journal_len() - seen, "step {name}");
+        seen = journal_len();
+    }
+    assert_eq!(
+        file_serial(&home),
+        begun,
+        "the test must not compact the journal"
+    );
+    // Nothing new: nothing read.
+    assert_eq!(follow(&mut follower), 0);
+    // A line not yet whole is read again once it is.
+    let complete = journal_len();
+    let line = std::fs::read(journal(&home)).unwrap();
+    let last_line_start = line[..line.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let last = line[last_line_start..].to_vec();
+    RealFs
+        .set_len(&journal(&home), last_line_start as u64)
+        .unwrap();
+    follow(&mut follower); // cut back: read whole
+    RealFs.append(&journal(&home), &last[..10]).unwrap();
+    follow(&mut follower);
+    RealFs.append(&journal(&home), &last[10..]).unwrap();
+    assert_eq!(journal_len(), complete);
+    follow(&mut follower);
+    // The operation's end writes the state whole: read whole again.
+    session.finish(at(NOW)).unwrap();
+    assert!(follow(&mut follower) >= state_len);
+    // A later writer (a resume) is followed the same way.
+    let mut session = begin(&home.store(), Request::Resume { plan: None });
+    follow(&mut follower);
+    let seen = journal_len();
+    let next = session.next_step().unwrap().id.clone();
+    session.start_step(&next, None, None, at(NOW)).unwrap();
+    assert_eq!(follow(&mut follower), journal_len() - seen);
 }

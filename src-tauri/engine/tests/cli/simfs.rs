@@ -111,6 +111,33 @@ impl SimFs {
         }
     }
 
+    /// What is left after a power loss during a file's fsync, at its worst: the
+    /// file at `path` keeps what was written after its last fsync (a disk may write
+    /// a file's pages in any order), but for its first line, zeroed (a page lost).
+    /// Everything else as [`SimFs::after_power_loss`].
+    pub fn after_power_loss_tearing(&self, path: &Path) -> SimFs {
+        let image = self.after_power_loss();
+        let s = self.sim.lock().unwrap();
+        if let Some(i) = s.durable.get(path).copied() {
+            let inode = &s.inodes[i];
+            if inode.data.len() > inode.synced.len() && inode.data.starts_with(&inode.synced) {
+                let mut data = inode.data.clone();
+                let start = inode.synced.len();
+                let end = data[start..]
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(data.len(), |n| start + n);
+                data[start..end].fill(0);
+                let mut torn = image.sim.lock().unwrap();
+                torn.inodes[i] = Inode {
+                    synced: data.clone(),
+                    data,
+                };
+            }
+        }
+        image
+    }
+
     /// Counts a primitive; fails it if the power is out or a fault is due.
     fn step(&self, op: Op, f: impl FnOnce(&mut Sim) -> io::Result<()>) -> io::Result<()> {
         let mut s = self.sim.lock().unwrap();
