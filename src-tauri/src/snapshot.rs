@@ -7,7 +7,7 @@ use serde::Serialize;
 use thinkube_engine::report::status::{
     self, DeploymentView, LockView, Progress, RunView, StatusView, StepView,
 };
-use thinkube_engine::state::store::Store;
+use thinkube_engine::state::store::{Loaded, Store};
 use thinkube_engine::timestamp::Timestamp;
 use ts_rs::TS;
 
@@ -30,12 +30,26 @@ pub struct Snapshot {
     pub title: String,
 }
 
+/// The state as it is now (read whole).
 pub fn take(store: &Store, running_here: bool) -> Snapshot {
     let now = Timestamp::now();
-    let mut snapshot = match store.load(now) {
+    match store.load(now) {
+        Ok(loaded) => of(store, Ok(loaded.as_ref()), running_here, now),
+        Err(e) => of(store, Err(e.into()), running_here, now),
+    }
+}
+
+/// The snapshot of a state read at `now` (by `Store::load`, or a `Follower`).
+pub fn of(
+    store: &Store,
+    read: Result<Option<&Loaded>, AppError>,
+    running_here: bool,
+    now: Timestamp,
+) -> Snapshot {
+    let mut snapshot = match read {
         Ok(loaded) => {
             let holder = store.lock_holder();
-            let view = status::view(store.layout(), loaded.as_ref(), holder.as_ref(), now);
+            let view = status::view(store.layout(), loaded, holder.as_ref(), now);
             Snapshot {
                 status: Some(view),
                 document: loaded.and_then(|l| serde_json::to_value(&l.state).ok()),
@@ -47,7 +61,7 @@ pub fn take(store: &Store, running_here: bool) -> Snapshot {
         Err(e) => Snapshot {
             status: None,
             document: None,
-            problem: Some(e.into()),
+            problem: Some(e),
             running_here,
             title: String::new(),
         },
@@ -120,16 +134,24 @@ impl Sent {
         self.steps = steps.iter().map(|s| (s.id.clone(), s.clone())).collect();
     }
 
-    /// The update to send for the state now.
-    pub fn update(&mut self, store: &Store, running_here: bool) -> Update {
-        let now = Timestamp::now();
-        let Ok(Some(loaded)) = store.load(now) else {
-            let snap = take(store, running_here);
-            self.whole(&snap);
-            return Update::Whole(Box::new(snap));
+    /// The update to send for the state `read` at `now`.
+    pub fn update(
+        &mut self,
+        store: &Store,
+        read: Result<Option<&Loaded>, AppError>,
+        running_here: bool,
+        now: Timestamp,
+    ) -> Update {
+        let loaded = match read {
+            Ok(Some(loaded)) => loaded,
+            other => {
+                let snap = of(store, other, running_here, now);
+                self.whole(&snap);
+                return Update::Whole(Box::new(snap));
+            }
         };
         let holder = store.lock_holder();
-        let view = status::view(store.layout(), Some(&loaded), holder.as_ref(), now);
+        let view = status::view(store.layout(), Some(loaded), holder.as_ref(), now);
         if self.order.len() != view.steps.len()
             || self.order.iter().zip(&view.steps).any(|(a, b)| *a != b.id)
         {

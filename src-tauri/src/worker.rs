@@ -13,8 +13,10 @@ use tauri::ipc::Channel;
 use thinkube_engine::run::deploy::{self, DeployArgs, Ended, Progress};
 use thinkube_engine::run::runner::Output;
 use thinkube_engine::run::tally::TaskTally;
+use thinkube_engine::state::follow::Follower;
 use thinkube_engine::state::model::{DeploymentStatus, RunOutcome};
 use thinkube_engine::state::store::Store;
+use thinkube_engine::timestamp::Timestamp;
 use ts_rs::TS;
 
 use crate::error::AppError;
@@ -239,18 +241,23 @@ impl Outbox {
 }
 
 /// The state to send: whole the first time (and when the step list changed), then
-/// only the steps that changed.
+/// only the steps that changed. It follows the run's commits (a `Follower` reads
+/// only the journal lines appended since its last read), so a message costs what
+/// changed, not what the state weighs.
 struct StateSender<'a> {
     store: &'a Store,
+    follower: Follower,
     sent: Option<Sent>,
 }
 
 impl StateSender<'_> {
     fn event(&mut self, whole: bool, sink: &impl Sink) -> RunEvent {
+        let now = Timestamp::now();
+        let read = self.follower.read(now).map_err(AppError::from);
         let update = match self.sent.as_mut() {
-            Some(sent) if !whole => sent.update(self.store, true),
+            Some(sent) if !whole => sent.update(self.store, read, true, now),
             _ => {
-                let snap = snapshot::take(self.store, true);
+                let snap = snapshot::of(self.store, read, true, now);
                 self.sent.get_or_insert_with(Sent::default).whole(&snap);
                 Update::Whole(Box::new(snap))
             }
@@ -274,7 +281,11 @@ impl StateSender<'_> {
 /// run's last message goes at once. Returns how the run ended.
 fn forward(store: &Store, rx: mpsc::Receiver<Message>, sink: &impl Sink) -> Option<RunEnded> {
     let mut out = Outbox::default();
-    let mut state = StateSender { store, sent: None };
+    let mut state = StateSender {
+        store,
+        follower: Follower::new(store.clone()),
+        sent: None,
+    };
     // A state change not yet sent, and when the last message went.
     let mut dirty = false;
     let mut last: Option<Instant> = None;

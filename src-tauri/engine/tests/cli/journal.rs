@@ -425,7 +425,7 @@ fn a_pid_line_a_power_loss_damaged_is_covered_by_the_step_s_next_line() {
             .collect();
         assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
         // The next writer goes on from there.
-        let mut session = begin(&home.store(), Request::Resume { plan: None });
+        let session = begin(&home.store(), Request::Resume { plan: None });
         assert_eq!(session.next_step().unwrap().id, "b");
         assert!(session.finish(at(NOW)).unwrap().serial > completed);
     }
