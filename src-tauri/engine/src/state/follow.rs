@@ -62,11 +62,7 @@ impl Follower {
 
 /// The journal's inode and size, if it exists.
 fn journal_file(path: &std::path::Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .map(|m| (m.ino(), m.len()))
+    store::file_id(path).map(|(ino, len, ..)| (ino, len))
 }
 
 /// `followed` with the journal lines appended since replayed, or `None` when it

@@ -550,4 +550,18 @@ fn a_follower_answers_what_load_does_reading_only_the_lines_appended_since() {
     let next = session.next_step().unwrap().id.clone();
     session.start_step(&next, None, None, at(NOW)).unwrap();
     assert_eq!(follow(&mut follower), journal_len() - seen);
+    session.complete_step(&next, at(NOW)).unwrap();
+    drop(session);
+    // A journal damaged before its last line: the follower says what load says.
+    let mut lines: Vec<String> = std::fs::read_to_string(journal(&home))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines.insert(1, "not a journal entry".into());
+    std::fs::write(journal(&home), format!("{}\n", lines.join("\n"))).unwrap();
+    let load_error = home.store().load(at(NOW)).unwrap_err().to_string();
+    let follow_error = follower.read(at(NOW)).unwrap_err().to_string();
+    assert_eq!(follow_error, load_error);
+    assert!(follow_error.contains("line 2"), "{follow_error}");
 }

@@ -1,6 +1,8 @@
 //! The store on a simulated disk (see simfs.rs): a power loss before every single
 //! file operation of a deployment leaves a state that is readable and is exactly
-//! the last acknowledged one or the one being committed; injected faults (no space,
+//! one committed, none older than the last acknowledged durable (a step's pid is
+//! not promised durable) and none newer than the one being committed, even when the
+//! journal's unsynced lines reach the disk but for the first; injected faults (no space,
 //! I/O errors) fail the command with a clear message, keep the previous state, and
 //! the next command works.
 
