@@ -108,6 +108,9 @@ pub struct RunSession {
     /// The steps before this one are done (completed or skipped) for the rest of
     /// the run: the search for the next step starts here.
     done_before: std::cell::Cell<usize>,
+    /// The run's attempt of each step whose error keeps an output tail (only a
+    /// step's latest attempt does), so that a new attempt clears it without a search.
+    tails: std::collections::HashMap<String, usize>,
 }
 
 /// How a run ended.
@@ -246,6 +249,7 @@ impl RunSession {
             touched: Vec::new(),
             touched_attempts: Vec::new(),
             done_before: std::cell::Cell::new(0),
+            tails: std::collections::HashMap::new(),
         })))
     }
 
@@ -444,13 +448,17 @@ impl RunSession {
         a.error = error.map(bounds::step_error);
         self.touched_attempts.push(i);
         // Only a step's latest attempt keeps its output tail.
-        for (j, older) in attempts[..i].iter_mut().enumerate() {
-            if older.step == step
-                && let Some(e) = older.error.as_mut().filter(|e| !e.output_tail.is_empty())
-            {
-                e.output_tail.clear();
-                self.touched_attempts.push(j);
-            }
+        let has_tail = a.error.as_ref().is_some_and(|e| !e.output_tail.is_empty());
+        let older = if has_tail {
+            self.tails.insert(step.to_string(), i)
+        } else {
+            self.tails.remove(step)
+        };
+        if let Some(j) = older.filter(|j| *j != i)
+            && let Some(e) = attempts.get_mut(j).and_then(|o| o.error.as_mut())
+        {
+            e.output_tail.clear();
+            self.touched_attempts.push(j);
         }
     }
 

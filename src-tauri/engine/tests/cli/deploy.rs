@@ -1623,3 +1623,39 @@ fn a_plan_changed_since_the_last_run_needs_plan_to_be_taken() {
     assert_eq!(count_lines(&dir.join("count-c")), 1);
     assert_eq!(count_lines(&dir.join("count-a")), 1);
 }
+
+/// A step retried within one run: each attempt is kept, but only the latest keeps its
+/// output tail (the state holds one tail a step, however many times it ran).
+#[test]
+fn only_a_steps_latest_attempt_keeps_its_output_tail() {
+    let home = Home::new();
+    let text = "id: flaky\nphases:\n  - id: p\n    steps:\n      - id: a\n        command: [sh, -c, \"echo once-more; exit 1\"]\n        retries: 2\n        retry_delay_seconds: 0\n      - id: b\n        command: [sh, -c, \"echo only-once; exit 1\"]\n";
+    let dir = plan_dir(&home, &[("plan.yaml", text)]);
+    home.run(&["deploy", "--plan", dir.join("plan.yaml").to_str().unwrap()])
+        .expect(1, &[]);
+    let rows: serde_json::Value =
+        serde_json::from_str(&home.run(&["history", "--json"]).stdout).unwrap();
+    let run_id = rows[0]["run_id"].as_str().unwrap().to_string();
+    let run: serde_json::Value =
+        serde_json::from_str(&home.run(&["show-run", &run_id, "--json"]).stdout).unwrap();
+    let tails: Vec<(String, u64, usize)> = run["steps_attempted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let tail = a["error"]["output_tail"].as_array().map_or(0, Vec::len);
+            (
+                a["step"].as_str().unwrap().to_string(),
+                a["attempt"].as_u64().unwrap(),
+                tail,
+            )
+        })
+        .collect();
+    assert_eq!(
+        tails,
+        [("a".into(), 1, 0), ("a".into(), 2, 0), ("a".into(), 3, 1)],
+        "{run:#}"
+    );
+    let tail = home.status_json()["steps"][0]["last_error"]["output_tail"].to_string();
+    assert!(tail.contains("once-more"), "{tail}");
+}
