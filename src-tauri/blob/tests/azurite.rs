@@ -97,7 +97,10 @@ fn a_wrong_key_is_denied_and_a_stopped_service_is_unreachable() {
     let c = az.client("ccc");
     c.create_container().unwrap();
     let etag = c.put("s", b"kept".to_vec(), Condition::Absent).unwrap();
+    // Stopped (its open connections closed first, or it waits for them to end).
+    drop((c, wrong));
     az.kill();
+    let c = az.client("ccc");
     let e = c.get("s").unwrap_err();
     assert!(matches!(e, BlobError::Unreachable { .. }), "{e:?}");
     assert!(e.to_string().contains("cannot reach Azure Storage"), "{e}");
