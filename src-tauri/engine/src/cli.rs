@@ -17,6 +17,7 @@ use crate::run::deploy;
 use crate::state::lock::{Identity, LockWait};
 use crate::state::model::{Event, RunKind};
 use crate::state::ops::{self, RecoverSource};
+use crate::state::shared::Shared;
 use crate::state::store::Store;
 use crate::timestamp::Timestamp;
 
@@ -46,6 +47,10 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "SECONDS",
           value_parser = clap::value_parser!(u64).range(0..=MAX_LOCK_TIMEOUT_SECONDS))]
     pub lock_timeout: Option<u64>,
+    /// Where the state and lock live: `file` (this home, the default) or
+    /// azblob://ACCOUNT/CONTAINER[/PREFIX][?endpoint=URL] (docs/shared-state.md)
+    #[arg(long, global = true, value_name = "URL", env = "THINKUBE_STATE_BACKEND")]
+    pub backend: Option<String>,
 }
 
 /// Longest `--lock-timeout`: a week.
@@ -635,9 +640,14 @@ pub fn run(cli: Cli) -> Result<u8> {
             show(json, &fetched, render_fetched)
         }
         Command::Status { json } => {
-            let loaded = store.load(now)?;
-            let holder = store.lock_holder();
-            let view = status::view(store.layout(), loaded.as_ref(), holder.as_ref(), now);
+            let view = match store.shared() {
+                Some(shared) => shared_status(&store, shared, now)?,
+                None => {
+                    let loaded = store.load(now)?;
+                    let holder = store.lock_holder();
+                    status::view(store.layout(), loaded.as_ref(), holder.as_ref(), now)
+                }
+            };
             show(json, &view, status::render)
         }
         Command::History { json } => {
@@ -702,6 +712,71 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
+/// `status` of an environment whose state is shared: the shared state and its
+/// holder, read without the lock; kept in the home's cache, which answers (saying how
+/// old it is) when the storage cannot be reached.
+fn shared_status(store: &Store, shared: &Shared, now: Timestamp) -> Result<status::StatusView> {
+    let cache = store.layout().root.join("shared-state.cache.json");
+    let path = PathBuf::from(shared.url());
+    let read = shared.read_state().and_then(|state| Ok((state, shared.holder()?)));
+    let (bytes, holder, stale) = match read {
+        Ok((state, holder)) => {
+            let bytes = state.map(|(b, _)| b);
+            if let Some(b) = &bytes {
+                write_cache(&cache, shared.url(), b, now);
+            }
+            (bytes, holder, None)
+        }
+        Err(e) => match read_cache(&cache, shared.url()) {
+            Some((bytes, read_at)) => (Some(bytes), None, Some((e.to_string(), read_at))),
+            None => return Err(e),
+        },
+    };
+    let loaded = match &bytes {
+        Some(b) => Some(crate::state::store::parse_state(b, &path, now, uuid::Uuid::new_v4())?),
+        None => None,
+    };
+    let lock_holder = holder.as_ref().map(|h| h.holder.clone());
+    let mut view = status::view(store.layout(), loaded.as_ref(), lock_holder.as_ref(), now);
+    view.state_file = shared.url().to_string();
+    view.shared = Some(status::SharedView {
+        backend: shared.url().to_string(),
+        read_at: stale.as_ref().map_or(now, |(_, at)| *at),
+        unreachable: stale.map(|(reason, _)| reason),
+        lease_expires_in_seconds: holder.as_ref().and_then(|h| {
+            let renewed = h.renewed_at?;
+            let left = crate::state::shared::LEASE_SECONDS as i64
+                - (now.unix_seconds() - renewed.unix_seconds());
+            Some(left.max(0) as u64)
+        }),
+    });
+    Ok(view)
+}
+
+/// Keeps the shared state last read (best effort: a cache that cannot be written is
+/// only older next time).
+fn write_cache(path: &Path, url: &str, bytes: &[u8], now: Timestamp) {
+    let Ok(state) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return;
+    };
+    let value = serde_json::json!({"backend": url, "read_at": now, "state": state});
+    let tmp = path.with_extension("json.tmp");
+    if std::fs::write(&tmp, value.to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
+}
+
+/// The cached shared state of `url` and when it was read.
+fn read_cache(path: &Path, url: &str) -> Option<(Vec<u8>, Timestamp)> {
+    let text = crate::state::fsops::read_regular(path, crate::state::store::MAX_STATE_BYTES).ok()??;
+    let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    if value["backend"] != url {
+        return None;
+    }
+    let read_at = Timestamp::parse(value["read_at"].as_str()?).ok()?;
+    Some((serde_json::to_vec(&value["state"]).ok()?, read_at))
+}
+
 /// The environment's store, with the lock wait `--lock-timeout` asks for (saying so
 /// while it waits), and logging set up for it.
 fn open_store(global: &GlobalArgs, writes: bool) -> Result<(Store, LockWait)> {
@@ -715,7 +790,12 @@ fn open_store(global: &GlobalArgs, writes: bool) -> Result<(Store, LockWait)> {
         None | Some(0) => LockWait::NoWait,
         Some(s) => LockWait::Timeout(Duration::from_secs(s)),
     };
+    let shared = match &global.backend {
+        Some(url) => Shared::parse(url, &layout.env, &|name| std::env::var(name).ok())?,
+        None => None,
+    };
     let store = Store::new(layout, Identity::new(PROGRAM))
+        .with_shared(shared)
         .with_lock_wait_notice(std::sync::Arc::new(move |holder| {
             let who = holder.map_or("another process".to_string(), |h| {
                 format!("pid {} ({}, since {})", h.pid, h.operation, h.since)

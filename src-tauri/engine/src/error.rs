@@ -118,6 +118,21 @@ pub enum EngineError {
     #[error("{0}")]
     Usage(String),
 
+    /// The shared state backend failed or cannot be used (exit 1).
+    #[error("the shared state at {url}: {reason}. Nothing was written there; the local state is as it was")]
+    Shared { url: String, reason: String },
+
+    /// Another machine (or process) holds the shared lock (exit 3).
+    #[error("{}", shared_locked_message(.url, .holder.as_deref()))]
+    SharedLocked {
+        url: String,
+        holder: Option<Box<crate::state::shared::SharedHolder>>,
+    },
+
+    /// This writer's shared lock is gone: it stops before writing (exit 3).
+    #[error("stopped: this writer no longer holds the shared lock of {url}: {reason}. The shared state was not overwritten; run `thinkube-deploy status` to see who holds it, then resume")]
+    SharedLockLost { url: String, reason: String },
+
     /// A program or service asked on the user's behalf failed or answered what
     /// cannot be used (git, ansible-inventory, Azure): not bad input, exit 1.
     #[error("{0}")]
@@ -201,6 +216,23 @@ fn locked_message(path: &std::path::Path, holder: Option<&LockHolder>, pid: Opti
     )
 }
 
+fn shared_locked_message(url: &str, holder: Option<&crate::state::shared::SharedHolder>) -> String {
+    let who = match holder {
+        Some(s) => {
+            let h = &s.holder;
+            format!(
+                "pid {} on {} (operation `{}`, since {}, user {}, {})",
+                h.pid, h.host, h.operation, h.since, h.user, h.program
+            )
+        }
+        None => "another writer".to_string(),
+    };
+    format!(
+        "the shared state at {url} is locked by {who}; wait for it to finish, or run the command again with --lock-timeout SECONDS to wait for it. A writer that was killed frees the lock by itself within {} seconds",
+        crate::state::shared::LEASE_SECONDS
+    )
+}
+
 impl EngineError {
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Self::Io {
@@ -225,7 +257,10 @@ impl EngineError {
             | Self::Preflight { .. }
             | Self::InvalidPlan(_)
             | Self::Choice(_) => exit::BAD_INPUT,
-            Self::Locked { .. } | Self::StepStillRunning { .. } => exit::LOCKED,
+            Self::Locked { .. }
+            | Self::StepStillRunning { .. }
+            | Self::SharedLocked { .. }
+            | Self::SharedLockLost { .. } => exit::LOCKED,
             Self::StoppedWaiting { .. } => exit::STOPPED,
             Self::DeploymentFailed { .. }
             | Self::RestartDue(_)
@@ -233,6 +268,7 @@ impl EngineError {
             | Self::ToolMissing { .. }
             | Self::Internal(_)
             | Self::Unavailable(_)
+            | Self::Shared { .. }
             | Self::CancelTimedOut { .. }
             | Self::PlaybookMissing { .. } => exit::FAILED,
             Self::Unreadable { .. }

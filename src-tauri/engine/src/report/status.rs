@@ -34,6 +34,26 @@ pub struct StatusView {
     /// Set when the file is in an older format (converted in memory; the next
     /// change writes the new format, keeping the original as a backup).
     pub converted_from: Option<String>,
+    /// Set when the environment's state is shared (`--backend`): where, and how
+    /// fresh what is shown is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub shared: Option<SharedView>,
+}
+
+/// The shared backend of an environment, as `status` read it.
+#[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
+#[derive(Debug, Serialize)]
+pub struct SharedView {
+    pub backend: String,
+    /// When the state shown was read from it.
+    pub read_at: Timestamp,
+    /// Set when it could not be reached now: why (the state shown is the cached one).
+    pub unreachable: Option<String>,
+    /// When a holder is shown: seconds until its lease expires unless renewed (by
+    /// its last renewal, on its clock).
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
+    pub lease_expires_in_seconds: Option<u64>,
 }
 
 #[cfg_attr(feature = "ts", derive(ts_rs::TS), ts(export))]
@@ -250,6 +270,7 @@ pub fn view(
         }),
         lock: LockView::from(holder),
         converted_from: converted,
+        shared: None,
     }
 }
 
@@ -415,10 +436,32 @@ fn render_run_and_lock(out: &mut String, v: &StatusView) {
     }
     match (&v.lock.pid, &v.lock.operation, &v.lock.since) {
         (Some(pid), Some(op), Some(since)) => {
-            let _ = writeln!(out, "Lock: held by pid {pid} ({op}) since {since}");
+            let host = match (&v.shared, &v.lock.host) {
+                (Some(_), Some(host)) => format!(" on {host}"),
+                _ => String::new(),
+            };
+            let _ = write!(out, "Lock: held by pid {pid}{host} ({op}) since {since}");
+            if let Some(left) = v.shared.as_ref().and_then(|s| s.lease_expires_in_seconds) {
+                let _ = write!(out, "; its lease expires in {left} s unless renewed");
+            }
+            out.push('\n');
         }
         _ => {
             let _ = writeln!(out, "Lock: free");
+        }
+    }
+    if let Some(s) = &v.shared {
+        match &s.unreachable {
+            None => {
+                let _ = writeln!(out, "Shared: {} (read {})", s.backend, s.read_at);
+            }
+            Some(reason) => {
+                let _ = writeln!(
+                    out,
+                    "Shared: {} cannot be reached now ({reason}); showing the state read at {}",
+                    s.backend, s.read_at
+                );
+            }
         }
     }
 }

@@ -78,6 +78,8 @@ impl Identity {
 
 /// A held lock. Dropping it removes the info file, then releases the lock.
 pub struct LockGuard {
+    /// The shared backend's lock, when the environment has one (released first).
+    pub(crate) shared: Option<crate::state::shared::SharedLease>,
     _file: File,
     info_path: PathBuf,
     fs: Arc<dyn FileOps>,
@@ -190,6 +192,7 @@ pub(crate) fn acquire_notifying(
         .map_err(|e| EngineError::io("write the lock info file", &info_path, e))?;
     tracing::info!(operation, pid = me.pid, "lock acquired");
     Ok(LockGuard {
+        shared: None,
         _file: file,
         info_path,
         fs,

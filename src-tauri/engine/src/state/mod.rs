@@ -12,4 +12,9 @@ pub mod migrate;
 pub mod model;
 pub mod ops;
 pub mod schema;
+#[cfg(feature = "azblob")]
+pub mod shared;
+#[cfg(not(feature = "azblob"))]
+#[path = "shared_off.rs"]
+pub mod shared;
 pub mod store;

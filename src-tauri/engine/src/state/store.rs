@@ -26,6 +26,7 @@ use crate::state::journal;
 use crate::state::lifecycle::AnyDeployment;
 use crate::state::lock::{self, Identity, LockGuard, LockHolder, LockWait};
 use crate::state::migrate::{self, Converted};
+use crate::state::shared::Shared;
 use crate::state::model::{
     AttemptOutcome, DeploymentRecord, DeploymentStatus, Event, EventKind, NewEvent, ProcessRef,
     RunOutcome, RunRecord, SCHEMA_VERSION, StateFile, StepRecord, StepStatus,
@@ -53,6 +54,9 @@ pub struct Store {
     /// Whether this process was asked to stop (a signal): a writer waiting for the
     /// lock gives up then.
     stop_requested: Option<StopRequested>,
+    /// The shared backend holding this environment's state and lock, if any
+    /// (`state::shared`; `None`: this home's files are the state).
+    shared: Option<Arc<Shared>>,
 }
 
 /// Tells a waiting writer that the process was asked to stop.
@@ -71,7 +75,18 @@ impl Store {
             identity,
             on_lock_wait: None,
             stop_requested: None,
+            shared: None,
         }
+    }
+
+    /// Keeps the state and lock in `shared` too (the local files are its working copy).
+    pub fn with_shared(mut self, shared: Option<Shared>) -> Self {
+        self.shared = shared.map(Arc::new);
+        self
+    }
+
+    pub fn shared(&self) -> Option<&Shared> {
+        self.shared.as_deref()
     }
 
     /// A writer waiting for the lock gives up when `stopped` says so.
@@ -111,7 +126,8 @@ impl Store {
                 f(holder);
             }
         };
-        lock::acquire_notifying(
+        let stopped = || self.stop_requested.as_ref().is_some_and(|f| f());
+        let mut guard = lock::acquire_notifying(
             &self.layout,
             self.fs.clone(),
             operation,
@@ -120,9 +136,13 @@ impl Store {
             now,
             &lock::Waiting {
                 on_wait: &notice,
-                stopped: &|| self.stop_requested.as_ref().is_some_and(|f| f()),
+                stopped: &stopped,
             },
-        )
+        )?;
+        if let Some(shared) = &self.shared {
+            guard.shared = Some(shared.acquire(&guard.holder, wait, &stopped)?);
+        }
+        Ok(guard)
     }
 
     /// Takes the writer lock and loads the state for changing it. On load, a running
@@ -492,7 +512,9 @@ impl Writer {
     pub(crate) fn open(store: Store, guard: LockGuard, now: Timestamp) -> Result<Self> {
         remove_leftover_temp_files(&store);
         let mut journal = JournalUse::default();
-        let (state, original) = match read_current(store.fs.as_ref(), &store.layout, now)? {
+        let current = read_current(store.fs.as_ref(), &store.layout, now)?;
+        let local_exists = current.is_some();
+        let (state, original) = match current {
             None => (StateFile::new(Uuid::new_v4(), now), None),
             Some(current) => {
                 journal.len = current.journal_len;
@@ -510,9 +532,63 @@ impl Writer {
             repairs: Vec::new(),
             journal,
         };
+        writer.join_shared(local_exists, now)?;
         writer.repair_trail()?;
         writer.interrupt_dead_run(now)?;
         Ok(writer)
+    }
+
+    /// Brings this writer's state and the shared one together, under the shared
+    /// lock: the shared state is taken when this home has none, or an older one, or
+    /// one the shared state never received beside a newer one (same serial, other
+    /// content: a commit whose upload failed while another writer went on); this
+    /// home's is uploaded when the shared one has none or is older in the same
+    /// lineage (a commit whose upload failed, nobody writing since). Another lineage
+    /// on each side is refused: they are different deployments.
+    fn join_shared(&mut self, local_exists: bool, now: Timestamp) -> Result<()> {
+        let Some(lease) = self._guard.shared.as_mut() else {
+            return Ok(());
+        };
+        let url = self.store.shared.as_ref().map_or("", |s| s.url()).to_string();
+        let Some(bytes) = lease.read()? else {
+            return if local_exists { self.push_shared() } else { Ok(()) };
+        };
+        let path = std::path::PathBuf::from(&url);
+        let theirs = parse_state(&bytes, &path, now, Uuid::new_v4())?.state;
+        let ours = &self.state;
+        let take = if !local_exists {
+            true
+        } else if theirs.lineage != ours.lineage {
+            return Err(EngineError::Usage(format!(
+                "the shared state at {url} is another deployment (lineage {}) than this home's (lineage {}, {}): nothing was changed. Use another --env for one of them, or move this home's state aside to take the shared one",
+                theirs.lineage,
+                ours.lineage,
+                self.store.layout.state_file().display()
+            )));
+        } else {
+            theirs.serial > ours.serial || (theirs.serial == ours.serial && theirs != *ours)
+        };
+        if take {
+            self.write_whole(&theirs)?;
+            self.state = theirs;
+            self.original = None;
+            Ok(())
+        } else if ours.serial > theirs.serial {
+            self.push_shared()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Uploads the committed state to the shared backend, when there is one, only
+    /// over the version this writer last read or wrote there.
+    fn push_shared(&mut self) -> Result<()> {
+        let Some(lease) = self._guard.shared.as_mut() else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(&self.state)
+            .map_err(|e| EngineError::Internal(format!("cannot encode the state: {e}")))?;
+        lease.write(bytes)
     }
 
     pub fn state(&self) -> &StateFile {
@@ -616,6 +692,7 @@ impl Writer {
         self.original = None;
         self.repairs.clear();
         self.append_events(after)?;
+        self.push_shared()?;
         Ok(self.state.serial)
     }
 
@@ -678,6 +755,7 @@ impl Writer {
             .map_err(EngineError::Internal)?;
         tracing::debug!(serial, "committed to the journal");
         self.append_events(after)?;
+        self.push_shared()?;
         Ok(serial)
     }
 

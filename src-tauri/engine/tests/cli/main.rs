@@ -28,6 +28,7 @@ mod power_loss;
 mod recover;
 mod schema;
 mod session;
+mod shared_state;
 mod simfs;
 mod ssh;
 mod status;

@@ -1,0 +1,184 @@
+//! One environment's state and lock shared by two homes ("machines") through Azure
+//! Blob Storage: a real Azurite, started by each test on a port of its own.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use thinkube_blob::azurite::Azurite;
+use thinkube_blob::Condition;
+
+use crate::common::*;
+
+struct Backend {
+    _dir: tempfile::TempDir,
+    azurite: Azurite,
+    url: String,
+}
+
+const CONTAINER: &str = "states";
+const STATE_BLOB: &str = "team/default/deployment-state.json";
+
+fn backend() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let azurite = Azurite::start(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let url = format!(
+        "azblob://{}/{CONTAINER}/team?endpoint={}",
+        thinkube_blob::DEV_ACCOUNT,
+        azurite.endpoint()
+    );
+    Backend {
+        _dir: dir,
+        azurite,
+        url,
+    }
+}
+
+/// `thinkube-deploy --backend URL ARGS` in `home`, with the account's key.
+fn shared(home: &Home, b: &Backend, args: &[&str]) -> std::process::Command {
+    let mut all = vec!["--backend", b.url.as_str()];
+    all.extend_from_slice(args);
+    let mut c = home.command(&all);
+    c.env("AZURE_STORAGE_KEY", Azurite::key());
+    c
+}
+
+fn run(home: &Home, b: &Backend, args: &[&str]) -> Run {
+    Run::from(shared(home, b, args).output().unwrap())
+}
+
+fn status(home: &Home, b: &Backend) -> serde_json::Value {
+    let r = run(home, b, &["status", "--json"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// A plan whose second step waits for the file `go` beside it.
+fn waiting_plan(home: &Home) -> std::path::PathBuf {
+    let dir = plan_dir(home, &[(
+        "plan.yaml",
+        "id: shared
+phases:
+  - id: p
+    steps:
+      - id: first
+        command: [\"true\"]
+      - id: wait
+        command: [sh, -c, \"echo child-started; while [ ! -f go ]; do sleep 0.05; done\"]
+      - id: after
+        command: [\"true\"]
+",
+    )]);
+    dir.join("plan.yaml")
+}
+
+/// Starts a deploy through the backend and returns once its waiting step runs.
+fn start_waiting(home: &Home, b: &Backend, plan: &std::path::Path) -> Child {
+    let mut child = shared(home, b, &["deploy", "--plan", plan.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    assert!(
+        lines.by_ref().any(|l| l.unwrap().contains("child-started")),
+        "the deploy ended before its waiting step ran"
+    );
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+/// Reads `status` until `done` holds of it (what another machine sees changes as
+/// the writer commits), failing after a minute.
+fn status_until(home: &Home, b: &Backend, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let v = status(home, b);
+        if done(&v) {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never saw {what}: {v:#}");
+    }
+}
+
+#[test]
+fn two_machines_share_one_state_and_the_second_is_refused_while_the_first_deploys() {
+    let b = backend();
+    let (one, two) = (Home::new(), Home::new());
+    let plan = waiting_plan(&one);
+    let mut writer = KillOnDrop(start_waiting(&one, &b, &plan));
+    let pid = writer.0.id();
+
+    // The other machine sees the writer's progress and who holds the lock.
+    let v = status_until(&two, &b, "the waiting step running", |v| v["steps"][1]["status"] == "running");
+    assert_eq!(v["steps"][0]["status"], "completed");
+    assert_eq!(v["lock"]["held"], true);
+    assert_eq!(v["lock"]["pid"], pid);
+    assert_eq!(v["lock"]["operation"], "deploy");
+    assert_eq!(v["shared"]["backend"], b.url.as_str());
+    assert!(v["shared"]["unreachable"].is_null(), "{v:#}");
+    let left = v["shared"]["lease_expires_in_seconds"].as_u64().unwrap();
+    assert!(left <= 15, "{left}");
+    let text = run(&two, &b, &["status"]).stdout;
+    assert!(text.contains(&format!("Lock: held by pid {pid} on ")), "{text}");
+    assert!(text.contains(&format!("Shared: {}", b.url)), "{text}");
+    // Nothing of it is in the other home's files: readers write only their cache.
+    assert!(!two.state_file().exists());
+
+    // Its deploy is refused, naming the holder; nothing changes.
+    let serial = v["serial"].as_u64().unwrap();
+    run(&two, &b, &["deploy", "--plan", plan.to_str().unwrap()]).expect(
+        3,
+        &[&format!("locked by pid {pid} on "), "operation `deploy`", "--lock-timeout"],
+    );
+    assert_eq!(status(&two, &b)["serial"].as_u64().unwrap(), serial);
+
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    assert_eq!(writer.0.wait().unwrap().code(), Some(0));
+
+    // Both see the same deployment, at the same serial, as the writer's own file.
+    let mine = one.status_json();
+    let theirs = status(&two, &b);
+    assert_eq!(mine["deployment"]["status"], "completed");
+    assert_eq!(theirs["lineage"], mine["lineage"]);
+    assert_eq!(theirs["serial"], mine["serial"]);
+    assert_eq!(theirs["lock"]["held"], false);
+
+    // The second machine now deploys on the same lineage.
+    let r = run(&two, &b, &["deploy", "--plan", plan.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let after = status(&two, &b);
+    assert_eq!(after["lineage"], mine["lineage"]);
+    assert!(after["serial"].as_u64() >= mine["serial"].as_u64(), "{after:#}");
+    assert_eq!(after["deployment"]["status"], "completed");
+    assert_eq!(two.status_json()["lineage"], mine["lineage"], "its home took the shared state");
+}
+
+/// A writer whose lease was broken by hand, after another wrote a newer state, stops
+/// at its next commit and never overwrites that state.
+#[test]
+fn a_writer_whose_lease_was_broken_cannot_overwrite_a_newer_state() {
+    let b = backend();
+    let one = Home::new();
+    let plan = waiting_plan(&one);
+    let mut writer = KillOnDrop(start_waiting(&one, &b, &plan));
+    let client = b.azurite.client(CONTAINER);
+    client.break_lease("team/default/lock").unwrap();
+    // Another writer's newer state, written as a writer writes it (If-Match).
+    let blob = client.get(STATE_BLOB).unwrap().unwrap();
+    let mut newer: serde_json::Value = serde_json::from_slice(&blob.bytes).unwrap();
+    newer["serial"] = (newer["serial"].as_u64().unwrap() + 10).into();
+    let newer = serde_json::to_vec(&newer).unwrap();
+    client
+        .put(STATE_BLOB, newer.clone(), Condition::Match(&blob.etag))
+        .unwrap();
+
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    let mut stderr = writer.0.stderr.take().unwrap();
+    let code = writer.0.wait().unwrap().code();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    let output = (code, err);
+    assert_eq!(output.0, Some(3), "{}", output.1);
+    assert!(output.1.contains("no longer holds the shared lock"), "{}", output.1);
+    assert_eq!(client.get(STATE_BLOB).unwrap().unwrap().bytes, newer, "the newer state stays");
+}
