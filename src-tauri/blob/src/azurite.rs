@@ -112,6 +112,14 @@ impl Azurite {
         let _ = self.child.wait();
     }
 
+    /// Kills it at once (SIGKILL), as a crash or a pulled cable would: clients'
+    /// connections end now. What it acknowledged in its last seconds may be lost
+    /// (a real account would keep it): tests must hold either way.
+    pub fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) -> Result<(), String> {
         self.kill();

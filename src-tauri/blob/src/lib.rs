@@ -245,7 +245,13 @@ impl Client {
 
     /// Creates the container unless it exists.
     pub fn create_container(&self) -> Result<(), BlobError> {
-        let a = self.send(Method::PUT, None, &[("restype", "container")], &[], Vec::new())?;
+        let a = self.send(
+            Method::PUT,
+            None,
+            &[("restype", "container")],
+            &[],
+            Vec::new(),
+        )?;
         match (a.status, code(&a).as_str()) {
             (201, _) | (409, "ContainerAlreadyExists") => Ok(()),
             _ => Err(self.error(&a, "the container")),
@@ -266,7 +272,12 @@ impl Client {
     }
 
     /// Writes a block blob whole, only when `condition` holds; returns its new ETag.
-    pub fn put(&self, blob: &str, bytes: Vec<u8>, condition: Condition<'_>) -> Result<String, BlobError> {
+    pub fn put(
+        &self,
+        blob: &str,
+        bytes: Vec<u8>,
+        condition: Condition<'_>,
+    ) -> Result<String, BlobError> {
         let mut headers = vec![("x-ms-blob-type", "BlockBlob".to_string())];
         headers.push(condition_header(condition));
         let a = self.send(Method::PUT, Some(blob), &[], &headers, bytes)?;
@@ -295,7 +306,13 @@ impl Client {
 
     /// Appends `bytes` to an append blob.
     pub fn append(&self, blob: &str, bytes: Vec<u8>) -> Result<(), BlobError> {
-        let a = self.send(Method::PUT, Some(blob), &[("comp", "appendblock")], &[], bytes)?;
+        let a = self.send(
+            Method::PUT,
+            Some(blob),
+            &[("comp", "appendblock")],
+            &[],
+            bytes,
+        )?;
         match a.status {
             201 => Ok(()),
             _ => Err(self.error(&a, blob)),
@@ -348,9 +365,17 @@ impl Client {
         if let Some(lease) = lease {
             headers.push(("x-ms-lease-id".into(), lease.to_string()));
         }
-        let headers: Vec<(&str, String)> =
-            headers.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let a = self.send(Method::PUT, Some(blob), &[("comp", "metadata")], &headers, Vec::new())?;
+        let headers: Vec<(&str, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let a = self.send(
+            Method::PUT,
+            Some(blob),
+            &[("comp", "metadata")],
+            &headers,
+            Vec::new(),
+        )?;
         match a.status {
             200 => Ok(()),
             _ => Err(self.lease_error(&a, blob)),
@@ -364,7 +389,13 @@ impl Client {
             ("x-ms-lease-duration", seconds.to_string()),
             ("x-ms-proposed-lease-id", id.to_string()),
         ];
-        let a = self.send(Method::PUT, Some(blob), &[("comp", "lease")], &headers, Vec::new())?;
+        let a = self.send(
+            Method::PUT,
+            Some(blob),
+            &[("comp", "lease")],
+            &headers,
+            Vec::new(),
+        )?;
         match (a.status, code(&a).as_str()) {
             (201 | 200, _) => Ok(()),
             (409, "LeaseAlreadyPresent") => Err(BlobError::LeaseHeld { blob: blob.into() }),
@@ -388,7 +419,13 @@ impl Client {
             ("x-ms-lease-action", "break".to_string()),
             ("x-ms-lease-break-period", "0".to_string()),
         ];
-        let a = self.send(Method::PUT, Some(blob), &[("comp", "lease")], &headers, Vec::new())?;
+        let a = self.send(
+            Method::PUT,
+            Some(blob),
+            &[("comp", "lease")],
+            &headers,
+            Vec::new(),
+        )?;
         match a.status {
             202 => Ok(()),
             _ => Err(self.error(&a, blob)),
@@ -400,7 +437,13 @@ impl Client {
             ("x-ms-lease-action", action.to_string()),
             ("x-ms-lease-id", id.to_string()),
         ];
-        let a = self.send(Method::PUT, Some(blob), &[("comp", "lease")], &headers, Vec::new())?;
+        let a = self.send(
+            Method::PUT,
+            Some(blob),
+            &[("comp", "lease")],
+            &headers,
+            Vec::new(),
+        )?;
         match a.status {
             200 => Ok(()),
             _ => Err(self.lease_error(&a, blob)),
@@ -675,15 +718,24 @@ mod tests {
         let headers = vec![
             ("x-ms-version".to_string(), API_VERSION.to_string()),
             ("if-match".to_string(), "\"0x1\"".to_string()),
-            ("x-ms-date".to_string(), "Mon, 07 Dec 2026 00:00:00 GMT".to_string()),
+            (
+                "x-ms-date".to_string(),
+                "Mon, 07 Dec 2026 00:00:00 GMT".to_string(),
+            ),
         ];
         let text = format!(
             "PUT\n\n\n5\n\n\n\n\n\"0x1\"\n\n\n\nx-ms-date:Mon, 07 Dec 2026 00:00:00 GMT\nx-ms-version:{API_VERSION}\n/acct/acct/c/b\na:2\ncomp:lease"
         );
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"k");
         let expected = BASE64.encode(ring::hmac::sign(&key, text.as_bytes()).as_ref());
-        assert_eq!(sign(b"k", &Method::PUT, &url, "acct", &headers, 5), expected);
+        assert_eq!(
+            sign(b"k", &Method::PUT, &url, "acct", &headers, 5),
+            expected
+        );
         // Another body length, another signature.
-        assert_ne!(sign(b"k", &Method::PUT, &url, "acct", &headers, 6), expected);
+        assert_ne!(
+            sign(b"k", &Method::PUT, &url, "acct", &headers, 6),
+            expected
+        );
     }
 }

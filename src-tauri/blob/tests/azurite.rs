@@ -16,7 +16,10 @@ fn azurite() -> (tempfile::TempDir, Azurite) {
 fn writes_are_conditional_and_a_stale_etag_is_refused() {
     let (_dir, az) = azurite();
     let c = az.client("states");
-    assert!(c.get("s.json").unwrap().is_none(), "no container yet: nothing");
+    assert!(
+        c.get("s.json").unwrap().is_none(),
+        "no container yet: nothing"
+    );
     c.create_container().unwrap();
     c.create_container().unwrap(); // again: it exists, fine
     let first = c.put("s.json", b"one".to_vec(), Condition::Absent).unwrap();
@@ -24,7 +27,9 @@ fn writes_are_conditional_and_a_stale_etag_is_refused() {
         c.put("s.json", b"again".to_vec(), Condition::Absent),
         Err(BlobError::ConditionNotMet { .. })
     ));
-    let second = c.put("s.json", b"two".to_vec(), Condition::Match(&first)).unwrap();
+    let second = c
+        .put("s.json", b"two".to_vec(), Condition::Match(&first))
+        .unwrap();
     assert_ne!(first, second);
     // A writer holding the first ETag cannot overwrite the newer state.
     assert!(matches!(
@@ -32,7 +37,10 @@ fn writes_are_conditional_and_a_stale_etag_is_refused() {
         Err(BlobError::ConditionNotMet { .. })
     ));
     let read = c.get("s.json").unwrap().unwrap();
-    assert_eq!((read.bytes.as_slice(), read.etag.as_str()), (&b"two"[..], second.as_str()));
+    assert_eq!(
+        (read.bytes.as_slice(), read.etag.as_str()),
+        (&b"two"[..], second.as_str())
+    );
 }
 
 #[test]
@@ -43,8 +51,14 @@ fn a_lease_excludes_others_until_released_or_broken() {
     assert!(c.create_if_absent("lock", false).unwrap());
     assert!(!c.create_if_absent("lock", false).unwrap());
     c.acquire_lease("lock", 15, A).unwrap();
-    assert!(matches!(c.acquire_lease("lock", 15, B), Err(BlobError::LeaseHeld { .. })));
-    assert!(!c.create_if_absent("lock", false).unwrap(), "a leased blob exists too");
+    assert!(matches!(
+        c.acquire_lease("lock", 15, B),
+        Err(BlobError::LeaseHeld { .. })
+    ));
+    assert!(
+        !c.create_if_absent("lock", false).unwrap(),
+        "a leased blob exists too"
+    );
     let meta = [("holder".to_string(), "eyJwaWQiOjF9".to_string())].into();
     assert!(matches!(
         c.set_metadata("lock", &meta, Some(B)),
@@ -56,11 +70,20 @@ fn a_lease_excludes_others_until_released_or_broken() {
     assert_eq!(p.metadata, meta);
     c.renew_lease("lock", A).unwrap();
     c.release_lease("lock", A).unwrap();
-    assert_eq!(c.properties("lock").unwrap().unwrap().lease, LeaseState::Available);
+    assert_eq!(
+        c.properties("lock").unwrap().unwrap().lease,
+        LeaseState::Available
+    );
     c.acquire_lease("lock", 15, B).unwrap();
     c.break_lease("lock").unwrap();
-    assert_eq!(c.properties("lock").unwrap().unwrap().lease, LeaseState::Broken);
-    assert!(matches!(c.renew_lease("lock", B), Err(BlobError::LeaseLost { .. })));
+    assert_eq!(
+        c.properties("lock").unwrap().unwrap().lease,
+        LeaseState::Broken
+    );
+    assert!(matches!(
+        c.renew_lease("lock", B),
+        Err(BlobError::LeaseLost { .. })
+    ));
     c.acquire_lease("lock", 15, A).unwrap();
     assert!(c.properties("nothing").unwrap().is_none());
 }
@@ -72,7 +95,8 @@ fn an_append_blob_keeps_every_append_in_order() {
     c.create_container().unwrap();
     assert!(c.create_if_absent("e.jsonl", true).unwrap());
     for i in 0..3 {
-        c.append("e.jsonl", format!("{{\"seq\":{i}}}\n").into_bytes()).unwrap();
+        c.append("e.jsonl", format!("{{\"seq\":{i}}}\n").into_bytes())
+            .unwrap();
     }
     assert!(!c.create_if_absent("e.jsonl", true).unwrap());
     let text = String::from_utf8(c.get("e.jsonl").unwrap().unwrap().bytes).unwrap();

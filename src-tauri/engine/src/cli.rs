@@ -49,7 +49,12 @@ pub struct GlobalArgs {
     pub lock_timeout: Option<u64>,
     /// Where the state and lock live: `file` (this home, the default) or
     /// azblob://ACCOUNT/CONTAINER[/PREFIX][?endpoint=URL] (docs/shared-state.md)
-    #[arg(long, global = true, value_name = "URL", env = "THINKUBE_STATE_BACKEND")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "THINKUBE_STATE_BACKEND"
+    )]
     pub backend: Option<String>,
 }
 
@@ -718,7 +723,9 @@ pub fn run(cli: Cli) -> Result<u8> {
 fn shared_status(store: &Store, shared: &Shared, now: Timestamp) -> Result<status::StatusView> {
     let cache = store.layout().root.join("shared-state.cache.json");
     let path = PathBuf::from(shared.url());
-    let read = shared.read_state().and_then(|state| Ok((state, shared.holder()?)));
+    let read = shared
+        .read_state()
+        .and_then(|state| Ok((state, shared.holder()?)));
     let (bytes, holder, stale) = match read {
         Ok((state, holder)) => {
             let bytes = state.map(|(b, _)| b);
@@ -733,7 +740,12 @@ fn shared_status(store: &Store, shared: &Shared, now: Timestamp) -> Result<statu
         },
     };
     let loaded = match &bytes {
-        Some(b) => Some(crate::state::store::parse_state(b, &path, now, uuid::Uuid::new_v4())?),
+        Some(b) => Some(crate::state::store::parse_state(
+            b,
+            &path,
+            now,
+            uuid::Uuid::new_v4(),
+        )?),
         None => None,
     };
     let lock_holder = holder.as_ref().map(|h| h.holder.clone());
@@ -760,6 +772,13 @@ fn write_cache(path: &Path, url: &str, bytes: &[u8], now: Timestamp) {
         return;
     };
     let value = serde_json::json!({"backend": url, "read_at": now, "state": state});
+    if let Some(dir) = path.parent() {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
     let tmp = path.with_extension("json.tmp");
     if std::fs::write(&tmp, value.to_string()).is_ok() {
         let _ = std::fs::rename(&tmp, path);
@@ -768,7 +787,8 @@ fn write_cache(path: &Path, url: &str, bytes: &[u8], now: Timestamp) {
 
 /// The cached shared state of `url` and when it was read.
 fn read_cache(path: &Path, url: &str) -> Option<(Vec<u8>, Timestamp)> {
-    let text = crate::state::fsops::read_regular(path, crate::state::store::MAX_STATE_BYTES).ok()??;
+    let text =
+        crate::state::fsops::read_regular(path, crate::state::store::MAX_STATE_BYTES).ok()??;
     let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
     if value["backend"] != url {
         return None;

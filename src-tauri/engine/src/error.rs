@@ -119,7 +119,9 @@ pub enum EngineError {
     Usage(String),
 
     /// The shared state backend failed or cannot be used (exit 1).
-    #[error("the shared state at {url}: {reason}. Nothing was written there; the local state is as it was")]
+    #[error(
+        "the shared state at {url}: {reason}. Nothing was written there; the local state is as it was"
+    )]
     Shared { url: String, reason: String },
 
     /// Another machine (or process) holds the shared lock (exit 3).
@@ -130,7 +132,9 @@ pub enum EngineError {
     },
 
     /// This writer's shared lock is gone: it stops before writing (exit 3).
-    #[error("stopped: this writer no longer holds the shared lock of {url}: {reason}. The shared state was not overwritten; run `thinkube-deploy status` to see who holds it, then resume")]
+    #[error(
+        "stopped: this writer no longer holds the shared lock of {url}: {reason}. The shared state was not overwritten; run `thinkube-deploy status` to see who holds it, then resume"
+    )]
     SharedLockLost { url: String, reason: String },
 
     /// A program or service asked on the user's behalf failed or answered what

@@ -61,7 +61,11 @@ impl Shared {
     /// The backend `url` names for environment `env`: `None` for `file` (the local
     /// store). Credentials come from `AZURE_STORAGE_CONNECTION_STRING`,
     /// `AZURE_STORAGE_KEY` or `AZURE_STORAGE_SAS_TOKEN` (never stored).
-    pub fn parse(url: &str, env: &EnvName, vars: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+    pub fn parse(
+        url: &str,
+        env: &EnvName,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>> {
         let url = url.trim();
         if url.is_empty() || url == "file" {
             return Ok(None);
@@ -78,13 +82,22 @@ impl Shared {
             }
         }
         let mut parts = path.split('/').filter(|p| !p.is_empty());
-        let account = parts.next().ok_or_else(|| usage(url, "it names no account"))?;
-        let container = parts.next().ok_or_else(|| usage(url, "it names no container"))?;
+        let account = parts
+            .next()
+            .ok_or_else(|| usage(url, "it names no account"))?;
+        let container = parts
+            .next()
+            .ok_or_else(|| usage(url, "it names no container"))?;
         let prefix: Vec<&str> = parts.collect();
         let valid_account = (3..=24).contains(&account.len())
-            && account.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            && account
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !valid_account {
-            return Err(usage(url, "the account name must be 3 to 24 lowercase letters and digits"));
+            return Err(usage(
+                url,
+                "the account name must be 3 to 24 lowercase letters and digits",
+            ));
         }
         let valid_container = (3..=63).contains(&container.len())
             && container
@@ -100,9 +113,14 @@ impl Shared {
             ));
         }
         if let Some(e) = &endpoint
-            && !(e.starts_with("https://") || e.starts_with("http://127.0.0.1") || e.starts_with("http://localhost"))
+            && !(e.starts_with("https://")
+                || e.starts_with("http://127.0.0.1")
+                || e.starts_with("http://localhost"))
         {
-            return Err(usage(url, "its endpoint must be https:// (plain http only on this machine, for Azurite)"));
+            return Err(usage(
+                url,
+                "its endpoint must be https:// (plain http only on this machine, for Azurite)",
+            ));
         }
         let (credential, from_string) = credential(vars)?;
         let endpoint = endpoint
@@ -149,26 +167,33 @@ impl Shared {
 
     /// The shared state's bytes and ETag, or `None` when there is none yet.
     pub fn read_state(&self) -> Result<Option<(Vec<u8>, String)>> {
-        let blob = self.client()?.get(&self.state_blob()).map_err(|e| self.failed(e))?;
+        let blob = self
+            .client()?
+            .get(&self.state_blob())
+            .map_err(|e| self.failed(e))?;
         Ok(blob.map(|b| (b.bytes, b.etag)))
     }
 
     /// Who holds the lock, as its blob says (`None`: nobody holds it now).
     pub fn holder(&self) -> Result<Option<SharedHolder>> {
-        let props = self.client()?.properties(&self.lock_blob()).map_err(|e| self.failed(e))?;
-        Ok(props.and_then(|p| {
-            let holder = decode_holder(p.metadata.get("holder")?)?;
-            let renewed_at = p
-                .metadata
-                .get("renewed")
-                .and_then(|t| Timestamp::parse(t).ok());
-            Some(SharedHolder {
-                holder,
-                renewed_at,
-                leased: matches!(p.lease, LeaseState::Leased),
+        let props = self
+            .client()?
+            .properties(&self.lock_blob())
+            .map_err(|e| self.failed(e))?;
+        Ok(props
+            .and_then(|p| {
+                let holder = decode_holder(p.metadata.get("holder")?)?;
+                let renewed_at = p
+                    .metadata
+                    .get("renewed")
+                    .and_then(|t| Timestamp::parse(t).ok());
+                Some(SharedHolder {
+                    holder,
+                    renewed_at,
+                    leased: matches!(p.lease, LeaseState::Leased),
+                })
             })
-        })
-        .filter(|h| h.leased))
+            .filter(|h| h.leased))
     }
 
     /// Takes the shared lock for `holder`, waiting as `wait` says; the container and
@@ -182,7 +207,9 @@ impl Shared {
         let client = self.client()?;
         let lock = self.lock_blob();
         client.create_container().map_err(|e| self.failed(e))?;
-        client.create_if_absent(&lock, false).map_err(|e| self.failed(e))?;
+        client
+            .create_if_absent(&lock, false)
+            .map_err(|e| self.failed(e))?;
         let id = uuid::Uuid::new_v4().to_string();
         let deadline = match wait {
             LockWait::NoWait => Instant::now(),
@@ -214,7 +241,12 @@ impl Shared {
             let _ = client.release_lease(&lock, &id);
             return Err(self.failed(e));
         }
-        Ok(SharedLease::start(Arc::clone(self), client, id, holder.clone()))
+        Ok(SharedLease::start(
+            Arc::clone(self),
+            client,
+            id,
+            holder.clone(),
+        ))
     }
 }
 
@@ -226,7 +258,8 @@ fn credential(vars: &dyn Fn(&str) -> Option<String>) -> Result<(Credential, Opti
         let c = ConnectionString::parse(&text).map_err(bad)?;
         let credential = c.credential.ok_or_else(|| {
             EngineError::Usage(
-                "AZURE_STORAGE_CONNECTION_STRING has neither AccountKey nor SharedAccessSignature".into(),
+                "AZURE_STORAGE_CONNECTION_STRING has neither AccountKey nor SharedAccessSignature"
+                    .into(),
             )
         })?;
         return Ok((credential, c.blob_endpoint));
@@ -292,7 +325,11 @@ impl SharedLease {
 
     /// Ok while the lease can be trusted to outlast the next write.
     fn check(&self) -> Result<()> {
-        let health = self.health.lock().map(|h| h.clone()).unwrap_or(Err("the renewer failed".into()));
+        let health = self
+            .health
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or(Err("the renewer failed".into()));
         let reason = match health {
             Ok(at) if at.elapsed() < RENEWAL_TRUSTED => return Ok(()),
             Ok(at) => format!("it was last renewed {} s ago", at.elapsed().as_secs()),
@@ -386,6 +423,8 @@ impl Drop for SharedLease {
             let _ = t.join();
         }
         // Best effort: an unreleased lease expires by itself.
-        let _ = self.client.release_lease(&self.shared.lock_blob(), &self.id);
+        let _ = self
+            .client
+            .release_lease(&self.shared.lock_blob(), &self.id);
     }
 }

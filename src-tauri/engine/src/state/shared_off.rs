@@ -21,7 +21,11 @@ pub struct SharedHolder {
 pub(crate) enum SharedLease {}
 
 impl Shared {
-    pub fn parse(url: &str, _env: &EnvName, _vars: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>> {
+    pub fn parse(
+        url: &str,
+        _env: &EnvName,
+        _vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>> {
         match url.trim() {
             "" | "file" => Ok(None),
             _ => Err(EngineError::Usage(format!(

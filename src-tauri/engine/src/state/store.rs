@@ -26,11 +26,11 @@ use crate::state::journal;
 use crate::state::lifecycle::AnyDeployment;
 use crate::state::lock::{self, Identity, LockGuard, LockHolder, LockWait};
 use crate::state::migrate::{self, Converted};
-use crate::state::shared::Shared;
 use crate::state::model::{
     AttemptOutcome, DeploymentRecord, DeploymentStatus, Event, EventKind, NewEvent, ProcessRef,
     RunOutcome, RunRecord, SCHEMA_VERSION, StateFile, StepRecord, StepStatus,
 };
+use crate::state::shared::Shared;
 use crate::timestamp::Timestamp;
 
 /// A state as loaded, with where it came from.
@@ -110,7 +110,34 @@ impl Store {
     }
 
     /// Reads the state without the lock. `Ok(None)` when there is no state file yet.
+    /// With a shared backend, the shared state (read without its lock), unless this
+    /// home holds a newer one of the same deployment (commits the shared state never
+    /// received: the next writer uploads them) or the shared one has none.
     pub fn load(&self, now: Timestamp) -> Result<Option<Loaded>> {
+        if let Some(shared) = &self.shared {
+            let theirs = match shared.read_state()? {
+                None => None,
+                Some((bytes, _)) => Some(parse_state(
+                    &bytes,
+                    Path::new(shared.url()),
+                    now,
+                    Uuid::new_v4(),
+                )?),
+            };
+            let ours = read_current(self.fs.as_ref(), &self.layout, now)
+                .ok()
+                .flatten()
+                .map(|c| c.loaded);
+            return Ok(match (theirs, ours) {
+                (Some(t), Some(o))
+                    if o.state.lineage == t.state.lineage && o.state.serial > t.state.serial =>
+                {
+                    Some(o)
+                }
+                (None, ours) => ours,
+                (theirs, _) => theirs,
+            });
+        }
         Ok(read_current(self.fs.as_ref(), &self.layout, now)?.map(|c| c.loaded))
     }
 
@@ -549,9 +576,18 @@ impl Writer {
         let Some(lease) = self._guard.shared.as_mut() else {
             return Ok(());
         };
-        let url = self.store.shared.as_ref().map_or("", |s| s.url()).to_string();
+        let url = self
+            .store
+            .shared
+            .as_ref()
+            .map_or("", |s| s.url())
+            .to_string();
         let Some(bytes) = lease.read()? else {
-            return if local_exists { self.push_shared() } else { Ok(()) };
+            return if local_exists {
+                self.push_shared()
+            } else {
+                Ok(())
+            };
         };
         let path = std::path::PathBuf::from(&url);
         let theirs = parse_state(&bytes, &path, now, Uuid::new_v4())?.state;

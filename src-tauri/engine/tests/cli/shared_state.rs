@@ -4,8 +4,8 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use thinkube_blob::azurite::Azurite;
 use thinkube_blob::Condition;
+use thinkube_blob::azurite::Azurite;
 
 use crate::common::*;
 
@@ -54,9 +54,11 @@ fn status(home: &Home, b: &Backend) -> serde_json::Value {
 
 /// A plan whose second step waits for the file `go` beside it.
 fn waiting_plan(home: &Home) -> std::path::PathBuf {
-    let dir = plan_dir(home, &[(
-        "plan.yaml",
-        "id: shared
+    let dir = plan_dir(
+        home,
+        &[(
+            "plan.yaml",
+            "id: shared
 phases:
   - id: p
     steps:
@@ -67,7 +69,8 @@ phases:
       - id: after
         command: [\"true\"]
 ",
-    )]);
+        )],
+    );
     dir.join("plan.yaml")
 }
 
@@ -89,14 +92,22 @@ fn start_waiting(home: &Home, b: &Backend, plan: &std::path::Path) -> Child {
 
 /// Reads `status` until `done` holds of it (what another machine sees changes as
 /// the writer commits), failing after a minute.
-fn status_until(home: &Home, b: &Backend, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+fn status_until(
+    home: &Home,
+    b: &Backend,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let start = Instant::now();
     loop {
         let v = status(home, b);
         if done(&v) {
             return v;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "never saw {what}: {v:#}");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never saw {what}: {v:#}"
+        );
     }
 }
 
@@ -109,7 +120,9 @@ fn two_machines_share_one_state_and_the_second_is_refused_while_the_first_deploy
     let pid = writer.0.id();
 
     // The other machine sees the writer's progress and who holds the lock.
-    let v = status_until(&two, &b, "the waiting step running", |v| v["steps"][1]["status"] == "running");
+    let v = status_until(&two, &b, "the waiting step running", |v| {
+        v["steps"][1]["status"] == "running"
+    });
     assert_eq!(v["steps"][0]["status"], "completed");
     assert_eq!(v["lock"]["held"], true);
     assert_eq!(v["lock"]["pid"], pid);
@@ -119,7 +132,10 @@ fn two_machines_share_one_state_and_the_second_is_refused_while_the_first_deploy
     let left = v["shared"]["lease_expires_in_seconds"].as_u64().unwrap();
     assert!(left <= 15, "{left}");
     let text = run(&two, &b, &["status"]).stdout;
-    assert!(text.contains(&format!("Lock: held by pid {pid} on ")), "{text}");
+    assert!(
+        text.contains(&format!("Lock: held by pid {pid} on ")),
+        "{text}"
+    );
     assert!(text.contains(&format!("Shared: {}", b.url)), "{text}");
     // Nothing of it is in the other home's files: readers write only their cache.
     assert!(!two.state_file().exists());
@@ -128,7 +144,11 @@ fn two_machines_share_one_state_and_the_second_is_refused_while_the_first_deploy
     let serial = v["serial"].as_u64().unwrap();
     run(&two, &b, &["deploy", "--plan", plan.to_str().unwrap()]).expect(
         3,
-        &[&format!("locked by pid {pid} on "), "operation `deploy`", "--lock-timeout"],
+        &[
+            &format!("locked by pid {pid} on "),
+            "operation `deploy`",
+            "--lock-timeout",
+        ],
     );
     assert_eq!(status(&two, &b)["serial"].as_u64().unwrap(), serial);
 
@@ -148,9 +168,16 @@ fn two_machines_share_one_state_and_the_second_is_refused_while_the_first_deploy
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let after = status(&two, &b);
     assert_eq!(after["lineage"], mine["lineage"]);
-    assert!(after["serial"].as_u64() >= mine["serial"].as_u64(), "{after:#}");
+    assert!(
+        after["serial"].as_u64() >= mine["serial"].as_u64(),
+        "{after:#}"
+    );
     assert_eq!(after["deployment"]["status"], "completed");
-    assert_eq!(two.status_json()["lineage"], mine["lineage"], "its home took the shared state");
+    assert_eq!(
+        two.status_json()["lineage"],
+        mine["lineage"],
+        "its home took the shared state"
+    );
 }
 
 /// A writer whose lease was broken by hand, after another wrote a newer state, stops
@@ -179,6 +206,128 @@ fn a_writer_whose_lease_was_broken_cannot_overwrite_a_newer_state() {
     std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
     let output = (code, err);
     assert_eq!(output.0, Some(3), "{}", output.1);
-    assert!(output.1.contains("no longer holds the shared lock"), "{}", output.1);
-    assert_eq!(client.get(STATE_BLOB).unwrap().unwrap().bytes, newer, "the newer state stays");
+    assert!(
+        output.1.contains("no longer holds the shared lock"),
+        "{}",
+        output.1
+    );
+    assert_eq!(
+        client.get(STATE_BLOB).unwrap().unwrap().bytes,
+        newer,
+        "the newer state stays"
+    );
+}
+
+/// The writer is killed (SIGKILL: no release): its lease expires by itself and the
+/// other machine resumes where it stopped, waiting for the lock with --lock-timeout.
+#[test]
+fn a_killed_writers_lock_expires_and_the_other_machine_resumes_with_nothing_lost() {
+    let b = backend();
+    let (one, two) = (Home::new(), Home::new());
+    let plan = waiting_plan(&one);
+    let mut writer = KillOnDrop(start_waiting(&one, &b, &plan));
+    let pid = writer.0.id();
+    writer.0.kill().unwrap();
+    writer.0.wait().unwrap();
+    // Until the lease expires the holder is shown, and a writer without a wait is refused.
+    let v = status(&two, &b);
+    assert_eq!(v["lock"]["pid"], pid, "{v:#}");
+    assert_eq!(v["steps"][1]["status"], "running");
+    run(&two, &b, &["resume"]).expect(3, &[&format!("locked by pid {pid}"), "within 15 seconds"]);
+
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    let r = run(&two, &b, &["--lock-timeout", "60", "resume"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = status(&two, &b);
+    assert_eq!(v["deployment"]["status"], "completed", "{v:#}");
+    assert_eq!(v["steps"][0]["status"], "completed");
+    assert_eq!(v["steps"][2]["status"], "completed");
+    // The killed attempt stays in the record as interrupted, beside the one that ran.
+    assert_eq!(v["steps"][1]["attempts"], 2, "{v:#}");
+    assert_eq!(
+        v["steps"][0]["attempts"], 1,
+        "the first step did not run again"
+    );
+    let local = two.status_json();
+    assert_eq!(
+        (&local["lineage"], &local["serial"]),
+        (&v["lineage"], &v["serial"])
+    );
+}
+
+/// The storage goes away in the middle of a run: the writer stops at its next commit
+/// with a clear error, its home keeps what it committed, `status` answers from the
+/// cache saying so, and a resume once the storage is back completes the deployment.
+#[test]
+fn storage_gone_mid_run_stops_the_writer_and_a_resume_completes_once_it_is_back() {
+    let mut b = backend();
+    let (one, two) = (Home::new(), Home::new());
+    let plan = waiting_plan(&one);
+    let before = {
+        let mut writer = KillOnDrop(start_waiting(&one, &b, &plan));
+        let seen = status(&two, &b); // fills the other home's cache
+        b.azurite.kill_now();
+        std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+        let mut stderr = writer.0.stderr.take().unwrap();
+        let code = writer.0.wait().unwrap().code();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains("cannot reach Azure Storage"), "{err}");
+        seen
+    };
+    // The writer's home holds every commit it made, the waiting step's end included.
+    let local = one.status_json();
+    assert_eq!(local["steps"][1]["status"], "completed", "{local:#}");
+
+    let cached = status(&two, &b);
+    assert_eq!(cached["serial"], before["serial"]);
+    assert!(
+        cached["shared"]["unreachable"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach"),
+        "{cached:#}"
+    );
+    let text = run(&two, &b, &["status"]).stdout;
+    assert!(text.contains("cannot be reached now"), "{text}");
+
+    b.azurite.restart().unwrap();
+    let r = run(&one, &b, &["--lock-timeout", "60", "resume"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = status(&two, &b);
+    assert_eq!(v["deployment"]["status"], "completed", "{v:#}");
+    assert!(v["shared"]["unreachable"].is_null());
+    assert_eq!(v["serial"], one.status_json()["serial"]);
+}
+
+/// A wrong key, or a backend URL that names no container, is a clear error and
+/// nothing is written anywhere.
+#[test]
+fn a_wrong_key_or_a_bad_backend_url_is_a_clear_error_and_writes_nothing() {
+    let b = backend();
+    let one = Home::new();
+    let plan = waiting_plan(&one);
+    let mut c = shared(&one, &b, &["deploy", "--plan", plan.to_str().unwrap()]);
+    c.env("AZURE_STORAGE_KEY", "d3Jvbmcta2V5");
+    Run::from(c.output().unwrap())
+        .expect(1, &["refused account `devstoreaccount1`", "Check the key"]);
+    assert!(!one.state_file().exists());
+    assert!(
+        b.azurite
+            .client(CONTAINER)
+            .get(STATE_BLOB)
+            .unwrap()
+            .is_none()
+    );
+
+    let r = Run::from(
+        one.command(&["--backend", "azblob://devstoreaccount1", "status"])
+            .output()
+            .unwrap(),
+    );
+    r.expect(2, &["names no container", "azblob://ACCOUNT/CONTAINER"]);
+    let mut c = one.command(&["--backend", &b.url, "status"]);
+    c.env_remove("AZURE_STORAGE_KEY");
+    Run::from(c.output().unwrap()).expect(2, &["needs credentials", "AZURE_STORAGE_KEY"]);
 }
