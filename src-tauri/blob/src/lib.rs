@@ -178,6 +178,8 @@ pub struct Properties {
 /// When a write may replace the blob.
 #[derive(Debug, Clone, Copy)]
 pub enum Condition<'a> {
+    /// Whatever is there.
+    Any,
     /// Only if it does not exist.
     Absent,
     /// Only if its ETag is this one.
@@ -279,7 +281,7 @@ impl Client {
         condition: Condition<'_>,
     ) -> Result<String, BlobError> {
         let mut headers = vec![("x-ms-blob-type", "BlockBlob".to_string())];
-        headers.push(condition_header(condition));
+        headers.extend(condition_header(condition));
         let a = self.send(Method::PUT, Some(blob), &[], &headers, bytes)?;
         match a.status {
             201 => Ok(etag(&a)),
@@ -293,7 +295,7 @@ impl Client {
         let kind = if append { "AppendBlob" } else { "BlockBlob" };
         let headers = [
             ("x-ms-blob-type", kind.to_string()),
-            condition_header(Condition::Absent),
+            ("if-none-match", "*".to_string()),
         ];
         let a = self.send(Method::PUT, Some(blob), &[], &headers, Vec::new())?;
         match (a.status, code(&a).as_str()) {
@@ -629,10 +631,11 @@ fn sign(
     BASE64.encode(ring::hmac::sign(&key, text.as_bytes()).as_ref())
 }
 
-fn condition_header(condition: Condition<'_>) -> (&'static str, String) {
+fn condition_header(condition: Condition<'_>) -> Option<(&'static str, String)> {
     match condition {
-        Condition::Absent => ("if-none-match", "*".to_string()),
-        Condition::Match(etag) => ("if-match", etag.to_string()),
+        Condition::Any => None,
+        Condition::Absent => Some(("if-none-match", "*".to_string())),
+        Condition::Match(etag) => Some(("if-match", etag.to_string())),
     }
 }
 

@@ -157,6 +157,14 @@ impl Shared {
         format!("{}lock", self.names)
     }
 
+    fn events_blob(&self) -> String {
+        format!("{}events.jsonl", self.names)
+    }
+
+    fn run_blob(&self, run_id: &str) -> String {
+        format!("{}runs/{run_id}.json", self.names)
+    }
+
     /// `e`, saying which backend it came from.
     fn failed(&self, e: BlobError) -> EngineError {
         EngineError::Shared {
@@ -209,6 +217,9 @@ impl Shared {
         client.create_container().map_err(|e| self.failed(e))?;
         client
             .create_if_absent(&lock, false)
+            .map_err(|e| self.failed(e))?;
+        client
+            .create_if_absent(&self.events_blob(), true)
             .map_err(|e| self.failed(e))?;
         let id = uuid::Uuid::new_v4().to_string();
         let deadline = match wait {
@@ -354,7 +365,28 @@ impl SharedLease {
     /// Writes `bytes` as the shared state, only over the one this writer last read
     /// or wrote: a newer state (another writer, after this one's lease was broken)
     /// is never overwritten.
-    pub(crate) fn write(&mut self, bytes: Vec<u8>) -> Result<()> {
+    pub(crate) fn write(&mut self, bytes: Vec<u8>, events: Vec<u8>) -> Result<()> {
+        self.write_state(bytes)?;
+        // The state is the record; the trail beside it is best effort, as the local
+        // one is (a gap is said in the log).
+        if !events.is_empty()
+            && let Err(e) = self.client.append(&self.shared.events_blob(), events)
+        {
+            tracing::warn!(error = %e, "cannot append to the shared event trail");
+        }
+        Ok(())
+    }
+
+    /// Writes a finished run's record beside the state (`runs/ID.json`).
+    pub(crate) fn put_run(&self, run_id: &str, bytes: Vec<u8>) -> Result<()> {
+        self.check()?;
+        self.client
+            .put(&self.shared.run_blob(run_id), bytes, Condition::Any)
+            .map(drop)
+            .map_err(|e| self.shared.failed(e))
+    }
+
+    fn write_state(&mut self, bytes: Vec<u8>) -> Result<()> {
         self.check()?;
         let condition = match &self.etag {
             Some(etag) => Condition::Match(etag),

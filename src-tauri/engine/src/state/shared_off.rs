@@ -56,7 +56,10 @@ impl SharedLease {
     pub(crate) fn read(&mut self) -> Result<Option<Vec<u8>>> {
         match *self {}
     }
-    pub(crate) fn write(&mut self, _bytes: Vec<u8>) -> Result<()> {
+    pub(crate) fn write(&mut self, _bytes: Vec<u8>, _events: Vec<u8>) -> Result<()> {
+        match *self {}
+    }
+    pub(crate) fn put_run(&self, _run_id: &str, _bytes: Vec<u8>) -> Result<()> {
         match *self {}
     }
 }

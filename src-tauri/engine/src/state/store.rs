@@ -490,6 +490,8 @@ pub struct Writer {
     /// an event with the next commit).
     pub repairs: Vec<String>,
     journal: JournalUse,
+    /// The last event the shared trail holds (with a shared backend).
+    shared_events_seq: u64,
 }
 
 /// How this writer uses the journal (see `state::journal`).
@@ -558,6 +560,7 @@ impl Writer {
             events_unsynced: false,
             repairs: Vec::new(),
             journal,
+            shared_events_seq: 0,
         };
         writer.join_shared(local_exists, now)?;
         writer.repair_trail()?;
@@ -591,6 +594,7 @@ impl Writer {
         };
         let path = std::path::PathBuf::from(&url);
         let theirs = parse_state(&bytes, &path, now, Uuid::new_v4())?.state;
+        self.shared_events_seq = theirs.last_event_seq;
         let ours = &self.state;
         let take = if !local_exists {
             true
@@ -619,12 +623,33 @@ impl Writer {
     /// Uploads the committed state to the shared backend, when there is one, only
     /// over the version this writer last read or wrote there.
     fn push_shared(&mut self) -> Result<()> {
-        let Some(lease) = self._guard.shared.as_mut() else {
+        if self._guard.shared.is_none() {
             return Ok(());
-        };
+        }
         let bytes = serde_json::to_vec(&self.state)
             .map_err(|e| EngineError::Internal(format!("cannot encode the state: {e}")))?;
-        lease.write(bytes)
+        // The events the shared trail lacks: this commit's, and those of commits it
+        // never received (read back from this home's trail).
+        let after = self.shared_events_seq;
+        let recent = &self.state.recent_events;
+        let mut events: Vec<Event> = if recent.first().is_some_and(|e| e.seq <= after + 1) {
+            Vec::new()
+        } else {
+            self.store
+                .read_events()
+                .map(|r| r.events)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.seq > after && recent.first().is_none_or(|r| e.seq < r.seq))
+                .collect()
+        };
+        events.extend(recent.iter().filter(|e| e.seq > after).cloned());
+        let lines = events_lines(&events);
+        if let Some(lease) = self._guard.shared.as_mut() {
+            lease.write(bytes, lines)?;
+        }
+        self.shared_events_seq = self.state.last_event_seq;
+        Ok(())
     }
 
     pub fn state(&self) -> &StateFile {
@@ -1046,6 +1071,9 @@ impl Writer {
             .fs
             .replace(&path, &bytes)
             .map_err(|e| EngineError::io("write", &path, e))?;
+        if let Some(lease) = &self._guard.shared {
+            lease.put_run(&run.run_id, bytes)?;
+        }
         Ok(path)
     }
 

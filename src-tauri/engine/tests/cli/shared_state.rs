@@ -163,6 +163,34 @@ fn two_machines_share_one_state_and_the_second_is_refused_while_the_first_deploy
     assert_eq!(theirs["serial"], mine["serial"]);
     assert_eq!(theirs["lock"]["held"], false);
 
+    // The shared trail has every event, in order, as the writer's own; its run is
+    // kept beside the state.
+    let client = b.azurite.client(CONTAINER);
+    let seqs = |text: &str| -> Vec<u64> {
+        text.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let trail = client
+        .get("team/default/events.jsonl")
+        .unwrap()
+        .unwrap()
+        .bytes;
+    let local_trail = std::fs::read_to_string(one.path().join("events.jsonl")).unwrap();
+    assert_eq!(seqs(&String::from_utf8(trail).unwrap()), seqs(&local_trail));
+    assert!(seqs(&local_trail).len() >= 8, "{local_trail}");
+    let run_id = mine["current_run"]["run_id"].as_str().unwrap();
+    let shared_run = client
+        .get(&format!("team/default/runs/{run_id}.json"))
+        .unwrap()
+        .expect("the run's record is shared");
+    let local_run = std::fs::read(one.path().join("runs").join(format!("{run_id}.json"))).unwrap();
+    assert_eq!(shared_run.bytes, local_run);
+
     // The second machine now deploys on the same lineage.
     let r = run(&two, &b, &["deploy", "--plan", plan.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
