@@ -66,7 +66,9 @@ impl From<EngineError> for AppError {
             EngineError::Locked { .. }
             | EngineError::StepStillRunning { .. }
             | EngineError::CancelTimedOut { .. }
-            | EngineError::StoppedWaiting { .. } => ErrorCode::Locked,
+            | EngineError::StoppedWaiting { .. }
+            | EngineError::SharedLocked { .. }
+            | EngineError::SharedLockLost { .. } => ErrorCode::Locked,
             EngineError::PlaybookMissing { .. } => ErrorCode::PlaybookMissing,
             EngineError::Internal(_) => ErrorCode::Internal,
             EngineError::Unreadable { .. }
@@ -81,7 +83,8 @@ impl From<EngineError> for AppError {
             EngineError::RestartDue(_) => ErrorCode::RestartDue,
             EngineError::NotReachable { .. }
             | EngineError::Preflight { .. }
-            | EngineError::Unavailable(_) => ErrorCode::NotReachable,
+            | EngineError::Unavailable(_)
+            | EngineError::Shared { .. } => ErrorCode::NotReachable,
             EngineError::NoHome
             | EngineError::InvalidEnvName { .. }
             | EngineError::BadImport { .. }

@@ -306,6 +306,40 @@ impl Client {
         }
     }
 
+    /// The names of the container's blobs that start with `prefix`, in order.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
+        let mut names = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let mut query = vec![
+                ("restype", "container"),
+                ("comp", "list"),
+                ("prefix", prefix),
+            ];
+            if !marker.is_empty() {
+                query.push(("marker", marker.as_str()));
+            }
+            let a = self.send(Method::GET, None, &query, &[], Vec::new())?;
+            if a.status != 200 {
+                return Err(self.error(&a, "the container's list"));
+            }
+            let text = String::from_utf8_lossy(&a.body).into_owned();
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("<Name>") {
+                let from = at + "<Name>".len();
+                let Some(len) = rest[from..].find("</Name>") else {
+                    break;
+                };
+                names.push(unescape(&rest[from..from + len]));
+                rest = &rest[from + len..];
+            }
+            marker = between(&a.body, "<NextMarker>", "</NextMarker>").unwrap_or_default();
+            if marker.is_empty() {
+                return Ok(names);
+            }
+        }
+    }
+
     /// Appends `bytes` to an append blob.
     pub fn append(&self, blob: &str, bytes: Vec<u8>) -> Result<(), BlobError> {
         let a = self.send(
@@ -664,6 +698,15 @@ fn message(a: &Answer) -> String {
     between(&a.body, "<Message>", "</Message>")
         .map(|m| m.lines().next().unwrap_or("").to_string())
         .unwrap_or_else(|| format!("HTTP {}", a.status))
+}
+
+/// XML's five escapes (blob names may hold `&`, `<`, `>`, quotes).
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 fn between(body: &[u8], start: &str, end: &str) -> Option<String> {

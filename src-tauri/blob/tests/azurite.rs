@@ -101,6 +101,12 @@ fn an_append_blob_keeps_every_append_in_order() {
     assert!(!c.create_if_absent("e.jsonl", true).unwrap());
     let text = String::from_utf8(c.get("e.jsonl").unwrap().unwrap().bytes).unwrap();
     assert_eq!(text, "{\"seq\":0}\n{\"seq\":1}\n{\"seq\":2}\n");
+    // Listed by prefix, in order, names unescaped.
+    for name in ["runs/b&1.json", "runs/a.json", "other"] {
+        c.put(name, b"{}".to_vec(), Condition::Any).unwrap();
+    }
+    assert_eq!(c.list("runs/").unwrap(), ["runs/a.json", "runs/b&1.json"]);
+    assert!(c.list("none/").unwrap().is_empty());
 }
 
 #[test]

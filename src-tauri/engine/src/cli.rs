@@ -247,6 +247,22 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum BackendCommand {
+    /// Where the environment's state lives (this home, or --backend), with the
+    /// lineage and serial of each side and who holds the shared lock
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upload this home's state, runs and events to the shared backend URL (refused
+    /// when it holds another deployment, or a newer state of this one)
+    Push { url: String },
+    /// Take the shared backend's (--backend) state and runs into this home (refused
+    /// when this home holds another deployment)
+    Pull,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum HostsCommand {
     /// Pre-flight: each host answers, its key is trusted, the login works, and sudo
     /// works for a user other than root (exit 2 naming each failure)
@@ -430,6 +446,9 @@ pub enum Command {
         #[arg(long, value_name = "DAYS", default_value_t = 90)]
         older_than: u32,
     },
+    /// Where the state lives; move it between this home and a shared backend
+    #[command(subcommand)]
+    Backend(BackendCommand),
     /// The inventory's SSH hosts: address, whether each answers, its host key's
     /// fingerprint and whether that key is trusted
     Hosts {
@@ -480,6 +499,8 @@ impl Command {
             Command::Facts { refresh, .. } => *refresh,
             Command::Validate { reset_affected, .. } => *reset_affected,
             Command::Hosts { .. } => false,
+            Command::Backend(BackendCommand::Show { .. }) => false,
+            Command::Backend(_) => true,
         }
     }
 }
@@ -703,6 +724,9 @@ pub fn run(cli: Cli) -> Result<u8> {
             json,
         } => validate(&store, reset_affected, yes, json, wait, now),
         Command::Facts { refresh, json } => facts(&store, refresh, json, wait, now),
+        Command::Backend(BackendCommand::Show { json }) => backend_show(&store, json, now),
+        Command::Backend(BackendCommand::Push { url }) => backend_push(&store, &url, wait, now),
+        Command::Backend(BackendCommand::Pull) => backend_pull(&store, wait, now),
         Command::Hosts {
             action,
             inventory,
@@ -715,6 +739,138 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(exit::SUCCESS)
         }
     }
+}
+
+/// Lineage, serial and status of a state, for `backend show`.
+fn state_summary(loaded: Option<&crate::state::store::Loaded>) -> serde_json::Value {
+    loaded.map_or(serde_json::Value::Null, |l| {
+        serde_json::json!({
+            "lineage": l.state.lineage,
+            "serial": l.state.serial,
+            "status": l.state.deployment.status.as_str(),
+        })
+    })
+}
+
+/// `backend show`: where the state lives, and what each side holds.
+fn backend_show(store: &Store, json: bool, now: Timestamp) -> Result<u8> {
+    let local = store.load_local(now)?;
+    let mut value = serde_json::json!({
+        "backend": store.shared().map_or("file", |s| s.url()),
+        "state_file": store.layout().state_file().display().to_string(),
+        "local": state_summary(local.as_ref()),
+        "shared": null,
+    });
+    if let Some(shared) = store.shared() {
+        let theirs = store
+            .load(now)?
+            .filter(|_| shared.read_state().is_ok_and(|s| s.is_some()));
+        let holder = shared.holder()?;
+        let mut s = state_summary(theirs.as_ref());
+        if s.is_null() {
+            s = serde_json::json!({});
+        }
+        s["holder"] = holder.map_or(serde_json::Value::Null, |h| {
+            serde_json::to_value(&h.holder).unwrap_or_default()
+        });
+        value["shared"] = s;
+    }
+    if json {
+        emit_json(&value);
+        return Ok(exit::SUCCESS);
+    }
+    let side = |v: &serde_json::Value| {
+        if v.get("lineage").is_none_or(|l| l.is_null()) {
+            "no state".to_string()
+        } else {
+            format!(
+                "lineage {}, serial {}, {}",
+                v["lineage"].as_str().unwrap_or(""),
+                v["serial"],
+                v["status"].as_str().unwrap_or("")
+            )
+        }
+    };
+    let mut text = format!("Backend: {}\n", value["backend"].as_str().unwrap_or("file"));
+    text.push_str(&format!(
+        "This home: {} ({})\n",
+        side(&value["local"]),
+        value["state_file"].as_str().unwrap_or("")
+    ));
+    if !value["shared"].is_null() {
+        text.push_str(&format!("Shared: {}\n", side(&value["shared"])));
+        if let Some(h) = value["shared"]["holder"].as_object() {
+            text.push_str(&format!(
+                "Shared lock: held by pid {} on {} ({})\n",
+                h["pid"],
+                h["host"].as_str().unwrap_or(""),
+                h["operation"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    emit(&text);
+    Ok(exit::SUCCESS)
+}
+
+/// `backend push URL`: this home's state, runs and events to the shared backend.
+fn backend_push(store: &Store, url: &str, wait: LockWait, now: Timestamp) -> Result<u8> {
+    let shared = Shared::parse(url, &store.layout().env, &|name| std::env::var(name).ok())?
+        .ok_or_else(|| {
+            EngineError::Usage(
+                "`backend push` needs a shared backend URL (azblob://…), not `file`".into(),
+            )
+        })?;
+    let ours = store.load_local(now)?.ok_or_else(|| {
+        EngineError::Usage(format!(
+            "there is no state in {} to push",
+            store.layout().state_file().display()
+        ))
+    })?;
+    if let Some((bytes, _)) = shared.read_state()? {
+        let theirs =
+            crate::state::store::parse_state(&bytes, Path::new(url), now, uuid::Uuid::new_v4())?;
+        if theirs.state.lineage != ours.state.lineage {
+            return Err(EngineError::Usage(format!(
+                "{url} holds another deployment (lineage {}) than this home (lineage {}): nothing was pushed",
+                theirs.state.lineage, ours.state.lineage
+            )));
+        }
+        if theirs.state.serial > ours.state.serial {
+            return Err(EngineError::Usage(format!(
+                "{url} holds a newer state of this deployment (serial {}, this home's {}): nothing was pushed; run `thinkube-deploy --backend {url} backend pull` to take it",
+                theirs.state.serial, ours.state.serial
+            )));
+        }
+    }
+    let target = store.clone().with_shared(Some(shared));
+    let writer = target.open_writer("backend push", wait, now)?;
+    let runs = writer.copy_runs(true)?;
+    let (lineage, serial) = (writer.state().lineage, writer.state().serial);
+    writer.finish()?;
+    emit(&format!(
+        "Pushed to {url}: lineage {lineage}, serial {serial}, {runs} run(s) copied. Use --backend {url} (or THINKUBE_STATE_BACKEND) from now on.\n"
+    ));
+    Ok(exit::SUCCESS)
+}
+
+/// `backend pull`: the shared backend's state and runs into this home.
+fn backend_pull(store: &Store, wait: LockWait, now: Timestamp) -> Result<u8> {
+    let shared = store.shared().ok_or_else(|| {
+        EngineError::Usage("`backend pull` takes from the shared backend: give --backend URL or set THINKUBE_STATE_BACKEND".into())
+    })?;
+    let url = shared.url().to_string();
+    if shared.read_state()?.is_none() {
+        return Err(EngineError::Usage(format!("{url} holds no state to pull")));
+    }
+    let writer = store.open_writer("backend pull", wait, now)?;
+    let runs = writer.copy_runs(false)?;
+    let (lineage, serial) = (writer.state().lineage, writer.state().serial);
+    writer.finish()?;
+    emit(&format!(
+        "Pulled from {url} into {}: lineage {lineage}, serial {serial}, {runs} run(s) copied.\n",
+        store.layout().state_file().display()
+    ));
+    Ok(exit::SUCCESS)
 }
 
 /// `status` of an environment whose state is shared: the shared state and its

@@ -4,6 +4,7 @@ import type { LockView } from "./LockView";
 import type { PhaseView } from "./PhaseView";
 import type { Progress } from "./Progress";
 import type { RunView } from "./RunView";
+import type { SharedView } from "./SharedView";
 import type { StepView } from "./StepView";
 
 /**
@@ -18,4 +19,9 @@ lineage: string | null, serial: number, environment: string, state_file: string,
  * Set when the file is in an older format (converted in memory; the next
  * change writes the new format, keeping the original as a backup).
  */
-converted_from: string | null, };
+converted_from: string | null, 
+/**
+ * Set when the environment's state is shared (`--backend`): where, and how
+ * fresh what is shown is.
+ */
+shared?: SharedView, };

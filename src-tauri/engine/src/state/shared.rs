@@ -377,6 +377,29 @@ impl SharedLease {
         Ok(())
     }
 
+    /// The ids of the runs kept beside the shared state.
+    pub(crate) fn run_ids(&self) -> Result<Vec<String>> {
+        let prefix = format!("{}runs/", self.shared.names);
+        let names = self
+            .client
+            .list(&prefix)
+            .map_err(|e| self.shared.failed(e))?;
+        Ok(names
+            .iter()
+            .filter_map(|n| n.strip_prefix(&prefix)?.strip_suffix(".json"))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// A run's record kept beside the shared state.
+    pub(crate) fn get_run(&self, run_id: &str) -> Result<Option<Vec<u8>>> {
+        let blob = self
+            .client
+            .get(&self.shared.run_blob(run_id))
+            .map_err(|e| self.shared.failed(e))?;
+        Ok(blob.map(|b| b.bytes))
+    }
+
     /// Writes a finished run's record beside the state (`runs/ID.json`).
     pub(crate) fn put_run(&self, run_id: &str, bytes: Vec<u8>) -> Result<()> {
         self.check()?;

@@ -59,6 +59,12 @@ impl SharedLease {
     pub(crate) fn write(&mut self, _bytes: Vec<u8>, _events: Vec<u8>) -> Result<()> {
         match *self {}
     }
+    pub(crate) fn run_ids(&self) -> Result<Vec<String>> {
+        match *self {}
+    }
+    pub(crate) fn get_run(&self, _run_id: &str) -> Result<Option<Vec<u8>>> {
+        match *self {}
+    }
     pub(crate) fn put_run(&self, _run_id: &str, _bytes: Vec<u8>) -> Result<()> {
         match *self {}
     }

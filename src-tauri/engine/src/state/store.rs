@@ -180,6 +180,11 @@ impl Store {
         Writer::open(self.clone(), guard, now)
     }
 
+    /// This home's own state, whatever the backend.
+    pub(crate) fn load_local(&self, now: Timestamp) -> Result<Option<Loaded>> {
+        Ok(read_current(self.fs.as_ref(), &self.layout, now)?.map(|c| c.loaded))
+    }
+
     /// Finished runs in `runs/`, oldest first, and the files that could not be read.
     pub(crate) fn read_runs(&self) -> Result<(Vec<RunRecord>, Vec<UnreadableFile>)> {
         let dir = self.layout.runs_dir();
@@ -1075,6 +1080,47 @@ impl Writer {
             lease.put_run(&run.run_id, bytes)?;
         }
         Ok(path)
+    }
+
+    /// Copies the runs one side lacks to the other, between this home's `runs/` and
+    /// the shared backend's (`upload`: to it, else from it). Returns how many.
+    pub(crate) fn copy_runs(&self, upload: bool) -> Result<usize> {
+        let Some(lease) = &self._guard.shared else {
+            return Ok(0);
+        };
+        let layout = &self.store.layout;
+        let mut copied = 0;
+        if upload {
+            let theirs = lease.run_ids()?;
+            for run in self.store.read_runs()?.0 {
+                if !theirs.contains(&run.run_id) {
+                    let bytes = serde_json::to_vec_pretty(&run)
+                        .map_err(|e| EngineError::Internal(format!("cannot encode a run: {e}")))?;
+                    lease.put_run(&run.run_id, bytes)?;
+                    copied += 1;
+                }
+            }
+            return Ok(copied);
+        }
+        let dir = layout.runs_dir();
+        self.store
+            .fs
+            .create_dir_all(&dir)
+            .map_err(|e| EngineError::io("create the folder", &dir, e))?;
+        for id in lease.run_ids()? {
+            let path = layout.run_file(&id);
+            if !valid_run_id(&id) || self.store.fs.exists(&path) {
+                continue;
+            }
+            if let Some(bytes) = lease.get_run(&id)? {
+                self.store
+                    .fs
+                    .replace(&path, &bytes)
+                    .map_err(|e| EngineError::io("write", &path, e))?;
+                copied += 1;
+            }
+        }
+        Ok(copied)
     }
 
     /// Ends the session: writes the state whole if the journal holds commits (a

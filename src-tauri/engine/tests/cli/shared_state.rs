@@ -359,3 +359,83 @@ fn a_wrong_key_or_a_bad_backend_url_is_a_clear_error_and_writes_nothing() {
     c.env_remove("AZURE_STORAGE_KEY");
     Run::from(c.output().unwrap()).expect(2, &["needs credentials", "AZURE_STORAGE_KEY"]);
 }
+
+/// `backend push` moves a home's deployment to the shared backend, `backend pull`
+/// takes it into another home; another deployment is refused on either side, and
+/// so is pushing over a newer state.
+#[test]
+fn push_and_pull_move_a_deployment_and_refuse_another_one_or_a_newer_state() {
+    let b = backend();
+    let (one, two, three) = (Home::new(), Home::new(), Home::new());
+    let plan = waiting_plan(&one);
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    let local = one.run(&["deploy", "--plan", plan.to_str().unwrap()]);
+    assert_eq!(local.code, 0, "{}", local.stderr);
+    let mine = one.status_json();
+    let run_id = mine["current_run"]["run_id"].as_str().unwrap().to_string();
+
+    let mut push = one.command(&["backend", "push", &b.url]);
+    push.env("AZURE_STORAGE_KEY", Azurite::key());
+    Run::from(push.output().unwrap()).expect(0, &[]);
+    let shown = status(&one, &b);
+    assert_eq!(
+        (&shown["lineage"], &shown["serial"]),
+        (&mine["lineage"], &mine["serial"])
+    );
+    let client = b.azurite.client(CONTAINER);
+    assert!(
+        client
+            .get(&format!("team/default/runs/{run_id}.json"))
+            .unwrap()
+            .is_some()
+    );
+    let trail = String::from_utf8(
+        client
+            .get("team/default/events.jsonl")
+            .unwrap()
+            .unwrap()
+            .bytes,
+    )
+    .unwrap();
+    assert_eq!(
+        trail.lines().count(),
+        std::fs::read_to_string(one.path().join("events.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        "every event of the home's trail is pushed"
+    );
+
+    let r = run(&two, &b, &["backend", "pull"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("1 run(s) copied"), "{}", r.stdout);
+    assert_eq!(two.status_json()["lineage"], mine["lineage"]);
+    assert!(
+        two.path()
+            .join("runs")
+            .join(format!("{run_id}.json"))
+            .is_file()
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&run(&two, &b, &["backend", "show", "--json"]).stdout).unwrap();
+    assert_eq!(shown["backend"], b.url.as_str());
+    assert_eq!(shown["local"]["lineage"], shown["shared"]["lineage"]);
+    assert!(shown["shared"]["holder"].is_null());
+
+    // Another deployment is refused both ways; nothing changes.
+    let other = three.run(&["deploy", "--plan", plan.to_str().unwrap()]);
+    assert_eq!(other.code, 0, "{}", other.stderr);
+    let mut push = three.command(&["backend", "push", &b.url]);
+    push.env("AZURE_STORAGE_KEY", Azurite::key());
+    Run::from(push.output().unwrap()).expect(2, &["another deployment", "nothing was pushed"]);
+    run(&three, &b, &["backend", "pull"]).expect(2, &["another deployment"]);
+    assert_ne!(three.status_json()["lineage"], mine["lineage"]);
+
+    // The shared state moves on (the second home clears it); the first home's
+    // older copy cannot be pushed over it.
+    run(&two, &b, &["clean-state", "--yes"]).expect(0, &[]);
+    let mut push = one.command(&["backend", "push", &b.url]);
+    push.env("AZURE_STORAGE_KEY", Azurite::key());
+    Run::from(push.output().unwrap()).expect(2, &["newer state", "backend pull"]);
+    assert_eq!(status(&two, &b)["deployment"]["status"], "not_started");
+}
