@@ -821,7 +821,11 @@ impl Writer {
             .map_err(EngineError::Internal)?;
         tracing::debug!(serial, "committed to the journal");
         self.append_events(after)?;
-        self.push_shared()?;
+        // What need not survive a power loss (a step's pid) matters only on this
+        // machine: the shared state gets it with the next commit.
+        if change.durable {
+            self.push_shared()?;
+        }
         Ok(serial)
     }
 
