@@ -143,7 +143,16 @@ fn prepare(launch: Launch) -> Result<AppState, (u8, String)> {
             .and_then(|p| p.load(&layout.root.join("plans")))
             .map_err(bad)?;
     }
-    let store = Store::new(layout.clone(), Identity::new(PROGRAM));
+    // `--backend URL` / THINKUBE_STATE_BACKEND: the state and lock shared
+    // (docs/shared-state.md); the window shows the backend and who holds it.
+    let shared = match &launch.global.backend {
+        Some(url) => thinkube_engine::state::shared::Shared::parse(url, &layout.env, &|name| {
+            std::env::var(name).ok()
+        })
+        .map_err(bad)?,
+        None => None,
+    };
+    let store = Store::new(layout.clone(), Identity::new(PROGRAM)).with_shared(shared);
     let mut instance = instance::acquire(&layout, store.fs()).map_err(|e| match e {
         instance::InstanceError::Taken { ref pid, ref env } => {
             match instance::ask_to_show(&layout) {

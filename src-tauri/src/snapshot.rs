@@ -33,6 +33,21 @@ pub struct Snapshot {
 /// The state as it is now (read whole).
 pub fn take(store: &Store, running_here: bool) -> Snapshot {
     let now = Timestamp::now();
+    if store.shared().is_some() && !running_here {
+        // Shared: what another machine's run committed, and who holds the lock.
+        let mut snapshot = match status::shared(store, now) {
+            Ok((view, loaded)) => Snapshot {
+                status: Some(view),
+                document: loaded.and_then(|l| serde_json::to_value(&l.state).ok()),
+                problem: None,
+                running_here,
+                title: String::new(),
+            },
+            Err(e) => of(store, Err(e.into()), running_here, now),
+        };
+        snapshot.title = title(&snapshot);
+        return snapshot;
+    }
     match store.load(now) {
         Ok(loaded) => of(store, Ok(loaded.as_ref()), running_here, now),
         Err(e) => of(store, Err(e.into()), running_here, now),
@@ -49,7 +64,8 @@ pub fn of(
     let mut snapshot = match read {
         Ok(loaded) => {
             let holder = store.lock_holder();
-            let view = status::view(store.layout(), loaded, holder.as_ref(), now);
+            let mut view = status::view(store.layout(), loaded, holder.as_ref(), now);
+            mark_shared(store, &mut view, now);
             Snapshot {
                 status: Some(view),
                 document: loaded.and_then(|l| serde_json::to_value(&l.state).ok()),
@@ -68,6 +84,19 @@ pub fn of(
     };
     snapshot.title = title(&snapshot);
     snapshot
+}
+
+/// A run of this window on a shared environment: its own state is the freshest;
+/// the view says where it is shared.
+fn mark_shared(store: &Store, view: &mut status::StatusView, now: Timestamp) {
+    if let Some(shared) = store.shared() {
+        view.shared = Some(status::SharedView {
+            backend: shared.url().to_string(),
+            read_at: now,
+            unreachable: None,
+            lease_expires_in_seconds: None,
+        });
+    }
 }
 
 /// The window title: the installer's name, with the progress while there is some.
@@ -151,7 +180,8 @@ impl Sent {
             }
         };
         let holder = store.lock_holder();
-        let view = status::view(store.layout(), Some(loaded), holder.as_ref(), now);
+        let mut view = status::view(store.layout(), Some(loaded), holder.as_ref(), now);
+        mark_shared(store, &mut view, now);
         if self.order.len() != view.steps.len()
             || self.order.iter().zip(&view.steps).any(|(a, b)| *a != b.id)
         {

@@ -31,7 +31,8 @@ fn plan(dir: &Path, steps: usize) -> std::path::PathBuf {
 fn timed(home: &Path, backend: Option<&str>, args: &[&str]) -> f64 {
     let mut c = Command::new(BIN);
     if let Some(url) = backend {
-        c.args(["--backend", url]).env("AZURE_STORAGE_KEY", Azurite::key());
+        c.args(["--backend", url])
+            .env("AZURE_STORAGE_KEY", Azurite::key());
     }
     let start = Instant::now();
     let status = c
@@ -105,8 +106,14 @@ fn main() {
     println!("|---|---|");
     println!("| a step, local store (two commits) | {local:.2} |");
     println!("| a step, shared on Azurite (two commits) | {shared:.2} |");
-    println!("| added per shared commit ((shared - local) / 2) | {:.2} |", (shared - local) / 2.0);
+    println!(
+        "| added per shared commit ((shared - local) / 2) | {:.2} |",
+        (shared - local) / 2.0
+    );
     println!("| a bare conditional PUT of the same bytes (median of 200) | {bare:.2} |");
     println!("| `status --json`, local | {:.2} |", median(status_local));
-    println!("| `status --json`, shared on Azurite | {:.2} |", median(status_shared));
+    println!(
+        "| `status --json`, shared on Azurite | {:.2} |",
+        median(status_shared)
+    );
 }

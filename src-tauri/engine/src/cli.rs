@@ -667,7 +667,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Status { json } => {
             let view = match store.shared() {
-                Some(shared) => shared_status(&store, shared, now)?,
+                Some(_) => status::shared(&store, now)?.0,
                 None => {
                     let loaded = store.load(now)?;
                     let holder = store.lock_holder();
@@ -871,86 +871,6 @@ fn backend_pull(store: &Store, wait: LockWait, now: Timestamp) -> Result<u8> {
         store.layout().state_file().display()
     ));
     Ok(exit::SUCCESS)
-}
-
-/// `status` of an environment whose state is shared: the shared state and its
-/// holder, read without the lock; kept in the home's cache, which answers (saying how
-/// old it is) when the storage cannot be reached.
-fn shared_status(store: &Store, shared: &Shared, now: Timestamp) -> Result<status::StatusView> {
-    let cache = store.layout().root.join("shared-state.cache.json");
-    let path = PathBuf::from(shared.url());
-    let read = shared
-        .read_state()
-        .and_then(|state| Ok((state, shared.holder()?)));
-    let (bytes, holder, stale) = match read {
-        Ok((state, holder)) => {
-            let bytes = state.map(|(b, _)| b);
-            if let Some(b) = &bytes {
-                write_cache(&cache, shared.url(), b, now);
-            }
-            (bytes, holder, None)
-        }
-        Err(e) => match read_cache(&cache, shared.url()) {
-            Some((bytes, read_at)) => (Some(bytes), None, Some((e.to_string(), read_at))),
-            None => return Err(e),
-        },
-    };
-    let loaded = match &bytes {
-        Some(b) => Some(crate::state::store::parse_state(
-            b,
-            &path,
-            now,
-            uuid::Uuid::new_v4(),
-        )?),
-        None => None,
-    };
-    let lock_holder = holder.as_ref().map(|h| h.holder.clone());
-    let mut view = status::view(store.layout(), loaded.as_ref(), lock_holder.as_ref(), now);
-    view.state_file = shared.url().to_string();
-    view.shared = Some(status::SharedView {
-        backend: shared.url().to_string(),
-        read_at: stale.as_ref().map_or(now, |(_, at)| *at),
-        unreachable: stale.map(|(reason, _)| reason),
-        lease_expires_in_seconds: holder.as_ref().and_then(|h| {
-            let renewed = h.renewed_at?;
-            let left = crate::state::shared::LEASE_SECONDS as i64
-                - (now.unix_seconds() - renewed.unix_seconds());
-            Some(left.max(0) as u64)
-        }),
-    });
-    Ok(view)
-}
-
-/// Keeps the shared state last read (best effort: a cache that cannot be written is
-/// only older next time).
-fn write_cache(path: &Path, url: &str, bytes: &[u8], now: Timestamp) {
-    let Ok(state) = serde_json::from_slice::<serde_json::Value>(bytes) else {
-        return;
-    };
-    let value = serde_json::json!({"backend": url, "read_at": now, "state": state});
-    if let Some(dir) = path.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        let _ = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir);
-    }
-    let tmp = path.with_extension("json.tmp");
-    if std::fs::write(&tmp, value.to_string()).is_ok() {
-        let _ = std::fs::rename(&tmp, path);
-    }
-}
-
-/// The cached shared state of `url` and when it was read.
-fn read_cache(path: &Path, url: &str) -> Option<(Vec<u8>, Timestamp)> {
-    let text =
-        crate::state::fsops::read_regular(path, crate::state::store::MAX_STATE_BYTES).ok()??;
-    let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    if value["backend"] != url {
-        return None;
-    }
-    let read_at = Timestamp::parse(value["read_at"].as_str()?).ok()?;
-    Some((serde_json::to_vec(&value["state"]).ok()?, read_at))
 }
 
 /// The environment's store, with the lock wait `--lock-timeout` asks for (saying so

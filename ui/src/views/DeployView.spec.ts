@@ -85,6 +85,27 @@ describe('DeployView', () => {
     expect(resume?.attributes('disabled')).toBeDefined()
   })
 
+  it('on a shared backend, names it and the machine that holds the lock, and says when it cannot be reached', async () => {
+    const store = useInstallerStore()
+    store.launch = launch()
+    const backend = 'azblob://team/states/lab'
+    const base = snapshot([step('a', 'running')], { lockPid: 4242 })
+    base.status!.lock.host = 'ci-runner-7'
+    base.status!.shared = { backend, read_at: '2026-11-22T00:01:00Z', unreachable: null, lease_expires_in_seconds: 12 }
+    store.snapshot = base
+    const w = mount(DeployView)
+    expect(byRole(w, 'status', /^Read-only: pid 4242/).text()).toContain('on ci-runner-7 is running deploy')
+    expect(w.get('[data-testid="shared-backend"]').text()).toBe(`State shared at ${backend}.`)
+    store.snapshot = { ...base, status: { ...base.status!, shared: { ...base.status!.shared!, unreachable: 'cannot reach Azure Storage' } } }
+    await nextTick()
+    expect(w.get('[data-testid="shared-backend"]').text()).toContain('it cannot be reached now (cannot reach Azure Storage); this is the state read at 2026-11-22T00:01:00Z')
+    // Not shared: neither line, and no host in the notice.
+    store.snapshot = snapshot([step('a', 'running')], { lockPid: 4242 })
+    await nextTick()
+    expect(w.find('[data-testid="shared-backend"]').exists()).toBe(false)
+    expect(w.find('[data-testid="holder-host"]').exists()).toBe(false)
+  })
+
   it('--skip-config: shows each attempt, then the error with a way to the configuration', async () => {
     let report: (a: ReadinessAttempt) => void = () => {}
     let fail: (e: unknown) => void = () => {}

@@ -11,7 +11,7 @@ use crate::state::lock::{self, LockHolder};
 use crate::state::model::{
     AttemptOutcome, DeploymentStatus, RunOutcome, SCHEMA_VERSION, StateFile, StepError, StepStatus,
 };
-use crate::state::store::{Loaded, reconcile_dead};
+use crate::state::store::{Loaded, Store, reconcile_dead};
 use crate::timestamp::Timestamp;
 
 /// `status --json`: the fields of the contract, plus a few more.
@@ -195,6 +195,61 @@ pub fn progress(state: &StateFile) -> Progress {
 /// Builds the view. With no live lock holder, a step or run still marked running
 /// belongs to a process that died: it is shown as the next writer will record it
 /// (interrupted), without writing anything.
+/// The status of an environment whose state is shared (`Store::shared`): the shared
+/// state and its holder, read without the lock, and that state. The state read is
+/// kept in the home's cache, which answers (saying how old it is) when the storage
+/// cannot be reached.
+pub fn shared(store: &Store, now: Timestamp) -> crate::error::Result<(StatusView, Option<Loaded>)> {
+    let Some(shared) = store.shared() else {
+        let loaded = store.load(now)?;
+        let holder = store.lock_holder();
+        return Ok((
+            view(store.layout(), loaded.as_ref(), holder.as_ref(), now),
+            loaded,
+        ));
+    };
+    let read = shared
+        .read_state()
+        .and_then(|state| Ok((state, shared.holder()?)));
+    let (bytes, holder, stale) = match read {
+        Ok((state, holder)) => {
+            let bytes = state.map(|(b, _)| b);
+            if let Some(b) = &bytes {
+                store.write_shared_cache(b, now);
+            }
+            (bytes, holder, None)
+        }
+        Err(e) => match store.read_shared_cache() {
+            Some((bytes, read_at)) => (Some(bytes), None, Some((e.to_string(), read_at))),
+            None => return Err(e),
+        },
+    };
+    let loaded = match &bytes {
+        Some(b) => Some(crate::state::store::parse_state(
+            b,
+            std::path::Path::new(shared.url()),
+            now,
+            Uuid::new_v4(),
+        )?),
+        None => None,
+    };
+    let lock_holder = holder.as_ref().map(|h| h.holder.clone());
+    let mut v = view(store.layout(), loaded.as_ref(), lock_holder.as_ref(), now);
+    v.state_file = shared.url().to_string();
+    v.shared = Some(SharedView {
+        backend: shared.url().to_string(),
+        read_at: stale.as_ref().map_or(now, |(_, at)| *at),
+        unreachable: stale.map(|(reason, _)| reason),
+        lease_expires_in_seconds: holder.as_ref().and_then(|h| {
+            let renewed = h.renewed_at?;
+            let left = i64::from(crate::state::shared::LEASE_SECONDS)
+                - (now.unix_seconds() - renewed.unix_seconds());
+            Some(left.max(0) as u64)
+        }),
+    });
+    Ok((v, loaded))
+}
+
 pub fn view(
     layout: &Layout,
     loaded: Option<&Loaded>,

@@ -180,6 +180,47 @@ impl Store {
         Writer::open(self.clone(), guard, now)
     }
 
+    fn shared_cache_file(&self) -> PathBuf {
+        self.layout.root.join("shared-state.cache.json")
+    }
+
+    /// Keeps the shared state last read (best effort: a cache that cannot be
+    /// written is only older next time). Not durable: only `status` reads it.
+    pub(crate) fn write_shared_cache(&self, bytes: &[u8], now: Timestamp) {
+        let (Some(shared), Ok(state)) = (
+            self.shared.as_ref(),
+            serde_json::from_slice::<serde_json::Value>(bytes),
+        ) else {
+            return;
+        };
+        let value = serde_json::json!({"backend": shared.url(), "read_at": now, "state": state});
+        let path = self.shared_cache_file();
+        let _ = self.fs.create_dir_all(&self.layout.root);
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        let _ = self.fs.remove(&tmp);
+        if self
+            .fs
+            .write_new(&tmp, value.to_string().as_bytes())
+            .is_ok()
+            && self.fs.rename_entry(&tmp, &path).is_err()
+        {
+            let _ = self.fs.remove(&tmp);
+        }
+    }
+
+    /// The cached shared state of this backend, and when it was read.
+    pub(crate) fn read_shared_cache(&self) -> Option<(Vec<u8>, Timestamp)> {
+        let shared = self.shared.as_ref()?;
+        let bytes = crate::state::fsops::read_regular(&self.shared_cache_file(), MAX_STATE_BYTES)
+            .ok()??;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        if value["backend"] != shared.url() {
+            return None;
+        }
+        let read_at = Timestamp::parse(value["read_at"].as_str()?).ok()?;
+        Some((serde_json::to_vec(&value["state"]).ok()?, read_at))
+    }
+
     /// This home's own state, whatever the backend.
     pub(crate) fn load_local(&self, now: Timestamp) -> Result<Option<Loaded>> {
         Ok(read_current(self.fs.as_ref(), &self.layout, now)?.map(|c| c.loaded))
