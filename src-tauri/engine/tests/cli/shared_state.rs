@@ -439,3 +439,100 @@ fn push_and_pull_move_a_deployment_and_refuse_another_one_or_a_newer_state() {
     Run::from(push.output().unwrap()).expect(2, &["newer state", "backend pull"]);
     assert_eq!(status(&two, &b)["deployment"]["status"], "not_started");
 }
+
+/// A TCP proxy on 127.0.0.1 in front of Azurite that can drop every connection and
+/// refuse new ones (a network that fails), and let them through again.
+struct Proxy {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(to: u16) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<TcpStream>>> = Default::default();
+        let (o, c) = (open.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if !o.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                let mut kept = c.lock().unwrap();
+                kept.push(client.try_clone().unwrap());
+                kept.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, open, conns }
+    }
+
+    /// Drops every connection now and refuses new ones.
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The network drops every connection mid-run: the writer stops at its next commit
+/// (exit 1, saying it cannot reach the storage), the shared state stays whole (the
+/// last commit that reached it), and a resume once the network is back completes.
+#[test]
+fn a_network_that_drops_connections_mid_run_stops_the_writer_and_loses_nothing() {
+    let mut b = backend();
+    let proxy = Proxy::start(b.azurite.port);
+    b.url = format!(
+        "azblob://{}/{CONTAINER}/team?endpoint=http://127.0.0.1:{}/{}",
+        thinkube_blob::DEV_ACCOUNT,
+        proxy.port,
+        thinkube_blob::DEV_ACCOUNT
+    );
+    let one = Home::new();
+    let plan = waiting_plan(&one);
+    let mut writer = KillOnDrop(start_waiting(&one, &b, &plan));
+    let client = b.azurite.client(CONTAINER);
+    let before = client.get(STATE_BLOB).unwrap().unwrap();
+    proxy.cut();
+    std::fs::write(plan.parent().unwrap().join("go"), "").unwrap();
+    let mut stderr = writer.0.stderr.take().unwrap();
+    let code = writer.0.wait().unwrap().code();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot reach Azure Storage"), "{err}");
+    // The shared state is the last commit that reached it, whole.
+    let after = client.get(STATE_BLOB).unwrap().unwrap();
+    assert_eq!(after, before);
+    let v: serde_json::Value = serde_json::from_slice(&after.bytes).unwrap();
+    assert_eq!(v["deployment"]["steps"][1]["status"], "running");
+
+    proxy.restore();
+    let r = run(&one, &b, &["--lock-timeout", "60", "resume"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = status(&one, &b);
+    assert_eq!(v["deployment"]["status"], "completed", "{v:#}");
+    assert_eq!(v["serial"], one.status_json()["serial"]);
+}
