@@ -99,22 +99,11 @@ impl Azurite {
         .expect("a client of Azurite")
     }
 
-    /// Stops it (SIGTERM: it saves its data, which a SIGKILL could lose: Azurite
-    /// keeps its blob index in memory and saves it every few seconds) and waits for it
-    /// to end. What it had acknowledged stays, as with Azure.
-    pub fn kill(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
-            unsafe {
-                libc::kill(self.child.id() as i32, libc::SIGTERM);
-            }
-        }
-        let _ = self.child.wait();
-    }
-
     /// Kills it at once (SIGKILL), as a crash or a pulled cable would: clients'
     /// connections end now. What it acknowledged in its last seconds may be lost
-    /// (a real account would keep it): tests must hold either way.
+    /// (Azurite keeps its blob index in memory and saves it every few seconds; a
+    /// real account would keep it): tests must hold either way. (A SIGTERM would
+    /// save it, but Azurite then waits, for minutes at times, before it exits.)
     pub fn kill_now(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -122,7 +111,7 @@ impl Azurite {
 
     /// Starts it again on the same port with the same data.
     pub fn restart(&mut self) -> Result<(), String> {
-        self.kill();
+        self.kill_now();
         *self = Self::start_on(&self.data.clone(), self.port)?;
         Ok(())
     }

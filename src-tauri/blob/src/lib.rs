@@ -21,6 +21,9 @@ use url::Url;
 /// The REST API version asked for (supported by Azure and by Azurite 3.37).
 const API_VERSION: &str = "2025-01-05";
 
+/// The largest answer read (a blob, a listing page): more is refused, not read.
+pub const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
 /// How the client proves it may use the account.
 #[derive(Clone)]
 pub enum Credential {
@@ -141,6 +144,8 @@ pub enum BlobError {
     /// This lease is no longer the blob's (expired and taken, or broken).
     #[error("the lease on `{blob}` is lost ({code})")]
     LeaseLost { blob: String, code: String },
+    #[error("`{what}` is {bytes} bytes, over the {MAX_BODY_BYTES} this client reads")]
+    TooLarge { what: String, bytes: u64 },
     #[error("Azure Storage answered {status} {code} for `{what}`: {message}")]
     Service {
         what: String,
@@ -588,15 +593,30 @@ impl Client {
         }
         let request = request.body(body);
         let endpoint = self.location.endpoint.clone();
+        let what = url.path().to_string();
         self.runtime.block_on(async move {
+            // Without the URL: a SAS token is in its query, and never in a message.
             let unreachable = |e: reqwest::Error| BlobError::Unreachable {
                 endpoint: endpoint.clone(),
-                reason: error_chain(&e),
+                reason: error_chain(&e.without_url()),
             };
-            let response = request.send().await.map_err(unreachable)?;
+            let mut response = request.send().await.map_err(unreachable)?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.bytes().await.map_err(unreachable)?.to_vec();
+            let too_large = |bytes: u64| BlobError::TooLarge {
+                what: what.clone(),
+                bytes,
+            };
+            if let Some(len) = response.content_length().filter(|l| *l > MAX_BODY_BYTES) {
+                return Err(too_large(len));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > MAX_BODY_BYTES {
+                    return Err(too_large(body.len() as u64));
+                }
+            }
             Ok(Answer {
                 status,
                 headers,

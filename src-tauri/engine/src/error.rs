@@ -120,7 +120,7 @@ pub enum EngineError {
 
     /// The shared state backend failed or cannot be used (exit 1).
     #[error(
-        "the shared state at {url}: {reason}. Nothing was written there; the local state is as it was"
+        "the shared state at {url}: {reason}. What reached it stays whole; this home keeps every commit it made, and the next writer there uploads what is missing"
     )]
     Shared { url: String, reason: String },
 
